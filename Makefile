@@ -1,0 +1,57 @@
+# Every target installs what it needs, so each works on a fresh machine and is idempotent.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.9
+CACHE_DIR ?= $(HOME)/.cache/modelkube
+UV_HOME := $(CACHE_DIR)/tools/uv-$(UV_VERSION)
+UV := $(UV_HOME)/bin/uv
+# The machine's own CPython: uv may not download interpreters here.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON ?= $(shell python3 -c 'import sys; print(sys.executable)')
+RUN := $(UV) run --frozen --no-sync
+
+.PHONY: help install system-deps python-deps models lint test demo bench clean
+
+help:
+	@echo "make demo   install, then serve builtin://tiny and talk to it through the openai SDK"
+	@echo "make test   install, then run lint, type checks and the whole test suite"
+	@echo "make bench  install, then run the benchmarks in bench/ (not part of make test)"
+
+install: system-deps python-deps models
+
+system-deps:
+	@if ! ls /usr/lib/*-linux-gnu/libopenblas.so.0 >/dev/null 2>&1; then \
+	  echo "installing OpenBLAS (MLX's bundled BLAS is ~40x slower)"; \
+	  apt-get install -y -q libopenblas0-pthread >/dev/null 2>&1 \
+	    || { apt-get update -q >/dev/null && apt-get install -y -q libopenblas0-pthread >/dev/null; }; \
+	fi
+
+$(UV):
+	python3 -m venv $(UV_HOME)
+	$(UV_HOME)/bin/pip install -q uv==$(UV_VERSION)
+
+python-deps: $(UV)
+	$(UV) sync --frozen --all-packages
+
+models: python-deps
+	$(RUN) modelkube models create tiny
+
+lint: python-deps
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+	$(RUN) lint-imports
+
+test: install lint
+	$(RUN) pytest
+
+demo: install
+	$(RUN) python examples/demo.py
+
+bench: install
+	$(RUN) python -m bench.serving
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache bench/results

@@ -1,0 +1,3 @@
+from modelkube_serving.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,201 @@
+"""The FastAPI application: lifespan, error rendering and request accounting."""
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modelkube_serving.engine.blas import loaded_blas
+from modelkube_serving.engine.mlx_engine import EngineSettings, MLXEngine
+from modelkube_serving.errors import APIError, InvalidRequest, NotFound, PayloadTooLarge
+from modelkube_serving.metrics import RuntimeMetrics
+from modelkube_serving.routes import openai, ops
+from modelkube_serving.services.admission import Admission
+from modelkube_serving.services.completions import CompletionService
+from modelkube_serving.state import RuntimeState
+
+log = logging.getLogger("modelkube.serve")
+_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none"}
+_ENDPOINTS = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/models": "models",
+}
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    model_path: Path
+    model_name: str
+    max_concurrent_requests: int = 32
+    max_queued_requests: int = 256
+    max_body_bytes: int = 8 << 20
+    api_keys: tuple[bytes, ...] = ()
+
+
+def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = None) -> FastAPI:
+    metrics = RuntimeMetrics()
+    engine = MLXEngine(
+        config.model_path,
+        config.model_name,
+        EngineSettings(max_batch_size=config.max_concurrent_requests),
+        metrics,
+    )
+    labels = {"model": config.model_name}
+
+    def admission_changed(running: int, queued: int) -> None:
+        metrics.in_flight.labels(**labels).set(running)
+        metrics.queued.labels(**labels).set(queued)
+
+    admission = Admission(
+        config.max_concurrent_requests, config.max_queued_requests, admission_changed
+    )
+    admission_changed(0, 0)
+    service = CompletionService(engine, admission, metrics, config.model_name)
+    state = RuntimeState(engine, service, admission, metrics, config.api_keys)
+    metrics.blas.labels(library=loaded_blas()).set(1)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        def loaded(error: BaseException | None) -> None:
+            if error is None:
+                log.info("model %s ready (BLAS: %s)", config.model_name, loaded_blas())
+            elif on_fatal is not None:
+                on_fatal(f"cannot load model {config.model_name}: {error}")
+
+        engine.start(asyncio.get_running_loop(), loaded)
+        yield
+        await asyncio.to_thread(engine.stop)
+
+    app = FastAPI(title="modelkube runtime", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.runtime = state
+    app.include_router(openai.router)
+    app.include_router(ops.router)
+    _install_error_handlers(app)
+    app.add_middleware(
+        RequestAccounting,
+        metrics=metrics,
+        model=config.model_name,
+        max_body_bytes=config.max_body_bytes,
+    )
+    return app
+
+
+def _error_response(error: APIError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers())
+
+
+def _validation_message(exc: RequestValidationError) -> APIError:
+    first: dict[str, Any] = exc.errors()[0]
+    # Drop "body" and pydantic's union-member tags ("str", "list[int]") from the path.
+    loc = [
+        str(p)
+        for p in first.get("loc", ())
+        if p != "body" and str(p) not in _TYPE_TAGS and "[" not in str(p)
+    ]
+    param = ".".join(loc) or None
+    kind = first.get("type", "")
+    if kind == "json_invalid":
+        return InvalidRequest(
+            "We could not parse the JSON body of your request. It is not valid JSON."
+        )
+    if kind == "extra_forbidden":
+        return InvalidRequest(f"Unrecognized request argument supplied: {param}", param=param)
+    if kind == "missing":
+        return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    where = f" at '{param}'" if param else ""
+    return InvalidRequest(f"Invalid value{where}: {message}", param=param)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def api_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, APIError)
+        return _error_response(exc)
+
+    async def invalid(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return _error_response(_validation_message(exc))
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            return _error_response(NotFound(f"No route for {request.method} {request.url.path}"))
+        error = InvalidRequest(str(exc.detail))
+        error.status_code = exc.status_code
+        return _error_response(error)
+
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return _error_response(APIError("The server had an error while processing your request."))
+
+    app.add_exception_handler(APIError, api_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+class RequestAccounting:
+    """Counts API requests by status, and refuses bodies over the size limit up front."""
+
+    def __init__(
+        self, app: ASGIApp, metrics: RuntimeMetrics, model: str, max_body_bytes: int
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.model = model
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = _ENDPOINTS.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if endpoint is None:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_recording(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            if self._too_large(scope):
+                await self._reject_too_large(send_recording)
+            else:
+                await self.app(scope, receive, send_recording)
+        finally:
+            self.metrics.requests.labels(
+                model=self.model, endpoint=endpoint, status=str(status)
+            ).inc()
+
+    def _too_large(self, scope: Scope) -> bool:
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                return value.isdigit() and int(value) > self.max_body_bytes
+        return False
+
+    async def _reject_too_large(self, send: Send) -> None:
+        error = PayloadTooLarge(f"The request body is larger than {self.max_body_bytes} bytes.")
+        body = json.dumps(error.body()).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": error.status_code,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

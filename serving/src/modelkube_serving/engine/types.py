@@ -1,0 +1,67 @@
+"""What the service layer hands the engine, and what the engine hands back."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    request_id: str
+    prompt_tokens: list[int]
+    max_tokens: int
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    stop: tuple[str, ...] = ()
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+    tokens: int
+    logprobs: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    error: str | None = None
+
+
+EngineEvent = TextDelta | Finished
+EventSink = Callable[[EngineEvent], None]
+
+
+class Engine(Protocol):
+    """What the services need from an engine; the MLX engine is the implementation."""
+
+    model_name: str
+    context_length: int
+
+    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]: ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def submit(self, request: GenerationRequest, sink: EventSink) -> None: ...
+
+    def cancel(self, request_id: str) -> None: ...

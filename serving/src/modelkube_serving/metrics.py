@@ -1,0 +1,94 @@
+"""Every metric the runtime exports. Dashboards, alerts and the HPA use these names."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+PREFIX = "modelkube"
+
+REQUESTS_TOTAL = f"{PREFIX}_requests_total"
+REQUESTS_IN_FLIGHT = f"{PREFIX}_requests_in_flight"
+REQUESTS_QUEUED = f"{PREFIX}_requests_queued"
+TIME_TO_FIRST_TOKEN = f"{PREFIX}_time_to_first_token_seconds"
+TIME_PER_OUTPUT_TOKEN = f"{PREFIX}_time_per_output_token_seconds"
+REQUEST_DURATION = f"{PREFIX}_request_duration_seconds"
+PROMPT_TOKENS = f"{PREFIX}_prompt_tokens_total"
+GENERATION_TOKENS = f"{PREFIX}_generation_tokens_total"
+PREFIX_CACHE_HITS = f"{PREFIX}_prefix_cache_hits_total"
+PREFIX_CACHE_HIT_TOKENS = f"{PREFIX}_prefix_cache_hit_tokens_total"
+BATCH_SIZE = f"{PREFIX}_batch_size"
+BLAS_INFO = f"{PREFIX}_blas_info"
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class RuntimeMetrics:
+    """The runtime's collectors, on a registry of their own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            REQUESTS_TOTAL,
+            "Requests answered, by model, endpoint and HTTP status.",
+            ["model", "endpoint", "status"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            REQUESTS_IN_FLIGHT,
+            "Requests admitted to the engine and not finished.",
+            ["model"],
+            registry=r,
+        )
+        self.queued = Gauge(
+            REQUESTS_QUEUED, "Requests waiting for a slot in the batch.", ["model"], registry=r
+        )
+        self.ttft = Histogram(
+            TIME_TO_FIRST_TOKEN,
+            "Seconds from request arrival to its first generated token.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tpot = Histogram(
+            TIME_PER_OUTPUT_TOKEN,
+            "Seconds per generated token after the first.",
+            ["model"],
+            buckets=_TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.duration = Histogram(
+            REQUEST_DURATION,
+            "End-to-end seconds of a completion request.",
+            ["model", "endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.prompt_tokens = Counter(
+            PROMPT_TOKENS, "Prompt tokens received.", ["model"], registry=r
+        )
+        self.generation_tokens = Counter(
+            GENERATION_TOKENS, "Tokens generated.", ["model"], registry=r
+        )
+        self.cache_hits = Counter(
+            PREFIX_CACHE_HITS, "Requests that reused a cached prompt prefix.", ["model"], registry=r
+        )
+        self.cache_hit_tokens = Counter(
+            PREFIX_CACHE_HIT_TOKENS,
+            "Prompt tokens served from the prefix cache.",
+            ["model"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            BATCH_SIZE,
+            "Sequences decoded together per engine step.",
+            ["model"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.blas = Gauge(
+            BLAS_INFO,
+            "The BLAS library this process uses (value is always 1).",
+            ["library"],
+            registry=r,
+        )

@@ -1,0 +1,28 @@
+"""Dependencies shared by the routers."""
+
+from fastapi import Request
+
+from modelkube_serving.auth import bearer_token, key_accepted
+from modelkube_serving.errors import Unauthorized, Unavailable
+from modelkube_serving.state import RuntimeState
+
+
+def runtime(request: Request) -> RuntimeState:
+    state: RuntimeState = request.app.state.runtime
+    return state
+
+
+def require_api_key(request: Request) -> None:
+    keys = runtime(request).api_keys
+    if keys and not key_accepted(bearer_token(request.headers.get("authorization")), keys):
+        raise Unauthorized(
+            "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'."
+        )
+
+
+def require_serving(request: Request) -> None:
+    state = runtime(request)
+    if state.draining:
+        raise Unavailable("The server is shutting down; retry on another replica.")
+    if not state.engine.ready:
+        raise Unavailable("The model is still loading; retry shortly.")

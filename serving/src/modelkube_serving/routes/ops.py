@@ -1,0 +1,31 @@
+"""Health, readiness and metrics: always open, never behind API keys."""
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from modelkube_serving.routes.deps import runtime
+
+router = APIRouter()
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    state = runtime(request)
+    if state.draining:
+        return JSONResponse({"status": "draining"}, status_code=503)
+    if not state.engine.ready:
+        return JSONResponse({"status": "loading"}, status_code=503)
+    return JSONResponse({"status": "ready", "model": state.service.model_name})
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    return Response(
+        generate_latest(runtime(request).metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )

@@ -1,0 +1,73 @@
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import pytest_asyncio
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.serving.runtime_process import RuntimeProcess
+
+MODEL = "tiny"
+API_KEY = "sk-test-0123456789"
+
+StartRuntime = Callable[..., RuntimeProcess]
+
+
+@pytest.fixture(scope="session")
+def start_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartRuntime]:
+    started: list[RuntimeProcess] = []
+    logs = tmp_path_factory.mktemp("runtime-logs")
+
+    def start(*extra: str, wait_ready: bool = True) -> RuntimeProcess:
+        log = logs / f"runtime-{len(started)}.log"
+        proc = RuntimeProcess(["--model", "builtin://tiny", *extra], log)
+        started.append(proc)
+        return proc.start(wait_ready=wait_ready)
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def runtime(start_runtime: StartRuntime) -> RuntimeProcess:
+    return start_runtime()
+
+
+@pytest.fixture(scope="session")
+def keys_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("keys") / "keys"
+    path.write_text(f"# test keys\n{API_KEY}\nsk-second-key\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def auth_runtime(start_runtime: StartRuntime, keys_file: Path) -> RuntimeProcess:
+    return start_runtime("--api-keys-file", str(keys_file))
+
+
+@pytest.fixture
+def client(runtime: RuntimeProcess) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{runtime.url}/v1", api_key="unused", max_retries=0) as sdk:
+        yield sdk
+
+
+@pytest_asyncio.fixture
+async def async_client(runtime: RuntimeProcess) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(
+        base_url=f"{runtime.url}/v1", api_key="unused", max_retries=0
+    ) as sdk:
+        yield sdk
+
+
+def scrape(url: str) -> dict[str, float]:
+    """Every sample of /metrics as 'name{label=value,...}' -> value."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            samples[f"{s.name}{{{labels}}}"] = s.value
+    return samples

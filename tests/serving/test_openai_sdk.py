@@ -1,0 +1,186 @@
+"""The runtime through the official openai client: sync, async and streaming."""
+
+import asyncio
+
+import openai
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+
+from tests.serving.conftest import MODEL
+
+CHAT: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "Tell me about the operator."}
+]
+
+
+def test_models_lists_the_served_model(client: openai.OpenAI) -> None:
+    assert [m.id for m in client.models.list().data] == [MODEL]
+
+
+def test_chat_completion_reports_usage_and_length(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(model=MODEL, messages=CHAT, max_tokens=12)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "length"
+    assert choice.message.role == "assistant"
+    assert choice.message.content
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens == 12
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + 12
+
+
+def test_max_completion_tokens_is_honoured(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(model=MODEL, messages=CHAT, max_completion_tokens=5)
+    assert reply.usage is not None and reply.usage.completion_tokens == 5
+
+
+def test_stop_string_ends_with_finish_reason_stop(client: openai.OpenAI) -> None:
+    full = (
+        client.chat.completions.create(
+            model=MODEL,
+            messages=CHAT,
+            max_tokens=40,
+            temperature=0,
+        )
+        .choices[0]
+        .message.content
+    )
+    assert full and len(full) > 12
+    stop = full[8:12]
+    cut = client.chat.completions.create(
+        model=MODEL,
+        messages=CHAT,
+        max_tokens=40,
+        temperature=0,
+        stop=[stop],
+    ).choices[0]
+    assert cut.finish_reason == "stop"
+    assert cut.message.content == full[: full.index(stop)]
+
+
+def test_streamed_text_matches_the_unstreamed_text(client: openai.OpenAI) -> None:
+    whole = (
+        client.chat.completions.create(model=MODEL, messages=CHAT, max_tokens=20, temperature=0)
+        .choices[0]
+        .message.content
+    )
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=CHAT,
+        max_tokens=20,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole
+    finishes = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
+    assert finishes == ["length"]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 20
+
+
+def test_stream_without_include_usage_sends_no_usage_chunk(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(model=MODEL, messages=CHAT, max_tokens=3, stream=True)
+    assert all(c.choices and c.usage is None for c in stream)
+
+
+def test_same_seed_gives_same_text(client: openai.OpenAI) -> None:
+    def sample(seed: int) -> str | None:
+        return (
+            client.chat.completions.create(
+                model=MODEL,
+                messages=CHAT,
+                max_tokens=16,
+                temperature=1.0,
+                seed=seed,
+            )
+            .choices[0]
+            .message.content
+        )
+
+    assert sample(7) == sample(7)
+    assert len({sample(s) for s in (1, 2, 3)}) > 1
+
+
+def test_chat_logprobs_with_top_alternatives(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=CHAT,
+        max_tokens=4,
+        logprobs=True,
+        top_logprobs=3,
+    )
+    content = reply.choices[0].logprobs and reply.choices[0].logprobs.content
+    assert content and len(content) == 4
+    for item in content:
+        assert item.logprob <= 0
+        assert len(item.top_logprobs) == 3
+        assert item.top_logprobs[0].logprob >= item.top_logprobs[-1].logprob
+
+
+def test_text_completion_and_its_stream(client: openai.OpenAI) -> None:
+    reply = client.completions.create(
+        model=MODEL, prompt="The operator", max_tokens=6, temperature=0
+    )
+    assert reply.choices[0].finish_reason == "length"
+    assert reply.usage is not None and reply.usage.completion_tokens == 6
+    stream = client.completions.create(
+        model=MODEL, prompt="The operator", max_tokens=6, temperature=0, stream=True
+    )
+    assert "".join(c.choices[0].text for c in stream if c.choices) == reply.choices[0].text
+
+
+def test_text_completion_accepts_token_ids(client: openai.OpenAI) -> None:
+    reply = client.completions.create(model=MODEL, prompt=[5, 6, 7, 8], max_tokens=3)
+    assert reply.usage is not None and reply.usage.prompt_tokens == 4
+
+
+def test_second_chat_turn_reuses_the_cached_prefix(client: openai.OpenAI) -> None:
+    first: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Describe the queue and the cache in detail. " * 20}
+    ]
+    answer = client.chat.completions.create(
+        model=MODEL, messages=first, max_tokens=8, temperature=0
+    )
+    second: list[ChatCompletionMessageParam] = [
+        *first,
+        {"role": "assistant", "content": answer.choices[0].message.content or ""},
+        {"role": "user", "content": "And then?"},
+    ]
+    reply = client.chat.completions.create(model=MODEL, messages=second, max_tokens=4)
+    assert reply.usage is not None and reply.usage.prompt_tokens_details is not None
+    cached = reply.usage.prompt_tokens_details.cached_tokens or 0
+    assert cached >= answer.usage.prompt_tokens if answer.usage else False
+
+
+@pytest.mark.asyncio
+async def test_sixteen_concurrent_streams_complete_with_correct_usage(
+    async_client: openai.AsyncOpenAI,
+) -> None:
+    async def one(i: int) -> tuple[str, str | None, int]:
+        stream = await async_client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": f"request {i}"}],
+            max_tokens=24 + i,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        text, finish, usage = "", None, -1
+        async for chunk in stream:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+                finish = chunk.choices[0].finish_reason or finish
+            if chunk.usage:
+                usage = chunk.usage.completion_tokens
+        return text, finish, usage
+
+    results = await asyncio.gather(*(one(i) for i in range(16)))
+    for i, (_text, finish, usage) in enumerate(results):
+        # A sampled random model may emit its end-of-turn token early: then "stop".
+        if finish == "length":
+            assert usage == 24 + i
+        else:
+            assert finish == "stop" and 0 < usage < 24 + i
+    assert sum(finish == "length" for _, finish, _ in results) >= 8
