@@ -64,6 +64,8 @@ class _SamplingFields(_Strict):
     frequency_penalty: Penalty = 0.0
     logit_bias: dict[str, float] | None = None
     user: str | None = None
+    # vLLM's extension: generate to max_tokens even past end-of-sequence (benchmarks, tests).
+    ignore_eos: bool = False
 
     @field_validator("stop")
     @classmethod

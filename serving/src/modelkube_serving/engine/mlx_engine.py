@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import mlx.core as mx
-from mlx_lm.generate import BatchGenerator
+from mlx_lm.generate import BatchGenerator, StopSequences
 from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, trim_prompt_cache
 
 from modelkube_serving.engine.loading import context_length, load_model
@@ -213,6 +213,7 @@ class _Step:
                 caches=[cache],
                 all_tokens=[prompt[:cached]],
                 samplers=[make_request_sampler(request.sampling)],
+                stop_sequences=[StopSequences()] if request.ignore_eos else None,
             )
         except ValueError as exc:
             outbox.add(sink, Finished("error", len(prompt), 0, 0, error=str(exc)))

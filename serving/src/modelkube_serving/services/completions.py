@@ -102,6 +102,7 @@ class CompletionService:
             stop=req.stop_strings(),
             logprobs=logprobs,
             top_logprobs=top_logprobs,
+            ignore_eos=req.ignore_eos,
         )
         return Prepared(kind, generation, req.stream, req.include_usage, time.perf_counter())
 

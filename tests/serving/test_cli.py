@@ -1,0 +1,65 @@
+"""The command line fails with one readable line and a non-zero exit on bad input."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "modelkube_serving", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "builtin://huge"], "unknown built-in model builtin://huge"),
+        (["--model", "/no/such/model"], "no model at /no/such/model"),
+        (["--model", "s3://bucket/model"], "unsupported model URI scheme s3://"),
+        (["--model", "hf://not-a-repo"], "not of the form hf://org/name"),
+        (
+            ["--model", "builtin://tiny", "--api-keys-file", "/no/such/keys"],
+            "cannot read API keys file",
+        ),
+    ],
+)
+def test_bad_serve_arguments_fail_with_one_line(args: list[str], message: str) -> None:
+    result = run_cli("serve", *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("modelkube serve: error: ")
+    assert message in lines[-1]
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_hub_fails_fast_with_one_line() -> None:
+    result = run_cli(
+        "serve", "--model", "hf://example-org/example-model", env={"HF_HUB_OFFLINE": "1"}
+    )
+    assert result.returncode == 2
+    assert (
+        "cannot download hf://example-org/example-model" in result.stderr.strip().splitlines()[-1]
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_empty_keys_file_is_refused(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("# nothing but a comment\n\n")
+    result = run_cli("serve", "--model", "builtin://tiny", "--api-keys-file", str(keys))
+    assert result.returncode == 2
+    assert "holds no keys" in result.stderr
+
+
+def test_out_of_range_limits_are_refused_by_the_parser() -> None:
+    result = run_cli("serve", "--model", "builtin://tiny", "--max-concurrent-requests", "0")
+    assert result.returncode == 2
+    assert "must be at least 1" in result.stderr

@@ -1,0 +1,204 @@
+"""Auth, overload, disconnects, draining, metrics and BLAS, on real runtime processes."""
+
+import asyncio
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.serving.conftest import API_KEY, MODEL, StartRuntime, scrape
+from tests.serving.runtime_process import RuntimeProcess
+
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hello"}]}
+IN_FLIGHT = f"modelkube_requests_in_flight{{model={MODEL}}}"
+
+
+def wait_for(predicate: object, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(predicate) and predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# -- API keys ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "header", [None, "Bearer wrong-key", "Basic " + API_KEY, "Bearer", "Bearer " + API_KEY + "x"]
+)
+def test_v1_refuses_missing_or_wrong_keys(auth_runtime: RuntimeProcess, header: str | None) -> None:
+    headers = {"authorization": header} if header else {}
+    response = httpx.post(f"{auth_runtime.url}/v1/chat/completions", json=CHAT, headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_every_listed_key_is_accepted_and_ops_stay_open(auth_runtime: RuntimeProcess) -> None:
+    for key in (API_KEY, "sk-second-key"):
+        with openai.OpenAI(base_url=f"{auth_runtime.url}/v1", api_key=key, max_retries=0) as sdk:
+            assert sdk.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "x"}], max_tokens=2
+            )
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert httpx.get(f"{auth_runtime.url}{path}").status_code == 200
+
+
+def test_sdk_raises_authentication_error(auth_runtime: RuntimeProcess) -> None:
+    sdk = openai.OpenAI(base_url=f"{auth_runtime.url}/v1", api_key="nope", max_retries=0)
+    with sdk, pytest.raises(openai.AuthenticationError):
+        sdk.models.list()
+
+
+def test_keys_never_reach_the_log(auth_runtime: RuntimeProcess) -> None:
+    httpx.post(
+        f"{auth_runtime.url}/v1/chat/completions",
+        json=CHAT,
+        headers={"authorization": "Bearer sk-leaked-if-logged"},
+    )
+    log = auth_runtime.log_path.read_text()
+    assert API_KEY not in log
+    assert "sk-leaked-if-logged" not in log
+
+
+def test_open_runtime_warns_loudly(runtime: RuntimeProcess) -> None:
+    assert "no API keys configured: /v1 is open" in runtime.log_path.read_text()
+
+
+# -- overload ---------------------------------------------------------------------------
+def test_full_queue_answers_429_with_retry_after(start_runtime: StartRuntime) -> None:
+    small = start_runtime("--max-concurrent-requests", "1", "--max-queued-requests", "1")
+    url = f"{small.url}/v1/chat/completions"
+    long_job = {**CHAT, "max_tokens": 1500, "stream": True, "ignore_eos": True}
+    with httpx.Client(timeout=60) as c1, httpx.Client(timeout=60) as c2:
+        with c1.stream("POST", url, json=long_job) as running:
+            lines = running.iter_lines()  # keep a reference: dropping it closes the connection
+            next(lines)  # admitted and generating
+            queued = threading.Thread(target=lambda: c2.post(url, json={**CHAT, "max_tokens": 2}))
+            queued.start()
+            assert wait_for(
+                lambda: scrape(small.url).get(f"modelkube_requests_queued{{model={MODEL}}}") == 1
+            )
+            refused = httpx.post(url, json={**CHAT, "max_tokens": 2})
+            assert refused.status_code == 429
+            assert refused.headers["retry-after"] == "1"
+            assert refused.json()["error"]["type"] == "rate_limit_error"
+        queued.join(30)  # closing the stream freed the slot for the queued request
+        assert not queued.is_alive()
+    with openai.OpenAI(base_url=f"{small.url}/v1", api_key="x", max_retries=0) as sdk:
+        assert sdk.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "x"}], max_tokens=2
+        )
+
+
+# -- disconnects -------------------------------------------------------------------------
+def test_disconnect_mid_stream_frees_the_slot_and_stops_generating(runtime: RuntimeProcess) -> None:
+    generated = f"modelkube_generation_tokens_total{{model={MODEL}}}"
+    with (
+        httpx.Client(timeout=60) as client,
+        client.stream(
+            "POST",
+            f"{runtime.url}/v1/chat/completions",
+            json={**CHAT, "max_tokens": 1800, "stream": True, "ignore_eos": True},
+        ) as response,
+    ):
+        lines = response.iter_lines()
+        for _ in range(6):
+            next(lines)
+        assert scrape(runtime.url)[IN_FLIGHT] == 1
+    assert wait_for(lambda: scrape(runtime.url)[IN_FLIGHT] == 0, timeout=5)
+    before = scrape(runtime.url).get(generated, 0)
+    time.sleep(0.5)
+    assert scrape(runtime.url).get(generated, 0) == before  # nothing is still decoding for nobody
+
+
+@pytest.mark.asyncio
+async def test_disconnect_while_waiting_for_a_whole_response_cancels_it(
+    runtime: RuntimeProcess,
+) -> None:
+    async with httpx.AsyncClient(timeout=60) as client:
+        task = asyncio.create_task(
+            client.post(
+                f"{runtime.url}/v1/chat/completions",
+                json={**CHAT, "max_tokens": 1800, "ignore_eos": True},
+            )
+        )
+        await asyncio.sleep(1.0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert await asyncio.to_thread(wait_for, lambda: scrape(runtime.url)[IN_FLIGHT] == 0, 5)
+
+
+# -- draining ----------------------------------------------------------------------------
+def test_sigterm_drains_in_flight_requests_then_exits_zero(start_runtime: StartRuntime) -> None:
+    proc = start_runtime()
+    results: list[tuple[str | None, int]] = []
+
+    def stream_one() -> None:
+        with openai.OpenAI(base_url=f"{proc.url}/v1", api_key="x", max_retries=0) as sdk:
+            stream = sdk.chat.completions.create(
+                model=MODEL,
+                messages=[{"role": "user", "content": "drain me"}],
+                max_tokens=150,
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_body={"ignore_eos": True},
+            )
+            finish, usage = None, -1
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].finish_reason:
+                    finish = chunk.choices[0].finish_reason
+                if chunk.usage:
+                    usage = chunk.usage.completion_tokens
+            results.append((finish, usage))
+
+    clients = [threading.Thread(target=stream_one) for _ in range(4)]
+    for t in clients:
+        t.start()
+    assert wait_for(lambda: scrape(proc.url)[IN_FLIGHT] == 4)
+    proc.signal(signal.SIGTERM)
+    assert wait_for(lambda: httpx.get(f"{proc.url}/readyz").status_code == 503, timeout=5)
+    refused = httpx.post(f"{proc.url}/v1/chat/completions", json={**CHAT, "max_tokens": 2})
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "unavailable"
+    for t in clients:
+        t.join(60)
+    assert proc.proc is not None
+    assert proc.proc.wait(30) == 0
+    assert sorted(results) == [("length", 150)] * 4  # none lost, none cut short
+
+
+# -- metrics and BLAS -------------------------------------------------------------------
+def test_metrics_parse_and_move_as_requests_are_served(runtime: RuntimeProcess) -> None:
+    before = scrape(runtime.url)
+    with openai.OpenAI(base_url=f"{runtime.url}/v1", api_key="x", max_retries=0) as sdk:
+        reply = sdk.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "count me"}], max_tokens=7
+        )
+    after = scrape(runtime.url)
+    ok = f"modelkube_requests_total{{endpoint=chat,model={MODEL},status=200}}"
+    assert after[ok] == before.get(ok, 0) + 1
+    gen = f"modelkube_generation_tokens_total{{model={MODEL}}}"
+    assert reply.usage is not None
+    assert after[gen] - before.get(gen, 0) == reply.usage.completion_tokens
+    prompt = f"modelkube_prompt_tokens_total{{model={MODEL}}}"
+    assert after[prompt] - before.get(prompt, 0) == reply.usage.prompt_tokens
+    for name in (
+        "modelkube_time_to_first_token_seconds_count",
+        "modelkube_request_duration_seconds_count",
+        "modelkube_time_per_output_token_seconds_count",
+        "modelkube_batch_size_count",
+    ):
+        assert any(k.startswith(name) and v > 0 for k, v in after.items()), name
+    assert IN_FLIGHT in after
+    assert f"modelkube_requests_queued{{model={MODEL}}}" in after
+
+
+def test_runtime_process_runs_on_openblas(runtime: RuntimeProcess) -> None:
+    assert runtime.proc is not None
+    maps = Path(f"/proc/{runtime.proc.pid}/maps").read_text()
+    assert "libopenblas" in maps
+    assert scrape(runtime.url)["modelkube_blas_info{library=openblas}"] == 1
