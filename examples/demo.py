@@ -1,0 +1,113 @@
+"""`make demo`: serve builtin://tiny and talk to it through the official openai client.
+
+The model has random weights, so its words are nonsense; everything around them is real:
+the MLX engine, continuous batching, the OpenAI protocol, streaming and metrics.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import openai
+from openai.types import CompletionUsage
+
+PORT = int(os.environ.get("MODELKUBE_DEMO_PORT", "8000"))
+URL = f"http://127.0.0.1:{PORT}"
+
+
+def say(text: str) -> None:
+    print(f"\n\033[1m==> {text}\033[0m", flush=True)
+
+
+def wait_ready(proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"demo: the runtime exited with code {proc.returncode}")
+        try:
+            if httpx.get(f"{URL}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    sys.exit("demo: the runtime did not become ready")
+
+
+def describe(usage: CompletionUsage | None) -> str:
+    if usage is None:
+        return "usage: none"
+    details = usage.prompt_tokens_details
+    cached = details.cached_tokens if details else 0
+    prompt, completion = usage.prompt_tokens, usage.completion_tokens
+    return f"usage: prompt={prompt} (cached {cached}) completion={completion}"
+
+
+def main() -> None:
+    say(f"starting: modelkube serve --model builtin://tiny --port {PORT}")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "modelkube_serving",
+            "serve",
+            "--model",
+            "builtin://tiny",
+            "--port",
+            str(PORT),
+        ]
+    )
+    try:
+        wait_ready(proc)
+        print(f"ready: {httpx.get(f'{URL}/readyz').json()}")
+        client = openai.OpenAI(base_url=f"{URL}/v1", api_key="not-needed")
+        say("GET /v1/models")
+        print([m.id for m in client.models.list().data])
+
+        say("chat completion (openai SDK)")
+        reply = client.chat.completions.create(
+            model="tiny",
+            messages=[{"role": "user", "content": "What does the operator do?"}],
+            max_tokens=24,
+        )
+        print(f"assistant: {reply.choices[0].message.content!r}")
+        print(f"finish_reason={reply.choices[0].finish_reason} {describe(reply.usage)}")
+
+        say("streamed chat completion (openai SDK, stream_options.include_usage)")
+        stream = client.chat.completions.create(
+            model="tiny",
+            messages=[{"role": "user", "content": "Stream something."}],
+            max_tokens=24,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                print(chunk.choices[0].delta.content, end="|", flush=True)
+            if chunk.usage:
+                print(f"\n{describe(chunk.usage)}")
+
+        say("GET /metrics (excerpt)")
+        for line in httpx.get(f"{URL}/metrics").text.splitlines():
+            if line.startswith(
+                (
+                    "modelkube_requests_total",
+                    "modelkube_generation_tokens_total",
+                    "modelkube_prompt_tokens_total",
+                    "modelkube_blas_info",
+                    "modelkube_time_to_first_token_seconds_count",
+                    "modelkube_prefix_cache_hit_tokens_total",
+                )
+            ):
+                print(line)
+        say("SIGTERM: the runtime drains and exits")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    print(f"runtime exited with code {code}")
+
+
+if __name__ == "__main__":
+    main()
