@@ -1,0 +1,79 @@
+"""What one benchmark run measures: models, concurrency levels, request counts."""
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_CONCURRENCY: dict[str, tuple[int, ...]] = {"tiny": (1, 4, 16, 64), "small": (1, 4, 16)}
+QUICK_CONCURRENCY = (1, 4, 16)
+REQUEST_TIMEOUT_S = 120.0
+RESULTS_PATH = Path("bench/results/serving.json")
+
+
+@dataclass(frozen=True)
+class Level:
+    concurrency: int
+    requests: int
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    name: str
+    levels: tuple[Level, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    models: tuple[ModelPlan, ...]
+    max_tokens: int
+    quick: bool
+    two_turn: bool
+    output: Path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny only, 1,4,16, few requests")
+    parser.add_argument("--models", help="comma-separated built-in models (default tiny,small)")
+    parser.add_argument("--concurrency", help="comma-separated client counts for every model")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--no-two-turn", action="store_true", help="skip the two-turn test")
+    parser.add_argument("--output", type=Path, default=RESULTS_PATH)
+    return parser.parse_args(argv)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    values = tuple(int(part) for part in text.split(",") if part.strip())
+    if not values or min(values) < 1:
+        raise SystemExit(f"--concurrency needs positive integers, got {text!r}")
+    return values
+
+
+def _request_count(model: str, concurrency: int, quick: bool) -> int:
+    if quick:
+        return max(concurrency, 4)
+    if model == "tiny":
+        return max(2 * concurrency, 8)
+    return max(concurrency, 4)
+
+
+def build_plan(args: argparse.Namespace) -> Plan:
+    default_models = "tiny" if args.quick else "tiny,small"
+    names = [name.strip() for name in (args.models or default_models).split(",") if name.strip()]
+    models = []
+    for name in names:
+        if args.concurrency:
+            counts = _ints(args.concurrency)
+        elif args.quick:
+            counts = QUICK_CONCURRENCY
+        else:
+            counts = DEFAULT_CONCURRENCY.get(name, QUICK_CONCURRENCY)
+        levels = tuple(Level(c, _request_count(name, c, args.quick)) for c in counts)
+        models.append(ModelPlan(name, levels))
+    return Plan(
+        models=tuple(models),
+        max_tokens=args.max_tokens,
+        quick=args.quick,
+        two_turn=not args.no_two_turn,
+        output=args.output,
+    )
