@@ -1,0 +1,203 @@
+"""The engine thread's loop: admits, decodes and cancels requests on one BatchGenerator.
+
+Everything here runs on the engine thread, and the loop alone owns per-request state.
+"""
+
+import queue
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import mlx.core as mx
+from mlx_lm.generate import BatchGenerator, StopSequences
+from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, trim_prompt_cache
+
+from modelkube_serving.engine.output import OutputState
+from modelkube_serving.engine.sampling import make_request_sampler
+from modelkube_serving.engine.types import (
+    EngineEvent,
+    EventSink,
+    Finished,
+    FinishReason,
+    GenerationRequest,
+    TextDelta,
+    TokenLogprob,
+)
+from modelkube_serving.metrics import RuntimeMetrics
+
+_CACHE_KEY = "base"  # one model per engine; adapters will key their own entries
+_IDLE_POLL_S = 0.25
+
+Commands = queue.SimpleQueue[tuple[Any, ...]]
+Deliver = Callable[[list[tuple[EventSink, EngineEvent]]], None]
+
+
+@dataclass
+class _Running:
+    request: GenerationRequest
+    sink: EventSink
+    output: OutputState
+    cached_tokens: int
+
+
+@dataclass
+class _Outbox:
+    """Events of one engine step, delivered together on the event loop."""
+
+    items: list[tuple[EventSink, EngineEvent]] = field(default_factory=list)
+
+    def add(self, sink: EventSink, event: EngineEvent) -> None:
+        self.items.append((sink, event))
+
+
+class BatchLoop:
+    def __init__(
+        self,
+        generator: BatchGenerator,
+        cache: LRUPromptCache,
+        tokenizer: Any,
+        metrics: RuntimeMetrics,
+        model_name: str,
+        deliver: Deliver,
+    ) -> None:
+        self.gen = generator
+        self.cache = cache
+        self.tokenizer = tokenizer
+        self.metrics = metrics
+        self.labels = {"model": model_name}
+        self.deliver = deliver
+        self.running: dict[int, _Running] = {}
+        self.uids: dict[str, int] = {}
+
+    def run(self, commands: Commands) -> None:
+        """Until a stop command: apply commands, then decode one step while work remains."""
+        try:
+            while self.handle_commands(commands, block=not self.running):
+                if self.running:
+                    self.decode()
+        finally:
+            self.cancel_all()
+
+    def handle_commands(self, commands: Commands, block: bool) -> bool:
+        """Apply every queued command; False once asked to stop."""
+        outbox = _Outbox()
+        try:
+            command = commands.get(timeout=_IDLE_POLL_S) if block else commands.get_nowait()
+            while True:
+                if command[0] == "stop":
+                    self._flush(outbox)
+                    return False
+                if command[0] == "submit":
+                    self._admit(command[1], command[2], outbox)
+                else:
+                    self._cancel(command[1], outbox)
+                command = commands.get_nowait()
+        except queue.Empty:
+            pass
+        self._flush(outbox)
+        return True
+
+    def _admit(self, request: GenerationRequest, sink: EventSink, outbox: _Outbox) -> None:
+        prompt = request.prompt_tokens
+        cache, rest = self.cache.fetch_nearest_cache(_CACHE_KEY, prompt)
+        if cache is not None and not rest:
+            # An exact hit still needs the last prompt token fed to start decoding.
+            if can_trim_prompt_cache(cache):
+                trim_prompt_cache(cache, 1)
+                rest = prompt[-1:]
+            else:
+                cache, rest = None, prompt
+        cached = len(prompt) - len(rest)
+        if cached:
+            self.metrics.cache_hits.labels(**self.labels).inc()
+            self.metrics.cache_hit_tokens.labels(**self.labels).inc(cached)
+        try:
+            (uid,) = self.gen.insert(
+                [rest],
+                max_tokens=[request.max_tokens],
+                caches=[cache],
+                all_tokens=[prompt[:cached]],
+                samplers=[make_request_sampler(request.sampling)],
+                stop_sequences=[StopSequences()] if request.ignore_eos else None,
+            )
+        except ValueError as exc:
+            outbox.add(sink, Finished("error", len(prompt), 0, 0, error=str(exc)))
+            return
+        output = OutputState(self.tokenizer.detokenizer, request.stop)
+        self.running[uid] = _Running(request, sink, output, cached)
+        self.uids[request.request_id] = uid
+
+    def _cancel(self, request_id: str, outbox: _Outbox) -> None:
+        uid = self.uids.get(request_id)
+        if uid is None:
+            return
+        self.gen.remove([uid])
+        self._finish(uid, "cancelled", outbox)
+
+    def decode(self) -> None:
+        _, responses = self.gen.next()
+        if not responses:
+            return
+        self.metrics.batch_size.labels(**self.labels).observe(len(responses))
+        outbox = _Outbox()
+        stopped: list[int] = []
+        for r in responses:
+            running = self.running.get(r.uid)
+            if running is None:
+                continue
+            eos = r.finish_reason == "stop"
+            match = running.output.push(None if eos else r.token, r.finish_reason is not None)
+            logprobs = () if eos else self._logprobs(running.request, r.token, r.logprobs)
+            if match.emit or logprobs:
+                tokens, running.output.pending_tokens = running.output.pending_tokens, 0
+                outbox.add(running.sink, TextDelta(match.emit, tokens, logprobs))
+            if r.finish_reason is not None:
+                self.cache.insert_cache(_CACHE_KEY, r.all_tokens[:], r.prompt_cache)
+                self._finish(r.uid, r.finish_reason, outbox)
+            elif match.stopped:
+                stopped.append(r.uid)
+        if stopped:
+            for cache, tokens in self.gen.remove(stopped, return_prompt_caches=True).values():
+                self.cache.insert_cache(_CACHE_KEY, tokens[:], cache)
+            for uid in stopped:
+                self._finish(uid, "stop", outbox)
+        self._flush(outbox)
+
+    def _logprobs(
+        self, request: GenerationRequest, token: int, row: mx.array
+    ) -> tuple[TokenLogprob, ...]:
+        if not request.logprobs:
+            return ()
+        decode = self.tokenizer.decode
+        top: tuple[tuple[str, float], ...] = ()
+        if request.top_logprobs:
+            k = request.top_logprobs
+            ids = mx.argpartition(-row, k - 1)[:k]
+            order = mx.argsort(-row[ids])
+            top_ids = cast(list[int], ids[order].tolist())
+            top_values = cast(list[float], row[ids][order].tolist())
+            top = tuple((decode([i]), v) for i, v in zip(top_ids, top_values, strict=True))
+        return (TokenLogprob(decode([token]), cast(float, row[token].item()), top),)
+
+    def _finish(self, uid: int, reason: FinishReason, outbox: _Outbox) -> None:
+        running = self.running.pop(uid)
+        self.uids.pop(running.request.request_id, None)
+        outbox.add(
+            running.sink,
+            Finished(
+                reason,
+                len(running.request.prompt_tokens),
+                running.output.completion_tokens,
+                running.cached_tokens,
+            ),
+        )
+
+    def cancel_all(self) -> None:
+        outbox = _Outbox()
+        for uid in list(self.running):
+            self._finish(uid, "cancelled", outbox)
+        self._flush(outbox)
+
+    def _flush(self, outbox: _Outbox) -> None:
+        if outbox.items:
+            self.deliver(outbox.items)
