@@ -168,6 +168,15 @@ CASES: list[tuple[str, Any, int, str | None, str, str | None]] = [
         "echo and suffix",
         None,
     ),
+    (
+        "completions",
+        {"model": MODEL, "prompt": [99999]},
+        400,
+        None,
+        "must be in [0, 1024)",
+        "prompt",
+    ),
+    ("completions", {"model": MODEL, "prompt": [3, -1]}, 400, None, "token ids must be", "prompt"),
 ]
 
 

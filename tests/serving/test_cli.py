@@ -63,3 +63,18 @@ def test_out_of_range_limits_are_refused_by_the_parser() -> None:
     result = run_cli("serve", "--model", "builtin://tiny", "--max-concurrent-requests", "0")
     assert result.returncode == 2
     assert "must be at least 1" in result.stderr
+
+
+def test_weights_that_do_not_load_stop_the_server_with_one_line(tmp_path: Path) -> None:
+    from modelkube_serving.models.builtin import ensure_builtin
+
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / name).write_bytes((ensure_builtin("tiny") / name).read_bytes())
+    (tmp_path / "model.safetensors").write_text("not safetensors")
+    result = run_cli("serve", "--model", str(tmp_path), "--port", "21999")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert errors == [
+        f"modelkube serve: error: cannot load model {tmp_path.name}: "
+        f"[load_safetensors] Invalid json header length file {tmp_path}/model.safetensors"
+    ]

@@ -6,7 +6,8 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from tests.serving.conftest import MODEL
+from tests.serving.conftest import MODEL, scrape
+from tests.serving.runtime_process import RuntimeProcess
 
 CHAT: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": "Tell me about the operator."}
@@ -153,6 +154,41 @@ def test_second_chat_turn_reuses_the_cached_prefix(client: openai.OpenAI) -> Non
     assert reply.usage is not None and reply.usage.prompt_tokens_details is not None
     cached = reply.usage.prompt_tokens_details.cached_tokens or 0
     assert cached >= answer.usage.prompt_tokens if answer.usage else False
+
+
+@pytest.mark.asyncio
+async def test_seeded_requests_share_the_batch_and_stay_reproducible(
+    async_client: openai.AsyncOpenAI, runtime: RuntimeProcess
+) -> None:
+    async def sample(seed: int) -> str | None:
+        reply = await async_client.chat.completions.create(
+            model=MODEL,
+            messages=CHAT,
+            max_tokens=48,
+            temperature=1.0,
+            seed=seed,
+            extra_body={"ignore_eos": True},
+        )
+        return reply.choices[0].message.content
+
+    solo = await sample(11)
+    before = scrape(runtime.url)
+    together = await asyncio.gather(*(sample(11 + (i % 2)) for i in range(8)))
+    after = scrape(runtime.url)
+    assert together[0] == together[2] == together[4] == together[6] == solo
+    batched_steps = sum(
+        after[k] - before.get(k, 0)
+        for k in after
+        if k.startswith("modelkube_batch_size_bucket") and "le=1.0" not in k and "le=+Inf" not in k
+    )
+    single_steps = after[_bucket("1.0")] - before.get(_bucket("1.0"), 0)
+    steps = after[_bucket("+Inf")] - before.get(_bucket("+Inf"), 0)
+    assert batched_steps > 0
+    assert single_steps < steps / 2  # most steps decoded several seeded requests together
+
+
+def _bucket(le: str) -> str:
+    return f"modelkube_batch_size_bucket{{le={le},model={MODEL}}}"
 
 
 @pytest.mark.asyncio

@@ -3,6 +3,8 @@
 Everything here runs on the engine thread, and the loop alone owns per-request state.
 """
 
+import contextlib
+import logging
 import queue
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +26,8 @@ from modelkube_serving.engine.types import (
     TokenLogprob,
 )
 from modelkube_serving.metrics import RuntimeMetrics
+
+log = logging.getLogger(__name__)
 
 _CACHE_KEY = "base"  # one model per engine; adapters will key their own entries
 _IDLE_POLL_S = 0.25
@@ -74,9 +78,25 @@ class BatchLoop:
         try:
             while self.handle_commands(commands, block=not self.running):
                 if self.running:
-                    self.decode()
+                    self._decode_or_fail()
         finally:
             self.cancel_all()
+
+    def _decode_or_fail(self) -> None:
+        """A failing step fails the requests in the batch, never the thread serving the rest."""
+        try:
+            self.decode()
+        except Exception as exc:
+            log.exception(
+                "engine step failed; failing the %d requests in the batch", len(self.running)
+            )
+            uids = list(self.running)
+            with contextlib.suppress(Exception):
+                self.gen.remove(uids)
+            outbox = _Outbox()
+            for uid in uids:
+                self._finish(uid, "error", outbox, error=f"generation failed: {exc}")
+            self._flush(outbox)
 
     def handle_commands(self, commands: Commands, block: bool) -> bool:
         """Apply every queued command; False once asked to stop."""
@@ -179,7 +199,9 @@ class BatchLoop:
             top = tuple((decode([i]), v) for i, v in zip(top_ids, top_values, strict=True))
         return (TokenLogprob(decode([token]), cast(float, row[token].item()), top),)
 
-    def _finish(self, uid: int, reason: FinishReason, outbox: _Outbox) -> None:
+    def _finish(
+        self, uid: int, reason: FinishReason, outbox: _Outbox, error: str | None = None
+    ) -> None:
         running = self.running.pop(uid)
         self.uids.pop(running.request.request_id, None)
         outbox.add(
@@ -189,6 +211,7 @@ class BatchLoop:
                 len(running.request.prompt_tokens),
                 running.output.completion_tokens,
                 running.cached_tokens,
+                error,
             ),
         )
 

@@ -18,7 +18,7 @@ from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import LRUPromptCache
 
 from modelkube_serving.engine.batch_loop import BatchLoop, Commands
-from modelkube_serving.engine.loading import context_length, load_model
+from modelkube_serving.engine.loading import context_length, load_model, vocab_size
 from modelkube_serving.engine.types import (
     EngineEvent,
     EventSink,
@@ -48,6 +48,7 @@ class MLXEngine:
     ) -> None:
         self.model_name = model_name
         self.context_length = context_length(model_path)
+        self.vocab_size = vocab_size(model_path)
         self._path = model_path
         self._settings = settings
         self._metrics = metrics
@@ -70,7 +71,9 @@ class MLXEngine:
 
     @property
     def ready(self) -> bool:
-        return self._loaded.is_set() and self._load_error is None
+        """Loaded, and the engine thread still alive to serve (readiness fails otherwise)."""
+        alive = self._thread is not None and self._thread.is_alive()
+        return self._loaded.is_set() and self._load_error is None and alive
 
     def stop(self, timeout: float = 10.0) -> None:
         self._commands.put(("stop",))

@@ -58,6 +58,7 @@ class Engine(Protocol):
 
     model_name: str
     context_length: int
+    vocab_size: int
 
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]: ...
 

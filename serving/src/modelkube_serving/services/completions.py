@@ -17,7 +17,12 @@ from modelkube_serving.engine.types import (
     TextDelta,
     TokenLogprob,
 )
-from modelkube_serving.errors import ContextLengthExceeded, EngineFailure, ModelNotFound
+from modelkube_serving.errors import (
+    ContextLengthExceeded,
+    EngineFailure,
+    InvalidRequest,
+    ModelNotFound,
+)
 from modelkube_serving.metrics import RuntimeMetrics
 from modelkube_serving.protocol import ChatCompletionRequest, CompletionRequest
 from modelkube_serving.services import responses
@@ -73,6 +78,11 @@ class CompletionService:
             prompt = self.engine.encode(str(req.prompt[0]))
         else:
             prompt = [int(t) for t in req.prompt]
+            limit = self.engine.vocab_size
+            if any(not 0 <= t < limit for t in prompt):
+                raise InvalidRequest(
+                    f"prompt token ids must be in [0, {limit}) for this model", param="prompt"
+                )
         top = req.logprobs or 0
         return self._prepare("text", req, prompt, req.max_tokens, req.logprobs is not None, top)
 
