@@ -1,35 +1,42 @@
 """The in-process ceiling: mlx-lm's batch_generate on the same prompts, no HTTP.
 
-Run as a subprocess (`python -m bench.serving.ceiling_worker SPEC_JSON`) so that the
-OpenBLAS preload is in place before the process starts. Prints one JSON line.
+A long-lived subprocess (`python -m bench.serving.ceiling_worker MODEL_PATH`), so that the
+OpenBLAS preload is in place before the process starts and the model loads only once.
+It loads and warms up the model, prints {"ready": true, "blas": ...}, then answers each
+command line on stdin, {"concurrency": c, "requests": n, "first": i, "max_tokens": m},
+with one JSON line: that round's result, or {"error": ...}. It exits at end of input.
+Protocol lines go to the original stdout; anything else printed goes to stderr.
 """
 
 import json
+import os
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from bench.serving.prompts import messages_for
 from modelkube_serving.engine.blas import loaded_blas
 
 
-def _prompts(tokenizer: Any, count: int) -> list[list[int]]:
+def _prompts(tokenizer: Any, first: int, count: int) -> list[list[int]]:
     return [
         list(tokenizer.apply_chat_template(messages_for(i), add_generation_prompt=True))
-        for i in range(count)
+        for i in range(first, first + count)
     ]
 
 
-def _level(model: Any, tokenizer: Any, concurrency: int, requests: int, max_tokens: int) -> Any:
+def _level(model: Any, tokenizer: Any, command: dict[str, Any]) -> dict[str, Any]:
     from mlx_lm import batch_generate
 
-    prompts = _prompts(tokenizer, requests)
+    concurrency, requests = int(command["concurrency"]), int(command["requests"])
+    first = int(command.get("first", 0))
+    prompts = _prompts(tokenizer, first, requests)
     start = time.perf_counter()
     response = batch_generate(
         model,
         tokenizer,
         prompts,
-        max_tokens=max_tokens,
+        max_tokens=int(command["max_tokens"]),
         return_token_ids=True,
         completion_batch_size=concurrency,
         prefill_batch_size=min(concurrency, 8),
@@ -37,7 +44,7 @@ def _level(model: Any, tokenizer: Any, concurrency: int, requests: int, max_toke
     wall = time.perf_counter() - start
     tokens = sum(len(ids) for ids in response.token_ids or [])
     return {
-        "concurrency": concurrency,
+        "first_request": first,
         "requests": requests,
         "wall_s": wall,
         "generated_tokens": tokens,
@@ -47,17 +54,41 @@ def _level(model: Any, tokenizer: Any, concurrency: int, requests: int, max_toke
     }
 
 
+def _protocol_stream() -> TextIO:
+    """A copy of the real stdout for protocol lines; fd 1 and sys.stdout then go to stderr."""
+    stream = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return stream
+
+
+def _reply(out: TextIO, payload: dict[str, Any]) -> None:
+    out.write(json.dumps(payload) + "\n")
+    out.flush()
+
+
+def _serve(model: Any, tokenizer: Any, out: TextIO) -> None:
+    while line := sys.stdin.readline():
+        if not line.strip():
+            continue
+        try:
+            reply = _level(model, tokenizer, json.loads(line))
+        except Exception as exc:  # a bad command is an error reply, the worker stays up
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        _reply(out, reply)
+
+
 def main() -> None:
     import mlx.core as mx
     from mlx_lm import load
 
-    spec = json.loads(sys.argv[1])
-    loaded = load(spec["path"])
+    out = _protocol_stream()
+    loaded = load(sys.argv[1])
     model, tokenizer = loaded[0], loaded[1]
     model.set_dtype(mx.float32)
-    _level(model, tokenizer, 1, 1, 8)  # warm-up
-    levels = [_level(model, tokenizer, c, n, spec["max_tokens"]) for c, n in spec["levels"]]
-    print(json.dumps({"blas": loaded_blas(), "levels": levels}))
+    _level(model, tokenizer, {"concurrency": 1, "requests": 1, "max_tokens": 8})  # warm-up
+    _reply(out, {"ready": True, "blas": loaded_blas()})
+    _serve(model, tokenizer, out)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ class RequestResult:
 @dataclass
 class LoadRun:
     concurrency: int
+    first: int  # prompt index of the first request
     wall_s: float
     results: list[RequestResult] = field(default_factory=list)
 
@@ -102,10 +103,19 @@ def make_client(base_url: str, connections: int, timeout_s: float) -> httpx.Asyn
 
 
 async def run_load(
-    base_url: str, model: str, concurrency: int, requests: int, max_tokens: int, timeout_s: float
+    base_url: str,
+    model: str,
+    concurrency: int,
+    requests: int,
+    first: int,
+    max_tokens: int,
+    timeout_s: float,
 ) -> LoadRun:
-    """`concurrency` clients, each sending the next request as soon as its last one ends."""
-    pending = list(range(requests))
+    """`concurrency` clients, each sending the next request as soon as its last one ends.
+
+    The requests use prompts `first` .. `first + requests - 1`.
+    """
+    pending = list(range(first, first + requests))
     results: list[RequestResult] = []
 
     async def worker(client: httpx.AsyncClient) -> None:
@@ -118,4 +128,4 @@ async def run_load(
         start = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         wall = time.perf_counter() - start
-    return LoadRun(concurrency=concurrency, wall_s=wall, results=results)
+    return LoadRun(concurrency=concurrency, first=first, wall_s=wall, results=results)

@@ -9,6 +9,7 @@ HTTP_COLUMNS = (
 )  # fmt: skip
 CEILING_COLUMNS = (("tok/s", "tok_per_s"), ("req/s", "req_per_s"))
 GROUPS = (("ours", HTTP_COLUMNS), ("mlx_lm.server", HTTP_COLUMNS), ("ceiling", CEILING_COLUMNS))
+SHORT_NAMES = {"ours": "ours", "mlx_lm.server": "mlx", "ceiling": "ceil"}
 WIDTH = 8
 
 
@@ -63,12 +64,38 @@ def model_table(result: dict[str, Any]) -> str:
         ceil = systems["ceiling"].get(c, {}).get("tok_per_s")
         row.append(_row([fmt(ratio(ours, mlx)), fmt(ratio(ours, ceil))]))
         lines.append(" ".join(row))
+    lines += [_per_round(result["model"], c, systems) for c in concurrencies]
     lines.append(_notes(result))
     return "\n".join(lines)
 
 
+def _round_tok_per_s(level: dict[str, Any] | None) -> list[float]:
+    return [float(r["tok_per_s"]) for r in (level or {}).get("rounds", [])]
+
+
+def _per_round(model: str, c: int, systems: dict[str, dict[int, dict[str, Any]]]) -> str:
+    """e.g. "tiny @16 tok/s per round: ours 934/902 mlx 738/701 ceil 1128/1090 | ours/mlx ..."."""
+    values = {name: _round_tok_per_s(levels.get(c)) for name, levels in systems.items()}
+    parts = [
+        f"{SHORT_NAMES[name]} " + ("/".join(f"{v:.0f}" for v in tok) or "-")
+        for name, tok in values.items()
+    ]
+    paired = zip(values["ours"], values["mlx_lm.server"], strict=False)
+    ratios = "/".join(f"{a / b:.2f}" for a, b in paired if b) or "-"
+    return f"{model} @{c} tok/s per round: {' '.join(parts)} | ours/mlx {ratios}"
+
+
+def _round_orders(result: dict[str, Any]) -> str:
+    orders = result.get("round_orders", [])
+    return "; ".join(" > ".join(SHORT_NAMES[name] for name in order) for order in orders)
+
+
 def _notes(result: dict[str, Any]) -> str:
-    notes = ["(tok/s = generated tokens / wall time; ttft/e2e in ms; ratios are tok/s)"]
+    notes = [
+        "(tok/s = generated tokens / wall time, median over rounds; ttft/e2e in ms, percentiles"
+        " over all rounds' requests; err = all rounds; ratios are of the median tok/s)",
+        f"  round orders: {_round_orders(result)}",
+    ]
     for name, system in result["systems"].items():
         if system.get("error"):
             notes.append(f"  {name}: ERROR {system['error']}")

@@ -1,24 +1,36 @@
-"""Runs every system for every model in the plan, one at a time on this machine."""
+"""Runs every model in the plan. Both HTTP servers and the ceiling worker stay up for the
+whole model; each level is measured in interleaved rounds, the order rotated every round
+so that drift on the machine falls on every system alike."""
 
 import asyncio
+import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from bench.serving.ceiling import run_ceiling
-from bench.serving.client import make_client, run_load, stream_chat
-from bench.serving.config import REQUEST_TIMEOUT_S, ModelPlan, Plan
+from bench.serving.ceiling import running_ceiling
+from bench.serving.client import make_client, stream_chat
+from bench.serving.config import REQUEST_TIMEOUT_S, Level, ModelPlan, Plan
 from bench.serving.prompts import chat_body
+from bench.serving.report import fmt
 from bench.serving.servers import Server, running_server
-from bench.serving.stats import summarise
+from bench.serving.systems import CeilingSystem, HttpSystem, System
 from bench.serving.twoturn import two_turn
 from modelkube_serving.models.builtin import ensure_builtin
 
 HTTP_SYSTEMS = ("ours", "mlx_lm.server")
+ALL_SYSTEMS = (*HTTP_SYSTEMS, "ceiling")
+T = TypeVar("T")
 
 
 def log(message: str) -> None:
     print(f"[bench] {message}", flush=True)
+
+
+def round_order(items: list[T], index: int) -> list[T]:
+    """Round `index` starts with the item at `index` (mod len) and wraps around."""
+    start = index % len(items) if items else 0
+    return items[start:] + items[:start]
 
 
 async def _warm_up(server: Server, max_tokens: int) -> dict[str, Any]:
@@ -30,42 +42,93 @@ async def _warm_up(server: Server, max_tokens: int) -> dict[str, Any]:
     return {"ok": result.ok, "error": result.error}
 
 
-async def _bench_server(
-    server: Server, plan: ModelPlan, max_tokens: int, two_turn_too: bool, path: Path
-) -> dict[str, Any]:
-    out: dict[str, Any] = {"blas": server.blas(), "warm_up": await _warm_up(server, max_tokens)}
-    levels = []
+async def _measure_level(systems: list[System], model: str, level: Level, first: int) -> None:
+    for index in range(level.rounds):
+        measured = []
+        for system in round_order(systems, index):
+            tok_per_s = await system.measure(level, first + index * level.requests)
+            measured.append(f"{system.name} {fmt(tok_per_s)}")
+        done = ", ".join(measured)
+        log(f"{model} @{level.concurrency} round {index + 1}/{level.rounds} tok/s: {done}")
+
+
+async def _measure(systems: list[System], plan: ModelPlan) -> None:
+    """Every request of the model gets its own prompt index, shared by all systems in a round."""
+    first = 0
     for level in plan.levels:
-        log(f"{server.system} {plan.name}: {level.concurrency} clients, {level.requests} requests")
-        run = await run_load(
-            server.base_url, server.model, level.concurrency, level.requests,
-            max_tokens, REQUEST_TIMEOUT_S,
-        )  # fmt: skip
-        levels.append(dataclasses.asdict(summarise(run, max_tokens)))
-    out["levels"] = levels
-    if two_turn_too:
-        log(f"{server.system} {plan.name}: two-turn chat")
-        out["two_turn"] = dataclasses.asdict(await two_turn(server, path))
-    return out
+        log(f"{plan.name} @{level.concurrency}: {level.rounds} rounds of {level.requests} requests")
+        await _measure_level(systems, plan.name, level, first)
+        first += level.rounds * level.requests
 
 
-def _run_system(system: str, plan: ModelPlan, path: Path, full: Plan) -> dict[str, Any]:
-    log(f"starting {system} on {plan.name}")
+async def _http_systems(servers: list[Server], max_tokens: int) -> list[HttpSystem]:
+    systems = []
+    for server in servers:
+        system = HttpSystem(server, max_tokens)
+        system.info["warm_up"] = await _warm_up(server, max_tokens)
+        systems.append(system)
+    return systems
+
+
+async def _start_ceiling(
+    stack: contextlib.AsyncExitStack, model: str, path: Path, max_tokens: int
+) -> tuple[list[System], dict[str, Any]]:
+    """[the ceiling] if it came up (stopped when `stack` closes), else its error entry."""
+    log(f"starting the ceiling worker on {model}")
     try:
-        with running_server(system, plan.name, path) as server:
-            with_two_turn = full.two_turn and plan.name == "tiny"
-            return asyncio.run(_bench_server(server, plan, full.max_tokens, with_two_turn, path))
+        worker = await stack.enter_async_context(running_ceiling(model, path))
     except RuntimeError as exc:
-        log(f"{system} on {plan.name} failed: {exc}")
-        return {"error": str(exc), "levels": []}
+        log(f"ceiling on {model} failed: {exc}")
+        return [], {"ceiling": {"error": str(exc), "levels": []}}
+    return [CeilingSystem(worker, max_tokens)], {}
+
+
+async def _two_turn(systems: list[HttpSystem], model: str, path: Path) -> None:
+    for system in systems:
+        log(f"{system.name} {model}: two-turn chat")
+        system.info["two_turn"] = dataclasses.asdict(await two_turn(system.server, path))
+
+
+async def _bench_model(
+    servers: list[Server], plan: ModelPlan, full: Plan, path: Path
+) -> dict[str, Any]:
+    """{"round_orders", "systems"} for the servers given and the ceiling, if it comes up."""
+    http = await _http_systems(servers, full.max_tokens)
+    async with contextlib.AsyncExitStack() as stack:
+        ceiling, results = await _start_ceiling(stack, plan.name, path, full.max_tokens)
+        systems: list[System] = [*http, *ceiling]
+        await _measure(systems, plan)
+    if full.two_turn and plan.name == "tiny":
+        await _two_turn(http, plan.name, path)
+    rounds = max((level.rounds for level in plan.levels), default=0)
+    orders = [[system.name for system in round_order(systems, i)] for i in range(rounds)]
+    results |= {system.name: system.result() for system in systems}
+    return {"round_orders": orders, "systems": results}
+
+
+def _start_servers(
+    stack: contextlib.ExitStack, model: str, path: Path
+) -> tuple[list[Server], dict[str, Any]]:
+    """The servers that came up (stopped when `stack` closes), and errors of those that didn't."""
+    servers, failed = [], {}
+    for system in HTTP_SYSTEMS:
+        log(f"starting {system} on {model}")
+        try:
+            servers.append(stack.enter_context(running_server(system, model, path)))
+        except RuntimeError as exc:
+            log(f"{system} on {model} failed: {exc}")
+            failed[system] = {"error": str(exc), "levels": []}
+    return servers, failed
 
 
 def run_model(plan: ModelPlan, full: Plan) -> dict[str, Any]:
     path = ensure_builtin(plan.name)
-    systems = {system: _run_system(system, plan, path, full) for system in HTTP_SYSTEMS}
-    log(f"in-process ceiling on {plan.name}")
-    systems["ceiling"] = run_ceiling(plan, path, full.max_tokens)
-    return {"model": plan.name, "path": str(path), "systems": systems}
+    with contextlib.ExitStack() as stack:
+        servers, failed = _start_servers(stack, plan.name, path)
+        measured = asyncio.run(_bench_model(servers, plan, full, path))
+    systems = failed | measured["systems"]
+    ordered = {name: systems[name] for name in ALL_SYSTEMS if name in systems}
+    return {"model": plan.name, "path": str(path), **measured, "systems": ordered}
 
 
 def run_plan(plan: Plan) -> list[dict[str, Any]]:

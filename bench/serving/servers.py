@@ -34,7 +34,11 @@ class Server:
 
 def blas_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update(LD_PRELOAD=OPENBLAS, OPENBLAS_NUM_THREADS="2", HF_HUB_OFFLINE="1")
+    env.update(
+        LD_PRELOAD=OPENBLAS,
+        OPENBLAS_NUM_THREADS=os.environ.get("BENCH_OPENBLAS_THREADS", "2"),
+        HF_HUB_OFFLINE="1",
+    )
     return env
 
 

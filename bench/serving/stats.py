@@ -1,14 +1,20 @@
-"""Summaries of one load level: throughput, latency percentiles, error counts."""
+"""Summaries of one load level over its rounds: median throughput, pooled latency and errors."""
 
+import statistics
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
-from bench.serving.client import LoadRun
+from bench.serving.client import LoadRun, RequestResult
+
+MEDIAN_KEYS = ("tok_per_s", "req_per_s", "decode_only_tok_per_s")
 
 
 @dataclass
-class LevelSummary:
-    concurrency: int
+class RoundSummary:
+    """One round's raw numbers."""
+
+    first_request: int
     requests: int
     ok: int
     errors: int
@@ -16,12 +22,27 @@ class LevelSummary:
     generated_tokens: int
     tok_per_s: float
     req_per_s: float
-    ttft_p50_ms: float | None = None
-    ttft_p95_ms: float | None = None
-    e2e_p50_ms: float | None = None
-    e2e_p95_ms: float | None = None
-    short_requests: int = 0
-    error_samples: dict[str, int] = field(default_factory=dict)
+    ttft_p50_ms: float | None
+    e2e_p50_ms: float | None
+
+
+@dataclass
+class LevelSummary:
+    """tok/s and req/s: median over rounds; requests, errors, percentiles: all rounds pooled."""
+
+    concurrency: int
+    requests: int
+    ok: int
+    errors: int
+    tok_per_s: float
+    req_per_s: float
+    ttft_p50_ms: float | None
+    ttft_p95_ms: float | None
+    e2e_p50_ms: float | None
+    e2e_p95_ms: float | None
+    short_requests: int
+    error_samples: dict[str, int]
+    rounds: list[RoundSummary]
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -39,19 +60,20 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else value * 1000.0
 
 
-def _error_kind(message: str) -> str:
-    return message[:80]
+def _ttfts(results: list[RequestResult]) -> list[float]:
+    return [r.ttft_s for r in results if r.ok and r.ttft_s is not None]
 
 
-def summarise(run: LoadRun, max_tokens: int) -> LevelSummary:
+def _e2es(results: list[RequestResult]) -> list[float]:
+    return [r.e2e_s for r in results if r.ok and r.e2e_s is not None]
+
+
+def summarise_round(run: LoadRun) -> RoundSummary:
     good = [r for r in run.results if r.ok]
-    ttfts = [r.ttft_s for r in good if r.ttft_s is not None]
-    e2es = [r.e2e_s for r in good if r.e2e_s is not None]
     tokens = sum(r.completion_tokens for r in good)
     wall = max(run.wall_s, 1e-9)
-    kinds = Counter(_error_kind(r.error) for r in run.results if r.error)
-    return LevelSummary(
-        concurrency=run.concurrency,
+    return RoundSummary(
+        first_request=run.first,
         requests=len(run.results),
         ok=len(good),
         errors=len(run.results) - len(good),
@@ -59,10 +81,36 @@ def summarise(run: LoadRun, max_tokens: int) -> LevelSummary:
         generated_tokens=tokens,
         tok_per_s=tokens / wall,
         req_per_s=len(good) / wall,
+        ttft_p50_ms=_ms(percentile(_ttfts(run.results), 50)),
+        e2e_p50_ms=_ms(percentile(_e2es(run.results), 50)),
+    )
+
+
+def summarise_level(runs: list[LoadRun], max_tokens: int) -> LevelSummary:
+    """`runs`: the rounds of one level for one system, at least one."""
+    rounds = [summarise_round(run) for run in runs]
+    pooled = [r for run in runs for r in run.results]
+    good = [r for r in pooled if r.ok]
+    ttfts, e2es = _ttfts(pooled), _e2es(pooled)
+    return LevelSummary(
+        concurrency=runs[0].concurrency,
+        requests=len(pooled),
+        ok=len(good),
+        errors=len(pooled) - len(good),
+        tok_per_s=statistics.median(r.tok_per_s for r in rounds),
+        req_per_s=statistics.median(r.req_per_s for r in rounds),
         ttft_p50_ms=_ms(percentile(ttfts, 50)),
         ttft_p95_ms=_ms(percentile(ttfts, 95)),
         e2e_p50_ms=_ms(percentile(e2es, 50)),
         e2e_p95_ms=_ms(percentile(e2es, 95)),
         short_requests=sum(1 for r in good if r.completion_tokens < max_tokens),
-        error_samples=dict(kinds),
+        error_samples=dict(Counter(r.error[:80] for r in pooled if r.error)),
+        rounds=rounds,
     )
+
+
+def summarise_ceiling(concurrency: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ceiling's rounds of one level: medians of MEDIAN_KEYS, plus every round as run."""
+    medians = {key: statistics.median(float(r[key]) for r in rounds) for key in MEDIAN_KEYS}
+    total = sum(int(r["requests"]) for r in rounds)
+    return {"concurrency": concurrency, "requests": total, **medians, "rounds": rounds}
