@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON ?= $(shell python3 -c 'import sys; print(sys.executable)')
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: help install system-deps python-deps models lint test demo bench clean
+.PHONY: help install system-deps python-deps models controlplane lint test demo bench clean
 
 help:
 	@echo "make demo   install, then serve builtin://tiny and talk to it through the openai SDK"
@@ -22,6 +22,7 @@ help:
 install: system-deps python-deps models
 
 system-deps:
+	@command -v go >/dev/null || { echo "Go is needed to build the test control plane"; exit 1; }
 	@if ! ls /usr/lib/*-linux-gnu/libopenblas.so.0 >/dev/null 2>&1; then \
 	  echo "installing OpenBLAS (MLX's bundled BLAS is ~40x slower)"; \
 	  apt-get install -y -q libopenblas0-pthread >/dev/null 2>&1 \
@@ -38,13 +39,18 @@ python-deps: $(UV)
 models: python-deps
 	$(RUN) modelkube models create tiny
 
+# etcd, kube-apiserver, controller-manager, scheduler, kubectl and kwok, built from their Go
+# modules (tests/controlplane/gomod) and cached by version: only the first run pays the build.
+controlplane: python-deps
+	$(RUN) python -m tests.controlplane.binaries
+
 lint: python-deps
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
 	$(RUN) lint-imports
 
-test: install lint
+test: install controlplane lint
 	$(RUN) pytest
 
 demo: install

@@ -4,6 +4,7 @@ import argparse
 import logging
 import os
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from modelkube_serving.engine.blas import find_openblas
@@ -31,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="manage built-in models")
     models.add_argument("action", choices=["create"])
     models.add_argument("names", nargs="+", help="tiny, small")
+    # Other distributions (the operator, ...) add their subcommands through this entry-point group.
+    for entry in entry_points(group="modelkube.commands"):
+        entry.load()(sub)
     return parser
 
 
@@ -82,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "models":
         return _create_models(args.names)
+    if args.command != "serve":
+        code: int = args.run(args)
+        return code
     _reexec_with_openblas()
     return _serve(args)
 

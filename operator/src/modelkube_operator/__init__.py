@@ -1,0 +1,1 @@
+"""modelkube's operator: ModelService and FineTuneJob turned into Kubernetes objects."""

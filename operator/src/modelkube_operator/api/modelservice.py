@@ -1,0 +1,158 @@
+"""ModelService: a model served through the OpenAI API by modelkube's runtime."""
+
+from typing import Literal
+
+from pydantic import Field
+
+from modelkube_operator.api.conditions import CONDITIONS_EXTRA, Condition
+from modelkube_operator.api.schema import ApiModel, cel
+
+MODEL_URI_PATTERN = r"^(builtin://[a-z0-9-]+|hf://[A-Za-z0-9._-]+/[A-Za-z0-9._-]+(@[A-Za-z0-9._/-]+)?|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+)$"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
+DEFAULT_IMAGE = "ghcr.io/modelkube/runtime:0.1.0"
+
+
+class ModelSource(ApiModel):
+    uri: str = Field(
+        pattern=MODEL_URI_PATTERN,
+        max_length=512,
+        description="builtin://name, hf://org/name[@revision] or pvc://claim/path.",
+    )
+
+
+class LocalObjectReference(ApiModel):
+    name: str = Field(pattern=DNS_LABEL, max_length=63, description="Name in the same namespace.")
+
+
+class Adapter(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel(
+            (
+                "has(self.uri) != has(self.fineTuneJobRef)",
+                "set exactly one of uri or fineTuneJobRef",
+            ),
+        )
+    }
+    name: str = Field(
+        pattern=DNS_LABEL, max_length=63, description="Served as model '<service>:<name>'."
+    )
+    uri: str | None = Field(
+        default=None,
+        pattern=r"^(pvc://|hf://).+",
+        max_length=512,
+        description="Where the adapter is.",
+    )
+    fine_tune_job_ref: LocalObjectReference | None = Field(
+        default=None, description="A FineTuneJob whose adapter is served once it succeeds."
+    )
+
+
+class Autoscaling(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel(
+            ("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas"),
+        )
+    }
+    min_replicas: int = Field(default=1, ge=1, le=1000, description="The fewest replicas.")
+    max_replicas: int = Field(ge=1, le=1000, description="The most replicas.")
+    metric: Literal["inFlightRequests", "cpu"] = Field(
+        default="inFlightRequests",
+        description="inFlightRequests: per-pod modelkube_requests_in_flight; cpu: CPU utilization.",
+    )
+    target: int = Field(
+        ge=1,
+        le=10000,
+        description="Target per pod: in-flight requests, or CPU utilization in percent.",
+    )
+
+
+class Resources(ApiModel):
+    requests: dict[str, str] = Field(
+        default_factory=dict, description="Resource requests, e.g. {cpu: '2', memory: 4Gi}."
+    )
+    limits: dict[str, str] = Field(default_factory=dict, description="Resource limits.")
+
+
+class EnvVar(ApiModel):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)
+    value: str = Field(default="", max_length=4096)
+
+
+class Runtime(ApiModel):
+    image: str = Field(default=DEFAULT_IMAGE, min_length=1, description="The runtime image.")
+    resources: Resources = Field(default_factory=Resources, description="Container resources.")
+    max_concurrent_requests: int = Field(
+        default=32, ge=1, le=1024, description="Requests decoded together per replica."
+    )
+    max_queued_requests: int = Field(
+        default=256, ge=0, le=100000, description="Requests waiting per replica before 429."
+    )
+    context_length: int | None = Field(
+        default=None, ge=16, le=1048576, description="Override the model's context length."
+    )
+    env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra env vars.")
+
+
+class SecretKeySelector(ApiModel):
+    name: str = Field(pattern=DNS_LABEL, max_length=253, description="The Secret's name.")
+    key: str = Field(
+        default="keys", min_length=1, description="The key holding one API key per line."
+    )
+
+
+class Auth(ApiModel):
+    api_keys_secret_ref: SecretKeySelector = Field(description="API keys the runtime accepts.")
+
+
+class Monitoring(ApiModel):
+    service_monitor: bool = Field(
+        default=False, description="Create a ServiceMonitor (needs the Prometheus Operator CRD)."
+    )
+
+
+class ModelServiceSpec(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel(
+            (
+                "!has(self.adapters) || "
+                "self.adapters.all(a, self.adapters.exists_one(b, b.name == a.name))",
+                "adapter names must be unique",
+            ),
+        )
+    }
+    model: ModelSource = Field(description="The base model to serve.")
+    adapters: list[Adapter] = Field(
+        default_factory=list, max_length=32, description="Adapters served on the base model."
+    )
+    replicas: int = Field(
+        default=1, ge=0, le=1000, description="Replicas when autoscaling is not set."
+    )
+    autoscaling: Autoscaling | None = Field(default=None, description="Horizontal autoscaling.")
+    runtime: Runtime = Field(default_factory=Runtime, description="The runtime container.")
+    auth: Auth | None = Field(
+        default=None, description="API keys; without them the API is open (status says so)."
+    )
+    monitoring: Monitoring = Field(
+        default_factory=Monitoring, description="Prometheus integration."
+    )
+
+    def min_replicas(self) -> int:
+        """The replicas that always run: the autoscaler's floor, or the fixed count."""
+        return self.autoscaling.min_replicas if self.autoscaling else self.replicas
+
+
+class ModelServiceStatus(ApiModel):
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra=CONDITIONS_EXTRA,
+        description="Ready, Progressing, Degraded.",
+    )
+    replicas: int = Field(default=0, description="Pods of the runtime Deployment.")
+    ready_replicas: int = Field(default=0, description="Pods ready to serve.")
+    selector: str = Field(default="", description="Label selector of the pods (for /scale).")
+    url: str = Field(default="", description="In-cluster base URL of the OpenAI API.")
+    served_models: list[str] = Field(
+        default_factory=list, description="Model names clients may send."
+    )
+    observed_generation: int = Field(default=0, description="The generation last reconciled.")

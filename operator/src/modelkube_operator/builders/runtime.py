@@ -1,0 +1,158 @@
+"""The runtime's ConfigMap and Deployment for a ModelService."""
+
+import hashlib
+import json
+
+from modelkube_operator.api.modelservice import ModelServiceSpec
+from modelkube_operator.builders.common import (
+    RUNTIME_PORT,
+    Obj,
+    Owner,
+    labels,
+    metadata,
+    restricted_container_context,
+    restricted_pod_context,
+    selector_labels,
+)
+
+COMPONENT = "modelkube-runtime"
+KEYS_DIR = "/etc/modelkube/keys"
+MODELS_ROOT = "/mnt/models"
+CACHE_DIR = "/var/cache/modelkube"
+
+
+def runtime_settings(owner: Owner, spec: ModelServiceSpec) -> dict[str, str]:
+    """What the runtime is told, as environment variables from the ConfigMap."""
+    settings = {
+        "MODELKUBE_MODEL": spec.model.uri,
+        "MODELKUBE_SERVED_MODEL_NAME": owner.name,
+        "MODELKUBE_MAX_CONCURRENT_REQUESTS": str(spec.runtime.max_concurrent_requests),
+        "MODELKUBE_MAX_QUEUED_REQUESTS": str(spec.runtime.max_queued_requests),
+        "MODELKUBE_CACHE_DIR": CACHE_DIR,
+        "MODELKUBE_PVC_ROOT": MODELS_ROOT,
+        "HF_HOME": f"{CACHE_DIR}/huggingface",
+    }
+    if spec.runtime.context_length is not None:
+        settings["MODELKUBE_CONTEXT_LENGTH"] = str(spec.runtime.context_length)
+    return settings
+
+
+def build_configmap(owner: Owner, spec: ModelServiceSpec) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(owner, COMPONENT, f"{owner.name}-runtime"),
+        "data": runtime_settings(owner, spec),
+    }
+
+
+def settings_hash(configmap: Obj) -> str:
+    """Changes when the settings do, so the pod template rolls out new pods."""
+    return hashlib.sha256(json.dumps(configmap["data"], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _args(spec: ModelServiceSpec) -> list[str]:
+    args = [
+        "serve",
+        "--model",
+        "$(MODELKUBE_MODEL)",
+        "--served-model-name",
+        "$(MODELKUBE_SERVED_MODEL_NAME)",
+        "--host",
+        "0.0.0.0",  # noqa: S104 - a pod serves on its own IP
+        "--port",
+        str(RUNTIME_PORT),
+        "--max-concurrent-requests",
+        "$(MODELKUBE_MAX_CONCURRENT_REQUESTS)",
+        "--max-queued-requests",
+        "$(MODELKUBE_MAX_QUEUED_REQUESTS)",
+    ]
+    if spec.runtime.context_length is not None:
+        args += ["--context-length", "$(MODELKUBE_CONTEXT_LENGTH)"]
+    if spec.auth is not None:
+        args += ["--api-keys-file", f"{KEYS_DIR}/{spec.auth.api_keys_secret_ref.key}"]
+    return args
+
+
+def _volumes(spec: ModelServiceSpec) -> tuple[list[Obj], list[Obj]]:
+    volumes: list[Obj] = [{"name": "cache", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    mounts: list[Obj] = [
+        {"name": "cache", "mountPath": CACHE_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir, not the host's /tmp
+    ]
+    if spec.auth is not None:
+        volumes.append(
+            {"name": "api-keys", "secret": {"secretName": spec.auth.api_keys_secret_ref.name}}
+        )
+        mounts.append({"name": "api-keys", "mountPath": KEYS_DIR, "readOnly": True})
+    if spec.model.uri.startswith("pvc://"):
+        claim = spec.model.uri.removeprefix("pvc://").split("/", 1)[0]
+        volumes.append(
+            {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+        mounts.append({"name": "model", "mountPath": f"{MODELS_ROOT}/{claim}", "readOnly": True})
+    return volumes, mounts
+
+
+def _probe(path: str, period: int, failures: int) -> Obj:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": 5,
+    }
+
+
+def _container(owner: Owner, spec: ModelServiceSpec, mounts: list[Obj]) -> Obj:
+    resources = spec.runtime.resources
+    return {
+        "name": "runtime",
+        "image": spec.runtime.image,
+        "command": ["modelkube"],
+        "args": _args(spec),
+        "envFrom": [{"configMapRef": {"name": f"{owner.name}-runtime"}}],
+        "env": [{"name": e.name, "value": e.value} for e in spec.runtime.env],
+        "ports": [{"name": "http", "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
+        # A big model takes minutes to fetch: the startup probe covers that, not liveness.
+        "startupProbe": _probe("/healthz", 5, 120),
+        "livenessProbe": _probe("/healthz", 10, 3),
+        "readinessProbe": _probe("/readyz", 5, 2),
+        "resources": {"requests": dict(resources.requests), "limits": dict(resources.limits)},
+        "securityContext": restricted_container_context(),
+        "volumeMounts": mounts,
+    }
+
+
+def build_deployment(owner: Owner, spec: ModelServiceSpec, config_hash: str) -> Obj:
+    volumes, mounts = _volumes(spec)
+    deployment: Obj = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(owner, COMPONENT),
+        "spec": {
+            "selector": {"matchLabels": selector_labels(owner)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {
+                    "labels": labels(owner, COMPONENT),
+                    "annotations": {"modelkube.io/settings-hash": config_hash},
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    # The runtime drains in-flight requests on SIGTERM (30 s by default).
+                    "terminationGracePeriodSeconds": 45,
+                    "securityContext": restricted_pod_context(),
+                    "containers": [_container(owner, spec, mounts)],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+    if spec.autoscaling is None:
+        # With an HPA the field is left to it: applying it here would fight the autoscaler.
+        deployment["spec"]["replicas"] = spec.replicas
+    return deployment

@@ -1,0 +1,108 @@
+"""The batch/v1 Job that runs `modelkube finetune` for a FineTuneJob."""
+
+from modelkube_operator.api.finetunejob import FineTuneJobSpec
+from modelkube_operator.builders.common import (
+    Obj,
+    Owner,
+    labels,
+    metadata,
+    restricted_container_context,
+    restricted_pod_context,
+)
+from modelkube_operator.builders.runtime import CACHE_DIR, MODELS_ROOT
+
+COMPONENT = "modelkube-finetune"
+TRAINER_IMAGE = "ghcr.io/modelkube/runtime:0.1.0"
+DATA_DIR = "/etc/modelkube/dataset"
+
+
+def _claim(uri: str) -> str:
+    return uri.removeprefix("pvc://").split("/", 1)[0]
+
+
+def _mounted(uri: str) -> str:
+    return f"{MODELS_ROOT}/{uri.removeprefix('pvc://')}" if uri.startswith("pvc://") else uri
+
+
+def _data_path(spec: FineTuneJobSpec) -> str:
+    ref = spec.dataset.config_map_ref
+    return f"{DATA_DIR}/{ref.key}" if ref is not None else _mounted(spec.dataset.uri or "")
+
+
+def _args(spec: FineTuneJobSpec) -> list[str]:
+    h = spec.hyperparameters
+    return [
+        "finetune",
+        "--base",
+        _mounted(spec.base_model.uri),
+        "--data",
+        _data_path(spec),
+        "--method",
+        spec.method,
+        "--output",
+        _mounted(spec.output.uri),
+        "--iterations",
+        str(h.iterations),
+        "--learning-rate",
+        h.learning_rate,
+        "--batch-size",
+        str(h.batch_size),
+        "--num-layers",
+        str(h.num_layers),
+        "--rank",
+        str(h.rank),
+        "--seed",
+        str(h.seed),
+    ]
+
+
+def _volumes(spec: FineTuneJobSpec) -> tuple[list[Obj], list[Obj]]:
+    volumes: list[Obj] = [{"name": "cache", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    mounts: list[Obj] = [
+        {"name": "cache", "mountPath": CACHE_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir, not the host's /tmp
+    ]
+    if spec.dataset.config_map_ref is not None:
+        volumes.append({"name": "dataset", "configMap": {"name": spec.dataset.config_map_ref.name}})
+        mounts.append({"name": "dataset", "mountPath": DATA_DIR, "readOnly": True})
+    claims = {
+        _claim(u)
+        for u in (spec.base_model.uri, spec.dataset.uri or "", spec.output.uri)
+        if u.startswith("pvc://")
+    }
+    for claim in sorted(claims):
+        volumes.append({"name": f"pvc-{claim}", "persistentVolumeClaim": {"claimName": claim}})
+        mounts.append({"name": f"pvc-{claim}", "mountPath": f"{MODELS_ROOT}/{claim}"})
+    return volumes, mounts
+
+
+def build_job(owner: Owner, spec: FineTuneJobSpec) -> Obj:
+    volumes, mounts = _volumes(spec)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(owner, COMPONENT),
+        "spec": {
+            "backoffLimit": 2,
+            "template": {
+                "metadata": {"labels": labels(owner, COMPONENT)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "securityContext": restricted_pod_context(),
+                    "containers": [
+                        {
+                            "name": "trainer",
+                            "image": TRAINER_IMAGE,
+                            "command": ["modelkube"],
+                            "args": _args(spec),
+                            "env": [{"name": "MODELKUBE_CACHE_DIR", "value": CACHE_DIR}],
+                            "securityContext": restricted_container_context(),
+                            "volumeMounts": mounts,
+                        }
+                    ],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }

@@ -1,0 +1,94 @@
+"""kopf registration: thin handlers that call the reconcilers. Importing this registers them."""
+
+import logging
+from typing import Any
+
+import kopf
+
+from modelkube_operator.api import GROUP, VERSION
+from modelkube_operator.builders.common import MANAGED_BY
+from modelkube_operator.k8s.client import Kube
+from modelkube_operator.k8s.credentials import load_credentials
+from modelkube_operator.reconcilers.finetunejob import reconcile_finetunejob
+from modelkube_operator.reconcilers.modelservice import reconcile_modelservice
+
+RESYNC_S = 60.0
+OURS = {"app.kubernetes.io/managed-by": MANAGED_BY}
+_RECONCILERS = {"ModelService": reconcile_modelservice, "FineTuneJob": reconcile_finetunejob}
+_PLURALS = {"ModelService": "modelservices", "FineTuneJob": "finetunejobs"}
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # kopf's bookkeeping lives in annotations under our domain, not in status.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    memo.kube = Kube(load_credentials())
+
+
+@kopf.on.cleanup()
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    await memo.kube.close()
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    creds = load_credentials()
+    return kopf.ConnectionInfo(
+        server=creds.server,
+        ca_path=creds.ca_file,
+        insecure=creds.insecure,
+        token=creds.token,
+        certificate_path=creds.cert_file,
+        private_key_path=creds.key_file,
+        default_namespace=creds.namespace,
+    )
+
+
+async def _reconcile(memo: kopf.Memo, body: kopf.Body) -> None:
+    for cond in await _RECONCILERS[body["kind"]](memo.kube, body):
+        post = kopf.info if cond["status"] == "True" or cond["type"] != "Ready" else kopf.warn
+        post(
+            body,
+            reason=cond["reason"],
+            message=f"{cond['type']}={cond['status']}: {cond['message']}",
+        )
+
+
+@kopf.on.resume(GROUP, VERSION, "modelservices")
+@kopf.on.create(GROUP, VERSION, "modelservices")
+@kopf.on.update(GROUP, VERSION, "modelservices")
+@kopf.on.resume(GROUP, VERSION, "finetunejobs")
+@kopf.on.create(GROUP, VERSION, "finetunejobs")
+@kopf.on.update(GROUP, VERSION, "finetunejobs")
+async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await _reconcile(memo, body)
+
+
+@kopf.timer(GROUP, VERSION, "modelservices", interval=RESYNC_S, idle=RESYNC_S)
+@kopf.timer(GROUP, VERSION, "finetunejobs", interval=RESYNC_S, idle=RESYNC_S)
+async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A safety net: child events already correct drift within seconds."""
+    await _reconcile(memo, body)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=OURS)
+@kopf.on.event("", "v1", "services", labels=OURS)
+@kopf.on.event("", "v1", "configmaps", labels=OURS)
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=OURS)
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=OURS)
+@kopf.on.event("batch", "v1", "jobs", labels=OURS)
+async def child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A child changed or vanished (drift, a rollout, a finished Job): reconcile its owner."""
+    for ref in body.metadata.get("ownerReferences", []):
+        if ref.get("apiVersion") == f"{GROUP}/{VERSION}" and ref["kind"] in _RECONCILERS:
+            owner = await memo.kube.get(
+                ref["apiVersion"], ref["kind"], body.metadata.namespace or "", ref["name"]
+            )
+            if owner is not None and not owner["metadata"].get("deletionTimestamp"):
+                await _reconcile(memo, kopf.Body(owner))

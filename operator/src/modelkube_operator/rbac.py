@@ -1,0 +1,48 @@
+"""The operator's permissions, written once: the ClusterRole the chart and the e2e tests use.
+
+Every verb and resource is listed explicitly: no wildcards.
+"""
+
+from typing import Any
+
+from modelkube_operator.api import GROUP
+
+READ = ["get", "list", "watch"]
+MANAGE = [*READ, "create", "patch", "update", "delete"]
+
+RULES: list[dict[str, Any]] = [
+    {
+        "apiGroups": [GROUP],
+        "resources": ["modelservices", "finetunejobs"],
+        "verbs": [*READ, "patch"],
+    },
+    {
+        "apiGroups": [GROUP],
+        "resources": ["modelservices/status", "finetunejobs/status"],
+        "verbs": ["get", "patch", "update"],
+    },
+    {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": MANAGE},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": MANAGE},
+    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": MANAGE},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": MANAGE},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": MANAGE},
+    {"apiGroups": ["monitoring.coreos.com"], "resources": ["servicemonitors"], "verbs": MANAGE},
+    # To notice whether the Prometheus Operator's ServiceMonitor CRD exists.
+    {
+        "apiGroups": ["apiextensions.k8s.io"],
+        "resources": ["customresourcedefinitions"],
+        "verbs": READ,
+    },
+    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    # kopf watches namespaces when it serves several of them.
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": READ},
+]
+
+
+def cluster_role(name: str = "modelkube-operator") -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name},
+        "rules": RULES,
+    }

@@ -1,0 +1,60 @@
+"""What both reconcilers share: the owner, status writes, per-object serialisation."""
+
+import asyncio
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+from modelkube_operator.builders.common import Obj, Owner
+from modelkube_operator.k8s.client import Kube
+from modelkube_operator.status.conditions import Cond, merge_conditions, transitions
+
+_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+
+
+def owner_of(body: Mapping[str, Any]) -> Owner:
+    meta = body["metadata"]
+    return Owner(
+        api_version=body["apiVersion"],
+        kind=body["kind"],
+        name=meta["name"],
+        namespace=meta["namespace"],
+        uid=meta["uid"],
+        generation=meta.get("generation", 0),
+    )
+
+
+def lock_for(owner: Owner) -> asyncio.Lock:
+    """Handlers and child events may reconcile one object at once; serialise them."""
+    return _locks.setdefault((owner.kind, owner.namespace, owner.name), asyncio.Lock())
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def write_status(
+    kube: Kube, owner: Owner, previous: Mapping[str, Any], conds: list[Cond], fields: Obj
+) -> list[Obj]:
+    """Apply the status if it changed; return the conditions that transitioned."""
+    old_conditions = list(previous.get("conditions", []))
+    merged = merge_conditions(old_conditions, conds, owner.generation, now())
+    status = {**fields, "conditions": merged, "observedGeneration": owner.generation}
+    unchanged = all(previous.get(k) == v for k, v in status.items() if k != "conditions")
+    if unchanged and _same(old_conditions, merged):
+        return []
+    await kube.apply(
+        {
+            "apiVersion": owner.api_version,
+            "kind": owner.kind,
+            "metadata": {"name": owner.name, "namespace": owner.namespace},
+            "status": status,
+        },
+        subresource="status",
+    )
+    return transitions(old_conditions, merged)
+
+
+def _same(old: list[Obj], new: list[Obj]) -> bool:
+    keys = ("type", "status", "reason", "message", "observedGeneration")
+    return [[c.get(k) for k in keys] for c in old] == [[c.get(k) for k in keys] for c in new]

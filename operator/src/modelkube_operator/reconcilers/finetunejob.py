@@ -1,0 +1,40 @@
+"""FineTuneJob → a batch/v1 Job, and its status from the Job's conditions."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from modelkube_operator.api.finetunejob import FineTuneJobSpec
+from modelkube_operator.builders.common import Obj
+from modelkube_operator.builders.training import build_job
+from modelkube_operator.k8s.client import Kube
+from modelkube_operator.reconcilers.common import lock_for, owner_of, write_status
+from modelkube_operator.status.conditions import Cond
+from modelkube_operator.status.finetunejob import job_conditions, times
+
+
+async def reconcile_finetunejob(kube: Kube, body: Mapping[str, Any]) -> list[Obj]:
+    owner = owner_of(body)
+    async with lock_for(owner):
+        previous = body.get("status") or {}
+        try:
+            spec = FineTuneJobSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            message = f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            return await write_status(
+                kube, owner, previous, [Cond("Succeeded", False, "InvalidSpec", message)], {}
+            )
+        existing = await kube.get("batch/v1", "Job", owner.namespace, owner.name)
+        # A Job's pod template is immutable: create it once, then only watch it.
+        job = existing if existing is not None else await kube.apply(build_job(owner, spec))
+        conds = job_conditions(job)
+        start, completion = times(job)
+        succeeded = any(c.type == "Succeeded" and c.status for c in conds)
+        fields: Obj = {
+            "startTime": start,
+            "completionTime": completion,
+            "adapterURI": spec.output.uri if succeeded else "",
+        }
+        return await write_status(kube, owner, previous, conds, fields)

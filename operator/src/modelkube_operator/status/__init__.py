@@ -1,0 +1,1 @@
+"""Status of the custom resources, computed from their children (pure functions)."""

@@ -1,0 +1,45 @@
+"""A FineTuneJob's conditions from its Job's real state."""
+
+from typing import Any
+
+from modelkube_operator.status.conditions import Cond
+
+
+def job_conditions(job: dict[str, Any] | None) -> list[Cond]:
+    if job is None:
+        return [
+            Cond("Running", False, "Pending", "the training Job does not exist yet"),
+            Cond("Succeeded", False, "Pending", "not started"),
+            Cond("Failed", False, "Pending"),
+        ]
+    status = job.get("status", {})
+    conds = {c["type"]: c for c in status.get("conditions", []) if c.get("status") == "True"}
+    if "Complete" in conds:
+        return [
+            Cond("Running", False, "Completed"),
+            Cond("Succeeded", True, "Succeeded", "training finished; the adapter is written"),
+            Cond("Failed", False, "Succeeded"),
+        ]
+    if "Failed" in conds:
+        message = conds["Failed"].get("message", "")
+        return [
+            Cond("Running", False, "Failed"),
+            Cond("Succeeded", False, "Failed", message),
+            Cond("Failed", True, conds["Failed"].get("reason", "JobFailed"), message),
+        ]
+    active = status.get("active", 0)
+    return [
+        Cond(
+            "Running",
+            active > 0,
+            "Training" if active else "Starting",
+            f"{active} training pod(s) running" if active else "waiting for the training pod",
+        ),
+        Cond("Succeeded", False, "Running" if active else "Starting"),
+        Cond("Failed", False, "Running"),
+    ]
+
+
+def times(job: dict[str, Any] | None) -> tuple[str, str]:
+    status = (job or {}).get("status", {})
+    return status.get("startTime", ""), status.get("completionTime", "")

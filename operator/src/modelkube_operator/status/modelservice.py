@@ -1,0 +1,75 @@
+"""A ModelService's conditions from its Deployment's real state."""
+
+from typing import Any
+
+from modelkube_operator.api.modelservice import ModelServiceSpec
+from modelkube_operator.status.conditions import Cond
+
+
+def deployment_conditions(spec: ModelServiceSpec, deployment: dict[str, Any] | None) -> list[Cond]:
+    if deployment is None:
+        return [
+            Cond("Ready", False, "DeploymentMissing", "the runtime Deployment does not exist yet"),
+            Cond("Progressing", True, "Creating", "creating the runtime Deployment"),
+            Cond("Degraded", False, "AsExpected"),
+        ]
+    status = deployment.get("status", {})
+    desired = deployment.get("spec", {}).get("replicas", spec.min_replicas())
+    ready = status.get("readyReplicas", 0)
+    updated = status.get("updatedReplicas", 0)
+    stale = status.get("observedGeneration", 0) < deployment["metadata"].get("generation", 0)
+    dep_conditions = {c["type"]: c for c in status.get("conditions", [])}
+    return [
+        _ready(desired, ready),
+        _progressing(desired, ready, updated, stale),
+        _degraded(dep_conditions),
+    ]
+
+
+def _ready(desired: int, ready: int) -> Cond:
+    if desired == 0:
+        return Cond("Ready", False, "ScaledToZero", "replicas is 0: nothing serves requests")
+    if ready >= desired:
+        return Cond("Ready", True, "AllReplicasReady", f"{ready}/{desired} replicas ready")
+    if ready > 0:
+        return Cond("Ready", True, "SomeReplicasReady", f"{ready}/{desired} replicas ready")
+    return Cond("Ready", False, "NoReplicasReady", f"0/{desired} replicas ready")
+
+
+def _progressing(desired: int, ready: int, updated: int, stale: bool) -> Cond:
+    if stale or updated < desired or ready < desired:
+        return Cond(
+            "Progressing", True, "RollingOut", f"{updated}/{desired} updated, {ready} ready"
+        )
+    return Cond("Progressing", False, "RolloutComplete", "every replica runs the current spec")
+
+
+def _degraded(conditions: dict[str, dict[str, Any]]) -> Cond:
+    failure = conditions.get("ReplicaFailure")
+    if failure and failure.get("status") == "True":
+        return Cond("Degraded", True, "ReplicaFailure", failure.get("message", ""))
+    progressing = conditions.get("Progressing")
+    if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
+        return Cond("Degraded", True, "ProgressDeadlineExceeded", progressing.get("message", ""))
+    return Cond("Degraded", False, "AsExpected")
+
+
+def auth_condition(spec: ModelServiceSpec) -> Cond:
+    if spec.auth is None:
+        return Cond(
+            "APIKeysRequired",
+            False,
+            "NoAPIKeys",
+            "spec.auth is not set: anyone who can reach the Service can use the model",
+        )
+    return Cond(
+        "APIKeysRequired",
+        True,
+        "SecretConfigured",
+        f"keys from Secret {spec.auth.api_keys_secret_ref.name}",
+    )
+
+
+def served_models(name: str, spec: ModelServiceSpec) -> list[str]:
+    # Adapters from FineTuneJobs join once their job succeeds (the fine-tuning issue).
+    return [name, *(f"{name}:{a.name}" for a in spec.adapters if a.uri)]

@@ -1,0 +1,236 @@
+"""A real control plane on 127.0.0.1: etcd, kube-apiserver, controller-manager, scheduler, kwok.
+
+Used by the e2e tests and `make demo`. Authentication is by static bearer tokens with RBAC on,
+so the operator can run under exactly its ClusterRole, not as cluster admin.
+"""
+
+import secrets
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from tests.controlplane.binaries import ensure_binaries
+from tests.controlplane.stages import write_stages
+from tests.serving.runtime_process import free_port
+
+ADMIN = "modelkube-admin"
+SERVICE_CIDR = "10.96.0.0/16"
+
+
+@dataclass
+class ControlPlane:
+    workdir: Path
+    bins: dict[str, Path] = field(default_factory=ensure_binaries)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    api_port: int = field(default_factory=free_port)
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.workdir / "admin.kubeconfig"
+
+    def start(self) -> "ControlPlane":
+        try:
+            self._start_all()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_all(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._start_etcd()
+        self._start_apiserver()
+        write_kubeconfig(self.admin_kubeconfig, self.server, self.ca_file, self.admin_token)
+        self._wait("kube-apiserver", lambda: self._get("/readyz") == 200, 60)
+        self._start(
+            "kube-controller-manager",
+            [
+                f"--kubeconfig={self.admin_kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+                f"--service-account-private-key-file={self.workdir / 'sa.key'}",
+                f"--root-ca-file={self.ca_file}",
+                "--controllers=*,-nodeipam",
+                "--concurrent-gc-syncs=10",
+            ],
+        )
+        self._start(
+            "kube-scheduler",
+            [
+                f"--kubeconfig={self.admin_kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+            ],
+        )
+        self._start(
+            "kwok",
+            [
+                f"--kubeconfig={self.admin_kubeconfig}",
+                f"--config={write_stages(self.workdir)}",
+                "--manage-all-nodes=true",
+                f"--server-address=127.0.0.1:{free_port()}",
+                "--node-lease-duration-seconds=40",
+            ],
+        )
+        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(FAKE_NODE))
+
+    @property
+    def ca_file(self) -> Path:
+        return self.workdir / "pki" / "apiserver.crt"
+
+    def _start_etcd(self) -> None:
+        self.etcd_port = free_port()
+        self._start(
+            "etcd",
+            [
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
+                f"--advertise-client-urls=http://127.0.0.1:{self.etcd_port}",
+                f"--listen-peer-urls=http://127.0.0.1:{free_port()}",
+                "--log-level=warn",
+                "--quota-backend-bytes=4294967296",
+            ],
+        )
+
+    def _start_apiserver(self) -> None:
+        key = self.workdir / "sa.key"
+        subprocess.run(
+            ["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True
+        )
+        tokens = self.workdir / "tokens.csv"
+        tokens.write_text(f'{self.admin_token},{ADMIN},{ADMIN},"system:masters"\n')
+        self._start(
+            "kube-apiserver",
+            [
+                f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.api_port}",
+                f"--cert-dir={self.workdir / 'pki'}",
+                f"--token-auth-file={tokens}",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                f"--service-account-key-file={key}",
+                f"--service-account-signing-key-file={key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--endpoint-reconciler-type=none",
+                "--enable-priority-and-fairness=false",
+            ],
+        )
+
+    def _start(self, name: str, args: list[str]) -> None:
+        with (self.workdir / f"{name}.log").open("ab") as log:  # the child keeps its own copy
+            self.procs[name] = subprocess.Popen(
+                [str(self.bins[name]), *args], stdout=log, stderr=log
+            )
+
+    def _get(self, path: str) -> int:
+        if not self.ca_file.exists():
+            return 0
+        headers = {"Authorization": f"Bearer {self.admin_token}"}
+        try:
+            url = f"{self.server}{path}"
+            context = ssl.create_default_context(cafile=str(self.ca_file))
+            return httpx.get(url, verify=context, timeout=2, headers=headers).status_code
+        except (httpx.TransportError, OSError):
+            return 0
+
+    def _wait(self, what: str, ready: Any, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited:\n{self.log(name)}")
+            if ready():
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"{what} not ready after {timeout}s:\n{self.log(what)}")
+
+    def log(self, name: str) -> str:
+        path = self.workdir / f"{name}.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def kubectl(
+        self,
+        *args: str,
+        stdin: str | None = None,
+        check: bool = True,
+        kubeconfig: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                str(self.bins["kubectl"]),
+                f"--kubeconfig={kubeconfig or self.admin_kubeconfig}",
+                *args,
+            ],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+        )
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.procs.values())):
+            proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def write_kubeconfig(
+    path: Path, server: str, ca: Path, token: str, namespace: str = "default"
+) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "local", "cluster": {"server": server, "certificate-authority": str(ca)}}
+        ],
+        "users": [{"name": "user", "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": "local",
+                "context": {"cluster": "local", "user": "user", "namespace": namespace},
+            }
+        ],
+        "current-context": "local",
+    }
+    path.write_text(yaml.safe_dump(config))
+
+
+FAKE_NODE = {
+    "apiVersion": "v1",
+    "kind": "Node",
+    "metadata": {
+        "name": "kwok-node-0",
+        "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+        "labels": {
+            "type": "kwok",
+            "kubernetes.io/hostname": "kwok-node-0",
+            "kubernetes.io/os": "linux",
+        },
+    },
+    "spec": {},
+    "status": {
+        "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+        "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+        "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "fake"},
+    },
+}

@@ -1,0 +1,140 @@
+"""The operator under test: its ServiceAccount, ClusterRole and process, on the control plane."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from modelkube_operator.rbac import cluster_role
+
+from tests.controlplane.cluster import ControlPlane, write_kubeconfig
+from tests.serving.runtime_process import free_port
+
+OPERATOR_NS = "modelkube-system"
+OPERATOR_SA = "modelkube-operator"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def install_crds(cp: ControlPlane) -> None:
+    cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    cp.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/modelservices.modelkube.io",
+        "crd/finetunejobs.modelkube.io",
+    )
+
+
+def operator_kubeconfig(cp: ControlPlane) -> Path:
+    """A kubeconfig holding a token of the operator's ServiceAccount, bound to its ClusterRole."""
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": OPERATOR_SA},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": OPERATOR_SA,
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_SA, "namespace": OPERATOR_NS}],
+    }
+    docs = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NS}},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": OPERATOR_SA, "namespace": OPERATOR_NS},
+        },
+        cluster_role(OPERATOR_SA),
+        binding,
+    ]
+    cp.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+    token = cp.kubectl(
+        "create", "token", OPERATOR_SA, "-n", OPERATOR_NS, "--duration=24h"
+    ).stdout.strip()
+    path = cp.workdir / "operator.kubeconfig"
+    write_kubeconfig(path, cp.server, cp.ca_file, token)
+    return path
+
+
+@dataclass
+class OperatorProcess:
+    kubeconfig: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    port: int = 0
+
+    def start(self) -> "OperatorProcess":
+        self.port = free_port()
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        env.pop("KUBERNETES_SERVICE_HOST", None)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "modelkube_serving",
+                    "operator",
+                    "--all-namespaces",
+                    "--liveness",
+                    f"http://127.0.0.1:{self.port}/healthz",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        wait_until(lambda: self._alive(), 60, f"operator liveness\n{self.log()}")
+        return self
+
+    def _alive(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def get_json(cp: ControlPlane, *args: str) -> dict[str, Any] | None:
+    result = cp.kubectl("get", *args, "-o", "json", check=False)
+    if result.returncode != 0:
+        return None
+    body: dict[str, Any] = json.loads(result.stdout)
+    return body

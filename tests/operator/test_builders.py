@@ -1,0 +1,177 @@
+"""Every builder is a pure function: plain asserts on the manifests it returns."""
+
+from modelkube_operator.api.finetunejob import FineTuneJobSpec
+from modelkube_operator.api.modelservice import ModelServiceSpec
+from modelkube_operator.builders.common import Owner
+from modelkube_operator.builders.monitoring import build_servicemonitor
+from modelkube_operator.builders.networking import build_service, service_url
+from modelkube_operator.builders.runtime import build_configmap, build_deployment, settings_hash
+from modelkube_operator.builders.scaling import build_hpa, build_pdb
+from modelkube_operator.builders.training import build_job
+from modelkube_operator.status.conditions import Cond, merge_conditions, transitions
+from modelkube_operator.status.finetunejob import job_conditions
+from modelkube_operator.status.modelservice import deployment_conditions
+
+OWNER = Owner("modelkube.io/v1alpha1", "ModelService", "chat", "team-a", "uid-1", 3)
+RESTRICTED = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def spec(**extra: object) -> ModelServiceSpec:
+    return ModelServiceSpec.model_validate({"model": {"uri": "builtin://tiny"}, **extra})
+
+
+def test_deployment_runs_the_runtime_restricted_with_probes() -> None:
+    s = spec(replicas=2)
+    dep = build_deployment(OWNER, s, "abc")
+    assert dep["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert dep["spec"]["replicas"] == 2
+    pod = dep["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"][:3] == ["serve", "--model", "$(MODELKUBE_MODEL)"]
+    assert container["securityContext"] == RESTRICTED
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert dep["spec"]["template"]["metadata"]["annotations"]["modelkube.io/settings-hash"] == "abc"
+    assert dep["spec"]["selector"]["matchLabels"] == {"modelkube.io/modelservice": "chat"}
+
+
+def test_api_keys_secret_is_mounted_and_passed() -> None:
+    s = spec(auth={"apiKeysSecretRef": {"name": "keys", "key": "list"}})
+    pod = build_deployment(OWNER, s, "h")["spec"]["template"]["spec"]
+    assert {"name": "api-keys", "secret": {"secretName": "keys"}} in pod["volumes"]
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--api-keys-file") + 1] == "/etc/modelkube/keys/list"
+
+
+def test_pvc_model_is_mounted_read_only() -> None:
+    pod = build_deployment(OWNER, spec(model={"uri": "pvc://models/llama"}), "h")["spec"][
+        "template"
+    ]["spec"]
+    assert {
+        "name": "model",
+        "persistentVolumeClaim": {"claimName": "models", "readOnly": True},
+    } in pod["volumes"]
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert {"name": "model", "mountPath": "/mnt/models/models", "readOnly": True} in mounts
+
+
+def test_settings_hash_follows_the_configmap() -> None:
+    a = settings_hash(build_configmap(OWNER, spec()))
+    b = settings_hash(build_configmap(OWNER, spec(runtime={"maxConcurrentRequests": 8})))
+    assert a != b
+    assert a == settings_hash(build_configmap(OWNER, spec()))
+
+
+def test_autoscaling_builds_an_hpa_and_leaves_replicas_to_it() -> None:
+    s = spec(autoscaling={"minReplicas": 2, "maxReplicas": 5, "target": 8})
+    hpa = build_hpa(OWNER, s)
+    assert hpa is not None
+    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "modelkube_requests_in_flight"
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
+    assert "replicas" not in build_deployment(OWNER, s, "h")["spec"]
+    cpu = build_hpa(OWNER, spec(autoscaling={"maxReplicas": 3, "metric": "cpu", "target": 70}))
+    assert cpu is not None
+    assert cpu["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
+    assert build_hpa(OWNER, spec()) is None
+
+
+def test_pdb_only_with_more_than_one_replica() -> None:
+    assert build_pdb(OWNER, spec(replicas=1)) is None
+    pdb = build_pdb(OWNER, spec(replicas=3))
+    assert pdb is not None
+    assert pdb["spec"]["maxUnavailable"] == 1
+
+
+def test_servicemonitor_needs_both_the_flag_and_the_crd() -> None:
+    on = spec(monitoring={"serviceMonitor": True})
+    assert build_servicemonitor(OWNER, on, crd_present=False) is None
+    assert build_servicemonitor(OWNER, spec(), crd_present=True) is None
+    monitor = build_servicemonitor(OWNER, on, crd_present=True)
+    assert monitor is not None
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+def test_service_and_url() -> None:
+    svc = build_service(OWNER)
+    assert svc["spec"]["ports"][0]["port"] == 8000
+    assert service_url(OWNER) == "http://chat.team-a.svc:8000/v1"
+
+
+def test_job_runs_modelkube_finetune_with_the_hyperparameters() -> None:
+    ftj = FineTuneJobSpec.model_validate(
+        {
+            "baseModel": {"uri": "builtin://tiny"},
+            "dataset": {"configMapRef": {"name": "data", "key": "train.jsonl"}},
+            "hyperparameters": {"iterations": 30, "learningRate": "2e-4"},
+            "output": {"uri": "pvc://adapters/run-1"},
+        }
+    )
+    owner = Owner("modelkube.io/v1alpha1", "FineTuneJob", "run-1", "team-a", "uid-2")
+    job = build_job(owner, ftj)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert args[0] == "finetune"
+    assert args[args.index("--iterations") + 1] == "30"
+    assert args[args.index("--learning-rate") + 1] == "2e-4"
+    assert args[args.index("--output") + 1] == "/mnt/models/adapters/run-1"
+    assert args[args.index("--data") + 1] == "/etc/modelkube/dataset/train.jsonl"
+    assert container["securityContext"] == RESTRICTED
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_conditions_keep_their_transition_time_until_status_changes() -> None:
+    first = merge_conditions([], [Cond("Ready", False, "NoReplicasReady")], 1, "t1")
+    same = merge_conditions(first, [Cond("Ready", False, "NoReplicasReady", "0/2")], 1, "t2")
+    assert same[0]["lastTransitionTime"] == "t1"
+    assert transitions(first, same) == []
+    flipped = merge_conditions(same, [Cond("Ready", True, "AllReplicasReady")], 2, "t3")
+    assert flipped[0]["lastTransitionTime"] == "t3"
+    assert [c["type"] for c in transitions(same, flipped)] == ["Ready"]
+
+
+def test_status_from_deployment_state() -> None:
+    dep = {
+        "metadata": {"generation": 2},
+        "spec": {"replicas": 2},
+        "status": {"observedGeneration": 2, "readyReplicas": 2, "updatedReplicas": 2},
+    }
+    conds = {c.type: c for c in deployment_conditions(spec(replicas=2), dep)}
+    assert conds["Ready"].status and conds["Ready"].reason == "AllReplicasReady"
+    assert not conds["Progressing"].status
+    stuck = {
+        **dep,
+        "status": {
+            "observedGeneration": 2,
+            "conditions": [
+                {
+                    "type": "Progressing",
+                    "status": "False",
+                    "reason": "ProgressDeadlineExceeded",
+                    "message": "m",
+                }
+            ],
+        },
+    }
+    conds = {c.type: c for c in deployment_conditions(spec(replicas=2), stuck)}
+    assert not conds["Ready"].status
+    assert conds["Degraded"].status and conds["Degraded"].reason == "ProgressDeadlineExceeded"
+
+
+def test_finetune_status_from_job_conditions() -> None:
+    done = {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    assert [c.status for c in job_conditions(done)] == [False, True, False]
+    failed = {
+        "status": {
+            "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]
+        }
+    }
+    assert job_conditions(failed)[2].reason == "BackoffLimitExceeded"
+    running = {"status": {"active": 1}}
+    assert job_conditions(running)[0].status
