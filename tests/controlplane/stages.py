@@ -59,8 +59,8 @@ def _failing(complete: dict[str, Any]) -> dict[str, Any]:
 
 def _outcome_template(template: str) -> str:
     """Pods of `fail-*` FineTuneJobs exit 1 and fail; the others succeed as usual."""
-    label = '(index .metadata.labels "modelkube.io/finetunejob")'
-    fails = f'(hasPrefix {label} "{FAIL_PREFIX}")'
+    label = '(index $root.metadata.labels "modelkube.io/finetunejob")'  # $root: the pod
+    fails = f'(hasPrefix "{FAIL_PREFIX}" {label})'  # sprig: prefix first
     return (
         template.replace(
             "exitCode: 0", f"exitCode: {{{{ if {fails} }}}}1{{{{ else }}}}0{{{{ end }}}}"

@@ -69,6 +69,7 @@ def operator_kubeconfig(cp: ControlPlane) -> Path:
 class OperatorProcess:
     kubeconfig: Path
     log_path: Path
+    namespaces: str = "test-*"
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
 
@@ -83,7 +84,8 @@ class OperatorProcess:
                     "-m",
                     "modelkube_serving",
                     "operator",
-                    "--all-namespaces",
+                    "--namespace",
+                    self.namespaces,
                     "--liveness",
                     f"http://127.0.0.1:{self.port}/healthz",
                 ],

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 from modelkube_operator.api.crd import MODELSERVICE, build_crd, structural_schema
+from modelkube_operator.api.finetunejob import FineTuneJobStatus
 from modelkube_operator.api.modelservice import ModelServiceSpec
 from modelkube_operator.cli import crd_files
 from pydantic import ValidationError
@@ -58,3 +59,10 @@ def test_models_reject_what_the_schema_rejects() -> None:
         ModelServiceSpec.model_validate({"model": {"uri": "s3://bucket/x"}})
     with pytest.raises(ValidationError):
         ModelServiceSpec.model_validate({"model": {"uri": "builtin://tiny"}, "replicas": -1})
+
+
+def test_status_field_names_follow_the_design() -> None:
+    status = FineTuneJobStatus.model_validate({"adapterURI": "pvc://a/b", "startTime": "t"})
+    assert status.model_dump(by_alias=True)["adapterURI"] == "pvc://a/b"
+    with pytest.raises(ValidationError):
+        FineTuneJobStatus.model_validate({"adapterUri": "pvc://a/b"})

@@ -57,3 +57,105 @@ def test_example_becomes_ready_with_its_children(
     listing = cp.kubectl("get", "modelkube", "-n", namespace).stdout
     assert "tiny" in listing
     assert "True" in listing
+
+
+def deployment(cp: ControlPlane, namespace: str, name: str) -> dict[str, Any] | None:
+    return get_json(cp, "deployment", name, "-n", namespace)
+
+
+def replicas_are(cp: ControlPlane, namespace: str, name: str, n: int) -> bool:
+    dep = deployment(cp, namespace, name)
+    return dep is not None and dep["spec"].get("replicas") == n
+
+
+def test_spec_changes_update_the_children(
+    control_plane: ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    cp = control_plane
+    apply(cp, namespace, modelservice("chat", replicas=1))
+    wait_until(lambda: ready(cp, namespace, "chat"), 30, "chat Ready")
+    assert get_json(cp, "pdb", "chat", "-n", namespace) is None
+
+    apply(cp, namespace, modelservice("chat", replicas=3))
+    wait_until(lambda: replicas_are(cp, namespace, "chat", 3), 15, "3 replicas")
+    wait_until(lambda: get_json(cp, "pdb", "chat", "-n", namespace), 15, "a PDB")
+
+    before = deployment(cp, namespace, "chat")
+    assert before is not None
+    apply(cp, namespace, modelservice("chat", replicas=3, model={"uri": "builtin://small"}))
+
+    def rolled() -> bool:
+        config = get_json(cp, "configmap", "chat-runtime", "-n", namespace) or {}
+        dep = deployment(cp, namespace, "chat") or before
+        hash_key = "modelkube.io/settings-hash"
+        new_hash = dep["spec"]["template"]["metadata"]["annotations"][hash_key]
+        old_hash = before["spec"]["template"]["metadata"]["annotations"][hash_key]
+        model = config.get("data", {}).get("MODELKUBE_MODEL")
+        return bool(model == "builtin://small" and new_hash != old_hash)
+
+    wait_until(rolled, 15, "the new model rolled out")
+
+    scaling = {"minReplicas": 2, "maxReplicas": 4, "metric": "cpu", "target": 70}
+    apply(cp, namespace, modelservice("chat", autoscaling=scaling))
+    hpa = wait_until(lambda: get_json(cp, "hpa", "chat", "-n", namespace), 15, "an HPA")
+    assert hpa["spec"]["maxReplicas"] == 4
+    apply(cp, namespace, modelservice("chat", replicas=1))
+    wait_until(lambda: get_json(cp, "hpa", "chat", "-n", namespace) is None, 15, "HPA removed")
+    wait_until(lambda: get_json(cp, "pdb", "chat", "-n", namespace) is None, 15, "PDB removed")
+    wait_until(lambda: replicas_are(cp, namespace, "chat", 1), 15, "1 replica")
+
+
+def test_kubectl_scale_goes_through_the_scale_subresource(
+    control_plane: ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    cp = control_plane
+    apply(cp, namespace, modelservice("scaled", replicas=1))
+    wait_until(lambda: ready(cp, namespace, "scaled"), 30, "scaled Ready")
+    cp.kubectl("scale", "-n", namespace, "modelservice/scaled", "--replicas=3")
+    wait_until(lambda: replicas_are(cp, namespace, "scaled", 3), 15, "deployment at 3")
+    ms = wait_until(
+        lambda: (m := ready(cp, namespace, "scaled")) and m["status"]["readyReplicas"] == 3 and m,
+        20,
+        "3 ready replicas",
+    )
+    assert ms["status"]["selector"] == "modelkube.io/modelservice=scaled"
+
+
+def test_deleting_the_modelservice_garbage_collects_its_children(
+    control_plane: ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    cp = control_plane
+    apply(cp, namespace, modelservice("gone", replicas=2))
+    wait_until(lambda: ready(cp, namespace, "gone"), 30, "gone Ready")
+    cp.kubectl("delete", "-n", namespace, "modelservice/gone", "--wait=true")
+
+    def children_left() -> list[str]:
+        out = cp.kubectl(
+            "get",
+            "deploy,svc,cm,pdb,hpa",
+            "-n",
+            namespace,
+            "-l",
+            "modelkube.io/modelservice=gone",
+            "-o",
+            "name",
+        ).stdout
+        return out.split()
+
+    wait_until(lambda: not children_left(), 20, "children garbage-collected")
+
+
+def test_drift_is_corrected_within_ten_seconds(
+    control_plane: ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    cp = control_plane
+    apply(cp, namespace, modelservice("steady", replicas=2))
+    wait_until(lambda: ready(cp, namespace, "steady"), 30, "steady Ready")
+    cp.kubectl("scale", "-n", namespace, "deployment/steady", "--replicas=5")
+    wait_until(lambda: replicas_are(cp, namespace, "steady", 2), 10, "replicas restored to 2")
+    cp.kubectl("delete", "-n", namespace, "service/steady")
+    wait_until(lambda: get_json(cp, "service", "steady", "-n", namespace), 10, "service recreated")
+    cp.kubectl("delete", "-n", namespace, "configmap/steady-runtime")
+    wait_until(
+        lambda: get_json(cp, "configmap", "steady-runtime", "-n", namespace), 10, "configmap back"
+    )

@@ -5,7 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
+
+from tests.serving.conftest import StartRuntime
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -78,3 +81,13 @@ def test_weights_that_do_not_load_stop_the_server_with_one_line(tmp_path: Path) 
         f"modelkube serve: error: cannot load model {tmp_path.name}: "
         f"[load_safetensors] Invalid json header length file {tmp_path}/model.safetensors"
     ]
+
+
+def test_context_length_flag_caps_the_context(start_runtime: StartRuntime) -> None:
+    capped = start_runtime("--context-length", "64")
+    response = httpx.post(
+        f"{capped.url}/v1/completions",
+        json={"model": "tiny", "prompt": "word " * 70, "max_tokens": 1},
+    )
+    assert response.status_code == 400
+    assert "maximum context length is 64 tokens" in response.json()["error"]["message"]

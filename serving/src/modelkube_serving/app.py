@@ -41,6 +41,7 @@ class ServeConfig:
     max_queued_requests: int = 256
     max_body_bytes: int = 8 << 20
     api_keys: tuple[bytes, ...] = ()
+    context_length: int | None = None
 
 
 def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = None) -> FastAPI:
@@ -51,6 +52,8 @@ def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = Non
         EngineSettings(max_batch_size=config.max_concurrent_requests),
         metrics,
     )
+    if config.context_length is not None:
+        engine.context_length = min(engine.context_length, config.context_length)
     labels = {"model": config.model_name}
 
     def admission_changed(running: int, queued: int) -> None:

@@ -24,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-concurrent-requests", type=_positive, default=32)
     serve.add_argument("--max-queued-requests", type=_non_negative, default=256)
+    serve.add_argument(
+        "--context-length", type=_positive, help="cap the context below the model's own limit"
+    )
     serve.add_argument("--api-keys-file", type=Path, help="one key per line; /v1 then requires one")
     serve.add_argument(
         "--drain-grace-period", type=float, default=30.0, help="seconds, after SIGTERM"
@@ -130,6 +133,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_concurrent_requests=args.max_concurrent_requests,
         max_queued_requests=args.max_queued_requests,
         api_keys=keys,
+        context_length=args.context_length,
     )
     uv_config = uvicorn.Config(
         "modelkube_serving.app:create_app",

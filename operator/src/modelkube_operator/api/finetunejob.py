@@ -79,7 +79,9 @@ class FineTuneJobStatus(ApiModel):
         description="Running, Succeeded, Failed.",
     )
     progress: Progress = Field(default_factory=Progress, description="Training progress.")
-    adapter_uri: str = Field(default="", description="The trained adapter, once succeeded.")
+    adapter_uri: str = Field(
+        default="", alias="adapterURI", description="The trained adapter, once succeeded."
+    )
     start_time: str = Field(default="", description="When training started (RFC 3339).")
     completion_time: str = Field(default="", description="When training ended (RFC 3339).")
     observed_generation: int = Field(default=0, description="The generation last reconciled.")

@@ -5,6 +5,8 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
 from modelkube_operator.builders.common import Obj, Owner
 from modelkube_operator.k8s.client import Kube
 from modelkube_operator.status.conditions import Cond, merge_conditions, transitions
@@ -34,12 +36,18 @@ def now() -> str:
 
 
 async def write_status(
-    kube: Kube, owner: Owner, previous: Mapping[str, Any], conds: list[Cond], fields: Obj
+    kube: Kube,
+    owner: Owner,
+    schema: type[BaseModel],
+    previous: Mapping[str, Any],
+    conds: list[Cond],
+    fields: Obj,
 ) -> list[Obj]:
     """Apply the status if it changed; return the conditions that transitioned."""
     old_conditions = list(previous.get("conditions", []))
     merged = merge_conditions(old_conditions, conds, owner.generation, now())
     status = {**fields, "conditions": merged, "observedGeneration": owner.generation}
+    schema.model_validate(status)  # a field the CRD does not declare fails here, not in the cluster
     unchanged = all(previous.get(k) == v for k, v in status.items() if k != "conditions")
     if unchanged and _same(old_conditions, merged):
         return []

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modelkube_operator.api.finetunejob import FineTuneJobSpec
+from modelkube_operator.api.finetunejob import FineTuneJobSpec, FineTuneJobStatus
 from modelkube_operator.builders.common import Obj
 from modelkube_operator.builders.training import build_job
 from modelkube_operator.k8s.client import Kube
@@ -37,4 +37,4 @@ async def reconcile_finetunejob(kube: Kube, body: Mapping[str, Any]) -> list[Obj
             "completionTime": completion,
             "adapterURI": spec.output.uri if succeeded else "",
         }
-        return await write_status(kube, owner, previous, conds, fields)
+        return await write_status(kube, owner, FineTuneJobStatus, previous, conds, fields)

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modelkube_operator.api.modelservice import ModelServiceSpec
+from modelkube_operator.api.modelservice import ModelServiceSpec, ModelServiceStatus
 from modelkube_operator.builders.common import Obj, Owner
 from modelkube_operator.builders.monitoring import build_servicemonitor
 from modelkube_operator.builders.networking import build_service, service_url
@@ -38,7 +38,7 @@ async def reconcile_modelservice(kube: Kube, body: Mapping[str, Any]) -> list[Ob
         except ValidationError as exc:
             # Past the schema but unusable: say so in status instead of crash-looping.
             reason = Cond("Ready", False, "InvalidSpec", _first_error(exc))
-            return await write_status(kube, owner, previous, [reason], {})
+            return await write_status(kube, owner, ModelServiceStatus, previous, [reason], {})
         deployment = await _apply_children(kube, owner, spec)
         conds = [*deployment_conditions(spec, deployment), auth_condition(spec)]
         status = deployment.get("status", {})
@@ -51,7 +51,7 @@ async def reconcile_modelservice(kube: Kube, body: Mapping[str, Any]) -> list[Ob
             "url": service_url(owner),
             "servedModels": served_models(owner.name, spec),
         }
-        return await write_status(kube, owner, previous, conds, fields)
+        return await write_status(kube, owner, ModelServiceStatus, previous, conds, fields)
 
 
 async def _apply_children(kube: Kube, owner: Owner, spec: ModelServiceSpec) -> Obj:

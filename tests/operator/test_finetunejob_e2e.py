@@ -1,0 +1,102 @@
+"""FineTuneJob → batch/v1 Job; the Job's outcome (driven by kwok's pod stages) shows in status."""
+
+from typing import Any
+
+import yaml
+
+from tests.controlplane.cluster import ControlPlane
+from tests.controlplane.stages import FAIL_PREFIX
+from tests.operator.harness import OperatorProcess, get_json, wait_until
+
+
+def finetunejob(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "modelkube.io/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": name},
+        "spec": {
+            "baseModel": {"uri": "builtin://tiny"},
+            "dataset": {"configMapRef": {"name": "data", "key": "train.jsonl"}},
+            "hyperparameters": {"iterations": 20},
+            "output": {"uri": f"pvc://adapters/{name}"},
+        },
+    }
+
+
+def storage(namespace: str) -> list[dict[str, Any]]:
+    """What the user provides: the dataset ConfigMap and a bound claim for the adapters."""
+    volume = f"adapters-{namespace}"
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "data", "namespace": namespace},
+            "data": {"train.jsonl": '{"text": "hello"}\n'},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": volume},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "hostPath": {"path": f"/tmp/{volume}"},
+                "storageClassName": "",
+                "claimRef": {"namespace": namespace, "name": "adapters"},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "adapters", "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "volumeName": volume,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    ]
+
+
+def submit(cp: ControlPlane, namespace: str, name: str) -> None:
+    docs = [*storage(namespace), finetunejob(name)]
+    cp.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(docs))
+
+
+def condition(cp: ControlPlane, namespace: str, name: str, type_: str) -> dict[str, Any] | None:
+    obj = get_json(cp, "finetunejob", name, "-n", namespace) or {}
+    for cond in obj.get("status", {}).get("conditions", []):
+        if cond["type"] == type_ and cond["status"] == "True":
+            return obj
+    return None
+
+
+def test_succeeded_job_shows_in_status_with_the_adapter(
+    control_plane: ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    cp = control_plane
+    submit(cp, namespace, "tune")
+    job = wait_until(lambda: get_json(cp, "job", "tune", "-n", namespace), 15, "the Job")
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:2] == ["finetune", "--base"]
+    ftj = wait_until(
+        lambda: condition(cp, namespace, "tune", "Succeeded"), 60, f"Succeeded\n{operator.log()}"
+    )
+    assert ftj["status"]["adapterURI"] == "pvc://adapters/tune"
+    assert ftj["status"]["completionTime"]
+    assert "Succeeded" in cp.kubectl("get", "ftj", "-n", namespace).stdout
+
+
+def test_failed_job_shows_in_status(
+    control_plane: ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    cp = control_plane
+    name = f"{FAIL_PREFIX}tune"
+    submit(cp, namespace, name)
+    ftj = wait_until(
+        lambda: condition(cp, namespace, name, "Failed"), 120, f"Failed\n{operator.log()}"
+    )
+    failed = next(c for c in ftj["status"]["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "BackoffLimitExceeded"
+    assert ftj["status"]["adapterURI"] == ""
