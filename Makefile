@@ -15,7 +15,8 @@ RUN := $(UV) run --frozen --no-sync
 .PHONY: help install system-deps python-deps models controlplane lint test demo bench clean
 
 help:
-	@echo "make demo   install, then serve builtin://tiny and talk to it through the openai SDK"
+	@echo "make demo   install, then serve builtin://tiny through the openai SDK, and run the"
+	@echo "            operator on a local control plane with the example ModelService"
 	@echo "make test   install, then run lint, type checks and the whole test suite"
 	@echo "make bench  install, then run the benchmarks in bench/ (not part of make test)"
 
@@ -53,11 +54,13 @@ lint: python-deps
 test: install controlplane lint
 	$(RUN) pytest
 
-demo: install
+demo: install controlplane
 	$(RUN) python examples/demo.py
+	PYTHONPATH=. $(RUN) python examples/demo_operator.py
 
-bench: install
+bench: install controlplane
 	$(RUN) python -m bench.serving
+	$(RUN) python -m bench.operator
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache bench/results

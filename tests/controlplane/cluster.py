@@ -39,20 +39,25 @@ class ControlPlane:
     def admin_kubeconfig(self) -> Path:
         return self.workdir / "admin.kubeconfig"
 
-    def start(self) -> "ControlPlane":
+    def start(self, crds: Path | None = None) -> "ControlPlane":
+        """Start everything; CRDs in `crds` go in before the controllers, so the garbage
+        collector discovers their kinds at once instead of at its next 30 s resync."""
         try:
-            self._start_all()
+            self._start_all(crds)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _start_all(self) -> None:
+    def _start_all(self, crds: Path | None) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._start_etcd()
         self._start_apiserver()
         write_kubeconfig(self.admin_kubeconfig, self.server, self.ca_file, self.admin_token)
         self._wait("kube-apiserver", lambda: self._get("/readyz") == 200, 60)
+        if crds is not None:
+            self.kubectl("apply", "--server-side", "-f", str(crds))
+            self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         self._start(
             "kube-controller-manager",
             [

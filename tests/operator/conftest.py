@@ -4,16 +4,15 @@ from collections.abc import Iterator
 import pytest
 
 from tests.controlplane.cluster import ControlPlane
-from tests.operator.harness import OperatorProcess, install_crds, operator_kubeconfig
+from tests.operator.harness import REPO, OperatorProcess, operator_kubeconfig
 
 _namespaces = itertools.count()
 
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    cp = ControlPlane(tmp_path_factory.mktemp("control-plane")).start()
+    cp = ControlPlane(tmp_path_factory.mktemp("control-plane")).start(crds=REPO / "crds")
     try:
-        install_crds(cp)
         yield cp
     finally:
         cp.stop()

@@ -22,17 +22,6 @@ OPERATOR_SA = "modelkube-operator"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def install_crds(cp: ControlPlane) -> None:
-    cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    cp.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/modelservices.modelkube.io",
-        "crd/finetunejobs.modelkube.io",
-    )
-
-
 def operator_kubeconfig(cp: ControlPlane) -> Path:
     """A kubeconfig holding a token of the operator's ServiceAccount, bound to its ClusterRole."""
     binding = {
