@@ -1,7 +1,8 @@
 """kopf registration: thin handlers that call the reconcilers. Importing this registers them."""
 
+import copy
 import logging
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -10,7 +11,7 @@ from modelkube_operator.builders.common import MANAGED_BY
 from modelkube_operator.k8s.client import Kube
 from modelkube_operator.k8s.credentials import load_credentials
 from modelkube_operator.reconcilers.finetunejob import reconcile_finetunejob
-from modelkube_operator.reconcilers.modelservice import reconcile_modelservice
+from modelkube_operator.reconcilers.modelservice import reconcile_child, reconcile_modelservice
 
 RESYNC_S = 60.0
 OURS = {"app.kubernetes.io/managed-by": MANAGED_BY}
@@ -51,13 +52,15 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 
 
 async def _reconcile(memo: kopf.Memo, body: kopf.Body) -> None:
-    for cond in await _RECONCILERS[body["kind"]](memo.kube, body):
+    _post(body, await _RECONCILERS[body["kind"]](memo.kube, body))
+
+
+def _post(body: kopf.Body, transitions: list[dict[str, Any]]) -> None:
+    """Each condition that changed becomes an Event on the resource."""
+    for cond in transitions:
         post = kopf.info if cond["status"] == "True" or cond["type"] != "Ready" else kopf.warn
-        post(
-            body,
-            reason=cond["reason"],
-            message=f"{cond['type']}={cond['status']}: {cond['message']}",
-        )
+        message = f"{cond['type']}={cond['status']}: {cond['message']}"
+        post(body, reason=cond["reason"], message=message)
 
 
 @kopf.on.resume(GROUP, VERSION, "modelservices")
@@ -77,18 +80,31 @@ async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await _reconcile(memo, body)
 
 
+@kopf.index(GROUP, VERSION, "modelservices")
+@kopf.index(GROUP, VERSION, "finetunejobs")
+def owners(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The custom resources in memory, so a child's event finds its owner without a GET."""
+    meta = body.metadata
+    return {(body["kind"], meta.namespace or "", meta.name or ""): copy.deepcopy(dict(body))}
+
+
 @kopf.on.event("apps", "v1", "deployments", labels=OURS)
 @kopf.on.event("", "v1", "services", labels=OURS)
 @kopf.on.event("", "v1", "configmaps", labels=OURS)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=OURS)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=OURS)
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
-async def child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def child_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """A child changed or vanished (drift, a rollout, a finished Job): reconcile its owner."""
+    owners: kopf.Index[tuple[str, str, str], dict[str, Any]] = kwargs["owners"]
     for ref in body.metadata.get("ownerReferences", []):
-        if ref.get("apiVersion") == f"{GROUP}/{VERSION}" and ref["kind"] in _RECONCILERS:
-            owner = await memo.kube.get(
-                ref["apiVersion"], ref["kind"], body.metadata.namespace or "", ref["name"]
-            )
-            if owner is not None and not owner["metadata"].get("deletionTimestamp"):
-                await _reconcile(memo, kopf.Body(owner))
+        if ref.get("apiVersion") != f"{GROUP}/{VERSION}" or ref["kind"] not in _RECONCILERS:
+            continue
+        for owner in owners.get((ref["kind"], body.metadata.namespace or "", ref["name"]), []):
+            if owner["metadata"]["uid"] != ref["uid"] or owner["metadata"].get("deletionTimestamp"):
+                continue
+            if ref["kind"] == "ModelService":
+                transitions = await reconcile_child(memo.kube, owner, body)
+            else:
+                transitions = await reconcile_finetunejob(memo.kube, owner)
+            _post(kopf.Body(cast(kopf.RawBody, owner)), transitions)

@@ -24,7 +24,12 @@ async def reconcile_finetunejob(kube: Kube, body: Mapping[str, Any]) -> list[Obj
             err = exc.errors()[0]
             message = f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
             return await write_status(
-                kube, owner, previous, [Cond("Succeeded", False, "InvalidSpec", message)], {}
+                kube,
+                owner,
+                FineTuneJobStatus,
+                previous,
+                [Cond("Succeeded", False, "InvalidSpec", message)],
+                {},
             )
         existing = await kube.get("batch/v1", "Job", owner.namespace, owner.name)
         # A Job's pod template is immutable: create it once, then only watch it.

@@ -1,12 +1,19 @@
-"""ModelService → ConfigMap, Deployment, Service, HPA, PDB, ServiceMonitor, and its status."""
+"""ModelService → ConfigMap, Deployment, Service, HPA, PDB, ServiceMonitor, and its status.
 
+A spec change (or resume, or the resync timer) reconciles everything. A child's event only
+re-applies that child, which corrects drift, and refreshes status when the child is the
+Deployment: a burst of N new ModelServices then costs a few API calls per child event, not a
+full reconcile each.
+"""
+
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
 from modelkube_operator.api.modelservice import ModelServiceSpec, ModelServiceStatus
-from modelkube_operator.builders.common import Obj, Owner
+from modelkube_operator.builders.common import Obj, Owner, selector_labels
 from modelkube_operator.builders.monitoring import build_servicemonitor
 from modelkube_operator.builders.networking import build_service, service_url
 from modelkube_operator.builders.runtime import build_configmap, build_deployment, settings_hash
@@ -21,64 +28,104 @@ from modelkube_operator.status.modelservice import (
 )
 
 SERVICEMONITOR_CRD = "servicemonitors.monitoring.coreos.com"
-_OPTIONAL = (
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),
-    ("policy/v1", "PodDisruptionBudget"),
-    ("monitoring.coreos.com/v1", "ServiceMonitor"),
-)
+_CRD_TTL_S = 60.0
+_crd_seen: dict[str, tuple[float, bool]] = {}
+_API_VERSIONS = {
+    "ConfigMap": "v1",
+    "Deployment": "apps/v1",
+    "Service": "v1",
+    "HorizontalPodAutoscaler": "autoscaling/v2",
+    "PodDisruptionBudget": "policy/v1",
+    "ServiceMonitor": "monitoring.coreos.com/v1",
+}
 
 
 async def reconcile_modelservice(kube: Kube, body: Mapping[str, Any]) -> list[Obj]:
-    """Bring the children and status in line with the spec; return condition transitions."""
+    """Bring every child and the status in line with the spec; return condition transitions."""
     owner = owner_of(body)
     async with lock_for(owner):
-        previous = body.get("status") or {}
-        try:
-            spec = ModelServiceSpec.model_validate(body.get("spec") or {})
-        except ValidationError as exc:
+        spec, error = _parse(body)
+        if spec is None:
             # Past the schema but unusable: say so in status instead of crash-looping.
-            reason = Cond("Ready", False, "InvalidSpec", _first_error(exc))
-            return await write_status(kube, owner, ModelServiceStatus, previous, [reason], {})
-        deployment = await _apply_children(kube, owner, spec)
-        conds = [*deployment_conditions(spec, deployment), auth_condition(spec)]
-        status = deployment.get("status", {})
-        fields = {
-            "replicas": status.get("replicas", 0),
-            "readyReplicas": status.get("readyReplicas", 0),
-            "selector": ",".join(
-                f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items()
-            ),
-            "url": service_url(owner),
-            "servedModels": served_models(owner.name, spec),
-        }
-        return await write_status(kube, owner, ModelServiceStatus, previous, conds, fields)
+            invalid = [Cond("Ready", False, "InvalidSpec", error)]
+            return await write_status(
+                kube, owner, ModelServiceStatus, body.get("status") or {}, invalid, {}
+            )
+        crd_present = await _servicemonitor_crd(kube)
+        deployment: Obj = {}
+        for kind, obj in desired_children(owner, spec, crd_present).items():
+            if obj is not None:
+                applied = await kube.apply(obj)
+                deployment = applied if kind == "Deployment" else deployment
+            elif kind != "ServiceMonitor" or crd_present:
+                await kube.delete(_API_VERSIONS[kind], kind, owner.namespace, owner.name)
+        return await _write_status(kube, owner, spec, body, deployment)
 
 
-async def _apply_children(kube: Kube, owner: Owner, spec: ModelServiceSpec) -> Obj:
+async def reconcile_child(
+    kube: Kube, body: Mapping[str, Any], child: Mapping[str, Any]
+) -> list[Obj]:
+    """One child changed or vanished: re-apply it if wanted; a Deployment refreshes status."""
+    owner = owner_of(body)
+    async with lock_for(owner):
+        spec, _ = _parse(body)
+        if spec is None:
+            return []
+        desired = desired_children(owner, spec, crd_present=True).get(child["kind"])
+        if desired is None or desired["metadata"]["name"] != child["metadata"]["name"]:
+            return []
+        applied = await kube.apply(desired)
+        if child["kind"] != "Deployment":
+            return []
+        return await _write_status(kube, owner, spec, body, applied)
+
+
+def desired_children(
+    owner: Owner, spec: ModelServiceSpec, crd_present: bool
+) -> dict[str, Obj | None]:
+    """Every child kind, and the object it should be (None: it should not exist)."""
     configmap = build_configmap(owner, spec)
-    await kube.apply(configmap)
-    deployment = await kube.apply(build_deployment(owner, spec, settings_hash(configmap)))
-    await kube.apply(build_service(owner))
-    crd_present = (
-        await kube.get(
-            "apiextensions.k8s.io/v1", "CustomResourceDefinition", "", SERVICEMONITOR_CRD
-        )
-        is not None
-    )
-    wanted = {
+    return {
+        "ConfigMap": configmap,
+        "Deployment": build_deployment(owner, spec, settings_hash(configmap)),
+        "Service": build_service(owner),
         "HorizontalPodAutoscaler": build_hpa(owner, spec),
         "PodDisruptionBudget": build_pdb(owner, spec),
         "ServiceMonitor": build_servicemonitor(owner, spec, crd_present),
     }
-    for api_version, kind in _OPTIONAL:
-        obj = wanted[kind]
-        if obj is not None:
-            await kube.apply(obj)
-        elif kind != "ServiceMonitor" or crd_present:
-            await kube.delete(api_version, kind, owner.namespace, owner.name)
-    return deployment
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    return f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+async def _write_status(
+    kube: Kube, owner: Owner, spec: ModelServiceSpec, body: Mapping[str, Any], deployment: Obj
+) -> list[Obj]:
+    conds = [*deployment_conditions(spec, deployment or None), auth_condition(spec)]
+    status = deployment.get("status", {})
+    fields = {
+        "replicas": status.get("replicas", 0),
+        "readyReplicas": status.get("readyReplicas", 0),
+        "selector": ",".join(f"{k}={v}" for k, v in selector_labels(owner).items()),
+        "url": service_url(owner),
+        "servedModels": served_models(owner.name, spec),
+    }
+    previous = body.get("status") or {}
+    return await write_status(kube, owner, ModelServiceStatus, previous, conds, fields)
+
+
+async def _servicemonitor_crd(kube: Kube) -> bool:
+    """Whether the Prometheus Operator is installed, looked up at most once a minute."""
+    seen = _crd_seen.get(SERVICEMONITOR_CRD)
+    if seen is not None and time.monotonic() - seen[0] < _CRD_TTL_S:
+        return seen[1]
+    crd = await kube.get(
+        "apiextensions.k8s.io/v1", "CustomResourceDefinition", "", SERVICEMONITOR_CRD
+    )
+    _crd_seen[SERVICEMONITOR_CRD] = (time.monotonic(), crd is not None)
+    return crd is not None
+
+
+def _parse(body: Mapping[str, Any]) -> tuple[ModelServiceSpec | None, str]:
+    try:
+        return ModelServiceSpec.model_validate(body.get("spec") or {}), ""
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        return None, f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
