@@ -16,7 +16,6 @@ from modelkube_operator.reconcilers.modelservice import reconcile_child, reconci
 RESYNC_S = 60.0
 OURS = {"app.kubernetes.io/managed-by": MANAGED_BY}
 _RECONCILERS = {"ModelService": reconcile_modelservice, "FineTuneJob": reconcile_finetunejob}
-_PLURALS = {"ModelService": "modelservices", "FineTuneJob": "finetunejobs"}
 
 
 @kopf.on.startup()
@@ -27,7 +26,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{GROUP}/finalizer"
-    settings.posting.level = logging.INFO
+    # Only warnings become Events by themselves: at INFO kopf would post one per handler run
+    # per object, an API call each. Condition transitions are still posted (kopf.info/warn).
+    settings.posting.level = logging.WARNING
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
     memo.kube = Kube(load_credentials())
 
