@@ -17,7 +17,7 @@ from bench.operator.watcher import Watcher
 from tests.controlplane.cluster import ControlPlane
 from tests.operator.harness import OperatorProcess
 
-SETTLE_S = 2.0  # after liveness, so the operator's watches are up before t0
+WARMUP_S = 2.0  # after liveness, so the operator's watches are up before t0
 POLL_S = 0.05
 MS_PATH = "/apis/modelkube.io/v1alpha1/namespaces/{ns}/modelservices"
 DEPLOY_PATH = "/apis/apps/v1/namespaces/{ns}/deployments"
@@ -43,6 +43,8 @@ class RoundResult:
     reconcile_ms: dict[str, Any] = field(default_factory=dict)  # MS seen → Deployment seen
     from_t0_ms: dict[str, Any] = field(default_factory=dict)  # t0 → Deployment seen
     ready_ms: dict[str, Any] = field(default_factory=dict)  # MS seen → Ready seen
+    to_all_deployments_ready_s: float | None = None  # the kube controllers and kwok's share
+    status_lag_ms: dict[str, Any] = field(default_factory=dict)  # Deployment ready → MS Ready
     server_gap_s: dict[str, Any] = field(default_factory=dict)  # creationTimestamps, 1 s
     seen: dict[str, int] = field(default_factory=dict)
     verified: dict[str, int] = field(default_factory=dict)
@@ -61,7 +63,7 @@ class RoundResult:
 
 
 def apply_manifests(cp: ControlPlane, text: str, timeout_s: float) -> None:
-    subprocess.run(
+    result = subprocess.run(
         [
             str(cp.bins["kubectl"]),
             f"--kubeconfig={cp.admin_kubeconfig}",
@@ -73,9 +75,11 @@ def apply_manifests(cp: ControlPlane, text: str, timeout_s: float) -> None:
         input=text,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
         timeout=timeout_s,
     )
+    if result.returncode != 0:
+        raise RuntimeError(f"kubectl apply failed ({result.returncode}): {result.stderr[-1000:]}")
 
 
 def list_json(cp: ControlPlane, kind: str, namespace: str) -> list[dict[str, Any]]:
@@ -131,7 +135,7 @@ class Round:
     def _prepare(self) -> None:
         self.cp.kubectl("create", "namespace", self.ns)
         self.operator.start()
-        time.sleep(SETTLE_S)
+        time.sleep(WARMUP_S)
         self.result.operator_rss_idle_mb = rss_mb(self.pid)
         paths = (MS_PATH, DEPLOY_PATH, SERVICE_PATH)
         handlers = (
@@ -202,12 +206,15 @@ class Round:
         r.reconcile_ms = summary(gaps_ms(t.deployments, t.modelservices))
         r.from_t0_ms = summary(since_ms(t.deployments, t0))
         r.ready_ms = summary(gaps_ms(t.ready, t.modelservices))
+        r.to_all_deployments_ready_s = latest(t.deployments_ready, t0)
+        r.status_lag_ms = summary(gaps_ms(t.ready, t.deployments_ready))
         r.events = {kind: len(times) for kind, times in t.events.items()}
         r.seen = {
             "modelservices": len(t.modelservices),
             "deployments": len(t.deployments),
             "services": len(t.services),
             "ready": len(t.ready),
+            "deployments_ready": len(t.deployments_ready),
         }
         self._verify()
 

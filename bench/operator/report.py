@@ -13,6 +13,7 @@ HEADERS = (
     "to all Deployments (s)",
     "to all children (s)",
     "to all Ready (s)",
+    "Deployment ready -> Ready p50 / p95 (ms)",
     "latency p50 / p95 (ms)",
     "from t0 p50 / p95 (ms)",
     "RSS idle / peak (MB)",
@@ -53,6 +54,7 @@ def _row(r: dict[str, Any]) -> list[str]:
         _upto(r, "to_all_deployments_s", seen.get("deployments", 0)),
         _upto(r, "to_all_children_s", children),
         _upto(r, "to_all_ready_s", seen.get("ready", 0)),
+        _pair(r.get("status_lag_ms", {})),
         _pair(r["reconcile_ms"]),
         _pair(r["from_t0_ms"]),
         f"{_num(r['operator_rss_idle_mb'])} / {_num(r['operator_hwm_mb'])}",
@@ -75,6 +77,8 @@ apply: `kubectl apply --server-side` of all N in one multi-document YAML, from t
 to all ...: t0 until the last Deployment / Deployment+Service (ConfigMap goes first) / Ready=True
   was seen on a watch (client-side monotonic clock, ms resolution).
 latency: per object, ModelService ADDED on the watch -> its Deployment ADDED on the watch.
+Deployment ready -> Ready: per object, its Deployment's replicas all ready on the watch -> the
+  ModelService's Ready=True on the watch (the operator's share of "to all Ready").
 from t0: per object, t0 -> its Deployment ADDED (includes kubectl's own sequential apply time).
 RSS peak: VmHWM of the operator process (fresh per N); CPU: utime+stime from t0 to all Ready."""
 

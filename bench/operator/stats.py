@@ -3,16 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Linear interpolation between closest ranks; None for no data."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100.0
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+from bench.serving.stats import percentile
 
 
 def summary(values: list[float]) -> dict[str, float | int | None]:

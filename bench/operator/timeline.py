@@ -4,6 +4,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def _deployment_ready(obj: dict[str, Any]) -> bool:
+    status = obj.get("status") or {}
+    return int(status.get("readyReplicas") or 0) >= int((obj.get("spec") or {}).get("replicas", 1))
+
+
 def _ready(obj: dict[str, Any]) -> bool:
     conditions = (obj.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
@@ -19,6 +24,7 @@ class Timeline:
     modelservices: dict[str, float] = field(default_factory=dict)
     ready: dict[str, float] = field(default_factory=dict)
     deployments: dict[str, float] = field(default_factory=dict)
+    deployments_ready: dict[str, float] = field(default_factory=dict)  # all its replicas ready
     services: dict[str, float] = field(default_factory=dict)
     events: dict[str, list[float]] = field(
         default_factory=lambda: {"modelservices": [], "deployments": [], "services": []}
@@ -41,6 +47,8 @@ class Timeline:
         self.events["deployments"].append(now)
         if kind != "DELETED":
             self.deployments.setdefault(obj["metadata"]["name"], now)
+            if _deployment_ready(obj):
+                self.deployments_ready.setdefault(obj["metadata"]["name"], now)
 
     def on_service(self, kind: str, obj: dict[str, Any], now: float) -> None:
         self.events["services"].append(now)
