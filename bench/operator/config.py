@@ -45,8 +45,8 @@ def _counts(text: str) -> tuple[int, ...]:
         counts = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError as exc:
         raise SystemExit(f"--counts needs comma-separated integers, got {text!r}") from exc
-    if not counts or min(counts) < 1:
-        raise SystemExit(f"--counts needs positive integers, got {text!r}")
+    if not counts or min(counts) < 1 or len(set(counts)) != len(counts):
+        raise SystemExit(f"--counts needs distinct positive integers, got {text!r}")
     return counts
 
 
