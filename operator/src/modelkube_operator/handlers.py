@@ -85,9 +85,21 @@ async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.index(GROUP, VERSION, "modelservices")
 @kopf.index(GROUP, VERSION, "finetunejobs")
 def owners(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """The custom resources in memory, so a child's event finds its owner without a GET."""
+    """The custom resources in memory, so a child's event finds its owner without a GET.
+
+    Only what the reconcilers read is kept: managedFields and kopf's annotations (one holds a
+    whole copy of the spec) would double the memory and the copying on every event.
+    """
     meta = body.metadata
-    return {(body["kind"], meta.namespace or "", meta.name or ""): copy.deepcopy(dict(body))}
+    kept = {k: meta.get(k) for k in ("name", "namespace", "uid", "generation", "deletionTimestamp")}
+    owner = {
+        "apiVersion": body["apiVersion"],
+        "kind": body["kind"],
+        "metadata": kept,
+        "spec": copy.deepcopy(dict(body.spec)),
+        "status": copy.deepcopy(dict(body.status)),
+    }
+    return {(body["kind"], meta.namespace or "", meta.name or ""): owner}
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OURS)

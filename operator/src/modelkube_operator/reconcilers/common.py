@@ -5,7 +5,7 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from modelkube_operator.builders.common import Obj, Owner
 from modelkube_operator.k8s.client import Kube
@@ -24,6 +24,12 @@ def owner_of(body: Mapping[str, Any]) -> Owner:
         uid=meta["uid"],
         generation=meta.get("generation", 0),
     )
+
+
+def spec_error(exc: ValidationError) -> str:
+    """The first validation error as one line naming the field, for an InvalidSpec condition."""
+    err = exc.errors()[0]
+    return f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
 
 
 def lock_for(owner: Owner) -> asyncio.Lock:

@@ -9,7 +9,7 @@ from modelkube_operator.api.finetunejob import FineTuneJobSpec, FineTuneJobStatu
 from modelkube_operator.builders.common import Obj
 from modelkube_operator.builders.training import build_job
 from modelkube_operator.k8s.client import Kube
-from modelkube_operator.reconcilers.common import lock_for, owner_of, write_status
+from modelkube_operator.reconcilers.common import lock_for, owner_of, spec_error, write_status
 from modelkube_operator.status.conditions import Cond
 from modelkube_operator.status.finetunejob import job_conditions, times
 
@@ -21,8 +21,7 @@ async def reconcile_finetunejob(kube: Kube, body: Mapping[str, Any]) -> list[Obj
         try:
             spec = FineTuneJobSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
-            err = exc.errors()[0]
-            message = f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            message = spec_error(exc)
             return await write_status(
                 kube,
                 owner,

@@ -19,7 +19,7 @@ from modelkube_operator.builders.networking import build_service, service_url
 from modelkube_operator.builders.runtime import build_configmap, build_deployment, settings_hash
 from modelkube_operator.builders.scaling import build_hpa, build_pdb
 from modelkube_operator.k8s.client import Kube
-from modelkube_operator.reconcilers.common import lock_for, owner_of, write_status
+from modelkube_operator.reconcilers.common import lock_for, owner_of, spec_error, write_status
 from modelkube_operator.status.conditions import Cond
 from modelkube_operator.status.modelservice import (
     auth_condition,
@@ -127,5 +127,4 @@ def _parse(body: Mapping[str, Any]) -> tuple[ModelServiceSpec | None, str]:
     try:
         return ModelServiceSpec.model_validate(body.get("spec") or {}), ""
     except ValidationError as exc:
-        err = exc.errors()[0]
-        return None, f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+        return None, spec_error(exc)
