@@ -1,5 +1,6 @@
 """FineTuneJob → batch/v1 Job; the Job's outcome (driven by kwok's pod stages) shows in status."""
 
+import time
 from typing import Any
 
 import yaml
@@ -86,6 +87,14 @@ def test_succeeded_job_shows_in_status_with_the_adapter(
     assert ftj["status"]["adapterURI"] == "pvc://adapters/tune"
     assert ftj["status"]["completionTime"]
     assert "Succeeded" in cp.kubectl("get", "ftj", "-n", namespace).stdout
+
+    # Deleting a finished job's Job (by hand, or a TTL) must not train again.
+    cp.kubectl("delete", "job", "tune", "-n", namespace, "--wait=true")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        assert get_json(cp, "job", "tune", "-n", namespace) is None, "the Job was recreated"
+        time.sleep(0.5)
+    assert condition(cp, namespace, "tune", "Succeeded") is not None
 
 
 def test_failed_job_shows_in_status(

@@ -1,7 +1,10 @@
 """kopf registration: thin handlers that call the reconcilers. Importing this registers them."""
 
+import asyncio
+import contextlib
 import copy
 import logging
+from collections.abc import Collection, Mapping
 from typing import Any, cast
 
 import kopf
@@ -12,14 +15,20 @@ from modelkube_operator.k8s.client import Kube
 from modelkube_operator.k8s.credentials import load_credentials
 from modelkube_operator.reconcilers.finetunejob import reconcile_finetunejob
 from modelkube_operator.reconcilers.modelservice import reconcile_child, reconcile_modelservice
+from modelkube_operator.reconcilers.resync import OwnerKey, out_of_sync, owner_key
 
 RESYNC_S = 60.0
+WORKER_LIMIT = 200
+WORKER_IDLE_S = 0.5
 OURS = {"app.kubernetes.io/managed-by": MANAGED_BY}
-_RECONCILERS = {"ModelService": reconcile_modelservice, "FineTuneJob": reconcile_finetunejob}
+_RECONCILERS = ("ModelService", "FineTuneJob")
+OwnersIndex = kopf.Index[OwnerKey, dict[str, Any]]
+ChildrenIndex = kopf.Index[OwnerKey, str]
+logger = logging.getLogger(__name__)
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     # kopf's bookkeeping lives in annotations under our domain, not in status.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -31,11 +40,22 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
+    # One worker task per object with events is kopf's default; a burst of hundreds of new
+    # objects would hold hundreds of handler coroutines and bodies at once. An idle worker
+    # holds its slot, so it leaves soon instead of kopf's 5 s.
+    settings.queueing.worker_limit = WORKER_LIMIT
+    settings.queueing.idle_timeout = WORKER_IDLE_S
     memo.kube = Kube(load_credentials())
+    memo.resync = asyncio.create_task(
+        _resync_forever(memo.kube, kwargs["owners"], kwargs["children"])
+    )
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    memo.resync.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await memo.resync
     await memo.kube.close()
 
 
@@ -53,8 +73,29 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     )
 
 
-async def _reconcile(memo: kopf.Memo, body: kopf.Body) -> None:
-    _post(body, await _RECONCILERS[body["kind"]](memo.kube, body))
+async def _resync_forever(kube: Kube, owners: OwnersIndex, children: ChildrenIndex) -> None:
+    """A safety net: child events already correct drift within seconds. It reads only the
+    indices, so it costs nothing while everything is in sync."""
+    while True:
+        await asyncio.sleep(RESYNC_S)
+        present = {key: list(kinds) for key, kinds in children.items()}
+        snapshot = [owner for store in owners.values() for owner in store]
+        for owner in out_of_sync(snapshot, present):
+            try:
+                await _reconcile(kube, kopf.Body(cast(kopf.RawBody, owner)), present)
+            except Exception:  # one broken object must not stop the others' resync
+                logger.exception("resync of %s/%s failed", owner["kind"], owner["metadata"]["name"])
+
+
+async def _reconcile(
+    kube: Kube, body: kopf.Body, present: Mapping[OwnerKey, Collection[str]]
+) -> None:
+    key = owner_key(body["kind"], body.metadata.namespace or "", body.metadata.name or "")
+    if body["kind"] == "ModelService":
+        transitions = await reconcile_modelservice(kube, body, present.get(key, []))
+    else:
+        transitions = await reconcile_finetunejob(kube, body)
+    _post(body, transitions)
 
 
 def _post(body: kopf.Body, transitions: list[dict[str, Any]]) -> None:
@@ -71,20 +112,14 @@ def _post(body: kopf.Body, transitions: list[dict[str, Any]]) -> None:
 @kopf.on.resume(GROUP, VERSION, "finetunejobs")
 @kopf.on.create(GROUP, VERSION, "finetunejobs")
 @kopf.on.update(GROUP, VERSION, "finetunejobs")
-async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _reconcile(memo, body)
-
-
-@kopf.timer(GROUP, VERSION, "modelservices", interval=RESYNC_S, idle=RESYNC_S)
-@kopf.timer(GROUP, VERSION, "finetunejobs", interval=RESYNC_S, idle=RESYNC_S)
-async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A safety net: child events already correct drift within seconds."""
-    await _reconcile(memo, body)
+async def reconcile(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    children: ChildrenIndex = kwargs["children"]
+    await _reconcile(memo.kube, body, children)
 
 
 @kopf.index(GROUP, VERSION, "modelservices")
 @kopf.index(GROUP, VERSION, "finetunejobs")
-def owners(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], dict[str, Any]]:
+async def owners(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], dict[str, Any]]:
     """The custom resources in memory, so a child's event finds its owner without a GET.
 
     Only what the reconcilers read is kept: managedFields and kopf's annotations (one holds a
@@ -99,7 +134,23 @@ def owners(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], dict[str, An
         "spec": copy.deepcopy(dict(body.spec)),
         "status": copy.deepcopy(dict(body.status)),
     }
-    return {(body["kind"], meta.namespace or "", meta.name or ""): owner}
+    return {owner_key(body["kind"], meta.namespace or "", meta.name or ""): owner}
+
+
+@kopf.index("apps", "v1", "deployments", labels=OURS)
+@kopf.index("", "v1", "services", labels=OURS)
+@kopf.index("", "v1", "configmaps", labels=OURS)
+@kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=OURS)
+@kopf.index("policy", "v1", "poddisruptionbudgets", labels=OURS)
+@kopf.index("batch", "v1", "jobs", labels=OURS)
+async def children(body: kopf.Body, **_: Any) -> dict[OwnerKey, str] | None:
+    """Which children exist, by owner: the resync and the optional-child deletes read it."""
+    for ref in body.metadata.get("ownerReferences", []):
+        if ref.get("apiVersion") == f"{GROUP}/{VERSION}" and ref["kind"] in _RECONCILERS:
+            return {
+                owner_key(ref["kind"], body.metadata.namespace or "", ref["name"]): body["kind"]
+            }
+    return None
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OURS)
@@ -108,9 +159,9 @@ def owners(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], dict[str, An
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=OURS)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=OURS)
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
-async def child_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+async def child_changed(body: kopf.Body, memo: kopf.Memo, type: str | None, **kwargs: Any) -> None:
     """A child changed or vanished (drift, a rollout, a finished Job): reconcile its owner."""
-    owners: kopf.Index[tuple[str, str, str], dict[str, Any]] = kwargs["owners"]
+    owners: OwnersIndex = kwargs["owners"]
     for ref in body.metadata.get("ownerReferences", []):
         if ref.get("apiVersion") != f"{GROUP}/{VERSION}" or ref["kind"] not in _RECONCILERS:
             continue
@@ -118,7 +169,7 @@ async def child_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None
             if owner["metadata"]["uid"] != ref["uid"] or owner["metadata"].get("deletionTimestamp"):
                 continue
             if ref["kind"] == "ModelService":
-                transitions = await reconcile_child(memo.kube, owner, body)
+                transitions = await reconcile_child(memo.kube, owner, body, type == "DELETED")
             else:
                 transitions = await reconcile_finetunejob(memo.kube, owner)
             _post(kopf.Body(cast(kopf.RawBody, owner)), transitions)

@@ -11,7 +11,7 @@ from modelkube_operator.builders.training import build_job
 from modelkube_operator.k8s.client import Kube
 from modelkube_operator.reconcilers.common import lock_for, owner_of, spec_error, write_status
 from modelkube_operator.status.conditions import Cond
-from modelkube_operator.status.finetunejob import job_conditions, times
+from modelkube_operator.status.finetunejob import finished, job_conditions, times
 
 
 async def reconcile_finetunejob(kube: Kube, body: Mapping[str, Any]) -> list[Obj]:
@@ -31,6 +31,9 @@ async def reconcile_finetunejob(kube: Kube, body: Mapping[str, Any]) -> list[Obj
                 {},
             )
         existing = await kube.get("batch/v1", "Job", owner.namespace, owner.name)
+        if existing is None and finished(previous):
+            # Its Job was deleted after it ended (by hand or a TTL): never train again unasked.
+            return []
         # A Job's pod template is immutable: create it once, then only watch it.
         job = existing if existing is not None else await kube.apply(build_job(owner, spec))
         conds = job_conditions(job)

@@ -7,7 +7,7 @@ full reconcile each.
 """
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -40,8 +40,14 @@ _API_VERSIONS = {
 }
 
 
-async def reconcile_modelservice(kube: Kube, body: Mapping[str, Any]) -> list[Obj]:
-    """Bring every child and the status in line with the spec; return condition transitions."""
+async def reconcile_modelservice(
+    kube: Kube, body: Mapping[str, Any], present: Collection[str] | None = None
+) -> list[Obj]:
+    """Bring every child and the status in line with the spec; return condition transitions.
+
+    `present` names the child kinds known to exist (None: unknown), so an optional child that
+    is not there costs no DELETE. One created since is removed by its own event.
+    """
     owner = owner_of(body)
     async with lock_for(owner):
         spec, error = _parse(body)
@@ -57,22 +63,26 @@ async def reconcile_modelservice(kube: Kube, body: Mapping[str, Any]) -> list[Ob
             if obj is not None:
                 applied = await kube.apply(obj)
                 deployment = applied if kind == "Deployment" else deployment
-            elif kind != "ServiceMonitor" or crd_present:
+            elif (present is None or kind in present) and (kind != "ServiceMonitor" or crd_present):
                 await kube.delete(_API_VERSIONS[kind], kind, owner.namespace, owner.name)
         return await _write_status(kube, owner, spec, body, deployment)
 
 
 async def reconcile_child(
-    kube: Kube, body: Mapping[str, Any], child: Mapping[str, Any]
+    kube: Kube, body: Mapping[str, Any], child: Mapping[str, Any], deleted: bool
 ) -> list[Obj]:
-    """One child changed or vanished: re-apply it if wanted; a Deployment refreshes status."""
+    """One child changed or vanished: re-apply it if wanted, remove it if not; a Deployment
+    refreshes status."""
     owner = owner_of(body)
     async with lock_for(owner):
         spec, _ = _parse(body)
         if spec is None:
             return []
-        desired = desired_children(owner, spec, crd_present=True).get(child["kind"])
-        if desired is None or desired["metadata"]["name"] != child["metadata"]["name"]:
+        kind, name = child["kind"], child["metadata"]["name"]
+        desired = desired_children(owner, spec, crd_present=True).get(kind)
+        if desired is None and not deleted and name == owner.name:
+            await kube.delete(_API_VERSIONS[kind], kind, owner.namespace, name)
+        if desired is None or desired["metadata"]["name"] != name:
             return []
         applied = await kube.apply(desired)
         if child["kind"] != "Deployment":

@@ -1,5 +1,6 @@
 """A FineTuneJob's conditions from its Job's real state."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from modelkube_operator.status.conditions import Cond
@@ -43,3 +44,11 @@ def job_conditions(job: dict[str, Any] | None) -> list[Cond]:
 def times(job: dict[str, Any] | None) -> tuple[str, str]:
     status = (job or {}).get("status", {})
     return status.get("startTime", ""), status.get("completionTime", "")
+
+
+def finished(status: Mapping[str, Any]) -> bool:
+    """Whether a FineTuneJob's status already says it succeeded or failed."""
+    return any(
+        c.get("type") in ("Succeeded", "Failed") and c.get("status") == "True"
+        for c in status.get("conditions", [])
+    )

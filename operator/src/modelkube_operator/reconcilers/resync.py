@@ -1,0 +1,59 @@
+"""The periodic safety net: which custom resources are missing a child or keep an unwanted one.
+
+Child events already correct drift within seconds; this catches what they cannot (an event
+lost across a watch reconnect, a reconcile that gave up). It compares the operator's in-memory
+view of owners and children, so an idle operator makes no API calls at all.
+"""
+
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from modelkube_operator.api.finetunejob import FineTuneJobSpec
+from modelkube_operator.api.modelservice import ModelServiceSpec
+from modelkube_operator.reconcilers.common import owner_of
+from modelkube_operator.reconcilers.modelservice import desired_children
+from modelkube_operator.status.finetunejob import finished
+
+OwnerKey = tuple[str, str, str]
+# Children the operator watches; a ServiceMonitor's CRD may be absent, so it is not among them.
+WATCHED_CHILDREN = frozenset(
+    {"ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Job"}
+)
+
+
+def owner_key(kind: str, namespace: str, name: str) -> OwnerKey:
+    return (kind, namespace, name)
+
+
+def expected_children(body: Mapping[str, Any]) -> frozenset[str] | None:
+    """The watched child kinds that should exist for this resource (none if its spec is unusable).
+
+    None when it does not matter: a finished FineTuneJob may lose its Job and stays finished.
+    """
+    try:
+        if body["kind"] == "FineTuneJob":
+            FineTuneJobSpec.model_validate(body.get("spec") or {})
+            return None if finished(body.get("status") or {}) else frozenset({"Job"})
+        spec = ModelServiceSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return frozenset()
+    wanted = desired_children(owner_of(body), spec, crd_present=False)
+    return frozenset(kind for kind, obj in wanted.items() if obj is not None) & WATCHED_CHILDREN
+
+
+def out_of_sync(
+    owners: Iterable[Mapping[str, Any]], children: Mapping[OwnerKey, Collection[str]]
+) -> list[Mapping[str, Any]]:
+    """The owners whose watched children differ from what their spec wants."""
+    stale = []
+    for body in owners:
+        meta = body["metadata"]
+        if meta.get("deletionTimestamp"):
+            continue
+        expected = expected_children(body)
+        present = children.get(owner_key(body["kind"], meta["namespace"], meta["name"]), ())
+        if expected is not None and frozenset(present) != expected:
+            stale.append(body)
+    return stale

@@ -1,0 +1,62 @@
+"""The resync's choice of owners to reconcile, from the in-memory owners and children."""
+
+from typing import Any
+
+from modelkube_operator.reconcilers.resync import expected_children, out_of_sync
+
+BASE = {"ConfigMap", "Deployment", "Service"}
+
+
+def owner(kind: str, name: str, spec: dict[str, Any], **status: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "modelkube.io/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "generation": 1},
+        "spec": spec,
+        "status": status,
+    }
+
+
+def ms(name: str, **spec: Any) -> dict[str, Any]:
+    return owner("ModelService", name, {"model": {"uri": "builtin://tiny"}, **spec})
+
+
+def ftj(name: str, **status: Any) -> dict[str, Any]:
+    spec = {
+        "baseModel": {"uri": "builtin://tiny"},
+        "dataset": {"configMapRef": {"name": "data", "key": "train.jsonl"}},
+        "output": {"uri": "pvc://out/adapter"},
+    }
+    return owner("FineTuneJob", name, spec, **status)
+
+
+def test_expected_children_follow_the_spec() -> None:
+    assert expected_children(ms("a")) == frozenset(BASE)
+    assert expected_children(ms("b", replicas=2)) == frozenset(BASE | {"PodDisruptionBudget"})
+    autoscaled = ms("c", autoscaling={"minReplicas": 2, "maxReplicas": 4, "target": 8})
+    assert expected_children(autoscaled) == frozenset(BASE) | {
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    }
+    assert expected_children(ftj("t")) == frozenset({"Job"})
+
+
+def test_unusable_spec_expects_nothing_and_finished_job_expects_anything() -> None:
+    assert expected_children(owner("ModelService", "bad", {"model": {}})) == frozenset()
+    done = ftj("t", conditions=[{"type": "Succeeded", "status": "True"}])
+    assert expected_children(done) is None
+
+
+def test_out_of_sync_finds_missing_and_unwanted_children() -> None:
+    owners = [ms("ok"), ms("missing"), ms("extra"), ftj("t"), ftj("done")]
+    owners[-1]["status"] = {"conditions": [{"type": "Failed", "status": "True"}]}
+    deleting = ms("going")
+    deleting["metadata"]["deletionTimestamp"] = "2026-11-22T00:00:00Z"
+    children = {
+        ("ModelService", "ns", "ok"): list(BASE),
+        ("ModelService", "ns", "missing"): ["ConfigMap", "Service"],
+        ("ModelService", "ns", "extra"): [*BASE, "HorizontalPodAutoscaler"],
+        ("FineTuneJob", "ns", "t"): ["Job"],
+    }
+    stale = out_of_sync([*owners, deleting], children)
+    assert [o["metadata"]["name"] for o in stale] == ["missing", "extra"]
