@@ -11,8 +11,12 @@ UV := $(UV_HOME)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON ?= $(shell python3 -c 'import sys; print(sys.executable)')
 RUN := $(UV) run --frozen --no-sync
+# The Rust core's build outputs survive a fresh clone: a warm build recompiles only our crates.
+export CARGO_TARGET_DIR ?= $(CACHE_DIR)/cargo-target
+CARGO := cargo
+NATIVE := --manifest-path native/Cargo.toml
 
-.PHONY: help install system-deps python-deps models controlplane lint test demo bench clean
+.PHONY: help install system-deps python-deps models controlplane lint native-test test demo bench clean
 
 help:
 	@echo "make demo   install, then serve builtin://tiny through the openai SDK, and run the"
@@ -24,6 +28,7 @@ install: system-deps python-deps models
 
 system-deps:
 	@command -v go >/dev/null || { echo "Go is needed to build the test control plane"; exit 1; }
+	@command -v $(CARGO) >/dev/null || { echo "Rust (cargo) is needed to build native/"; exit 1; }
 	@if ! ls /usr/lib/*-linux-gnu/libopenblas.so.0 >/dev/null 2>&1; then \
 	  echo "installing OpenBLAS (MLX's bundled BLAS is ~40x slower)"; \
 	  apt-get install -y -q libopenblas0-pthread >/dev/null 2>&1 \
@@ -49,9 +54,15 @@ lint: python-deps
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
+	$(RUN) python -m mypy.stubtest modelkube_native._native
 	$(RUN) lint-imports
+	$(CARGO) fmt $(NATIVE) --all --check
+	$(CARGO) clippy $(NATIVE) --workspace --all-targets --locked -q -- -D warnings
 
-test: install controlplane lint
+native-test:
+	$(CARGO) test $(NATIVE) -p modelkube-core --locked -q
+
+test: install controlplane lint native-test
 	$(RUN) pytest
 
 demo: install controlplane

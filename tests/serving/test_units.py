@@ -1,6 +1,5 @@
 """Pure pieces of the runtime, tested without a server process."""
 
-import asyncio
 import hashlib
 from pathlib import Path
 
@@ -8,73 +7,8 @@ import pytest
 
 from modelkube_serving.auth import bearer_token, key_accepted, load_api_keys
 from modelkube_serving.cli import served_name
-from modelkube_serving.engine.output import match_stops
-from modelkube_serving.errors import QueueFull
 from modelkube_serving.models.builtin import BUILTINS, builtin_path, ensure_builtin
 from modelkube_serving.models.uri import ModelSourceError, resolve_model
-from modelkube_serving.services.admission import Admission
-
-
-@pytest.mark.parametrize(
-    ("pending", "stops", "final", "emit", "stopped"),
-    [
-        ("hello world", (), False, "hello world", False),
-        ("hello world", ("wor",), False, "hello ", True),
-        ("hello wo", ("world",), False, "hello ", False),  # "wo" may become "world": held back
-        ("hello wo", ("world",), True, "hello wo", False),  # at the end nothing is held
-        ("abcab", ("abd", "bx"), False, "abc", False),  # the longest possible start ("ab") is held
-        ("x STOP y END", ("END", "STOP"), False, "x ", True),  # the earliest match wins
-        ("日本語です", ("です",), False, "日本語", True),
-    ],
-)
-def test_stop_strings_hold_back_only_what_may_still_match(
-    pending: str, stops: tuple[str, ...], final: bool, emit: str, stopped: bool
-) -> None:
-    match = match_stops(pending, stops, final)
-    assert (match.emit, match.stopped) == (emit, stopped)
-
-
-def test_admission_queues_in_order_then_refuses() -> None:
-    async def scenario() -> list[str]:
-        changes: list[tuple[int, int]] = []
-        adm = Admission(1, 2, lambda r, q: changes.append((r, q)))
-        order: list[str] = []
-        first = await adm.acquire()
-
-        async def wait(name: str) -> None:
-            slot = await adm.acquire()
-            order.append(name)
-            slot.release()
-
-        waiters = [asyncio.create_task(wait(n)) for n in ("a", "b")]
-        await asyncio.sleep(0)
-        assert (adm.running, adm.queued) == (1, 2)
-        with pytest.raises(QueueFull) as refused:
-            await adm.acquire()
-        assert refused.value.headers() == {"Retry-After": "1"}
-        first.release()
-        first.release()  # a second release is harmless
-        await asyncio.gather(*waiters)
-        assert adm.idle
-        assert changes[-1] == (0, 0)
-        return order
-
-    assert asyncio.run(scenario()) == ["a", "b"]
-
-
-def test_cancelled_waiter_leaves_the_queue() -> None:
-    async def scenario() -> Admission:
-        adm = Admission(1, 4, lambda r, q: None)
-        slot = await adm.acquire()
-        waiter = asyncio.create_task(adm.acquire())
-        await asyncio.sleep(0)
-        waiter.cancel()
-        await asyncio.gather(waiter, return_exceptions=True)
-        assert adm.queued == 0
-        slot.release()
-        return adm
-
-    assert asyncio.run(scenario()).idle
 
 
 def test_builtin_tiny_is_deterministic_and_in_hf_layout() -> None:

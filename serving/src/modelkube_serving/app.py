@@ -20,7 +20,7 @@ from modelkube_serving.engine.mlx_engine import EngineSettings, MLXEngine
 from modelkube_serving.errors import APIError, InvalidRequest, NotFound, PayloadTooLarge
 from modelkube_serving.metrics import RuntimeMetrics
 from modelkube_serving.routes import openai, ops
-from modelkube_serving.services.admission import Admission
+from modelkube_serving.services.admission import Admission, AdmissionLimits
 from modelkube_serving.services.completions import CompletionService
 from modelkube_serving.state import RuntimeState
 
@@ -39,6 +39,9 @@ class ServeConfig:
     model_name: str
     max_concurrent_requests: int = 32
     max_queued_requests: int = 256
+    max_queue_wait_s: float = 60.0
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
     max_body_bytes: int = 8 << 20
     api_keys: tuple[bytes, ...] = ()
     context_length: int | None = None
@@ -60,9 +63,14 @@ def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = Non
         metrics.in_flight.labels(**labels).set(running)
         metrics.queued.labels(**labels).set(queued)
 
-    admission = Admission(
-        config.max_concurrent_requests, config.max_queued_requests, admission_changed
+    limits = AdmissionLimits(
+        max_running=config.max_concurrent_requests,
+        max_queued=config.max_queued_requests,
+        max_queue_wait_s=config.max_queue_wait_s,
+        requests_per_minute=config.requests_per_minute,
+        tokens_per_minute=config.tokens_per_minute,
     )
+    admission = Admission(limits, admission_changed)
     admission_changed(0, 0)
     service = CompletionService(engine, admission, metrics, config.model_name)
     state = RuntimeState(engine, service, admission, metrics, config.api_keys)

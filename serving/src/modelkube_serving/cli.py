@@ -25,6 +25,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-concurrent-requests", type=_positive, default=32)
     serve.add_argument("--max-queued-requests", type=_non_negative, default=256)
     serve.add_argument(
+        "--max-queue-wait", type=_positive_float, default=60.0, help="seconds a request may queue"
+    )
+    serve.add_argument(
+        "--rate-limit-rpm", type=_positive, help="requests per minute per API key (default: none)"
+    )
+    serve.add_argument(
+        "--rate-limit-tpm",
+        type=_positive,
+        help="prompt plus max_tokens per minute per API key (default: none)",
+    )
+    serve.add_argument(
         "--context-length", type=_positive, help="cap the context below the model's own limit"
     )
     serve.add_argument("--api-keys-file", type=Path, help="one key per line; /v1 then requires one")
@@ -45,6 +56,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
     return value
 
 
@@ -132,6 +150,9 @@ def _serve(args: argparse.Namespace) -> int:
         model_name=args.served_model_name or served_name(args.model),
         max_concurrent_requests=args.max_concurrent_requests,
         max_queued_requests=args.max_queued_requests,
+        max_queue_wait_s=args.max_queue_wait,
+        requests_per_minute=args.rate_limit_rpm,
+        tokens_per_minute=args.rate_limit_tpm,
         api_keys=keys,
         context_length=args.context_length,
     )

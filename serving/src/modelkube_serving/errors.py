@@ -77,6 +77,25 @@ class QueueFull(APIError):
         return {"Retry-After": str(self.retry_after_s)}
 
 
+class RateLimited(QueueFull):
+    code = "rate_limit_exceeded"
+
+
+class QueueTimeout(APIError):
+    """Queued past its deadline: the gateway-timeout of a server that was too busy."""
+
+    status_code = 504
+    error_type = "timeout_error"
+    code = "queue_timeout"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
 class Unavailable(APIError):
     status_code = 503
     error_type = "server_error"

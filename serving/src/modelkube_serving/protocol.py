@@ -66,6 +66,8 @@ class _SamplingFields(_Strict):
     user: str | None = None
     # vLLM's extension: generate to max_tokens even past end-of-sequence (benchmarks, tests).
     ignore_eos: bool = False
+    # vLLM's extension: lower values are admitted first when requests queue.
+    priority: int = Field(default=0, ge=-1000, le=1000)
 
     @field_validator("stop")
     @classmethod

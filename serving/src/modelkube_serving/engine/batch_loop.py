@@ -1,6 +1,8 @@
 """The engine thread's loop: admits, decodes and cancels requests on one BatchGenerator.
 
-Everything here runs on the engine thread, and the loop alone owns per-request state.
+Everything here runs on the engine thread, and the loop alone owns per-request state. Each
+step's tokens go through the native output path in one call: detokenized, stop strings
+applied, SSE frames rendered.
 """
 
 import contextlib
@@ -13,8 +15,8 @@ from typing import Any, cast
 import mlx.core as mx
 from mlx_lm.generate import BatchGenerator, StopSequences
 from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, trim_prompt_cache
+from modelkube_native import OutputPath
 
-from modelkube_serving.engine.output import OutputState
 from modelkube_serving.engine.sampling import make_request_sampler
 from modelkube_serving.engine.types import (
     EngineEvent,
@@ -40,8 +42,8 @@ Deliver = Callable[[list[tuple[EventSink, EngineEvent]]], None]
 class _Running:
     request: GenerationRequest
     sink: EventSink
-    output: OutputState
     cached_tokens: int
+    completion_tokens: int = 0
 
 
 @dataclass
@@ -60,6 +62,7 @@ class BatchLoop:
         generator: BatchGenerator,
         cache: LRUPromptCache,
         tokenizer: Any,
+        output: OutputPath,
         metrics: RuntimeMetrics,
         model_name: str,
         deliver: Deliver,
@@ -67,6 +70,7 @@ class BatchLoop:
         self.gen = generator
         self.cache = cache
         self.tokenizer = tokenizer
+        self.output = output
         self.metrics = metrics
         self.labels = {"model": model_name}
         self.deliver = deliver
@@ -143,8 +147,19 @@ class BatchLoop:
         except ValueError as exc:
             outbox.add(sink, Finished("error", len(prompt), 0, 0, error=str(exc)))
             return
-        output = OutputState(self.tokenizer.detokenizer, request.stop)
-        self.running[uid] = _Running(request, sink, output, cached)
+        self.output.add(
+            uid,
+            request.request_id,
+            chat=request.chat,
+            stream=request.stream,
+            created=request.created,
+            frames=not request.logprobs,  # logprob chunks are rendered by the service
+            include_usage=request.include_usage,
+            stops=list(request.stop),
+            prompt_tokens=len(prompt),
+            cached_tokens=cached,
+        )
+        self.running[uid] = _Running(request, sink, cached)
         self.uids[request.request_id] = uid
 
     def _cancel(self, request_id: str, outbox: _Outbox) -> None:
@@ -160,27 +175,48 @@ class BatchLoop:
             return
         self.metrics.batch_size.labels(**self.labels).observe(len(responses))
         outbox = _Outbox()
-        stopped: list[int] = []
+        steps: list[tuple[int, int | None, str | None]] = []
+        logprobs: dict[int, tuple[TokenLogprob, ...]] = {}
+        done: dict[int, Any] = {}
         for r in responses:
             running = self.running.get(r.uid)
             if running is None:
                 continue
             eos = r.finish_reason == "stop"
-            match = running.output.push(None if eos else r.token, r.finish_reason is not None)
-            logprobs = () if eos else self._logprobs(running.request, r.token, r.logprobs)
-            if match.emit or logprobs:
-                tokens, running.output.pending_tokens = running.output.pending_tokens, 0
-                outbox.add(running.sink, TextDelta(match.emit, tokens, logprobs))
+            steps.append((r.uid, None if eos else r.token, r.finish_reason))
+            if running.request.logprobs and not eos:
+                logprobs[r.uid] = self._logprobs(running.request, r.token, r.logprobs)
             if r.finish_reason is not None:
+                done[r.uid] = r
+        stopped: dict[int, tuple[str, bytes | None]] = {}
+        for uid, text, frame, finish, completion_tokens, tokens in self.output.step(steps):
+            running = self.running[uid]
+            running.completion_tokens = completion_tokens
+            lp = logprobs.pop(uid, ())
+            if finish is None:
+                outbox.add(running.sink, TextDelta(text, tokens, lp, frame))
+                continue
+            if running.request.stream and frame is None:
+                # Logprob chunks are the service's to render: hand it the last delta.
+                if text or lp:
+                    outbox.add(running.sink, TextDelta(text, tokens, lp))
+                text = ""
+            elif lp:
+                outbox.add(running.sink, TextDelta("", tokens, lp))
+            if uid in done:
+                r = done[uid]
                 self.cache.insert_cache(_CACHE_KEY, r.all_tokens[:], r.prompt_cache)
-                self._finish(r.uid, r.finish_reason, outbox)
-            elif match.stopped:
-                stopped.append(r.uid)
+                reason = cast(FinishReason, finish)  # a stop string on the last token says "stop"
+                self._finish(uid, reason, outbox, text=text, frame=frame)
+            else:
+                stopped[uid] = (text, frame)  # a stop string ended it; the batch still has it
+        for uid, lp in logprobs.items():  # tokens whose text is held back for now
+            outbox.add(self.running[uid].sink, TextDelta("", 0, lp))
         if stopped:
             for cache, tokens in self.gen.remove(stopped, return_prompt_caches=True).values():
                 self.cache.insert_cache(_CACHE_KEY, tokens[:], cache)
-            for uid in stopped:
-                self._finish(uid, "stop", outbox)
+            for uid, (text, frame) in stopped.items():
+                self._finish(uid, "stop", outbox, text=text, frame=frame)
         self._flush(outbox)
 
     def _logprobs(
@@ -200,18 +236,30 @@ class BatchLoop:
         return (TokenLogprob(decode([token]), cast(float, row[token].item()), top),)
 
     def _finish(
-        self, uid: int, reason: FinishReason, outbox: _Outbox, error: str | None = None
+        self,
+        uid: int,
+        reason: FinishReason,
+        outbox: _Outbox,
+        error: str | None = None,
+        text: str | None = None,
+        frame: bytes | None = None,
     ) -> None:
+        """The request is done; if the output path has not finished it, it is discarded."""
         running = self.running.pop(uid)
         self.uids.pop(running.request.request_id, None)
+        if reason in ("cancelled", "error"):
+            with contextlib.suppress(KeyError):  # it may never have reached the output path
+                self.output.discard(uid)
         outbox.add(
             running.sink,
             Finished(
                 reason,
                 len(running.request.prompt_tokens),
-                running.output.completion_tokens,
+                running.completion_tokens,
                 running.cached_tokens,
                 error,
+                text=text,
+                frame=frame,
             ),
         )
 

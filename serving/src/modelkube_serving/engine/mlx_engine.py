@@ -16,6 +16,7 @@ from typing import Any
 
 from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import LRUPromptCache
+from modelkube_native import OutputPath, Vocabulary
 
 from modelkube_serving.engine.batch_loop import BatchLoop, Commands
 from modelkube_serving.engine.loading import context_length, load_model, vocab_size
@@ -101,6 +102,7 @@ class MLXEngine:
     def _run(self, on_loaded: Callable[[BaseException | None], None]) -> None:
         try:
             model, self._tokenizer = load_model(self._path)
+            output = OutputPath(Vocabulary(str(self._path / "tokenizer.json")), self.model_name)
             generator = BatchGenerator(
                 model,
                 stop_tokens=[[t] for t in self._tokenizer.eos_token_ids],
@@ -124,6 +126,7 @@ class MLXEngine:
             generator,
             prefix_cache,
             self._tokenizer,
+            output,
             self._metrics,
             self.model_name,
             lambda items: self._call_soon(_deliver, items),

@@ -24,6 +24,11 @@ class GenerationRequest:
     logprobs: bool = False
     top_logprobs: int = 0
     ignore_eos: bool = False
+    # How the output path renders the response: chunk kind, SSE frames, the usage chunk.
+    chat: bool = True
+    stream: bool = False
+    include_usage: bool = False
+    created: int = 0
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,9 @@ class TextDelta:
     text: str
     tokens: int
     logprobs: tuple[TokenLogprob, ...] = ()
+    # The SSE bytes for this delta, rendered by the native output path (streaming requests
+    # without logprobs).
+    frame: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,10 @@ class Finished:
     completion_tokens: int
     cached_tokens: int
     error: str | None = None
+    # Non-streaming: the whole text. Streaming: the SSE bytes of the last delta, the finish
+    # chunk and (if asked) the usage chunk, when the output path renders frames.
+    text: str | None = None
+    frame: bytes | None = None
 
 
 EngineEvent = TextDelta | Finished

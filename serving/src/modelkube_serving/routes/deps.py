@@ -4,6 +4,8 @@ They are `async def` on purpose: FastAPI runs plain `def` dependencies in a thre
 two thread hops per request for a few microseconds of work.
 """
 
+import hashlib
+
 from fastapi import Request
 
 from modelkube_serving.auth import bearer_token, key_accepted
@@ -22,6 +24,13 @@ async def require_api_key(request: Request) -> None:
         raise Unauthorized(
             "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'."
         )
+
+
+def client_key(request: Request) -> str:
+    """Whose request this is, for fair queueing and rate limits: a digest of its API key, so
+    the key itself is never kept. Without keys every client shares one."""
+    token = bearer_token(request.headers.get("authorization"))
+    return hashlib.sha256(token).hexdigest()[:16] if token and runtime(request).api_keys else ""
 
 
 async def require_serving(request: Request) -> None:

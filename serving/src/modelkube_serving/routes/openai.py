@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from modelkube_serving.protocol import ChatCompletionRequest, CompletionRequest
-from modelkube_serving.routes.deps import require_api_key, require_serving, runtime
+from modelkube_serving.routes.deps import client_key, require_api_key, require_serving, runtime
 from modelkube_serving.services.completions import Prepared
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
@@ -44,7 +44,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
 
 async def _complete(request: Request, prepared: Prepared) -> Any:
     service = runtime(request).service
-    slot = await service.admit()
+    slot = await service.admit(prepared, client_key(request))
     if prepared.stream:
         return StreamingResponse(
             service.stream(prepared, slot),

@@ -1,10 +1,45 @@
-"""The bounded queue in front of the batch: a slot per running request, FIFO waiting."""
+"""The bounded queue in front of the batch, on the native scheduler.
+
+The scheduler decides who goes next (priorities, then API keys in deficit round robin by token
+cost), enforces rate limits and deadlines; this module parks each waiting request on a future
+and wakes it when a slot is handed over.
+"""
 
 import asyncio
-from collections import deque
+import itertools
+import math
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from modelkube_serving.errors import QueueFull
+from modelkube_native import (
+    Admission as NativeAdmission,
+)
+from modelkube_native import (
+    InvalidArgumentError,
+    QueueFullError,
+    RateLimitedError,
+)
+
+from modelkube_serving.errors import InvalidRequest, QueueFull, QueueTimeout, RateLimited
+
+
+@dataclass(frozen=True)
+class AdmissionLimits:
+    max_running: int
+    max_queued: int
+    max_queue_wait_s: float = 60.0
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What a request asks admission for: whose it is, how urgent, how many tokens at most."""
+
+    key: str = ""
+    priority: int = 0
+    cost: int = 1
 
 
 class Slot:
@@ -20,58 +55,98 @@ class Slot:
 
 
 class Admission:
-    def __init__(
-        self, max_running: int, max_queued: int, on_change: Callable[[int, int], None]
-    ) -> None:
-        self.max_running = max_running
-        self.max_queued = max_queued
-        self.running = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+    def __init__(self, limits: AdmissionLimits, on_change: Callable[[int, int], None]) -> None:
+        self.limits = limits
+        self._core = NativeAdmission(
+            limits.max_running,
+            limits.max_queued,
+            requests_per_minute=limits.requests_per_minute,
+            tokens_per_minute=limits.tokens_per_minute,
+        )
+        self._tickets = itertools.count()
+        self._waiters: dict[int, asyncio.Future[None]] = {}
         self._on_change = on_change
         self._idle = asyncio.Event()
         self._idle.set()
 
     @property
+    def running(self) -> int:
+        return self._core.running
+
+    @property
     def queued(self) -> int:
-        return len(self._waiters)
+        return self._core.queued
 
     @property
     def idle(self) -> bool:
-        return self.running == 0 and not self._waiters
+        return self.running == 0 and self.queued == 0
 
-    async def acquire(self) -> Slot:
-        if self.running < self.max_running and not self._waiters:
-            self.running += 1
-            self._changed()
-            return Slot(self._release)
-        if len(self._waiters) >= self.max_queued:
+    async def acquire(self, ticket: Ticket = Ticket()) -> Slot:
+        number = next(self._tickets)
+        now = time.monotonic()
+        deadline = now + self.limits.max_queue_wait_s
+        try:
+            admitted = self._core.submit(
+                number, ticket.key, ticket.priority, ticket.cost, deadline, now
+            )
+        except QueueFullError:
             raise QueueFull(
                 f"the server is at capacity ({self.running} running, {self.queued} queued); "
                 "retry later",
                 retry_after_s=1,
-            )
+            ) from None
+        except RateLimitedError as exc:
+            raise RateLimited(str(exc), retry_after_s=math.ceil(exc.retry_after_s)) from None
+        except InvalidArgumentError as exc:
+            raise InvalidRequest(str(exc), param="max_tokens") from None
+        if admitted:
+            self._changed()
+            return Slot(self._release)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        self._waiters[number] = waiter
         self._changed()
         try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self._release()  # the slot was handed over as we were cancelled
-            else:
-                self._waiters.remove(waiter)
-                self._changed()
+            async with asyncio.timeout_at(asyncio.get_running_loop().time() + deadline - now):
+                await waiter
+        except TimeoutError:
+            if not self._give_up(number, waiter):
+                raise self._timed_out() from None
+        except BaseException:
+            if self._give_up(number, waiter):
+                self._release()  # handed a slot as the client went away: pass it on
             raise
         return Slot(self._release)
 
+    def _timed_out(self) -> QueueTimeout:
+        return QueueTimeout(
+            f"the request waited {self.limits.max_queue_wait_s:g} s in the queue without a "
+            "free slot; retry later",
+            retry_after_s=1,
+        )
+
+    def _give_up(self, number: int, waiter: asyncio.Future[None]) -> bool:
+        """A waiter leaves (timeout, client gone): True if it was handed a slot meanwhile."""
+        self._waiters.pop(number, None)
+        if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+            return True
+        self._core.cancel(number)
+        self._changed()
+        return False
+
     def _release(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
+        while True:
+            handed, expired = self._core.release(time.monotonic())
+            for number in expired:
+                waiter = self._waiters.pop(number, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_exception(self._timed_out())
+            if handed is None:
+                break
+            waiter = self._waiters.pop(handed, None)
+            if waiter is not None and not waiter.done():
                 waiter.set_result(None)  # the slot passes on; running stays the same
-                self._changed()
-                return
-        self.running -= 1
+                break
+            # Its task already left (it cannot be here otherwise): free the slot again.
         self._changed()
 
     async def wait_idle(self) -> None:
@@ -82,4 +157,4 @@ class Admission:
             self._idle.set()
         else:
             self._idle.clear()
-        self._on_change(self.running, len(self._waiters))
+        self._on_change(self.running, self.queued)

@@ -26,7 +26,7 @@ from modelkube_serving.errors import (
 from modelkube_serving.metrics import RuntimeMetrics
 from modelkube_serving.protocol import ChatCompletionRequest, CompletionRequest
 from modelkube_serving.services import responses
-from modelkube_serving.services.admission import Admission, Slot
+from modelkube_serving.services.admission import Admission, Slot, Ticket
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Prepared:
     stream: bool
     include_usage: bool
     arrived: float
+    priority: int = 0
 
 
 @dataclass
@@ -113,12 +114,21 @@ class CompletionService:
             logprobs=logprobs,
             top_logprobs=top_logprobs,
             ignore_eos=req.ignore_eos,
+            chat=kind == "chat",
+            stream=req.stream,
+            include_usage=req.include_usage,
+            created=int(time.time()),
         )
-        return Prepared(kind, generation, req.stream, req.include_usage, time.perf_counter())
+        return Prepared(
+            kind, generation, req.stream, req.include_usage, time.perf_counter(), req.priority
+        )
 
     # -- running -----------------------------------------------------------------------
-    async def admit(self) -> Slot:
-        return await self.admission.acquire()
+    async def admit(self, prepared: Prepared, key: str) -> Slot:
+        """A place in the batch, in the queue's order; the cost is the most tokens it may use."""
+        request = prepared.generation
+        cost = len(request.prompt_tokens) + request.max_tokens
+        return await self.admission.acquire(Ticket(key, prepared.priority, cost))
 
     async def events(self, prepared: Prepared, slot: Slot) -> AsyncIterator[EngineEvent]:
         """The engine's events for one request; leaving early cancels it and frees the slot."""
@@ -130,7 +140,8 @@ class CompletionService:
         try:
             while True:
                 event = await queue.get()
-                if isinstance(event, TextDelta) and first_token_at is None:
+                first = isinstance(event, TextDelta) or event.completion_tokens > 0
+                if first and first_token_at is None:
                     first_token_at = time.perf_counter()
                     self.metrics.ttft.labels(**self._labels).observe(
                         first_token_at - prepared.arrived
@@ -167,7 +178,7 @@ class CompletionService:
                 done = event
         assert done is not None
         _raise_on_error(done)
-        text = "".join(acc.text)
+        text = done.text if done.text is not None else "".join(acc.text)
         rid, model = prepared.generation.request_id, self.model_name
         if prepared.kind == "chat":
             lp = responses.chat_logprobs(acc.logprobs) if prepared.generation.logprobs else None
@@ -176,7 +187,9 @@ class CompletionService:
         return responses.text_completion(rid, model, text, done, lp)
 
     async def stream(self, prepared: Prepared, slot: Slot) -> AsyncIterator[bytes]:
-        rid, model, created = prepared.generation.request_id, self.model_name, int(time.time())
+        """The engine's frames as they come; only logprob chunks are rendered here."""
+        request = prepared.generation
+        rid, model, created = request.request_id, self.model_name, request.created
         chat = prepared.kind == "chat"
         want_lp = prepared.generation.logprobs
         if chat:
@@ -186,7 +199,12 @@ class CompletionService:
                 )
             )
         async for event in self.events(prepared, slot):
+            if event.frame is not None:
+                yield event.frame
+                continue
             if isinstance(event, TextDelta):
+                if not event.text and not event.logprobs:
+                    continue
                 lp = _chunk_logprobs(chat, event.logprobs) if want_lp else None
                 if chat:
                     yield sse.frame(

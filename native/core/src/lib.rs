@@ -1,0 +1,13 @@
+//! modelkube's runtime core: the hot paths of the serving runtime, in pure Rust.
+//!
+//! Nothing here knows about Python; the `modelkube-native` crate binds it.
+
+pub mod admission;
+pub mod chunks;
+pub mod detok;
+pub mod error;
+pub mod output;
+pub mod ratelimit;
+pub mod stops;
+
+pub use error::{CoreError, CoreResult};

@@ -1,0 +1,67 @@
+"""Type stubs of the compiled module; `mypy.stubtest` checks them against it."""
+
+from typing import final
+
+__all__ = ["Admission", "OutputPath", "Vocabulary", "__version__"]
+
+__version__: str
+
+@final
+class Vocabulary:
+    """A model's vocabulary from its `tokenizer.json`, shared by every request."""
+
+    def __new__(cls, path: str) -> Vocabulary: ...
+    @property
+    def size(self) -> int: ...
+    def decode(self, ids: list[int], strict: bool = False) -> str: ...
+
+@final
+class OutputPath:
+    """Every running request's detokenizer, stop strings and SSE framing."""
+
+    def __new__(
+        cls, vocabulary: Vocabulary, model: str, strict_utf8: bool = False
+    ) -> OutputPath: ...
+    def add(
+        self,
+        handle: int,
+        request_id: str,
+        *,
+        chat: bool,
+        stream: bool,
+        created: int,
+        frames: bool = True,
+        include_usage: bool = False,
+        stops: list[str] = ...,
+        prompt_tokens: int = 0,
+        cached_tokens: int = 0,
+    ) -> None: ...
+    def discard(self, handle: int) -> None: ...
+    def step(
+        self, inputs: list[tuple[int, int | None, str | None]]
+    ) -> list[tuple[int, str, bytes | None, str | None, int, int]]: ...
+    def __len__(self) -> int: ...
+
+@final
+class Admission:
+    """Fair, bounded admission with deadlines and per-key rate limits."""
+
+    def __new__(
+        cls,
+        max_running: int,
+        max_queued: int,
+        *,
+        quantum: int = 512,
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
+    ) -> Admission: ...
+    def submit(
+        self, ticket: int, key: str, priority: int, cost: int, deadline: float, now: float
+    ) -> bool: ...
+    def cancel(self, ticket: int) -> bool: ...
+    def release(self, now: float) -> tuple[int | None, list[int]]: ...
+    def expire(self, now: float) -> list[int]: ...
+    @property
+    def running(self) -> int: ...
+    @property
+    def queued(self) -> int: ...

@@ -1,0 +1,17 @@
+//! The Python binding of `modelkube-core`: thin wrappers, one error mapping, one GIL helper.
+
+mod admission;
+mod errors;
+mod gil;
+mod output;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = false)]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<output::Vocabulary>()?;
+    m.add_class::<output::OutputPath>()?;
+    m.add_class::<admission::Admission>()?;
+    Ok(())
+}
