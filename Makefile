@@ -13,6 +13,8 @@ export UV_PYTHON ?= $(shell python3 -c 'import sys; print(sys.executable)')
 RUN := $(UV) run --frozen --no-sync
 # The Rust core's build outputs survive a fresh clone: a warm build recompiles only our crates.
 export CARGO_TARGET_DIR ?= $(CACHE_DIR)/cargo-target
+# rustup installs cargo here; a non-login shell may not have it on PATH.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO := cargo
 NATIVE := --manifest-path native/Cargo.toml
 
@@ -71,6 +73,7 @@ demo: install controlplane
 
 bench: install controlplane
 	$(RUN) python -m bench.serving
+	$(RUN) python -m bench.native
 	$(RUN) python -m bench.operator
 
 clean:

@@ -32,6 +32,7 @@ def _level(model: Any, tokenizer: Any, command: dict[str, Any]) -> dict[str, Any
     first = int(command.get("first", 0))
     prompts = _prompts(tokenizer, first, requests)
     start = time.perf_counter()
+    cpu_start = time.process_time()
     response = batch_generate(
         model,
         tokenizer,
@@ -42,11 +43,13 @@ def _level(model: Any, tokenizer: Any, command: dict[str, Any]) -> dict[str, Any
         prefill_batch_size=min(concurrency, 8),
     )
     wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
     tokens = sum(len(ids) for ids in response.token_ids or [])
     return {
         "first_request": first,
         "requests": requests,
         "wall_s": wall,
+        "cpu_s": cpu,
         "generated_tokens": tokens,
         "tok_per_s": tokens / wall,
         "req_per_s": requests / wall,

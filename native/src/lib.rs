@@ -4,6 +4,7 @@ mod admission;
 mod errors;
 mod gil;
 mod output;
+mod prefix;
 
 use pyo3::prelude::*;
 
@@ -13,5 +14,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<output::Vocabulary>()?;
     m.add_class::<output::OutputPath>()?;
     m.add_class::<admission::Admission>()?;
+    m.add_class::<prefix::PrefixIndex>()?;
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod chunks;
 pub mod detok;
 pub mod error;
 pub mod output;
+pub mod prefix;
 pub mod ratelimit;
 pub mod stops;
 

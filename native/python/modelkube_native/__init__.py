@@ -1,6 +1,6 @@
 """modelkube's Rust core: the serving runtime's output path, admission and prefix index."""
 
-from modelkube_native._native import Admission, OutputPath, Vocabulary, __version__
+from modelkube_native._native import Admission, OutputPath, PrefixIndex, Vocabulary, __version__
 from modelkube_native.errors import (
     DuplicateRequestError,
     InvalidArgumentError,
@@ -22,6 +22,7 @@ __all__ = [
     "InvalidUtf8Error",
     "NativeError",
     "OutputPath",
+    "PrefixIndex",
     "QueueFullError",
     "RateLimitedError",
     "RequestFinishedError",
