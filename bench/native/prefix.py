@@ -1,16 +1,15 @@
-"""The prefix cache's index: modelkube_native.PrefixIndex against mlx-lm's LRUPromptCache.
+"""The prefix cache: the runtime's `PromptCache` (on modelkube_native.PrefixIndex) against
+mlx-lm's LRUPromptCache, which it replaced.
 
-Both are called from Python the way the runtime calls them, on the same prompts, timed in
-alternating batches and summarised by medians:
+Both are whole prefix caches called the way the engine calls them, on the same prompts, timed
+in alternating batches and summarised by medians:
 
-- lookup: a new prompt that extends a cached one (the next turn of a conversation). mlx-lm's
-  `fetch_nearest_cache` hands out a deep copy of the cache; with our index the runtime does
-  the same (`copy.deepcopy(caches[handle])`), since generation writes into the cache it is
-  given. The copy alone is reported too: on real caches it is megabytes, and it, not the index,
-  then dominates both sides.
+- lookup: a new prompt that extends a cached one (the next turn of a conversation). Both hand
+  out a deep copy of the cache, since generation writes into the cache it is given. The copy
+  alone is reported too: on real caches it is megabytes, and it, not the index, then dominates
+  both sides.
 - insert: a new conversation's prompt (a shared system prompt, a new tail) into a full cache,
-  so each insert evicts the least recently used entry on both sides. Ours includes what the
-  runtime must add around it: the size sum, and the handle dict kept in step with evictions.
+  so each insert evicts the least recently used entry on both sides.
 
 The cached values are real `mlx_lm.models.cache.KVCache`s of one layer holding as many
 positions as their prompt has tokens, with one-float16-wide keys and values: trimmable, so
@@ -21,7 +20,6 @@ yet small enough that building a thousand of them is quick.
 import copy
 import functools
 import gc
-import itertools
 import random
 import statistics
 import time
@@ -30,7 +28,8 @@ from typing import Any
 
 import mlx.core as mx
 from mlx_lm.models.cache import KVCache, LRUPromptCache
-from modelkube_native import PrefixIndex
+
+from modelkube_serving.engine.prompt_cache import PromptCache
 
 MODEL = "bench"
 VOCAB = 151_000
@@ -67,29 +66,6 @@ class Prompts:
 
     def next_turn(self, prompt: list[int]) -> list[int]:
         return prompt + self._tokens(self._rng.randint(20, 200))
-
-
-class Ours:
-    """The index plus the handle -> cache dict the runtime would keep beside it."""
-
-    def __init__(self, entries: int) -> None:
-        self.index = PrefixIndex(NO_BYTE_LIMIT, max_entries=entries)
-        self.caches: dict[int, Cache] = {}
-        self._handles = itertools.count()
-
-    def insert(self, tokens: list[int], cache: Cache) -> None:
-        handle = next(self._handles)
-        evicted = self.index.insert(tokens, handle, sum(c.nbytes for c in cache))
-        self.caches[handle] = cache
-        for gone in evicted:
-            del self.caches[gone]
-
-    def fetch(self, tokens: list[int]) -> tuple[Cache | None, list[int]]:
-        hit = self.index.longest_prefix(tokens)
-        if hit is None:
-            return None, tokens
-        handle, length = hit
-        return copy.deepcopy(self.caches[handle]), tokens[length:]
 
 
 def _each(call: Callable[[Any], object], args: list[Any]) -> Callable[[], None]:
@@ -132,19 +108,22 @@ def _interleaved(runs: dict[str, Callable[[], None]], times: dict[str, list[floa
 def _measure(entries: int, seed: int) -> dict[str, object]:
     prompts = Prompts(seed)
     theirs = LRUPromptCache(max_size=entries, max_bytes=NO_BYTE_LIMIT)
-    ours = Ours(entries)
+    ours = PromptCache(entries, NO_BYTE_LIMIT)
     stored = []
     for _ in range(entries):
         tokens = prompts.prompt()
         cache = kv_cache(len(tokens))
         theirs.insert_cache(MODEL, tokens, cache)
-        ours.insert(tokens, cache)
+        ours.insert_cache(tokens, cache)
         stored.append(tokens)
 
     rng = random.Random(seed)
     rounds = [[prompts.next_turn(rng.choice(stored)) for _ in range(BATCH)] for _ in range(ROUNDS)]
     for query in rounds[0]:
-        (a, rest_a), (b, rest_b) = theirs.fetch_nearest_cache(MODEL, query), ours.fetch(query)
+        (a, rest_a), (b, rest_b) = (
+            theirs.fetch_nearest_cache(MODEL, query),
+            ours.fetch_nearest_cache(query),
+        )
         assert b is not None and rest_a == rest_b and a[0].offset == b[0].offset, "they disagree"
     sample = theirs.fetch_nearest_cache(MODEL, rounds[0][0])[0]
 
@@ -154,7 +133,7 @@ def _measure(entries: int, seed: int) -> dict[str, object]:
     for batch in rounds:
         lookups = {
             "mlx_l": _each(fetch, batch),
-            "ours_l": _each(ours.fetch, batch),
+            "ours_l": _each(ours.fetch_nearest_cache, batch),
             "cp": _each(copy.deepcopy, [sample] * BATCH),
         }
         _interleaved(lookups, times)
@@ -163,9 +142,10 @@ def _measure(entries: int, seed: int) -> dict[str, object]:
         fresh = [prompts.prompt() for _ in range(BATCH)]
         items = [(tokens, kv_cache(len(tokens))) for tokens in fresh]
         _interleaved(
-            {"mlx_i": _each_pair(insert, items), "ours_i": _each_pair(ours.insert, items)}, times
+            {"mlx_i": _each_pair(insert, items), "ours_i": _each_pair(ours.insert_cache, items)},
+            times,
         )
-    assert len(theirs) == len(ours.index) == len(ours.caches) == entries
+    assert len(theirs) == len(ours) == entries
 
     med = {k: statistics.median(v) for k, v in times.items()}
     return {

@@ -66,6 +66,19 @@ impl PrefixIndex {
         Ok(self.index().longest_prefix(&tokens))
     }
 
+    /// (handle, shared length) of the entry sharing the most leading tokens with `tokens`,
+    /// which may be longer than `tokens`; None if no entry shares any.
+    fn longest_common(&self, tokens: &Bound<'_, PyAny>) -> PyResult<Option<(u64, usize)>> {
+        let tokens = token_ids(tokens)?;
+        Ok(self.index().longest_common(&tokens))
+    }
+
+    /// Takes out the entries that are proper prefixes of `tokens`; returns their handles.
+    fn remove_prefixes(&self, tokens: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
+        let tokens = token_ids(tokens)?;
+        Ok(self.index().remove_prefixes(&tokens))
+    }
+
     fn remove(&self, handle: u64) -> bool {
         self.index().remove(handle)
     }

@@ -133,6 +133,40 @@ impl PrefixIndex {
         Some((handle, len))
     }
 
+    /// The entry sharing the most leading tokens with `tokens`, and how many it shares; the
+    /// entry becomes the most recently used. It may be longer than `tokens` (a cached
+    /// conversation the prompt is a prefix of, or branches from): a prefix of a trimmable
+    /// cache serves as well. Among equals, an entry that is a prefix of `tokens` wins.
+    pub fn longest_common(&mut self, tokens: &[u32]) -> Option<(u64, usize)> {
+        let prefix = self.deepest_entry(tokens);
+        let (below, common) = self.deepest_shared(tokens);
+        let longer = if common > prefix.map_or(0, |(_, len)| len) {
+            self.any_entry_under(below).map(|handle| (handle, common))
+        } else {
+            None
+        };
+        let (handle, len) = longer.or(prefix)?;
+        self.touch(handle);
+        Some((handle, len))
+    }
+
+    /// Takes out every entry whose tokens are a proper prefix of `tokens` and returns their
+    /// handles: a trimmable cache of `tokens` serves all of them.
+    pub fn remove_prefixes(&mut self, tokens: &[u32]) -> Vec<u64> {
+        let mut handles: Vec<u64> = self
+            .walk(tokens)
+            .filter(|&(_, pos)| pos < tokens.len())
+            .filter_map(|(node, _)| self.nodes[node].handle)
+            .collect();
+        if !tokens.is_empty() {
+            handles.extend(self.nodes[ROOT].handle);
+        }
+        for &handle in &handles {
+            self.detach(handle);
+        }
+        handles
+    }
+
     /// Takes an entry out; false if the handle is not in the index.
     pub fn remove(&mut self, handle: u64) -> bool {
         self.detach(handle).is_some()
@@ -168,6 +202,37 @@ impl PrefixIndex {
             .filter_map(|(node, pos)| self.nodes[node].handle.map(|handle| (handle, pos)))
             .last()
             .or(root)
+    }
+
+    /// How far `tokens` runs down the tree, partial edges included, and the node whose
+    /// subtree holds every entry sharing that much.
+    fn deepest_shared(&self, tokens: &[u32]) -> (usize, usize) {
+        let mut node = ROOT;
+        let mut pos = 0;
+        while let Some(child) = tokens.get(pos).and_then(|&t| self.child(node, t)) {
+            let edge = &self.nodes[child].edge;
+            let common = edge
+                .iter()
+                .zip(&tokens[pos..])
+                .take_while(|(a, b)| a == b)
+                .count();
+            node = child;
+            pos += common;
+            if common < edge.len() {
+                break;
+            }
+        }
+        (node, pos)
+    }
+
+    /// Some entry in `node`'s subtree: every leaf holds one, so the first-child path finds it.
+    fn any_entry_under(&self, mut node: usize) -> Option<u64> {
+        loop {
+            if let Some(handle) = self.nodes[node].handle {
+                return Some(handle);
+            }
+            node = self.nodes[node].children.first()?.1;
+        }
     }
 
     /// The node at exactly `tokens`, if there is one.
@@ -491,6 +556,36 @@ mod tests {
     }
 
     /// The same operations on a plain list: the longest prefix by brute force, LRU by scan.
+    #[test]
+    fn longest_common_finds_longer_and_branching_entries() {
+        let mut ix = index();
+        ix.insert(&[1, 2], 10, 1).unwrap();
+        ix.insert(&[1, 2, 3, 4, 5], 11, 1).unwrap();
+        // The prompt is a prefix of a cached conversation.
+        assert_eq!(ix.longest_common(&[1, 2, 3]), Some((11, 3)));
+        // It branches off one after sharing four tokens.
+        assert_eq!(ix.longest_common(&[1, 2, 3, 4, 9]), Some((11, 4)));
+        // A stored prefix as long as the shared part wins.
+        assert_eq!(ix.longest_common(&[1, 2, 7]), Some((10, 2)));
+        assert_eq!(ix.longest_common(&[9]), None);
+        assert_eq!(ix.longest_common(&[1, 2, 3, 4, 5, 6]), Some((11, 5)));
+    }
+
+    #[test]
+    fn remove_prefixes_keeps_the_entry_itself_and_others() {
+        let mut ix = index();
+        ix.insert(&[1], 1, 1).unwrap();
+        ix.insert(&[1, 2], 2, 1).unwrap();
+        ix.insert(&[1, 2, 3], 3, 1).unwrap();
+        ix.insert(&[1, 5], 4, 1).unwrap();
+        let mut gone = ix.remove_prefixes(&[1, 2, 3]);
+        gone.sort_unstable();
+        assert_eq!(gone, vec![1, 2]);
+        assert_eq!(ix.len(), 2);
+        check(&ix);
+        assert_eq!(ix.longest_prefix(&[1, 2, 3, 4]), Some((3, 3)));
+    }
+
     #[test]
     fn agrees_with_a_brute_force_model() {
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;

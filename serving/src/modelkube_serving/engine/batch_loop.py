@@ -14,9 +14,10 @@ from typing import Any, cast
 
 import mlx.core as mx
 from mlx_lm.generate import BatchGenerator, StopSequences
-from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, trim_prompt_cache
+from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
 from modelkube_native import OutputPath
 
+from modelkube_serving.engine.prompt_cache import PromptCache
 from modelkube_serving.engine.sampling import make_request_sampler
 from modelkube_serving.engine.types import (
     EngineEvent,
@@ -31,7 +32,6 @@ from modelkube_serving.metrics import RuntimeMetrics
 
 log = logging.getLogger(__name__)
 
-_CACHE_KEY = "base"  # one model per engine; adapters will key their own entries
 _IDLE_POLL_S = 0.25
 
 Commands = queue.SimpleQueue[tuple[Any, ...]]
@@ -60,7 +60,7 @@ class BatchLoop:
     def __init__(
         self,
         generator: BatchGenerator,
-        cache: LRUPromptCache,
+        cache: PromptCache,
         tokenizer: Any,
         output: OutputPath,
         metrics: RuntimeMetrics,
@@ -123,7 +123,7 @@ class BatchLoop:
 
     def _admit(self, request: GenerationRequest, sink: EventSink, outbox: _Outbox) -> None:
         prompt = request.prompt_tokens
-        cache, rest = self.cache.fetch_nearest_cache(_CACHE_KEY, prompt)
+        cache, rest = self.cache.fetch_nearest_cache(prompt)
         if cache is not None and not rest:
             # An exact hit still needs the last prompt token fed to start decoding.
             if can_trim_prompt_cache(cache):
@@ -205,7 +205,7 @@ class BatchLoop:
                 outbox.add(running.sink, TextDelta("", tokens, lp))
             if uid in done:
                 r = done[uid]
-                self.cache.insert_cache(_CACHE_KEY, r.all_tokens[:], r.prompt_cache)
+                self.cache.insert_cache(r.all_tokens[:], r.prompt_cache)
                 reason = cast(FinishReason, finish)  # a stop string on the last token says "stop"
                 self._finish(uid, reason, outbox, text=text, frame=frame)
             else:
@@ -214,7 +214,7 @@ class BatchLoop:
             outbox.add(self.running[uid].sink, TextDelta("", 0, lp))
         if stopped:
             for cache, tokens in self.gen.remove(stopped, return_prompt_caches=True).values():
-                self.cache.insert_cache(_CACHE_KEY, tokens[:], cache)
+                self.cache.insert_cache(tokens[:], cache)
             for uid, (text, frame) in stopped.items():
                 self._finish(uid, "stop", outbox, text=text, frame=frame)
         self._flush(outbox)

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from mlx_lm.generate import BatchGenerator
-from mlx_lm.models.cache import LRUPromptCache
 from modelkube_native import OutputPath, Vocabulary
 
 from modelkube_serving.engine.batch_loop import BatchLoop, Commands
 from modelkube_serving.engine.loading import context_length, load_model, vocab_size
+from modelkube_serving.engine.prompt_cache import PromptCache
 from modelkube_serving.engine.types import (
     EngineEvent,
     EventSink,
@@ -118,8 +118,8 @@ class MLXEngine:
             return
         self._loaded.set()
         self._call_soon(on_loaded, None)
-        prefix_cache = LRUPromptCache(
-            max_size=self._settings.prefix_cache_entries,
+        prefix_cache = PromptCache(
+            max_entries=self._settings.prefix_cache_entries,
             max_bytes=self._settings.prefix_cache_bytes,
         )
         loop = BatchLoop(
