@@ -267,3 +267,33 @@ def test_threads_share_one_output_path(vocab: Vocabulary) -> None:
     assert not errors
     assert results == {h: vocab.decode(tokens) for h, tokens in work.items()}
     assert len(out) == 0
+
+
+def sentencepiece_style_tokenizer(path: Path) -> Tokenizer:
+    """A BPE with a Metaspace decoder and byte fallback off: the non-byte-level path."""
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    corpus = [
+        "the quick brown fox jumps over the lazy dog",
+        "naïve café déjà vu",
+        "日本語 テキスト",
+    ]
+    trainer = trainers.BpeTrainer(vocab_size=200, special_tokens=["<unk>"])
+    tokenizer.train_from_iterator(corpus * 20, trainer)
+    tokenizer.save(str(path))
+    return tokenizer
+
+
+def test_other_decoders_stream_through_the_tokenizers_library(tmp_path: Path) -> None:
+    reference = sentencepiece_style_tokenizer(tmp_path / "tokenizer.json")
+    vocab = Vocabulary(str(tmp_path / "tokenizer.json"))
+    out = OutputPath(vocab, "m")
+    rng = random.Random(2)
+    for handle in range(30):
+        tokens = [rng.randrange(vocab.size) for _ in range(rng.randrange(1, 40))]
+        out.add(handle, "r", chat=True, stream=True, created=0)
+        streamed = "".join(r[1] for r in run_tokens(out, handle, tokens))
+        assert streamed == reference.decode(tokens, skip_special_tokens=False), tokens
