@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from modelkube_operator.reconcilers.resync import expected_children, out_of_sync
+from modelkube_operator.reconcilers.resync import expected_children, out_of_sync, spec_pending
 
 BASE = {"ConfigMap", "Deployment", "Service"}
 
@@ -13,7 +13,7 @@ def owner(kind: str, name: str, spec: dict[str, Any], **status: Any) -> dict[str
         "kind": kind,
         "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "generation": 1},
         "spec": spec,
-        "status": status,
+        "status": {"observedGeneration": 1, **status},
     }
 
 
@@ -49,7 +49,7 @@ def test_unusable_spec_expects_nothing_and_finished_job_expects_anything() -> No
 
 def test_out_of_sync_finds_missing_and_unwanted_children() -> None:
     owners = [ms("ok"), ms("missing"), ms("extra"), ftj("t"), ftj("done")]
-    owners[-1]["status"] = {"conditions": [{"type": "Failed", "status": "True"}]}
+    owners[-1]["status"]["conditions"] = [{"type": "Failed", "status": "True"}]
     deleting = ms("going")
     deleting["metadata"]["deletionTimestamp"] = "2026-11-22T00:00:00Z"
     children = {
@@ -60,3 +60,17 @@ def test_out_of_sync_finds_missing_and_unwanted_children() -> None:
     }
     stale = out_of_sync([*owners, deleting], children)
     assert [o["metadata"]["name"] for o in stale] == ["missing", "extra"]
+
+
+def test_a_spec_the_status_has_not_seen_is_pending() -> None:
+    seen = ms("seen")
+    assert not spec_pending(seen)
+    changed = ms("changed")
+    changed["metadata"]["generation"] = 2
+    new = ms("new")
+    new["status"] = {}
+    assert spec_pending(changed)
+    assert spec_pending(new)
+    changed["metadata"]["deletionTimestamp"] = "2026-11-22T00:00:00Z"
+    assert not spec_pending(changed)
+    assert out_of_sync([seen, new], {("ModelService", "ns", "seen"): list(BASE)}) == [new]

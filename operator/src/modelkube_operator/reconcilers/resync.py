@@ -1,8 +1,9 @@
-"""The periodic safety net: which custom resources are missing a child or keep an unwanted one.
+"""Which custom resources need a reconcile: a spec the status has not caught up with, or a
+child missing or unwanted.
 
-Child events already correct drift within seconds; this catches what they cannot (an event
-lost across a watch reconnect, a reconcile that gave up). It compares the operator's in-memory
-view of owners and children, so an idle operator makes no API calls at all.
+Events drive reconciles; the periodic resync uses the same test to catch what events cannot
+(an event lost across a watch reconnect, a reconcile that failed). It compares the operator's
+in-memory view of owners and children, so an idle operator makes no API calls at all.
 """
 
 from collections.abc import Collection, Iterable, Mapping
@@ -43,10 +44,25 @@ def expected_children(body: Mapping[str, Any]) -> frozenset[str] | None:
     return frozenset(kind for kind, obj in wanted.items() if obj is not None) & WATCHED_CHILDREN
 
 
+def spec_pending(body: Mapping[str, Any]) -> bool:
+    """Whether the spec changed since the status was last written for it (or never was).
+
+    The status is written last, after every child, so a status that observed this
+    generation means the children were applied for it too. Status writes (ours) do not bump
+    the generation, so they never trigger another reconcile.
+    """
+    meta = body["metadata"]
+    if meta.get("deletionTimestamp"):
+        return False
+    status = body.get("status") or {}
+    return bool(status.get("observedGeneration") != meta.get("generation"))
+
+
 def out_of_sync(
     owners: Iterable[Mapping[str, Any]], children: Mapping[OwnerKey, Collection[str]]
 ) -> list[Mapping[str, Any]]:
-    """The owners whose watched children differ from what their spec wants."""
+    """The owners with a pending spec, or whose watched children differ from what their spec
+    wants."""
     stale = []
     for body in owners:
         meta = body["metadata"]
@@ -54,6 +70,6 @@ def out_of_sync(
             continue
         expected = expected_children(body)
         present = children.get(owner_key(body["kind"], meta["namespace"], meta["name"]), ())
-        if expected is not None and frozenset(present) != expected:
+        if spec_pending(body) or (expected is not None and frozenset(present) != expected):
             stale.append(body)
     return stale
