@@ -15,10 +15,9 @@ from modelkube_operator.k8s.client import Kube
 from modelkube_operator.k8s.credentials import load_credentials
 from modelkube_operator.reconcilers.finetunejob import reconcile_finetunejob
 from modelkube_operator.reconcilers.modelservice import reconcile_child, reconcile_modelservice
-from modelkube_operator.reconcilers.resync import OwnerKey, out_of_sync, owner_key, spec_pending
+from modelkube_operator.reconcilers.resync import OwnerKey, out_of_sync, owner_key
 
 RESYNC_S = 60.0
-FIRST_RESYNC_S = 5.0  # soon after start: what changed while the operator was away
 WORKER_LIMIT = 200
 WORKER_IDLE_S = 0.5
 OURS = {"app.kubernetes.io/managed-by": MANAGED_BY}
@@ -77,8 +76,8 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 async def _resync_forever(kube: Kube, owners: OwnersIndex, children: ChildrenIndex) -> None:
     """A safety net: child events already correct drift within seconds. It reads only the
     indices, so it costs nothing while everything is in sync."""
-    await asyncio.sleep(FIRST_RESYNC_S)
     while True:
+        await asyncio.sleep(RESYNC_S)
         present = {key: list(kinds) for key, kinds in children.items()}
         snapshot = [owner for store in owners.values() for owner in store]
         for owner in out_of_sync(snapshot, present):
@@ -86,7 +85,6 @@ async def _resync_forever(kube: Kube, owners: OwnersIndex, children: ChildrenInd
                 await _reconcile(kube, kopf.Body(cast(kopf.RawBody, owner)), present)
             except Exception:  # one broken object must not stop the others' resync
                 logger.exception("resync of %s/%s failed", owner["kind"], owner["metadata"]["name"])
-        await asyncio.sleep(RESYNC_S)
 
 
 async def _reconcile(
@@ -108,16 +106,15 @@ def _post(body: kopf.Body, transitions: list[dict[str, Any]]) -> None:
         post(body, reason=cond["reason"], message=message)
 
 
-@kopf.on.event(GROUP, VERSION, "modelservices")
-@kopf.on.event(GROUP, VERSION, "finetunejobs")
-async def reconcile(body: kopf.Body, memo: kopf.Memo, type: str | None, **kwargs: Any) -> None:
-    """Level-based: whatever the event, reconcile when the status has not seen this spec.
-
-    No kopf create/update handlers, so kopf keeps no state on the object (no annotation
-    patch, no extra event per reconcile); a failed reconcile is retried by the resync.
-    """
-    if type == "DELETED" or not spec_pending(body):
-        return
+@kopf.on.resume(GROUP, VERSION, "modelservices")
+@kopf.on.create(GROUP, VERSION, "modelservices")
+@kopf.on.update(GROUP, VERSION, "modelservices")
+@kopf.on.resume(GROUP, VERSION, "finetunejobs")
+@kopf.on.create(GROUP, VERSION, "finetunejobs")
+@kopf.on.update(GROUP, VERSION, "finetunejobs")
+async def reconcile(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    # Measured on the 500-object burst: plain kopf event handlers filtered to pending specs
+    # cost more CPU per object than kopf's change detection, so this stays.
     children: ChildrenIndex = kwargs["children"]
     await _reconcile(memo.kube, body, children)
 
