@@ -64,10 +64,8 @@ class Unprocessable(APIError):
     error_type = "invalid_request_error"
 
 
-class QueueFull(APIError):
-    status_code = 429
-    error_type = "rate_limit_error"
-    code = "queue_full"
+class RetryLater(APIError):
+    """An error that says when to try again, in a Retry-After header."""
 
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)
@@ -75,25 +73,24 @@ class QueueFull(APIError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
+
+
+class QueueFull(RetryLater):
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "queue_full"
 
 
 class RateLimited(QueueFull):
     code = "rate_limit_exceeded"
 
 
-class QueueTimeout(APIError):
+class QueueTimeout(RetryLater):
     """Queued past its deadline: the gateway-timeout of a server that was too busy."""
 
     status_code = 504
     error_type = "timeout_error"
     code = "queue_timeout"
-
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_s)}
 
 
 class Unavailable(APIError):
