@@ -38,7 +38,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     # Only warnings become Events by themselves: at INFO kopf would post one per handler run
     # per object, an API call each. Condition transitions are still posted (kopf.info/warn).
     settings.posting.level = logging.WARNING
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
     # One worker task per object with events is kopf's default; a burst of hundreds of new
     # objects would hold hundreds of handler coroutines and bodies at once. An idle worker
@@ -75,22 +74,33 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 
 async def _resync_forever(kube: Kube, owners: OwnersIndex, children: ChildrenIndex) -> None:
     """A safety net: child events already correct drift within seconds. It reads only the
-    indices, so it costs nothing while everything is in sync."""
+    indices, so it costs nothing while everything is in sync. An owner is reconciled only when
+    two passes in a row find it out of sync: one that kopf is still working through (a burst)
+    is left to kopf, not reconciled twice."""
+    seen_before: set[OwnerKey] = set()
     while True:
         await asyncio.sleep(RESYNC_S)
         present = {key: list(kinds) for key, kinds in children.items()}
         snapshot = [owner for store in owners.values() for owner in store]
-        for owner in out_of_sync(snapshot, present):
+        stale = {_key(owner): owner for owner in out_of_sync(snapshot, present)}
+        due = [owner for key, owner in stale.items() if key in seen_before]
+        seen_before = set(stale)
+        for owner in due:
             try:
                 await _reconcile(kube, kopf.Body(cast(kopf.RawBody, owner)), present)
             except Exception:  # one broken object must not stop the others' resync
                 logger.exception("resync of %s/%s failed", owner["kind"], owner["metadata"]["name"])
 
 
+def _key(body: Mapping[str, Any]) -> OwnerKey:
+    meta = body["metadata"]
+    return owner_key(body["kind"], meta.get("namespace") or "", meta.get("name") or "")
+
+
 async def _reconcile(
     kube: Kube, body: kopf.Body, present: Mapping[OwnerKey, Collection[str]]
 ) -> None:
-    key = owner_key(body["kind"], body.metadata.namespace or "", body.metadata.name or "")
+    key = _key(body)
     if body["kind"] == "ModelService":
         transitions = await reconcile_modelservice(kube, body, present.get(key, []))
     else:
