@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from modelkube_operator.builders.common import Obj, Owner
-from modelkube_operator.k8s.client import Kube
+from modelkube_operator.k8s.client import FIELD_MANAGER, Kube
 from modelkube_operator.status.conditions import Cond, merge_conditions, transitions
 
 _locks: dict[tuple[str, str, str], asyncio.Lock] = {}
@@ -30,6 +30,30 @@ def spec_error(exc: ValidationError) -> str:
     """The first validation error as one line naming the field, for an InvalidSpec condition."""
     err = exc.errors()[0]
     return f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+
+
+def changed_by_others(child: Mapping[str, Any]) -> bool:
+    """Whether someone else wrote the object (not its status) since our last apply: a kubectl
+    edit, patch, scale or apply. Without an apply of ours on record, it counts as changed.
+
+    A child's own events (ours, a controller's status) then cost no re-apply; managedFields
+    times have one-second resolution, so a tie counts as a change, and so does no time.
+    """
+    entries = [
+        e
+        for e in child.get("metadata", {}).get("managedFields") or []
+        if e.get("subresource") != "status"
+    ]
+    ours = [e.get("time", "") for e in entries if e.get("manager") == FIELD_MANAGER]
+    if not ours:
+        return True
+    last = max(ours)
+    # A write through the scale subresource records no time; a forced apply of ours takes its
+    # fields back, and an entry owning nothing is dropped, so it cannot re-trigger forever.
+    return any(
+        e.get("manager") != FIELD_MANAGER and (not e.get("time") or e["time"] >= last)
+        for e in entries
+    )
 
 
 def lock_for(owner: Owner) -> asyncio.Lock:

@@ -19,7 +19,13 @@ from modelkube_operator.builders.networking import build_service, service_url
 from modelkube_operator.builders.runtime import build_configmap, build_deployment, settings_hash
 from modelkube_operator.builders.scaling import build_hpa, build_pdb
 from modelkube_operator.k8s.client import Kube
-from modelkube_operator.reconcilers.common import lock_for, owner_of, spec_error, write_status
+from modelkube_operator.reconcilers.common import (
+    changed_by_others,
+    lock_for,
+    owner_of,
+    spec_error,
+    write_status,
+)
 from modelkube_operator.status.conditions import Cond
 from modelkube_operator.status.modelservice import (
     auth_condition,
@@ -71,8 +77,8 @@ async def reconcile_modelservice(
 async def reconcile_child(
     kube: Kube, body: Mapping[str, Any], child: Mapping[str, Any], deleted: bool
 ) -> list[Obj]:
-    """One child changed or vanished: re-apply it if wanted, remove it if not; a Deployment
-    refreshes status."""
+    """One child changed or vanished: re-apply it if someone else changed it or it is gone,
+    remove it if unwanted; a Deployment refreshes status."""
     owner = owner_of(body)
     async with lock_for(owner):
         spec, _ = _parse(body)
@@ -84,7 +90,8 @@ async def reconcile_child(
             await kube.delete(_API_VERSIONS[kind], kind, owner.namespace, name)
         if desired is None or desired["metadata"]["name"] != name:
             return []
-        applied = await kube.apply(desired)
+        drifted = deleted or changed_by_others(child)
+        applied = await kube.apply(desired) if drifted else dict(child)
         if child["kind"] != "Deployment":
             return []
         return await _write_status(kube, owner, spec, body, applied)
