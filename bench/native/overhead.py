@@ -12,7 +12,6 @@ the samples.
 
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
 import subprocess
@@ -23,19 +22,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.operator.procfs import cpu_seconds
 from bench.serving.client import run_load
-from bench.serving.servers import HOST, LOG_DIR, _stop, _wait_ready, blas_env, free_port
+from bench.serving.servers import running_server
+from modelkube_serving.models.builtin import ensure_builtin
 
 BEFORE_COMMIT = "894ef74090ea5ea5b2e193e9029e1f4799783a48"  # the last runtime without it
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = 16
 REQUESTS = 48
 MAX_TOKENS = 96
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
@@ -55,27 +51,6 @@ def before_tree() -> Iterator[Path]:
                 check=False,
                 capture_output=True,
             )
-
-
-@contextlib.contextmanager
-def server(name: str, pythonpath: Path | None) -> Iterator[tuple[str, int]]:
-    port = free_port()
-    env = blas_env()
-    if pythonpath is not None:
-        env["PYTHONPATH"] = str(pythonpath)  # its modelkube_serving shadows the installed one
-    command = [
-        sys.executable, "-m", "modelkube_serving", "serve", "--model", "builtin://tiny",
-        "--host", HOST, "--port", str(port), "--max-concurrent-requests", "64",
-    ]  # fmt: skip
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log = LOG_DIR / f"overhead-{name}.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(command, env=env, stdout=sink, stderr=sink, cwd=REPO_ROOT)
-        try:
-            _wait_ready(proc, f"http://{HOST}:{port}/readyz", log)
-            yield f"http://{HOST}:{port}", proc.pid
-        finally:
-            _stop(proc)
 
 
 PY_SPY_RATE = 250  # samples per second
@@ -121,10 +96,10 @@ def split_samples(profile: Path) -> tuple[int, int]:
 
 
 async def _server_round(url: str, pid: int, first: int, profile: Path) -> dict[str, float]:
-    cpu = cpu_seconds(pid)
+    cpu = cpu_seconds(pid) or 0.0
     with sampling(pid, profile):
         load = await run_load(url, "tiny", CLIENTS, REQUESTS, first, MAX_TOKENS, 300.0)
-    spent = cpu_seconds(pid) - cpu
+    spent = (cpu_seconds(pid) or 0.0) - cpu
     errors = sum(1 for r in load.results if not r.ok)
     if errors:
         raise RuntimeError(f"{errors} requests failed, e.g. {load.results[0].error}")
@@ -140,18 +115,26 @@ async def _server_round(url: str, pid: int, first: int, profile: Path) -> dict[s
 
 async def _measure(rounds: int, workdir: Path) -> dict[str, list[dict[str, float]]]:
     samples: dict[str, list[dict[str, float]]] = {"after": [], "before": []}
+    path = ensure_builtin("tiny")
     with (
         before_tree() as tree,
-        server("after", None) as after,
-        server("before", tree / "serving" / "src") as before,
+        running_server("ours", "tiny", path, label="overhead-after") as after,
+        running_server(
+            "ours",
+            "tiny",
+            path,
+            # Its modelkube_serving comes first on the path and shadows the installed one.
+            env={"PYTHONPATH": str(tree / "serving" / "src")},
+            label="overhead-before",
+        ) as before,
     ):
         for r in range(rounds):
             first = 1000 * (r + 1)  # fresh prompts each round: no prefix-cache help
             order = ["after", "before"] if r % 2 == 0 else ["before", "after"]
             for name in order:
-                url, pid = after if name == "after" else before
+                srv = after if name == "after" else before
                 profile = workdir / f"{name}-{r}.txt"
-                samples[name].append(await _server_round(url, pid, first, profile))
+                samples[name].append(await _server_round(srv.base_url, srv.pid, first, profile))
     return samples
 
 

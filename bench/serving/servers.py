@@ -93,15 +93,22 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running_server(system: str, model: str, path: Path) -> Iterator[Server]:
-    """`system` is "ours" or "mlx_lm.server"; the process is always stopped on exit."""
+def running_server(
+    system: str, model: str, path: Path, env: dict[str, str] | None = None, label: str = ""
+) -> Iterator[Server]:
+    """`system` is "ours" or "mlx_lm.server"; the process is always stopped on exit. `env`
+    adds to the environment (e.g. a PYTHONPATH with another checkout's runtime); `label`
+    tells its log apart."""
     port = free_port()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log = LOG_DIR / f"{system}-{model}.log"
+    log = LOG_DIR / f"{label or system}-{model}.log"
     ready = "/readyz" if system == "ours" else "/health"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            _command(system, model, path, port), env=blas_env(), stdout=sink, stderr=sink
+            _command(system, model, path, port),
+            env={**blas_env(), **(env or {})},
+            stdout=sink,
+            stderr=sink,
         )
         try:
             _wait_ready(proc, f"http://{HOST}:{port}{ready}", log)
