@@ -2,13 +2,14 @@
 
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+from tests.operator.harness import wait_until
 from tests.serving.conftest import API_KEY, MODEL, StartRuntime, scrape
 from tests.serving.runtime_process import RuntimeProcess
 
@@ -30,13 +31,8 @@ def chat(client: openai.OpenAI, max_tokens: int = 2, **extra: object) -> str:
     return reply.choices[0].message.content or ""
 
 
-def wait_until(predicate: object, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(predicate) and predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not reached")
+def queued_is(runtime: RuntimeProcess, n: int) -> Callable[[], bool]:
+    return lambda: scrape(runtime.url).get(QUEUED) == n
 
 
 def hold_the_only_slot(runtime: RuntimeProcess, key: str) -> Generator[None, None, None]:
@@ -128,7 +124,7 @@ def test_a_busy_key_does_not_starve_another(start_runtime: StartRuntime, keys_fi
     ):
         threads.append(threading.Thread(target=request, args=(name, key)))
         threads[-1].start()
-        wait_until(lambda i=i: scrape(runtime.url).get(QUEUED) == i + 1)
+        wait_until(queued_is(runtime, i + 1), 20, f"{i + 1} queued")
     holder.close()  # the slot frees: the queue drains one at a time
     for t in threads:
         t.join(120)
@@ -151,7 +147,7 @@ def test_lower_priority_value_is_served_first(start_runtime: StartRuntime) -> No
     for i, (name, priority) in enumerate([("batch", 10), ("normal", 0), ("urgent", -5)]):
         threads.append(threading.Thread(target=request, args=(name, priority)))
         threads[-1].start()
-        wait_until(lambda i=i: scrape(runtime.url).get(QUEUED) == i + 1)
+        wait_until(queued_is(runtime, i + 1), 20, f"{i + 1} queued")
     holder.close()
     for t in threads:
         t.join(60)
