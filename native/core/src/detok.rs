@@ -109,11 +109,13 @@ impl StreamError {
 pub enum StreamDecoder {
     /// Bytes of an incomplete UTF-8 sequence, waiting for the next token.
     Bytes(Vec<u8>),
-    /// The window of ids that `DecodeStream` keeps.
+    /// `DecodeStream`'s window: the ids of the last emission (`context` of them, already
+    /// shown as `shown`, decoded once per emission rather than once per token) and the ids
+    /// after them, not shown yet.
     Window {
         ids: Vec<u32>,
-        prefix: usize,
-        read: usize,
+        context: usize,
+        shown: String,
     },
 }
 
@@ -124,8 +126,8 @@ impl StreamDecoder {
         } else {
             StreamDecoder::Window {
                 ids: Vec::new(),
-                prefix: 0,
-                read: 0,
+                context: 0,
+                shown: String::new(),
             }
         }
     }
@@ -147,18 +149,22 @@ impl StreamDecoder {
                 }
                 drain_utf8(pending, strict, false, out)
             }
-            StreamDecoder::Window { ids, prefix, read } => {
+            StreamDecoder::Window {
+                ids,
+                context,
+                shown,
+            } => {
                 ids.push(id);
-                let before = vocab.window_decode(&ids[*prefix..*read]);
-                let now = vocab.window_decode(&ids[*prefix..]);
-                if now.len() > before.len() && !now.ends_with('\u{FFFD}') {
-                    if let Some(new) = now.get(before.len()..) {
+                let now = vocab.window_decode(ids);
+                if now.len() > shown.len() && !now.ends_with('\u{FFFD}') {
+                    if let Some(new) = now.get(shown.len()..) {
                         out.push_str(new);
                     }
-                    let consumed = *read;
-                    ids.drain(..consumed);
-                    *prefix = *read - consumed;
-                    *read = ids.len();
+                    // The tokens just shown stay as context (a leading-space decoder treats
+                    // the window's first token specially); older ones go.
+                    ids.drain(..*context);
+                    *context = ids.len();
+                    *shown = vocab.window_decode(ids);
                 }
                 Ok(())
             }
