@@ -1,7 +1,8 @@
 """kwok's Stage configuration: nodes become Ready, pods Running, Job pods finish.
 
-A FineTuneJob named `fail-*` gets its training pod failed, so tests can drive a failed
-Job through the real Job controller.
+A FineTuneJob's training pod keeps running until a test annotates it with the exit code its
+trainer had (`modelkube.io/test-exit-code`): the trainer itself runs in the test process, and
+kwok then finishes the pod, so the real Job controller drives the Job to Complete or Failed.
 """
 
 from pathlib import Path
@@ -11,8 +12,9 @@ import yaml
 
 from tests.controlplane.binaries import MODULES, binary_dir
 
-FAIL_PREFIX = "fail-"
+EXIT_CODE_ANNOTATION = "modelkube.io/test-exit-code"
 _FINETUNE_LABEL = '.metadata.labels.["modelkube.io/finetunejob"]'
+_EXIT_CODE = f'.metadata.annotations.["{EXIT_CODE_ANNOTATION}"]'
 
 
 def _stage_dir() -> Path:
@@ -24,21 +26,21 @@ def write_stages(workdir: Path) -> Path:
     for name in ("node-initialize.yaml", "pod-ready.yaml", "pod-delete.yaml"):
         docs.extend(yaml.safe_load_all((_stage_dir() / name).read_text()))
     complete = yaml.safe_load((_stage_dir() / "pod-complete.yaml").read_text())
-    docs.append(_without_failing(complete))
-    docs.append(_failing(complete))
+    docs.append(_not_finetune(complete))
+    docs.append(_finishing(complete))
     path = workdir / "kwok-stages.yaml"
     path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
     return path
 
 
-def _without_failing(stage: dict[str, Any]) -> dict[str, Any]:
+def _not_finetune(stage: dict[str, Any]) -> dict[str, Any]:
     stage["spec"]["selector"]["matchExpressions"].append(
         {"key": _FINETUNE_LABEL, "operator": "DoesNotExist"}
     )
     return stage
 
 
-def _failing(complete: dict[str, Any]) -> dict[str, Any]:
+def _finishing(complete: dict[str, Any]) -> dict[str, Any]:
     template: str = complete["spec"]["next"]["statusTemplate"]
     expressions = [
         e for e in complete["spec"]["selector"]["matchExpressions"] if e["key"] != _FINETUNE_LABEL
@@ -50,7 +52,11 @@ def _failing(complete: dict[str, Any]) -> dict[str, Any]:
         "spec": {
             "resourceRef": complete["spec"]["resourceRef"],
             "selector": {
-                "matchExpressions": [*expressions, {"key": _FINETUNE_LABEL, "operator": "Exists"}]
+                "matchExpressions": [
+                    *expressions,
+                    {"key": _FINETUNE_LABEL, "operator": "Exists"},
+                    {"key": _EXIT_CODE, "operator": "Exists"},
+                ]
             },
             "next": {"statusTemplate": _outcome_template(template)},
         },
@@ -58,19 +64,17 @@ def _failing(complete: dict[str, Any]) -> dict[str, Any]:
 
 
 def _outcome_template(template: str) -> str:
-    """Pods of `fail-*` FineTuneJobs exit 1 and fail; the others succeed as usual."""
-    label = '(index $root.metadata.labels "modelkube.io/finetunejob")'  # $root: the pod
-    fails = f'(hasPrefix "{FAIL_PREFIX}" {label})'  # sprig: prefix first
+    """The pod exits with the code the test annotated it with."""
+    code = f'(index $root.metadata.annotations "{EXIT_CODE_ANNOTATION}")'  # $root: the pod
+    failed = f'(ne "0" {code})'
     return (
-        template.replace(
-            "exitCode: 0", f"exitCode: {{{{ if {fails} }}}}1{{{{ else }}}}0{{{{ end }}}}"
-        )
+        template.replace("exitCode: 0", f"exitCode: {{{{ {code} }}}}")
         .replace(
             "reason: Completed",
-            f"reason: {{{{ if {fails} }}}}Error{{{{ else }}}}Completed{{{{ end }}}}",
+            f"reason: {{{{ if {failed} }}}}Error{{{{ else }}}}Completed{{{{ end }}}}",
         )
         .replace(
             "phase: Succeeded",
-            f"phase: {{{{ if {fails} }}}}Failed{{{{ else }}}}Succeeded{{{{ end }}}}",
+            f"phase: {{{{ if {failed} }}}}Failed{{{{ else }}}}Succeeded{{{{ end }}}}",
         )
     )

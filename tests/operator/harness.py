@@ -15,6 +15,7 @@ import yaml
 from modelkube_operator.rbac import cluster_role
 
 from tests.controlplane.cluster import ControlPlane, write_kubeconfig
+from tests.controlplane.stages import EXIT_CODE_ANNOTATION
 from tests.serving.runtime_process import free_port
 
 OPERATOR_NS = "modelkube-system"
@@ -129,3 +130,20 @@ def get_json(cp: ControlPlane, *args: str) -> dict[str, Any] | None:
         return None
     body: dict[str, Any] = json.loads(result.stdout)
     return body
+
+
+def finish_training_pod(cp: ControlPlane, namespace: str, job: str, exit_code: int) -> None:
+    """End a FineTuneJob's training pod as if its trainer exited with `exit_code` (kwok acts)."""
+
+    def running_pod() -> str | None:
+        pods = get_json(cp, "pods", "-n", namespace, "-l", f"modelkube.io/finetunejob={job}")
+        running = [
+            p["metadata"]["name"]
+            for p in (pods or {}).get("items", [])
+            if p.get("status", {}).get("phase") == "Running"
+            and EXIT_CODE_ANNOTATION not in p["metadata"].get("annotations", {})
+        ]
+        return running[0] if running else None
+
+    pod = wait_until(running_pod, 60, f"a running training pod of {job}")
+    cp.kubectl("annotate", "pod", pod, "-n", namespace, f"{EXIT_CODE_ANNOTATION}={exit_code}")

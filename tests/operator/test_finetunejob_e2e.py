@@ -1,4 +1,4 @@
-"""FineTuneJob → batch/v1 Job; the Job's outcome (driven by kwok's pod stages) shows in status."""
+"""FineTuneJob → batch/v1 Job; the Job's outcome (its pod finished through kwok) shows in status."""
 
 import time
 from typing import Any
@@ -6,8 +6,7 @@ from typing import Any
 import yaml
 
 from tests.controlplane.cluster import ControlPlane
-from tests.controlplane.stages import FAIL_PREFIX
-from tests.operator.harness import OperatorProcess, get_json, wait_until
+from tests.operator.harness import OperatorProcess, finish_training_pod, get_json, wait_until
 
 
 def finetunejob(name: str) -> dict[str, Any]:
@@ -81,6 +80,7 @@ def test_succeeded_job_shows_in_status_with_the_adapter(
     job = wait_until(lambda: get_json(cp, "job", "tune", "-n", namespace), 15, "the Job")
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[:2] == ["finetune", "--base"]
+    finish_training_pod(cp, namespace, "tune", 0)
     ftj = wait_until(
         lambda: condition(cp, namespace, "tune", "Succeeded"), 60, f"Succeeded\n{operator.log()}"
     )
@@ -101,8 +101,10 @@ def test_failed_job_shows_in_status(
     control_plane: ControlPlane, operator: OperatorProcess, namespace: str
 ) -> None:
     cp = control_plane
-    name = f"{FAIL_PREFIX}tune"
+    name = "doomed"
     submit(cp, namespace, name)
+    for _ in range(3):  # backoffLimit 2: the first pod and two retries fail
+        finish_training_pod(cp, namespace, name, 1)
     ftj = wait_until(
         lambda: condition(cp, namespace, name, "Failed"), 120, f"Failed\n{operator.log()}"
     )

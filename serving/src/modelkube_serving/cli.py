@@ -8,6 +8,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from modelkube_serving.engine.blas import find_openblas
+from modelkube_serving.finetune.command import add_parser as add_finetune_parser
 
 _BLAS_MARK = "MODELKUBE_BLAS_REEXEC"
 
@@ -46,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="manage built-in models")
     models.add_argument("action", choices=["create"])
     models.add_argument("names", nargs="+", help="tiny, small")
+    add_finetune_parser(sub)
     # Other distributions (the operator, ...) add their subcommands through this entry-point group.
     for entry in entry_points(group="modelkube.commands"):
         entry.load()(sub)
@@ -107,10 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "models":
         return _create_models(args.names)
+    if args.command in ("serve", "finetune"):
+        _reexec_with_openblas()
     if args.command != "serve":
         code: int = args.run(args)
         return code
-    _reexec_with_openblas()
     return _serve(args)
 
 

@@ -83,7 +83,10 @@ FINETUNEJOB = KindInfo(
     printer_columns=(
         {"name": "Status", "type": "string", "jsonPath": _ready("Succeeded", "reason")},
         {"name": "Progress", "type": "integer", "jsonPath": ".status.progress.percent"},
+        {"name": "Iteration", "type": "integer", "jsonPath": ".status.progress.iteration"},
         {"name": "Loss", "type": "string", "jsonPath": ".status.progress.trainLoss"},
+        {"name": "Val Loss", "type": "string", "jsonPath": ".status.progress.validationLoss"},
+        {"name": "ETA (s)", "type": "integer", "jsonPath": ".status.progress.etaSeconds"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ),
 )

@@ -40,7 +40,12 @@ class Hyperparameters(ApiModel):
         default="1e-5", pattern=DECIMAL, description="Learning rate, as a decimal string."
     )
     batch_size: int = Field(default=4, ge=1, le=1024, description="Examples per iteration.")
-    num_layers: int = Field(default=16, ge=-1, le=1024, description="Layers to adapt (-1: all).")
+    num_layers: int | None = Field(
+        default=None,
+        ge=-1,
+        le=1024,
+        description="Layers to adapt, from the last (default: 16, or all if fewer; -1: all).",
+    )
     rank: int = Field(default=8, ge=1, le=1024, description="LoRA rank.")
     seed: int = Field(default=0, ge=0, description="Random seed.")
 
@@ -61,6 +66,13 @@ class FineTuneJobSpec(ApiModel):
         default_factory=Hyperparameters, description="Training hyperparameters."
     )
     output: Output = Field(description="Where the trained adapter goes.")
+    suspend: bool = Field(
+        default=False,
+        description=(
+            "Stop training (the Job's pod is stopped); set back to false to resume from the "
+            "last checkpoint. The fine-tuning API's cancel sets it."
+        ),
+    )
 
 
 class Progress(ApiModel):
@@ -70,6 +82,8 @@ class Progress(ApiModel):
     train_loss: str = Field(default="", description="Latest training loss.")
     validation_loss: str = Field(default="", description="Latest validation loss.")
     eta_seconds: int = Field(default=0, description="Estimated seconds left.")
+    iterations_per_second: str = Field(default="", description="Recent training speed.")
+    update_time: str = Field(default="", description="When the trainer last reported (RFC 3339).")
 
 
 class FineTuneJobStatus(ApiModel):

@@ -47,12 +47,11 @@ def _args(spec: FineTuneJobSpec) -> list[str]:
         h.learning_rate,
         "--batch-size",
         str(h.batch_size),
-        "--num-layers",
-        str(h.num_layers),
         "--rank",
         str(h.rank),
         "--seed",
         str(h.seed),
+        *(["--num-layers", str(h.num_layers)] if h.num_layers is not None else []),
     ]
 
 
