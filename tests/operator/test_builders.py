@@ -1,13 +1,16 @@
 """Every builder is a pure function: plain asserts on the manifests it returns."""
 
+import json
+
 from modelkube_operator.api.finetunejob import FineTuneJobSpec
 from modelkube_operator.api.modelservice import ModelServiceSpec
+from modelkube_operator.builders.adapters import AdapterPlan, plan_adapters
 from modelkube_operator.builders.common import Owner
 from modelkube_operator.builders.monitoring import build_servicemonitor
 from modelkube_operator.builders.networking import build_service, service_url
 from modelkube_operator.builders.runtime import build_configmap, build_deployment, settings_hash
 from modelkube_operator.builders.scaling import build_hpa, build_pdb
-from modelkube_operator.builders.training import build_job
+from modelkube_operator.builders.training import build_job, build_trainer_rbac
 from modelkube_operator.status.conditions import Cond, merge_conditions, transitions
 from modelkube_operator.status.finetunejob import job_conditions
 from modelkube_operator.status.modelservice import deployment_conditions
@@ -22,13 +25,16 @@ RESTRICTED = {
 }
 
 
+NONE = AdapterPlan()
+
+
 def spec(**extra: object) -> ModelServiceSpec:
     return ModelServiceSpec.model_validate({"model": {"uri": "builtin://tiny"}, **extra})
 
 
 def test_deployment_runs_the_runtime_restricted_with_probes() -> None:
     s = spec(replicas=2)
-    dep = build_deployment(OWNER, s, "abc")
+    dep = build_deployment(OWNER, s, NONE, "abc")
     assert dep["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     assert dep["spec"]["replicas"] == 2
     pod = dep["spec"]["template"]["spec"]
@@ -44,29 +50,85 @@ def test_deployment_runs_the_runtime_restricted_with_probes() -> None:
 
 def test_api_keys_secret_is_mounted_and_passed() -> None:
     s = spec(auth={"apiKeysSecretRef": {"name": "keys", "key": "list"}})
-    pod = build_deployment(OWNER, s, "h")["spec"]["template"]["spec"]
+    pod = build_deployment(OWNER, s, NONE, "h")["spec"]["template"]["spec"]
     assert {"name": "api-keys", "secret": {"secretName": "keys"}} in pod["volumes"]
     args = pod["containers"][0]["args"]
     assert args[args.index("--api-keys-file") + 1] == "/etc/modelkube/keys/list"
 
 
 def test_pvc_model_is_mounted_read_only() -> None:
-    pod = build_deployment(OWNER, spec(model={"uri": "pvc://models/llama"}), "h")["spec"][
+    pod = build_deployment(OWNER, spec(model={"uri": "pvc://models/llama"}), NONE, "h")["spec"][
         "template"
     ]["spec"]
     assert {
-        "name": "model",
+        "name": "claim-0",
         "persistentVolumeClaim": {"claimName": "models", "readOnly": True},
     } in pod["volumes"]
     mounts = pod["containers"][0]["volumeMounts"]
-    assert {"name": "model", "mountPath": "/mnt/models/models", "readOnly": True} in mounts
+    assert {"name": "claim-0", "mountPath": "/mnt/models/models", "readOnly": True} in mounts
 
 
-def test_settings_hash_follows_the_configmap() -> None:
-    a = settings_hash(build_configmap(OWNER, spec()))
-    b = settings_hash(build_configmap(OWNER, spec(runtime={"maxConcurrentRequests": 8})))
+def test_settings_hash_follows_the_settings_but_not_the_adapters() -> None:
+    a = settings_hash(build_configmap(OWNER, spec(), NONE))
+    b = settings_hash(build_configmap(OWNER, spec(runtime={"maxConcurrentRequests": 8}), NONE))
     assert a != b
-    assert a == settings_hash(build_configmap(OWNER, spec()))
+    assert a == settings_hash(build_configmap(OWNER, spec(), NONE))
+    tuned = AdapterPlan(ready=(("tuned", "pvc://adapters/tuned"),))
+    configmap = build_configmap(OWNER, spec(), tuned)
+    assert json.loads(configmap["data"]["adapters.json"]) == {
+        "adapters": [{"name": "tuned", "uri": "pvc://adapters/tuned"}]
+    }
+    assert settings_hash(configmap) == a, "a new adapter must not roll the pods"
+
+
+def test_adapters_wait_for_their_fine_tune_and_their_claims_are_mounted_up_front() -> None:
+    s = spec(
+        adapters=[
+            {"name": "static", "uri": "pvc://shared/static"},
+            {"name": "tuned", "fineTuneJobRef": {"name": "ft"}},
+            {"name": "missing", "fineTuneJobRef": {"name": "nope"}},
+        ]
+    )
+    training = {
+        "metadata": {"name": "ft"},
+        "spec": {"output": {"uri": "pvc://adapters/ft"}},
+        "status": {"progress": {"percent": 40}},
+    }
+    labelled = {
+        "metadata": {"name": "api-job", "labels": {"modelkube.io/model-service": "chat"}},
+        "spec": {"output": {"uri": "pvc://adapters/api-job"}},
+        "status": {
+            "conditions": [{"type": "Succeeded", "status": "True"}],
+            "adapterURI": "pvc://adapters/api-job",
+        },
+    }
+    plan = plan_adapters("chat", s, {"ft": training, "api-job": labelled})
+    assert plan.ready == (
+        ("static", "pvc://shared/static"),
+        ("api-job", "pvc://adapters/api-job"),
+    )
+    assert plan.waiting == (
+        "tuned: FineTuneJob ft is training (40%)",
+        "missing: FineTuneJob nope does not exist",
+    )
+    assert plan.claims == ("adapters", "shared")
+    pod = build_deployment(OWNER, s, plan, "h")["spec"]["template"]["spec"]
+    claims = {
+        v["persistentVolumeClaim"]["claimName"]
+        for v in pod["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    assert claims == {"adapters", "shared"}
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--adapters-file") + 1] == "/etc/modelkube/adapters/adapters.json"
+    done = {
+        **training,
+        "status": {
+            "conditions": [{"type": "Succeeded", "status": "True"}],
+            "adapterURI": "pvc://adapters/ft",
+        },
+    }
+    assert ("tuned", "pvc://adapters/ft") in plan_adapters("chat", s, {"ft": done}).ready
 
 
 def test_autoscaling_builds_an_hpa_and_leaves_replicas_to_it() -> None:
@@ -75,7 +137,7 @@ def test_autoscaling_builds_an_hpa_and_leaves_replicas_to_it() -> None:
     assert hpa is not None
     assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "modelkube_requests_in_flight"
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
-    assert "replicas" not in build_deployment(OWNER, s, "h")["spec"]
+    assert "replicas" not in build_deployment(OWNER, s, NONE, "h")["spec"]
     cpu = build_hpa(OWNER, spec(autoscaling={"maxReplicas": 3, "metric": "cpu", "target": 70}))
     assert cpu is not None
     assert cpu["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
@@ -123,7 +185,30 @@ def test_job_runs_modelkube_finetune_with_the_hyperparameters() -> None:
     assert args[args.index("--output") + 1] == "/mnt/models/adapters/run-1"
     assert args[args.index("--data") + 1] == "/etc/modelkube/dataset/train.jsonl"
     assert container["securityContext"] == RESTRICTED
-    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["serviceAccountName"] == "run-1-trainer"
+    assert {"name": "MODELKUBE_FINETUNEJOB", "value": "run-1"} in container["env"]
+    assert job["spec"]["suspend"] is False
+    assert "--num-layers" not in args  # the trainer picks 16, or all of a smaller model
+
+
+def test_the_training_pod_may_patch_its_own_status_and_nothing_else() -> None:
+    owner = Owner("modelkube.io/v1alpha1", "FineTuneJob", "run-1", "team-a", "uid-2")
+    account, role, binding = build_trainer_rbac(owner)
+    assert account["automountServiceAccountToken"] is False
+    assert role["rules"] == [
+        {
+            "apiGroups": ["modelkube.io"],
+            "resources": ["finetunejobs/status"],
+            "resourceNames": ["run-1"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "run-1-trainer", "namespace": "team-a"}
+    ]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"] == "run-1-trainer"
 
 
 def test_conditions_keep_their_transition_time_until_status_changes() -> None:

@@ -14,6 +14,7 @@ from modelkube_operator.builders.common import MANAGED_BY
 from modelkube_operator.k8s.client import Kube
 from modelkube_operator.k8s.credentials import load_credentials
 from modelkube_operator.reconcilers.finetunejob import reconcile_finetunejob
+from modelkube_operator.reconcilers.handoff import handoff_state, serves_job
 from modelkube_operator.reconcilers.modelservice import reconcile_child, reconcile_modelservice
 from modelkube_operator.reconcilers.resync import OwnerKey, out_of_sync, owner_key
 
@@ -24,6 +25,7 @@ OURS = {"app.kubernetes.io/managed-by": MANAGED_BY}
 _RECONCILERS = ("ModelService", "FineTuneJob")
 OwnersIndex = kopf.Index[OwnerKey, dict[str, Any]]
 ChildrenIndex = kopf.Index[OwnerKey, str]
+JobsIndex = kopf.Index[str, dict[str, Any]]
 logger = logging.getLogger(__name__)
 
 
@@ -46,7 +48,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     settings.queueing.idle_timeout = WORKER_IDLE_S
     memo.kube = Kube(load_credentials())
     memo.resync = asyncio.create_task(
-        _resync_forever(memo.kube, kwargs["owners"], kwargs["children"])
+        _resync_forever(memo.kube, kwargs["owners"], kwargs["children"], kwargs["jobs"])
     )
 
 
@@ -72,7 +74,9 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     )
 
 
-async def _resync_forever(kube: Kube, owners: OwnersIndex, children: ChildrenIndex) -> None:
+async def _resync_forever(
+    kube: Kube, owners: OwnersIndex, children: ChildrenIndex, jobs: JobsIndex
+) -> None:
     """A safety net: child events already correct drift within seconds. It reads only the
     indices, so it costs nothing while everything is in sync. An owner is reconciled only when
     two passes in a row find it out of sync: one that kopf is still working through (a burst)
@@ -87,7 +91,7 @@ async def _resync_forever(kube: Kube, owners: OwnersIndex, children: ChildrenInd
         seen_before = set(stale)
         for owner in due:
             try:
-                await _reconcile(kube, kopf.Body(cast(kopf.RawBody, owner)), present)
+                await _reconcile(kube, kopf.Body(cast(kopf.RawBody, owner)), present, jobs)
             except Exception:  # one broken object must not stop the others' resync
                 logger.exception("resync of %s/%s failed", owner["kind"], owner["metadata"]["name"])
 
@@ -98,14 +102,22 @@ def _key(body: Mapping[str, Any]) -> OwnerKey:
 
 
 async def _reconcile(
-    kube: Kube, body: kopf.Body, present: Mapping[OwnerKey, Collection[str]]
+    kube: Kube,
+    body: kopf.Body,
+    present: Mapping[OwnerKey, Collection[str]],
+    jobs: JobsIndex,
 ) -> None:
     key = _key(body)
     if body["kind"] == "ModelService":
-        transitions = await reconcile_modelservice(kube, body, present.get(key, []))
+        in_namespace = _jobs_in(jobs, key[1])
+        transitions = await reconcile_modelservice(kube, body, present.get(key, []), in_namespace)
     else:
         transitions = await reconcile_finetunejob(kube, body)
     _post(body, transitions)
+
+
+def _jobs_in(jobs: JobsIndex, namespace: str) -> dict[str, Mapping[str, Any]]:
+    return {job["metadata"]["name"]: job for job in jobs.get(namespace, [])}
 
 
 def _post(body: kopf.Body, transitions: list[dict[str, Any]]) -> None:
@@ -126,7 +138,45 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     # Measured on the 500-object burst: plain kopf event handlers filtered to pending specs
     # cost more CPU per object than kopf's change detection, so this stays.
     children: ChildrenIndex = kwargs["children"]
-    await _reconcile(memo.kube, body, children)
+    await _reconcile(memo.kube, body, children, kwargs["jobs"])
+
+
+@kopf.index(GROUP, VERSION, "finetunejobs")
+async def jobs(body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+    """FineTuneJobs by namespace, as much as a ModelService's adapters need of them."""
+    meta = body.metadata
+    kept = {"name": meta.name, "labels": dict(meta.labels)}
+    job = {"metadata": kept, "spec": copy.deepcopy(dict(body.spec))}
+    job["status"] = copy.deepcopy(dict(body.status))
+    return {meta.namespace or "": job}
+
+
+@kopf.on.event(GROUP, VERSION, "finetunejobs")
+async def finetunejob_changed(
+    body: kopf.Body, memo: kopf.Memo, type: str | None, **kwargs: Any
+) -> None:
+    """A FineTuneJob finished, failed or went away: the ModelServices that serve its adapter
+    reconcile, so a finished fine-tune is handed to the runtime at once."""
+    meta = body.metadata
+    key = (meta.namespace or "", meta.name or "")
+    state = None if type == "DELETED" else handoff_state(body)
+    handed: dict[tuple[str, str], Any] = memo.setdefault("handoff", {})
+    if key in handed and handed[key] == state:
+        return
+    handed[key] = state
+    owners: OwnersIndex = kwargs["owners"]
+    services = [
+        owner
+        for store in owners.values()
+        for owner in store
+        if owner["kind"] == "ModelService"
+        and owner["metadata"]["namespace"] == key[0]
+        and serves_job(owner, key[1], dict(meta.labels))
+    ]
+    for service in services:
+        await _reconcile(
+            memo.kube, kopf.Body(cast(kopf.RawBody, service)), kwargs["children"], kwargs["jobs"]
+        )
 
 
 @kopf.index(GROUP, VERSION, "modelservices")
@@ -181,7 +231,8 @@ async def child_changed(body: kopf.Body, memo: kopf.Memo, type: str | None, **kw
             if owner["metadata"]["uid"] != ref["uid"] or owner["metadata"].get("deletionTimestamp"):
                 continue
             if ref["kind"] == "ModelService":
-                transitions = await reconcile_child(memo.kube, owner, body, type == "DELETED")
+                jobs = _jobs_in(kwargs["jobs"], body.metadata.namespace or "")
+                transitions = await reconcile_child(memo.kube, owner, body, type == "DELETED", jobs)
             else:
                 transitions = await reconcile_finetunejob(memo.kube, owner)
             _post(kopf.Body(cast(kopf.RawBody, owner)), transitions)

@@ -26,6 +26,14 @@ RULES: list[dict[str, Any]] = [
     {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": MANAGE},
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": MANAGE},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": MANAGE},
+    # Each training pod gets its own account, allowed to patch its FineTuneJob's status only.
+    # (Granting that Role needs the operator to hold get/patch on finetunejobs/status: above.)
+    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": MANAGE},
+    {
+        "apiGroups": ["rbac.authorization.k8s.io"],
+        "resources": ["roles", "rolebindings"],
+        "verbs": MANAGE,
+    },
     {"apiGroups": ["monitoring.coreos.com"], "resources": ["servicemonitors"], "verbs": MANAGE},
     # To notice whether the Prometheus Operator's ServiceMonitor CRD exists.
     {

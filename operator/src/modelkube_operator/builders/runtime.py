@@ -4,6 +4,7 @@ import hashlib
 import json
 
 from modelkube_operator.api.modelservice import ModelServiceSpec
+from modelkube_operator.builders.adapters import ADAPTERS_KEY, AdapterPlan
 from modelkube_operator.builders.common import (
     RUNTIME_PORT,
     Obj,
@@ -17,6 +18,7 @@ from modelkube_operator.builders.common import (
 
 COMPONENT = "modelkube-runtime"
 KEYS_DIR = "/etc/modelkube/keys"
+ADAPTERS_DIR = "/etc/modelkube/adapters"
 MODELS_ROOT = "/mnt/models"
 CACHE_DIR = "/var/cache/modelkube"
 
@@ -37,18 +39,20 @@ def runtime_settings(owner: Owner, spec: ModelServiceSpec) -> dict[str, str]:
     return settings
 
 
-def build_configmap(owner: Owner, spec: ModelServiceSpec) -> Obj:
+def build_configmap(owner: Owner, spec: ModelServiceSpec, plan: AdapterPlan) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": metadata(owner, COMPONENT, f"{owner.name}-runtime"),
-        "data": runtime_settings(owner, spec),
+        "data": {**runtime_settings(owner, spec), ADAPTERS_KEY: plan.file()},
     }
 
 
 def settings_hash(configmap: Obj) -> str:
-    """Changes when the settings do, so the pod template rolls out new pods."""
-    return hashlib.sha256(json.dumps(configmap["data"], sort_keys=True).encode()).hexdigest()[:16]
+    """Changes when the settings do, so the pod template rolls out new pods. The adapter list
+    is left out: the runtime reloads it from its mounted file while it serves."""
+    settings = {k: v for k, v in configmap["data"].items() if k != ADAPTERS_KEY}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _args(spec: ModelServiceSpec) -> list[str]:
@@ -71,26 +75,44 @@ def _args(spec: ModelServiceSpec) -> list[str]:
         args += ["--context-length", "$(MODELKUBE_CONTEXT_LENGTH)"]
     if spec.auth is not None:
         args += ["--api-keys-file", f"{KEYS_DIR}/{spec.auth.api_keys_secret_ref.key}"]
-    return args
+    return [*args, "--adapters-file", f"{ADAPTERS_DIR}/{ADAPTERS_KEY}"]
 
 
-def _volumes(spec: ModelServiceSpec) -> tuple[list[Obj], list[Obj]]:
-    volumes: list[Obj] = [{"name": "cache", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+def _volumes(
+    owner: Owner, spec: ModelServiceSpec, plan: AdapterPlan
+) -> tuple[list[Obj], list[Obj]]:
+    adapters = {
+        "name": "adapters",
+        "configMap": {
+            "name": f"{owner.name}-runtime",
+            "items": [{"key": ADAPTERS_KEY, "path": ADAPTERS_KEY}],
+        },
+    }
+    volumes: list[Obj] = [
+        {"name": "cache", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {}},
+        adapters,
+    ]
     mounts: list[Obj] = [
         {"name": "cache", "mountPath": CACHE_DIR},
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir, not the host's /tmp
+        {"name": "adapters", "mountPath": ADAPTERS_DIR, "readOnly": True},
     ]
     if spec.auth is not None:
         volumes.append(
             {"name": "api-keys", "secret": {"secretName": spec.auth.api_keys_secret_ref.name}}
         )
         mounts.append({"name": "api-keys", "mountPath": KEYS_DIR, "readOnly": True})
+    claims = set(plan.claims)
     if spec.model.uri.startswith("pvc://"):
-        claim = spec.model.uri.removeprefix("pvc://").split("/", 1)[0]
+        claims.add(spec.model.uri.removeprefix("pvc://").split("/", 1)[0])
+    # Adapter claims are mounted from the start, so a finished fine-tune needs no rollout.
+    for i, claim in enumerate(sorted(claims)):
+        name = f"claim-{i}"
         volumes.append(
-            {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+            {"name": name, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
-        mounts.append({"name": "model", "mountPath": f"{MODELS_ROOT}/{claim}", "readOnly": True})
+        mounts.append({"name": name, "mountPath": f"{MODELS_ROOT}/{claim}", "readOnly": True})
     return volumes, mounts
 
 
@@ -110,8 +132,10 @@ def _container(owner: Owner, spec: ModelServiceSpec, mounts: list[Obj]) -> Obj:
         "image": spec.runtime.image,
         "command": ["modelkube"],
         "args": _args(spec),
-        "envFrom": [{"configMapRef": {"name": f"{owner.name}-runtime"}}],
-        "env": [{"name": e.name, "value": e.value} for e in spec.runtime.env],
+        "env": [
+            *_settings_env(owner, spec),
+            *({"name": e.name, "value": e.value} for e in spec.runtime.env),
+        ],
         "ports": [{"name": "http", "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
         # A big model takes minutes to fetch: the startup probe covers that, not liveness.
         "startupProbe": _probe("/healthz", 5, 120),
@@ -123,8 +147,19 @@ def _container(owner: Owner, spec: ModelServiceSpec, mounts: list[Obj]) -> Obj:
     }
 
 
-def build_deployment(owner: Owner, spec: ModelServiceSpec, config_hash: str) -> Obj:
-    volumes, mounts = _volumes(spec)
+def _settings_env(owner: Owner, spec: ModelServiceSpec) -> list[Obj]:
+    """Each setting by key (envFrom would also turn the adapter list into a variable)."""
+    source = f"{owner.name}-runtime"
+    return [
+        {"name": key, "valueFrom": {"configMapKeyRef": {"name": source, "key": key}}}
+        for key in runtime_settings(owner, spec)
+    ]
+
+
+def build_deployment(
+    owner: Owner, spec: ModelServiceSpec, plan: AdapterPlan, config_hash: str
+) -> Obj:
+    volumes, mounts = _volumes(owner, spec, plan)
     deployment: Obj = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -1,5 +1,6 @@
 """The batch/v1 Job that runs `modelkube finetune` for a FineTuneJob."""
 
+from modelkube_operator.api import GROUP
 from modelkube_operator.api.finetunejob import FineTuneJobSpec
 from modelkube_operator.builders.common import (
     Obj,
@@ -52,6 +53,8 @@ def _args(spec: FineTuneJobSpec) -> list[str]:
         "--seed",
         str(h.seed),
         *(["--num-layers", str(h.num_layers)] if h.num_layers is not None else []),
+        "--progress",
+        "lines",
     ]
 
 
@@ -75,6 +78,42 @@ def _volumes(spec: FineTuneJobSpec) -> tuple[list[Obj], list[Obj]]:
     return volumes, mounts
 
 
+def trainer_account(owner: Owner) -> str:
+    return f"{owner.name}-trainer"
+
+
+def build_trainer_rbac(owner: Owner) -> list[Obj]:
+    """The training pod's identity: it may patch its own FineTuneJob's status, nothing else."""
+    name = trainer_account(owner)
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": metadata(owner, COMPONENT, name),
+        "rules": [
+            {
+                "apiGroups": [GROUP],
+                "resources": ["finetunejobs/status"],
+                "resourceNames": [owner.name],
+                "verbs": ["get", "patch"],
+            }
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": metadata(owner, COMPONENT, name),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": owner.namespace}],
+    }
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(owner, COMPONENT, name),
+        "automountServiceAccountToken": False,  # only the training pod asks for its token
+    }
+    return [account, role, binding]
+
+
 def build_job(owner: Owner, spec: FineTuneJobSpec) -> Obj:
     volumes, mounts = _volumes(spec)
     return {
@@ -83,11 +122,14 @@ def build_job(owner: Owner, spec: FineTuneJobSpec) -> Obj:
         "metadata": metadata(owner, COMPONENT),
         "spec": {
             "backoffLimit": 2,
+            "suspend": spec.suspend,
             "template": {
                 "metadata": {"labels": labels(owner, COMPONENT)},
                 "spec": {
                     "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
+                    "serviceAccountName": trainer_account(owner),
+                    # Its token reports progress to the FineTuneJob's status (the Role above).
+                    "automountServiceAccountToken": True,
                     "securityContext": restricted_pod_context(),
                     "containers": [
                         {
@@ -95,7 +137,10 @@ def build_job(owner: Owner, spec: FineTuneJobSpec) -> Obj:
                             "image": TRAINER_IMAGE,
                             "command": ["modelkube"],
                             "args": _args(spec),
-                            "env": [{"name": "MODELKUBE_CACHE_DIR", "value": CACHE_DIR}],
+                            "env": [
+                                {"name": "MODELKUBE_CACHE_DIR", "value": CACHE_DIR},
+                                {"name": "MODELKUBE_FINETUNEJOB", "value": owner.name},
+                            ],
                             "securityContext": restricted_container_context(),
                             "volumeMounts": mounts,
                         }

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from modelkube_operator.k8s.credentials import Credentials
-from modelkube_operator.k8s.resources import object_path
+from modelkube_operator.k8s.resources import collection_path, object_path
 
 FIELD_MANAGER = "modelkube-operator"
 MAX_IN_FLIGHT = 32
@@ -76,6 +76,29 @@ class Kube:
             content_type="application/apply-patch+yaml",
         )
         return _json(status, body)
+
+    async def merge_patch(
+        self, api_version: str, kind: str, namespace: str, name: str, patch: Obj
+    ) -> Obj:
+        """Set a few fields without taking ownership of the rest (SSA would own them all)."""
+        status, body = await self._call(
+            "PATCH",
+            object_path(api_version, kind, namespace, name),
+            params={"fieldManager": FIELD_MANAGER},
+            body=json.dumps(patch).encode(),
+            content_type="application/merge-patch+json",
+        )
+        return _json(status, body)
+
+    async def list(
+        self, api_version: str, kind: str, namespace: str, label_selector: str = ""
+    ) -> list[Obj]:
+        params = {"labelSelector": label_selector} if label_selector else None
+        status, body = await self._call(
+            "GET", collection_path(api_version, kind, namespace), params=params
+        )
+        items: list[Obj] = _json(status, body).get("items", [])
+        return items
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
         status, body = await self._call("GET", object_path(api_version, kind, namespace, name))

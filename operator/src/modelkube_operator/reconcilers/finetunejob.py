@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from modelkube_operator.api.finetunejob import FineTuneJobSpec, FineTuneJobStatus
 from modelkube_operator.builders.common import Obj
-from modelkube_operator.builders.training import build_job
+from modelkube_operator.builders.training import build_job, build_trainer_rbac
 from modelkube_operator.k8s.client import Kube
 from modelkube_operator.reconcilers.common import lock_for, owner_of, spec_error, write_status
 from modelkube_operator.status.conditions import Cond
@@ -34,8 +34,18 @@ async def reconcile_finetunejob(kube: Kube, body: Mapping[str, Any]) -> list[Obj
         if existing is None and finished(previous):
             # Its Job was deleted after it ended (by hand or a TTL): never train again unasked.
             return []
-        # A Job's pod template is immutable: create it once, then only watch it.
-        job = existing if existing is not None else await kube.apply(build_job(owner, spec))
+        if existing is None:
+            for obj in build_trainer_rbac(owner):
+                await kube.apply(obj)
+            # A Job's pod template is immutable: create it once, then only watch it.
+            job = await kube.apply(build_job(owner, spec))
+        elif bool(existing["spec"].get("suspend")) != spec.suspend and not finished(previous):
+            # Suspending stops the pod (it checkpoints on SIGTERM); resuming starts a new one.
+            job = await kube.merge_patch(
+                "batch/v1", "Job", owner.namespace, owner.name, {"spec": {"suspend": spec.suspend}}
+            )
+        else:
+            job = existing
         conds = job_conditions(job)
         start, completion = times(job)
         succeeded = any(c.type == "Succeeded" and c.status for c in conds)

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelkube_operator.api.modelservice import ModelServiceSpec, ModelServiceStatus
+from modelkube_operator.builders.adapters import AdapterPlan, plan_adapters
 from modelkube_operator.builders.common import Obj, Owner, selector_labels
 from modelkube_operator.builders.monitoring import build_servicemonitor
 from modelkube_operator.builders.networking import build_service, service_url
@@ -28,6 +29,7 @@ from modelkube_operator.reconcilers.common import (
 )
 from modelkube_operator.status.conditions import Cond
 from modelkube_operator.status.modelservice import (
+    adapters_condition,
     auth_condition,
     deployment_conditions,
     served_models,
@@ -47,12 +49,16 @@ _API_VERSIONS = {
 
 
 async def reconcile_modelservice(
-    kube: Kube, body: Mapping[str, Any], present: Collection[str] | None = None
+    kube: Kube,
+    body: Mapping[str, Any],
+    present: Collection[str] | None = None,
+    jobs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Obj]:
     """Bring every child and the status in line with the spec; return condition transitions.
 
     `present` names the child kinds known to exist (None: unknown), so an optional child that
-    is not there costs no DELETE. One created since is removed by its own event.
+    is not there costs no DELETE. One created since is removed by its own event. `jobs`: the
+    FineTuneJobs in the namespace by name, whose adapters the service may serve.
     """
     owner = owner_of(body)
     async with lock_for(owner):
@@ -64,18 +70,23 @@ async def reconcile_modelservice(
                 kube, owner, ModelServiceStatus, body.get("status") or {}, invalid, {}
             )
         crd_present = await _servicemonitor_crd(kube)
+        plan = plan_adapters(owner.name, spec, jobs or {})
         deployment: Obj = {}
-        for kind, obj in desired_children(owner, spec, crd_present).items():
+        for kind, obj in desired_children(owner, spec, crd_present, plan).items():
             if obj is not None:
                 applied = await kube.apply(obj)
                 deployment = applied if kind == "Deployment" else deployment
             elif (present is None or kind in present) and (kind != "ServiceMonitor" or crd_present):
                 await kube.delete(_API_VERSIONS[kind], kind, owner.namespace, owner.name)
-        return await _write_status(kube, owner, spec, body, deployment)
+        return await _write_status(kube, owner, spec, body, deployment, plan)
 
 
 async def reconcile_child(
-    kube: Kube, body: Mapping[str, Any], child: Mapping[str, Any], deleted: bool
+    kube: Kube,
+    body: Mapping[str, Any],
+    child: Mapping[str, Any],
+    deleted: bool,
+    jobs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Obj]:
     """One child changed or vanished: re-apply it if someone else changed it or it is gone,
     remove it if unwanted; a Deployment refreshes status."""
@@ -85,7 +96,8 @@ async def reconcile_child(
         if spec is None:
             return []
         kind, name = child["kind"], child["metadata"]["name"]
-        desired = desired_children(owner, spec, crd_present=True).get(kind)
+        plan = plan_adapters(owner.name, spec, jobs or {})
+        desired = desired_children(owner, spec, True, plan).get(kind)
         if desired is None and not deleted and name == owner.name:
             await kube.delete(_API_VERSIONS[kind], kind, owner.namespace, name)
         if desired is None or desired["metadata"]["name"] != name:
@@ -94,17 +106,17 @@ async def reconcile_child(
         applied = await kube.apply(desired) if drifted else dict(child)
         if child["kind"] != "Deployment":
             return []
-        return await _write_status(kube, owner, spec, body, applied)
+        return await _write_status(kube, owner, spec, body, applied, plan)
 
 
 def desired_children(
-    owner: Owner, spec: ModelServiceSpec, crd_present: bool
+    owner: Owner, spec: ModelServiceSpec, crd_present: bool, plan: AdapterPlan
 ) -> dict[str, Obj | None]:
     """Every child kind, and the object it should be (None: it should not exist)."""
-    configmap = build_configmap(owner, spec)
+    configmap = build_configmap(owner, spec, plan)
     return {
         "ConfigMap": configmap,
-        "Deployment": build_deployment(owner, spec, settings_hash(configmap)),
+        "Deployment": build_deployment(owner, spec, plan, settings_hash(configmap)),
         "Service": build_service(owner),
         "HorizontalPodAutoscaler": build_hpa(owner, spec),
         "PodDisruptionBudget": build_pdb(owner, spec),
@@ -113,16 +125,26 @@ def desired_children(
 
 
 async def _write_status(
-    kube: Kube, owner: Owner, spec: ModelServiceSpec, body: Mapping[str, Any], deployment: Obj
+    kube: Kube,
+    owner: Owner,
+    spec: ModelServiceSpec,
+    body: Mapping[str, Any],
+    deployment: Obj,
+    plan: AdapterPlan,
 ) -> list[Obj]:
-    conds = [*deployment_conditions(spec, deployment or None), auth_condition(spec)]
+    ready = [name for name, _ in plan.ready]
+    conds = [
+        *deployment_conditions(spec, deployment or None),
+        auth_condition(spec),
+        adapters_condition(ready, plan.waiting),
+    ]
     status = deployment.get("status", {})
     fields = {
         "replicas": status.get("replicas", 0),
         "readyReplicas": status.get("readyReplicas", 0),
         "selector": ",".join(f"{k}={v}" for k, v in selector_labels(owner).items()),
         "url": service_url(owner),
-        "servedModels": served_models(owner.name, spec),
+        "servedModels": served_models(owner.name, ready),
     }
     previous = body.get("status") or {}
     return await write_status(kube, owner, ModelServiceStatus, previous, conds, fields)

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from modelkube_operator.api.finetunejob import FineTuneJobSpec
 from modelkube_operator.api.modelservice import ModelServiceSpec
+from modelkube_operator.builders.adapters import AdapterPlan
 from modelkube_operator.reconcilers.common import owner_of
 from modelkube_operator.reconcilers.modelservice import desired_children
 from modelkube_operator.status.finetunejob import finished
@@ -40,7 +41,7 @@ def expected_children(body: Mapping[str, Any]) -> frozenset[str] | None:
         spec = ModelServiceSpec.model_validate(body.get("spec") or {})
     except ValidationError:
         return frozenset()
-    wanted = desired_children(owner_of(body), spec, crd_present=False)
+    wanted = desired_children(owner_of(body), spec, False, AdapterPlan())
     return frozenset(kind for kind, obj in wanted.items() if obj is not None) & WATCHED_CHILDREN
 
 

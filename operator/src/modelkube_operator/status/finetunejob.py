@@ -28,6 +28,12 @@ def job_conditions(job: dict[str, Any] | None) -> list[Cond]:
             Cond("Succeeded", False, "Failed", message),
             Cond("Failed", True, conds["Failed"].get("reason", "JobFailed"), message),
         ]
+    if "Suspended" in conds:
+        return [
+            Cond("Running", False, "Suspended", "spec.suspend is true: training is stopped"),
+            Cond("Succeeded", False, "Suspended", "resumes from its last checkpoint when unset"),
+            Cond("Failed", False, "Suspended"),
+        ]
     active = status.get("active", 0)
     return [
         Cond(

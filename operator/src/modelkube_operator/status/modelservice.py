@@ -1,5 +1,6 @@
 """A ModelService's conditions from its Deployment's real state."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from modelkube_operator.api.modelservice import ModelServiceSpec
@@ -70,6 +71,16 @@ def auth_condition(spec: ModelServiceSpec) -> Cond:
     )
 
 
-def served_models(name: str, spec: ModelServiceSpec) -> list[str]:
-    # Adapters from FineTuneJobs join once their job succeeds (the fine-tuning issue).
-    return [name, *(f"{name}:{a.name}" for a in spec.adapters if a.uri)]
+def served_models(name: str, adapters: Sequence[str]) -> list[str]:
+    return [name, *(f"{name}:{adapter}" for adapter in adapters)]
+
+
+def adapters_condition(ready: Sequence[str], waiting: Sequence[str]) -> Cond:
+    """`ready`: adapter names handed to the runtime; `waiting`: "name: why" for the others."""
+    if waiting:
+        return Cond("AdaptersReady", False, "AdaptersWaiting", "; ".join(waiting))
+    if not ready:
+        return Cond("AdaptersReady", True, "NoAdapters", "no adapters declared")
+    return Cond(
+        "AdaptersReady", True, "AdaptersHandedOff", f"the runtime loads: {', '.join(ready)}"
+    )
