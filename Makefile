@@ -70,11 +70,13 @@ test: install controlplane lint native-test
 demo: install controlplane
 	$(RUN) python examples/demo.py
 	PYTHONPATH=. $(RUN) python examples/demo_operator.py
+	PYTHONPATH=. $(RUN) python examples/demo_finetune.py
 
 bench: install controlplane
 	$(RUN) python -m bench.serving
 	$(RUN) python -m bench.native
 	$(RUN) python -m bench.operator
+	$(RUN) python -m bench.finetune
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache bench/results

@@ -205,6 +205,9 @@ async def owners(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], dict[s
 @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=OURS)
 @kopf.index("policy", "v1", "poddisruptionbudgets", labels=OURS)
 @kopf.index("batch", "v1", "jobs", labels=OURS)
+@kopf.index("", "v1", "serviceaccounts", labels=OURS)
+@kopf.index("rbac.authorization.k8s.io", "v1", "roles", labels=OURS)
+@kopf.index("rbac.authorization.k8s.io", "v1", "rolebindings", labels=OURS)
 async def children(body: kopf.Body, **_: Any) -> dict[OwnerKey, str] | None:
     """Which children exist, by owner: the resync and the optional-child deletes read it."""
     for ref in body.metadata.get("ownerReferences", []):

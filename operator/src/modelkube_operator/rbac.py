@@ -11,11 +11,10 @@ READ = ["get", "list", "watch"]
 MANAGE = [*READ, "create", "patch", "update", "delete"]
 
 RULES: list[dict[str, Any]] = [
-    {
-        "apiGroups": [GROUP],
-        "resources": ["modelservices", "finetunejobs"],
-        "verbs": [*READ, "patch"],
-    },
+    {"apiGroups": [GROUP], "resources": ["modelservices"], "verbs": [*READ, "patch"]},
+    # create: a runtime serving the fine-tuning API is granted it, and RBAC lets the operator
+    # grant only what it holds.
+    {"apiGroups": [GROUP], "resources": ["finetunejobs"], "verbs": [*READ, "create", "patch"]},
     {
         "apiGroups": [GROUP],
         "resources": ["modelservices/status", "finetunejobs/status"],

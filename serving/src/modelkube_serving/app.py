@@ -19,9 +19,15 @@ from modelkube_serving.engine.blas import loaded_blas
 from modelkube_serving.engine.mlx_engine import EngineSettings, MLXEngine
 from modelkube_serving.errors import APIError, InvalidRequest, NotFound, PayloadTooLarge
 from modelkube_serving.metrics import RuntimeMetrics
+from modelkube_serving.models.adapters import AdapterSpec
+from modelkube_serving.routes import adapters as adapter_routes
+from modelkube_serving.routes import files as file_routes
+from modelkube_serving.routes import fine_tuning as fine_tuning_routes
 from modelkube_serving.routes import openai, ops
+from modelkube_serving.services.adapters import AdapterManager
 from modelkube_serving.services.admission import Admission, AdmissionLimits
 from modelkube_serving.services.completions import CompletionService
+from modelkube_serving.services.fine_tuning import FineTuningService, FineTuningSettings
 from modelkube_serving.state import RuntimeState
 
 log = logging.getLogger("modelkube.serve")
@@ -45,6 +51,9 @@ class ServeConfig:
     max_body_bytes: int = 8 << 20
     api_keys: tuple[bytes, ...] = ()
     context_length: int | None = None
+    fine_tuning: FineTuningSettings | None = None  # --fine-tuning-api
+    adapters: tuple[tuple[AdapterSpec, Path], ...] = ()  # from --adapter, resolved
+    adapters_file: Path | None = None
 
 
 def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = None) -> FastAPI:
@@ -73,8 +82,12 @@ def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = Non
     admission = Admission(limits, admission_changed)
     admission_changed(0, 0)
     service = CompletionService(engine, admission, metrics, config.model_name)
-    state = RuntimeState(engine, service, admission, metrics, config.api_keys)
+    adapters = AdapterManager(engine, metrics, config.adapters, config.adapters_file)
+    state = RuntimeState(engine, service, admission, metrics, config.api_keys, adapters)
     metrics.blas.labels(library=loaded_blas()).set(1)
+    fine_tuning = (
+        FineTuningService(config.fine_tuning, config.model_name) if config.fine_tuning else None
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -85,13 +98,22 @@ def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = Non
                 on_fatal(f"cannot load model {config.model_name}: {error}")
 
         engine.start(asyncio.get_running_loop(), loaded)
+        watcher = asyncio.create_task(adapters.run())
         yield
+        watcher.cancel()
         await asyncio.to_thread(engine.stop)
+        if fine_tuning is not None:
+            await fine_tuning.aclose()
 
     app = FastAPI(title="modelkube runtime", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.runtime = state
     app.include_router(openai.router)
+    app.include_router(adapter_routes.router)
     app.include_router(ops.router)
+    if fine_tuning is not None:  # off by default: the routes are absent, so 404
+        app.state.fine_tuning = fine_tuning
+        app.include_router(file_routes.router)
+        app.include_router(fine_tuning_routes.router)
     _install_error_handlers(app)
     app.add_middleware(
         RequestAccounting,
@@ -186,9 +208,9 @@ class RequestAccounting:
             else:
                 await self.app(scope, receive, send_recording)
         finally:
-            self.metrics.requests.labels(
-                model=self.model, endpoint=endpoint, status=str(status)
-            ).inc()
+            # The route names the model once it validated it; unknown names stay unlabelled.
+            model = scope.get("state", {}).get("served_model", self.model)
+            self.metrics.requests.labels(model=model, endpoint=endpoint, status=str(status)).inc()
 
     def _too_large(self, scope: Scope) -> bool:
         for name, value in scope.get("headers", ()):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from modelkube_serving.engine.blas import find_openblas
 from modelkube_serving.finetune.command import add_parser as add_finetune_parser
+from modelkube_serving.models.adapters import AdapterSpec, AdapterSpecError, parse_adapter_arg
 
 _BLAS_MARK = "MODELKUBE_BLAS_REEXEC"
 
@@ -41,6 +42,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--api-keys-file", type=Path, help="one key per line; /v1 then requires one")
     serve.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        type=_adapter,
+        metavar="NAME=URI",
+        help="serve an adapter directory (hf://, pvc:// or a path) as model <name>:NAME",
+    )
+    serve.add_argument(
+        "--adapters-file",
+        type=Path,
+        help='JSON {"adapters": [{"name": ..., "uri": ...}]}, polled; adapters load and unload',
+    )
+    serve.add_argument(
+        "--fine-tuning-api",
+        action="store_true",
+        help="serve /v1/files and /v1/fine_tuning/jobs on FineTuneJobs (needs a service account)",
+    )
+    serve.add_argument(
+        "--fine-tuning-output-claim", metavar="CLAIM", help="the PVC that trained adapters go to"
+    )
+    serve.add_argument(
+        "--fine-tuning-base-model", metavar="URI", help="the model to fine-tune (default: --model)"
+    )
+    serve.add_argument(
         "--drain-grace-period", type=float, default=30.0, help="seconds, after SIGTERM"
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -66,6 +91,13 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
     return value
+
+
+def _adapter(text: str) -> AdapterSpec:
+    try:
+        return parse_adapter_arg(text)
+    except AdapterSpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _non_negative(text: str) -> int:
@@ -129,6 +161,16 @@ def _create_models(names: list[str]) -> int:
     return 0
 
 
+def _resolve_adapters(specs: list[AdapterSpec]) -> tuple[tuple[AdapterSpec, Path], ...]:
+    from modelkube_serving.models.uri import resolve_adapter
+
+    names = [spec.name for spec in specs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise AdapterSpecError(f"--adapter names {', '.join(twice)} more than once")
+    return tuple((spec, resolve_adapter(spec.uri)) for spec in specs)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -136,12 +178,21 @@ def _serve(args: argparse.Namespace) -> int:
     from modelkube_serving.auth import KeyFileError, load_api_keys
     from modelkube_serving.models.uri import ModelSourceError, resolve_model
     from modelkube_serving.server import DrainingServer
+    from modelkube_serving.services.fine_tuning import FineTuningSetupError, fine_tuning_settings
 
     log = logging.getLogger("modelkube.serve")
     try:
         keys = load_api_keys(args.api_keys_file) if args.api_keys_file else ()
+        fine_tuning = (
+            fine_tuning_settings(
+                args.fine_tuning_output_claim, args.fine_tuning_base_model or args.model
+            )
+            if args.fine_tuning_api
+            else None
+        )
         path = resolve_model(args.model, progress=log.info)
-    except (KeyFileError, ModelSourceError) as exc:
+        adapters = _resolve_adapters(args.adapter)
+    except (KeyFileError, ModelSourceError, AdapterSpecError, FineTuningSetupError) as exc:
         print(f"modelkube serve: error: {exc}", file=sys.stderr)
         return 2
     if not keys:
@@ -158,6 +209,9 @@ def _serve(args: argparse.Namespace) -> int:
         tokens_per_minute=args.rate_limit_tpm,
         api_keys=keys,
         context_length=args.context_length,
+        adapters=adapters,
+        adapters_file=args.adapters_file,
+        fine_tuning=fine_tuning,
     )
     uv_config = uvicorn.Config(
         "modelkube_serving.app:create_app",

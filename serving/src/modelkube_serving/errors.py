@@ -53,6 +53,26 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class PermissionDenied(APIError):
+    status_code = 403
+    error_type = "permission_error"
+    code = "permission_denied"
+
+
+class Conflict(APIError):
+    status_code = 409
+    error_type = "invalid_request_error"
+    code = "conflict"
+
+
+class ClusterError(APIError):
+    """The Kubernetes API server failed a call the runtime needed (fine-tuning, files)."""
+
+    status_code = 502
+    error_type = "server_error"
+    code = "cluster_error"
+
+
 class PayloadTooLarge(APIError):
     status_code = 413
     error_type = "invalid_request_error"

@@ -16,6 +16,7 @@ PREFIX_CACHE_HITS = f"{PREFIX}_prefix_cache_hits_total"
 PREFIX_CACHE_HIT_TOKENS = f"{PREFIX}_prefix_cache_hit_tokens_total"
 BATCH_SIZE = f"{PREFIX}_batch_size"
 BLAS_INFO = f"{PREFIX}_blas_info"
+ADAPTERS = f"{PREFIX}_adapters"
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1)
@@ -84,6 +85,12 @@ class RuntimeMetrics:
             "Sequences decoded together per engine step.",
             ["model"],
             buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.adapters = Gauge(
+            ADAPTERS,
+            "Adapters asked for, by state: ready, loading, pending (files not there yet), failed.",
+            ["state"],
             registry=r,
         )
         self.blas = Gauge(

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from modelkube_serving.engine.mlx_engine import MLXEngine
 from modelkube_serving.metrics import RuntimeMetrics
+from modelkube_serving.services.adapters import AdapterManager
 from modelkube_serving.services.admission import Admission
 from modelkube_serving.services.completions import CompletionService
 
@@ -15,4 +16,5 @@ class RuntimeState:
     admission: Admission
     metrics: RuntimeMetrics
     api_keys: tuple[bytes, ...]
+    adapters: AdapterManager
     draining: bool = False

@@ -111,6 +111,23 @@ class Monitoring(ApiModel):
     )
 
 
+class FineTuningAPI(ApiModel):
+    enabled: bool = Field(
+        default=False,
+        description=(
+            "Serve the OpenAI fine-tuning API (/v1/files, /v1/fine_tuning/jobs) on "
+            "FineTuneJobs in this namespace; the runtime then gets a service account allowed "
+            "to create FineTuneJobs and dataset ConfigMaps here."
+        ),
+    )
+    output_claim: str = Field(
+        default="",
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$",
+        max_length=253,
+        description="The PVC that adapters trained through the API are written to.",
+    )
+
+
 class ModelServiceSpec(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel(
@@ -118,6 +135,11 @@ class ModelServiceSpec(ApiModel):
                 "!has(self.adapters) || "
                 "self.adapters.all(a, self.adapters.exists_one(b, b.name == a.name))",
                 "adapter names must be unique",
+            ),
+            (
+                "!has(self.fineTuningAPI) || !self.fineTuningAPI.enabled || "
+                "self.fineTuningAPI.outputClaim != ''",
+                "fineTuningAPI.outputClaim is required when the fine-tuning API is enabled",
             ),
         )
     }
@@ -135,6 +157,11 @@ class ModelServiceSpec(ApiModel):
     )
     monitoring: Monitoring = Field(
         default_factory=Monitoring, description="Prometheus integration."
+    )
+    fine_tuning_api: FineTuningAPI | None = Field(
+        default=None,
+        alias="fineTuningAPI",
+        description="The OpenAI fine-tuning jobs API on this service (off by default).",
     )
 
     def min_replicas(self) -> int:

@@ -15,6 +15,7 @@ from modelkube_operator.builders.common import (
     restricted_pod_context,
     selector_labels,
 )
+from modelkube_operator.builders.runtime_access import fine_tuning_api, runtime_account
 
 COMPONENT = "modelkube-runtime"
 KEYS_DIR = "/etc/modelkube/keys"
@@ -75,6 +76,12 @@ def _args(spec: ModelServiceSpec) -> list[str]:
         args += ["--context-length", "$(MODELKUBE_CONTEXT_LENGTH)"]
     if spec.auth is not None:
         args += ["--api-keys-file", f"{KEYS_DIR}/{spec.auth.api_keys_secret_ref.key}"]
+    if spec.fine_tuning_api is not None and fine_tuning_api(spec):
+        args += [
+            "--fine-tuning-api",
+            "--fine-tuning-output-claim",
+            spec.fine_tuning_api.output_claim,
+        ]
     return [*args, "--adapters-file", f"{ADAPTERS_DIR}/{ADAPTERS_KEY}"]
 
 
@@ -156,6 +163,14 @@ def _settings_env(owner: Owner, spec: ModelServiceSpec) -> list[Obj]:
     ]
 
 
+def _identity(owner: Owner, spec: ModelServiceSpec) -> Obj:
+    if fine_tuning_api(spec):
+        return {"serviceAccountName": runtime_account(owner), "automountServiceAccountToken": True}
+    # Named even when off: the API server copies the name into the deprecated
+    # `serviceAccount`, which would bring a removed name back.
+    return {"serviceAccountName": "default", "automountServiceAccountToken": False}
+
+
 def build_deployment(
     owner: Owner, spec: ModelServiceSpec, plan: AdapterPlan, config_hash: str
 ) -> Obj:
@@ -176,7 +191,7 @@ def build_deployment(
                     "annotations": {"modelkube.io/settings-hash": config_hash},
                 },
                 "spec": {
-                    "automountServiceAccountToken": False,
+                    **_identity(owner, spec),
                     "enableServiceLinks": False,
                     # The runtime drains in-flight requests on SIGTERM (30 s by default).
                     "terminationGracePeriodSeconds": 45,

@@ -18,6 +18,7 @@ from modelkube_operator.builders.common import Obj, Owner, selector_labels
 from modelkube_operator.builders.monitoring import build_servicemonitor
 from modelkube_operator.builders.networking import build_service, service_url
 from modelkube_operator.builders.runtime import build_configmap, build_deployment, settings_hash
+from modelkube_operator.builders.runtime_access import build_runtime_access, runtime_account
 from modelkube_operator.builders.scaling import build_hpa, build_pdb
 from modelkube_operator.k8s.client import Kube
 from modelkube_operator.reconcilers.common import (
@@ -45,6 +46,9 @@ _API_VERSIONS = {
     "HorizontalPodAutoscaler": "autoscaling/v2",
     "PodDisruptionBudget": "policy/v1",
     "ServiceMonitor": "monitoring.coreos.com/v1",
+    "ServiceAccount": "v1",
+    "Role": "rbac.authorization.k8s.io/v1",
+    "RoleBinding": "rbac.authorization.k8s.io/v1",
 }
 
 
@@ -77,8 +81,14 @@ async def reconcile_modelservice(
                 applied = await kube.apply(obj)
                 deployment = applied if kind == "Deployment" else deployment
             elif (present is None or kind in present) and (kind != "ServiceMonitor" or crd_present):
-                await kube.delete(_API_VERSIONS[kind], kind, owner.namespace, owner.name)
+                await kube.delete(_API_VERSIONS[kind], kind, owner.namespace, _name(kind, owner))
         return await _write_status(kube, owner, spec, body, deployment, plan)
+
+
+def _name(kind: str, owner: Owner) -> str:
+    return (
+        runtime_account(owner) if kind in ("ServiceAccount", "Role", "RoleBinding") else owner.name
+    )
 
 
 async def reconcile_child(
@@ -115,6 +125,8 @@ def desired_children(
     """Every child kind, and the object it should be (None: it should not exist)."""
     configmap = build_configmap(owner, spec, plan)
     return {
+        # The runtime's identity first: its pods must not start before their account exists.
+        **build_runtime_access(owner, spec),
         "ConfigMap": configmap,
         "Deployment": build_deployment(owner, spec, plan, settings_hash(configmap)),
         "Service": build_service(owner),

@@ -71,6 +71,7 @@ def out_of_sync(
             continue
         expected = expected_children(body)
         present = children.get(owner_key(body["kind"], meta["namespace"], meta["name"]), ())
-        if spec_pending(body) or (expected is not None and frozenset(present) != expected):
+        watched = frozenset(present) & WATCHED_CHILDREN  # accounts and roles are not watched
+        if spec_pending(body) or (expected is not None and watched != expected):
             stale.append(body)
     return stale

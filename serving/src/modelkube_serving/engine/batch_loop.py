@@ -1,13 +1,12 @@
-"""The engine thread's loop: admits, decodes and cancels requests on one BatchGenerator.
+"""One model variant's batch: admits, decodes and cancels requests on one BatchGenerator.
 
-Everything here runs on the engine thread, and the loop alone owns per-request state. Each
+Everything here runs on the engine thread, and the loop alone owns its requests' state. Each
 step's tokens go through the native output path in one call: detokenized, stop strings
 applied, SSE frames rendered.
 """
 
 import contextlib
 import logging
-import queue
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -32,9 +31,6 @@ from modelkube_serving.metrics import RuntimeMetrics
 
 log = logging.getLogger(__name__)
 
-_IDLE_POLL_S = 0.25
-
-Commands = queue.SimpleQueue[tuple[Any, ...]]
 Deliver = Callable[[list[tuple[EventSink, EngineEvent]]], None]
 
 
@@ -47,7 +43,7 @@ class _Running:
 
 
 @dataclass
-class _Outbox:
+class Outbox:
     """Events of one engine step, delivered together on the event loop."""
 
     items: list[tuple[EventSink, EngineEvent]] = field(default_factory=list)
@@ -77,17 +73,9 @@ class BatchLoop:
         self.running: dict[int, _Running] = {}
         self.uids: dict[str, int] = {}
 
-    def run(self, commands: Commands) -> None:
-        """Until a stop command: apply commands, then decode one step while work remains."""
-        try:
-            while self.handle_commands(commands, block=not self.running):
-                if self.running:
-                    self._decode_or_fail()
-        finally:
-            self.cancel_all()
-
-    def _decode_or_fail(self) -> None:
-        """A failing step fails the requests in the batch, never the thread serving the rest."""
+    def step(self) -> None:
+        """Decode one step; a failing step fails the requests in the batch, never the thread
+        serving the rest."""
         try:
             self.decode()
         except Exception as exc:
@@ -97,31 +85,12 @@ class BatchLoop:
             uids = list(self.running)
             with contextlib.suppress(Exception):
                 self.gen.remove(uids)
-            outbox = _Outbox()
+            outbox = Outbox()
             for uid in uids:
                 self._finish(uid, "error", outbox, error=f"generation failed: {exc}")
-            self._flush(outbox)
+            self.flush(outbox)
 
-    def handle_commands(self, commands: Commands, block: bool) -> bool:
-        """Apply every queued command; False once asked to stop."""
-        outbox = _Outbox()
-        try:
-            command = commands.get(timeout=_IDLE_POLL_S) if block else commands.get_nowait()
-            while True:
-                if command[0] == "stop":
-                    self._flush(outbox)
-                    return False
-                if command[0] == "submit":
-                    self._admit(command[1], command[2], outbox)
-                else:
-                    self._cancel(command[1], outbox)
-                command = commands.get_nowait()
-        except queue.Empty:
-            pass
-        self._flush(outbox)
-        return True
-
-    def _admit(self, request: GenerationRequest, sink: EventSink, outbox: _Outbox) -> None:
+    def admit(self, request: GenerationRequest, sink: EventSink, outbox: Outbox) -> None:
         prompt = request.prompt_tokens
         cache, rest = self.cache.fetch_nearest_cache(prompt)
         if cache is not None and not rest:
@@ -162,19 +131,21 @@ class BatchLoop:
         self.running[uid] = _Running(request, sink, cached)
         self.uids[request.request_id] = uid
 
-    def _cancel(self, request_id: str, outbox: _Outbox) -> None:
+    def cancel(self, request_id: str, outbox: Outbox) -> bool:
+        """False when the request is not in this batch."""
         uid = self.uids.get(request_id)
         if uid is None:
-            return
+            return False
         self.gen.remove([uid])
         self._finish(uid, "cancelled", outbox)
+        return True
 
     def decode(self) -> None:
         _, responses = self.gen.next()
         if not responses:
             return
         self.metrics.batch_size.labels(**self.labels).observe(len(responses))
-        outbox = _Outbox()
+        outbox = Outbox()
         steps: list[tuple[int, int | None, str | None]] = []
         logprobs: dict[int, tuple[TokenLogprob, ...]] = {}
         done: dict[int, Any] = {}
@@ -217,7 +188,7 @@ class BatchLoop:
                 self.cache.insert_cache(tokens[:], cache)
             for uid, (text, frame) in stopped.items():
                 self._finish(uid, "stop", outbox, text=text, frame=frame)
-        self._flush(outbox)
+        self.flush(outbox)
 
     def _logprobs(
         self, request: GenerationRequest, token: int, row: mx.array
@@ -239,7 +210,7 @@ class BatchLoop:
         self,
         uid: int,
         reason: FinishReason,
-        outbox: _Outbox,
+        outbox: Outbox,
         error: str | None = None,
         text: str | None = None,
         frame: bytes | None = None,
@@ -264,11 +235,18 @@ class BatchLoop:
         )
 
     def cancel_all(self) -> None:
-        outbox = _Outbox()
+        outbox = Outbox()
         for uid in list(self.running):
             self._finish(uid, "cancelled", outbox)
-        self._flush(outbox)
+        self.flush(outbox)
 
-    def _flush(self, outbox: _Outbox) -> None:
+    def close(self) -> None:
+        """Cancel what still runs and release the generator; the loop is not used after."""
+        try:
+            self.cancel_all()
+        finally:
+            self.gen.close()
+
+    def flush(self, outbox: Outbox) -> None:
         if outbox.items:
             self.deliver(outbox.items)

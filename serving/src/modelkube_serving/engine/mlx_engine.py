@@ -2,7 +2,8 @@
 
 The asyncio side sends commands through a thread-safe queue; each engine step's
 events go back to the event loop in one `call_soon_threadsafe`, so the loop
-wakes once per step rather than once per token.
+wakes once per step rather than once per token. The base model and every adapter
+loaded on it are variants served side by side by one EngineLoop on this thread.
 """
 
 import asyncio
@@ -17,7 +18,8 @@ from typing import Any
 from mlx_lm.generate import BatchGenerator
 from modelkube_native import OutputPath, Vocabulary
 
-from modelkube_serving.engine.batch_loop import BatchLoop, Commands
+from modelkube_serving.engine.batch_loop import BatchLoop
+from modelkube_serving.engine.engine_loop import Commands, EngineLoop, LoadDone
 from modelkube_serving.engine.loading import context_length, load_model, vocab_size
 from modelkube_serving.engine.prompt_cache import PromptCache
 from modelkube_serving.engine.types import (
@@ -25,6 +27,7 @@ from modelkube_serving.engine.types import (
     EventSink,
     GenerationRequest,
 )
+from modelkube_serving.engine.variants import build_variant
 from modelkube_serving.metrics import RuntimeMetrics
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,11 @@ class MLXEngine:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tokenizer: Any = None
+        self._base: Any = None
+        self._vocabulary: Vocabulary | None = None
+        # Event-loop side: adapters that take requests, and loads not answered yet.
+        self._servable: set[str] = set()
+        self._loading: dict[str, object] = {}
 
     # -- lifecycle, called from the event loop -------------------------------------
     def start(
@@ -98,19 +106,43 @@ class MLXEngine:
     def cancel(self, request_id: str) -> None:
         self._commands.put(("cancel", request_id))
 
+    def serves(self, adapter: str) -> bool:
+        return not adapter or adapter in self._servable
+
+    def served_adapters(self) -> list[str]:
+        return sorted(self._servable)
+
+    # -- adapters, called from the event loop ---------------------------------------
+    def load_adapter(self, name: str, path: Path, done: LoadDone) -> None:
+        """Load (or reload) adapter `name`; `done` gets None or the reason it failed. A
+        load overtaken by another load or an unload of the same name never calls it."""
+        token = object()
+        self._loading[name] = token
+
+        def finished(error: str | None) -> None:
+            if self._loading.get(name) is not token:
+                return
+            del self._loading[name]
+            if error is None:
+                self._servable.add(name)
+            else:
+                self._servable.discard(name)
+            done(error)
+
+        self._commands.put(("load", name, path, lambda e: self._call_soon(finished, e)))
+
+    def unload_adapter(self, name: str) -> None:
+        """New requests for it are refused from now on; running ones finish."""
+        self._loading.pop(name, None)
+        self._servable.discard(name)
+        self._commands.put(("unload", name))
+
     # -- the engine thread -------------------------------------------------------------
     def _run(self, on_loaded: Callable[[BaseException | None], None]) -> None:
         try:
-            model, self._tokenizer = load_model(self._path)
-            output = OutputPath(Vocabulary(str(self._path / "tokenizer.json")), self.model_name)
-            generator = BatchGenerator(
-                model,
-                stop_tokens=[[t] for t in self._tokenizer.eos_token_ids],
-                completion_batch_size=self._settings.max_batch_size,
-                prefill_batch_size=min(
-                    self._settings.prefill_batch_size, self._settings.max_batch_size
-                ),
-            )
+            self._base, self._tokenizer = load_model(self._path)
+            self._vocabulary = Vocabulary(str(self._path / "tokenizer.json"))
+            base = self._make_loop(self._base, self.model_name)
         except Exception as exc:  # reported to the app, which exits with one line
             self._load_error = exc
             self._loaded.set()
@@ -118,23 +150,34 @@ class MLXEngine:
             return
         self._loaded.set()
         self._call_soon(on_loaded, None)
+        EngineLoop(base, self._make_variant, self._deliver).run(self._commands)
+
+    def _make_variant(self, adapter: str, path: Path) -> BatchLoop:
+        model = build_variant(self._base, self._path, path)
+        return self._make_loop(model, f"{self.model_name}:{adapter}")
+
+    def _make_loop(self, model: Any, name: str) -> BatchLoop:
+        """A variant's own generator, prefix cache and output path (its chunks' model name)."""
+        assert self._vocabulary is not None
+        generator = BatchGenerator(
+            model,
+            stop_tokens=[[t] for t in self._tokenizer.eos_token_ids],
+            completion_batch_size=self._settings.max_batch_size,
+            prefill_batch_size=min(
+                self._settings.prefill_batch_size, self._settings.max_batch_size
+            ),
+        )
         prefix_cache = PromptCache(
             max_entries=self._settings.prefix_cache_entries,
             max_bytes=self._settings.prefix_cache_bytes,
         )
-        loop = BatchLoop(
-            generator,
-            prefix_cache,
-            self._tokenizer,
-            output,
-            self._metrics,
-            self.model_name,
-            lambda items: self._call_soon(_deliver, items),
+        output = OutputPath(self._vocabulary, name)
+        return BatchLoop(
+            generator, prefix_cache, self._tokenizer, output, self._metrics, name, self._deliver
         )
-        try:
-            loop.run(self._commands)
-        finally:
-            generator.close()
+
+    def _deliver(self, items: list[tuple[EventSink, EngineEvent]]) -> None:
+        self._call_soon(_deliver, items)
 
     def _call_soon(self, fn: Callable[..., None], *args: Any) -> None:
         if self._loop is not None and not self._loop.is_closed():

@@ -29,6 +29,8 @@ class GenerationRequest:
     stream: bool = False
     include_usage: bool = False
     created: int = 0
+    # Which variant generates it: an adapter's name, or "" for the base model.
+    adapter: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,3 +81,9 @@ class Engine(Protocol):
     def submit(self, request: GenerationRequest, sink: EventSink) -> None: ...
 
     def cancel(self, request_id: str) -> None: ...
+
+    def serves(self, adapter: str) -> bool:
+        """Whether new requests for this adapter ("" is the base model) are taken."""
+        ...
+
+    def served_adapters(self) -> list[str]: ...

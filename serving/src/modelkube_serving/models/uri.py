@@ -8,9 +8,16 @@ from modelkube_serving.models.builtin import Progress, ensure_builtin
 # Where the operator mounts a pvc:// claim inside the runtime pod.
 PVC_MOUNT_ROOT = Path(os.environ.get("MODELKUBE_PVC_ROOT", "/mnt/models"))
 
+# What mlx_lm.lora (and our trainer) writes; a directory is complete once both exist.
+ADAPTER_FILES = ("adapter_config.json", "adapters.safetensors")
+
 
 class ModelSourceError(Exception):
     """The model cannot be found or fetched; the message is one line for the user."""
+
+
+class AdapterNotReady(ModelSourceError):
+    """The adapter's directory is missing or incomplete: a fine-tune may still be writing it."""
 
 
 def resolve_model(uri: str, progress: Progress | None = None) -> Path:
@@ -21,20 +28,34 @@ def resolve_model(uri: str, progress: Progress | None = None) -> Path:
             raise ModelSourceError(str(exc)) from exc
     if uri.startswith("hf://"):
         return _download_hf(uri.removeprefix("hf://"))
-    if uri.startswith("pvc://"):
-        claim_and_path = uri.removeprefix("pvc://")
-        claim, _, sub = claim_and_path.partition("/")
-        path = PVC_MOUNT_ROOT / claim / sub
-    elif "://" in uri:
-        scheme = uri.split("://", 1)[0]
-        raise ModelSourceError(
-            f"unsupported model URI scheme {scheme}:// (use builtin://, hf://, pvc:// or a path)"
-        )
-    else:
-        path = Path(uri).expanduser()
+    path = _local_path(uri, "model")
     if not (path / "config.json").is_file():
         raise ModelSourceError(f"no model at {path}: expected config.json there")
     return path
+
+
+def resolve_adapter(uri: str) -> Path:
+    """The directory of a LoRA/DoRA/full adapter: hf://, pvc:// or a path (no builtin://)."""
+    if uri.startswith("builtin://"):
+        raise ModelSourceError(f"{uri}: adapters come from hf://, pvc:// or a path")
+    hub = uri.startswith("hf://")
+    path = _download_hf(uri.removeprefix("hf://")) if hub else _local_path(uri, "adapter")
+    if not all((path / name).is_file() for name in ADAPTER_FILES):
+        # A hub snapshot will not complete later; a directory being written will.
+        error = ModelSourceError if hub else AdapterNotReady
+        raise error(f"no adapter at {path}: expected {' and '.join(ADAPTER_FILES)} there")
+    return path
+
+
+def _local_path(uri: str, what: str) -> Path:
+    if uri.startswith("pvc://"):
+        claim, _, sub = uri.removeprefix("pvc://").partition("/")
+        return PVC_MOUNT_ROOT / claim / sub
+    if "://" in uri:
+        scheme = uri.split("://", 1)[0]
+        known = "builtin://, hf://, pvc://" if what == "model" else "hf://, pvc://"
+        raise ModelSourceError(f"unsupported {what} URI scheme {scheme}:// (use {known} or a path)")
+    return Path(uri).expanduser()
 
 
 def _download_hf(repo: str) -> Path:

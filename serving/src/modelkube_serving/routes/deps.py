@@ -10,12 +10,18 @@ from fastapi import Request
 
 from modelkube_serving.auth import bearer_token, key_accepted
 from modelkube_serving.errors import Unauthorized, Unavailable
+from modelkube_serving.services.fine_tuning import FineTuningService
 from modelkube_serving.state import RuntimeState
 
 
 def runtime(request: Request) -> RuntimeState:
     state: RuntimeState = request.app.state.runtime
     return state
+
+
+def fine_tuning(request: Request) -> FineTuningService:
+    service: FineTuningService = request.app.state.fine_tuning
+    return service
 
 
 async def require_api_key(request: Request) -> None:

@@ -1,7 +1,6 @@
 """The OpenAI-compatible endpoints: thin, they hand everything to the service."""
 
 import asyncio
-import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -18,18 +17,7 @@ _DISCONNECT_POLL_S = 0.2
 
 @router.get("/models")
 async def list_models(request: Request) -> dict[str, Any]:
-    state = runtime(request)
-    return {
-        "object": "list",
-        "data": [
-            {
-                "id": state.service.model_name,
-                "object": "model",
-                "created": int(time.time()),
-                "owned_by": "modelkube",
-            }
-        ],
-    }
+    return {"object": "list", "data": runtime(request).service.model_cards()}
 
 
 @router.post("/chat/completions", dependencies=[Depends(require_serving)])
@@ -44,6 +32,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
 
 async def _complete(request: Request, prepared: Prepared) -> Any:
     service = runtime(request).service
+    request.state.served_model = prepared.model  # the `model` label of the request counter
     slot = await service.admit(prepared, client_key(request))
     if prepared.stream:
         return StreamingResponse(

@@ -19,7 +19,7 @@ async def readyz(request: Request) -> JSONResponse:
     state = runtime(request)
     if state.draining:
         return JSONResponse({"status": "draining"}, status_code=503)
-    if not state.engine.ready:
+    if not state.engine.ready or not state.adapters.settled:
         return JSONResponse({"status": "loading"}, status_code=503)
     return JSONResponse({"status": "ready", "model": state.service.model_name})
 

@@ -39,6 +39,7 @@ class Prepared:
     include_usage: bool
     arrived: float
     priority: int = 0
+    model: str = ""  # the name it asked for: the base model's, or "<base>:<adapter>"
 
 
 @dataclass
@@ -55,24 +56,34 @@ class CompletionService:
         self.admission = admission
         self.metrics = metrics
         self.model_name = model_name
-        self._labels = {"model": model_name}
 
     # -- preparing ---------------------------------------------------------------------
-    def check_model(self, name: str) -> None:
-        if name != self.model_name:
+    def check_model(self, name: str) -> str:
+        """The adapter `name` asks for ("" for the base model); 404 unless it is served."""
+        if name == self.model_name:
+            return ""
+        adapter = name.removeprefix(f"{self.model_name}:")
+        if adapter in (name, "") or not self.engine.serves(adapter):
             raise ModelNotFound(f"The model `{name}` does not exist.", param="model")
+        return adapter
+
+    def model_cards(self) -> list[dict[str, Any]]:
+        """`GET /v1/models`: the base model, then every adapter served on it."""
+        base = self.model_name
+        adapters = [f"{base}:{name}" for name in self.engine.served_adapters()]
+        return [responses.model_card(base)] + [responses.model_card(a, base) for a in adapters]
 
     def prepare_chat(self, req: ChatCompletionRequest) -> Prepared:
-        self.check_model(req.model)
+        adapter = self.check_model(req.model)
         messages = [{"role": m.role, "content": m.text()} for m in req.messages]
         prompt = self.engine.encode_chat(messages)
         logprobs = req.logprobs
         return self._prepare(
-            "chat", req, prompt, req.token_limit(), logprobs, req.top_logprobs or 0
+            "chat", req, adapter, prompt, req.token_limit(), logprobs, req.top_logprobs or 0
         )
 
     def prepare_text(self, req: CompletionRequest) -> Prepared:
-        self.check_model(req.model)
+        adapter = self.check_model(req.model)
         if isinstance(req.prompt, str):
             prompt = self.engine.encode(req.prompt)
         elif isinstance(req.prompt[0], str):
@@ -85,12 +96,14 @@ class CompletionService:
                     f"prompt token ids must be in [0, {limit}) for this model", param="prompt"
                 )
         top = req.logprobs or 0
-        return self._prepare("text", req, prompt, req.max_tokens, req.logprobs is not None, top)
+        logprobs = req.logprobs is not None
+        return self._prepare("text", req, adapter, prompt, req.max_tokens, logprobs, top)
 
     def _prepare(
         self,
         kind: str,
         req: ChatCompletionRequest | CompletionRequest,
+        adapter: str,
         prompt: list[int],
         limit: int | None,
         logprobs: bool,
@@ -118,9 +131,11 @@ class CompletionService:
             stream=req.stream,
             include_usage=req.include_usage,
             created=int(time.time()),
+            adapter=adapter,
         )
+        arrived = time.perf_counter()
         return Prepared(
-            kind, generation, req.stream, req.include_usage, time.perf_counter(), req.priority
+            kind, generation, req.stream, req.include_usage, arrived, req.priority, req.model
         )
 
     # -- running -----------------------------------------------------------------------
@@ -128,7 +143,11 @@ class CompletionService:
         """A place in the batch, in the queue's order; the cost is the most tokens it may use."""
         request = prepared.generation
         cost = len(request.prompt_tokens) + request.max_tokens
-        return await self.admission.acquire(Ticket(key, prepared.priority, cost))
+        slot = await self.admission.acquire(Ticket(key, prepared.priority, cost))
+        if not self.engine.serves(request.adapter):  # unloaded while it queued
+            slot.release()
+            self.check_model(prepared.model)
+        return slot
 
     async def events(self, prepared: Prepared, slot: Slot) -> AsyncIterator[EngineEvent]:
         """The engine's events for one request; leaving early cancels it and frees the slot."""
@@ -136,6 +155,10 @@ class CompletionService:
         request = prepared.generation
         finished = False
         first_token_at: float | None = None
+        labels = {"model": prepared.model}
+        if not self.engine.serves(request.adapter):  # unloaded since it was admitted
+            slot.release()
+            self.check_model(prepared.model)
         self.engine.submit(request, queue.put_nowait)
         try:
             while True:
@@ -143,9 +166,7 @@ class CompletionService:
                 first = isinstance(event, TextDelta) or event.completion_tokens > 0
                 if first and first_token_at is None:
                     first_token_at = time.perf_counter()
-                    self.metrics.ttft.labels(**self._labels).observe(
-                        first_token_at - prepared.arrived
-                    )
+                    self.metrics.ttft.labels(**labels).observe(first_token_at - prepared.arrived)
                 if isinstance(event, Finished):
                     finished = True
                     self._observe_finished(prepared, event, first_token_at)
@@ -159,11 +180,11 @@ class CompletionService:
 
     def _observe_finished(self, prepared: Prepared, done: Finished, first: float | None) -> None:
         now = time.perf_counter()
-        m, labels = self.metrics, self._labels
+        m, labels = self.metrics, {"model": prepared.model}
         m.prompt_tokens.labels(**labels).inc(done.prompt_tokens)
         m.generation_tokens.labels(**labels).inc(done.completion_tokens)
         endpoint = "chat" if prepared.kind == "chat" else "completions"
-        m.duration.labels(model=self.model_name, endpoint=endpoint).observe(now - prepared.arrived)
+        m.duration.labels(model=prepared.model, endpoint=endpoint).observe(now - prepared.arrived)
         if first is not None and done.completion_tokens > 1:
             m.tpot.labels(**labels).observe((now - first) / (done.completion_tokens - 1))
 
@@ -179,7 +200,7 @@ class CompletionService:
         assert done is not None
         _raise_on_error(done)
         text = done.text if done.text is not None else "".join(acc.text)
-        rid, model = prepared.generation.request_id, self.model_name
+        rid, model = prepared.generation.request_id, prepared.model
         if prepared.kind == "chat":
             lp = responses.chat_logprobs(acc.logprobs) if prepared.generation.logprobs else None
             return responses.chat_completion(rid, model, text, done, lp)
@@ -189,7 +210,7 @@ class CompletionService:
     async def stream(self, prepared: Prepared, slot: Slot) -> AsyncIterator[bytes]:
         """The engine's frames as they come; only logprob chunks are rendered here."""
         request = prepared.generation
-        rid, model, created = request.request_id, self.model_name, request.created
+        rid, model, created = request.request_id, prepared.model, request.created
         chat = prepared.kind == "chat"
         want_lp = prepared.generation.logprobs
         if chat:
@@ -198,7 +219,7 @@ class CompletionService:
                     rid, model, created, {"role": "assistant", "content": ""}, None
                 )
             )
-        async for event in self.events(prepared, slot):
+        async for event in self._stream_events(prepared, slot):
             if event.frame is not None:
                 yield event.frame
                 continue
@@ -224,6 +245,15 @@ class CompletionService:
                 obj = "chat.completion.chunk" if chat else "text_completion"
                 yield sse.frame(responses.usage_chunk(rid, obj, model, created, event))
         yield sse.DONE
+
+    async def _stream_events(self, prepared: Prepared, slot: Slot) -> AsyncIterator[EngineEvent]:
+        """The events; an adapter unloaded before the request reached it ends the stream
+        with the error body, as the response has started already."""
+        try:
+            async for event in self.events(prepared, slot):
+                yield event
+        except ModelNotFound as exc:
+            yield Finished("error", 0, 0, 0, error=exc.message, frame=sse.frame(exc.body()))
 
 
 def _chunk_logprobs(chat: bool, items: tuple[TokenLogprob, ...]) -> dict[str, Any]:

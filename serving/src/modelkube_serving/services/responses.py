@@ -116,3 +116,16 @@ def usage_chunk(rid: str, obj: str, model: str, created: int, done: Finished) ->
         "choices": [],
         "usage": usage(done),
     }
+
+
+def model_card(model_id: str, parent: str | None = None) -> dict[str, Any]:
+    """One `GET /v1/models` entry; an adapter names its base model as `parent`, as vLLM does."""
+    card: dict[str, Any] = {
+        "id": model_id,
+        "object": "model",
+        "created": int(time.time()),
+        "owned_by": "modelkube",
+    }
+    if parent is not None:
+        card["parent"] = parent
+    return card

@@ -1,0 +1,126 @@
+"""The engine thread's outer loop: commands, then one decode step of every busy variant.
+
+Each model variant (the base, and each adapter on it) has a BatchLoop of its own. The loop
+applies every queued command (submit, cancel, load or unload an adapter, stop), then decodes
+one step of each variant with running requests in turn, so an adapter loading between steps
+delays the others by its load time alone. An unloaded adapter takes no new requests; those
+it runs finish, and then its generator is released.
+"""
+
+import logging
+import queue
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from modelkube_serving.engine.batch_loop import BatchLoop, Deliver, Outbox
+from modelkube_serving.engine.types import EventSink, Finished, GenerationRequest
+
+log = logging.getLogger(__name__)
+
+_IDLE_POLL_S = 0.25
+
+Commands = queue.SimpleQueue[tuple[Any, ...]]
+LoadDone = Callable[[str | None], None]
+# Builds an adapter's BatchLoop on the engine thread; raises when the adapter cannot load.
+MakeVariant = Callable[[str, Path], BatchLoop]
+
+
+class EngineLoop:
+    def __init__(self, base: BatchLoop, make_variant: MakeVariant, deliver: Deliver) -> None:
+        self.live: dict[str, BatchLoop] = {"": base}  # by adapter name; "" is the base
+        self.draining: list[tuple[str, BatchLoop]] = []
+        self._make_variant = make_variant
+        self._deliver = deliver
+
+    def run(self, commands: Commands) -> None:
+        """Until a stop command: apply commands, then decode one step of each busy variant."""
+        try:
+            while self.apply(commands, block=not self._busy()):
+                for loop in self._loops():
+                    if loop.running:
+                        loop.step()
+                self._release_drained()
+        finally:
+            for loop in self._loops():
+                loop.close()
+
+    def apply(self, commands: Commands, block: bool) -> bool:
+        """Apply every queued command; False once asked to stop."""
+        outbox = Outbox()
+        try:
+            command = commands.get(timeout=_IDLE_POLL_S) if block else commands.get_nowait()
+            while command[0] != "stop":
+                self._apply_one(command, outbox)
+                command = commands.get_nowait()
+            self._flush(outbox)
+            return False
+        except queue.Empty:
+            pass
+        self._flush(outbox)
+        return True
+
+    def _apply_one(self, command: tuple[Any, ...], outbox: Outbox) -> None:
+        kind = command[0]
+        if kind == "submit":
+            self._submit(command[1], command[2], outbox)
+        elif kind == "cancel":
+            for loop in self._loops():
+                if loop.cancel(command[1], outbox):
+                    break
+        elif kind == "load":
+            self._flush(outbox)  # what is ready goes out before a load holds the thread
+            self._load(command[1], command[2], command[3])
+        elif kind == "unload":
+            self._retire(command[1])
+
+    def _submit(self, request: GenerationRequest, sink: EventSink, outbox: Outbox) -> None:
+        loop = self.live.get(request.adapter)
+        if loop is None:  # unloaded since the service checked: a draining one still serves
+            loop = next((lp for name, lp in self.draining if name == request.adapter), None)
+        if loop is None:
+            error = f"adapter {request.adapter!r} is not loaded"
+            outbox.add(sink, Finished("error", len(request.prompt_tokens), 0, 0, error=error))
+            return
+        loop.admit(request, sink, outbox)
+
+    def _load(self, name: str, path: Path, done: LoadDone) -> None:
+        started = time.perf_counter()
+        try:
+            loop = self._make_variant(name, path)
+        except Exception as exc:  # never the thread's end: the other variants keep serving
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            log.error("adapter %s: cannot load %s: %s", name, path, reason)
+            self._retire(name)  # what is served is what was asked for, or nothing
+            done(reason)
+            return
+        self._retire(name)
+        self.live[name] = loop
+        log.info("adapter %s: loaded %s in %.2fs", name, path, time.perf_counter() - started)
+        done(None)
+
+    def _retire(self, name: str) -> None:
+        loop = self.live.pop(name, None) if name else None
+        if loop is not None:
+            self.draining.insert(0, (name, loop))  # the newest first, for late submits
+
+    def _release_drained(self) -> None:
+        for entry in [e for e in self.draining if not e[1].running]:
+            self.draining.remove(entry)
+            name, loop = entry
+            loop.close()
+            replaced = name in self.live
+            log.info("adapter %s: %s", name, "old version released" if replaced else "unloaded")
+
+    def _busy(self) -> bool:
+        return any(loop.running for loop in self._loops())
+
+    def _loops(self) -> Iterator[BatchLoop]:
+        yield from list(self.live.values())
+        yield from [loop for _, loop in self.draining]
+
+    def _flush(self, outbox: Outbox) -> None:
+        if outbox.items:
+            self._deliver(list(outbox.items))
+            outbox.items.clear()

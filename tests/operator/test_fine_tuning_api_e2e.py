@@ -1,0 +1,270 @@
+"""The OpenAI fine-tuning API, driven by the `openai` SDK, on FineTuneJobs in a real cluster.
+
+One runtime runs under a ServiceAccount bound to a least-privilege Role; the real operator turns
+its FineTuneJobs into Jobs, and kwok ends their pods so the real Job controller finishes them.
+"""
+
+import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import yaml
+
+from tests.controlplane.cluster import ControlPlane
+from tests.operator.harness import OperatorProcess, finish_training_pod, get_json, wait_until
+from tests.serving.runtime_process import RuntimeProcess
+
+NAMESPACE = "test-ftapi"
+TUNER = "tuner"
+CHAT = {
+    "messages": [
+        {"role": "user", "content": "What is modelkube?"},
+        {"role": "assistant", "content": "An operator that serves and tunes models."},
+    ]
+}
+TRAIN = "\n".join(json.dumps(CHAT) for _ in range(10)).encode()
+
+
+def access(namespace: str) -> list[dict[str, Any]]:
+    """The runtime's least privilege, and a second account with no grant at all."""
+    meta = {"name": TUNER, "namespace": namespace}
+    rules = [
+        {
+            "apiGroups": ["modelkube.io"],
+            "resources": ["finetunejobs"],
+            "verbs": ["create", "get", "list", "patch"],
+        },
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "list"]},
+    ]
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "stranger", "namespace": namespace},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": TUNER},
+            "subjects": [{"kind": "ServiceAccount", "name": TUNER, "namespace": namespace}],
+        },
+    ]
+
+
+def adapters_claim(namespace: str) -> list[dict[str, Any]]:
+    """A bound claim for the adapters, so the training pods can be scheduled."""
+    volume = f"adapters-{namespace}"
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": volume},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "hostPath": {"path": f"/tmp/{volume}"},
+                "storageClassName": "",
+                "claimRef": {"namespace": namespace, "name": "adapters"},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "adapters", "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "volumeName": volume,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    ]
+
+
+def token(cp: ControlPlane, account: str) -> str:
+    result = cp.kubectl("create", "token", account, "-n", NAMESPACE, "--duration=1h")
+    return result.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def sa_dir(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cp = control_plane
+    cp.kubectl("create", "namespace", NAMESPACE)
+    docs = [*access(NAMESPACE), *adapters_claim(NAMESPACE)]
+    cp.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+    path = tmp_path_factory.mktemp("serviceaccount")
+    (path / "token").write_text(token(cp, TUNER))
+    shutil.copy(cp.ca_file, path / "ca.crt")
+    (path / "namespace").write_text(NAMESPACE)
+    return path
+
+
+@pytest.fixture(scope="module")
+def runtime(
+    control_plane: ControlPlane, sa_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RuntimeProcess]:
+    env = {
+        "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+        "KUBERNETES_SERVICE_PORT": str(control_plane.api_port),
+        "MODELKUBE_SERVICEACCOUNT_DIR": str(sa_dir),
+    }
+    args = ["--model", "builtin://tiny", "--fine-tuning-api", "--fine-tuning-output-claim"]
+    log = tmp_path_factory.mktemp("runtime") / "runtime.log"
+    proc = RuntimeProcess([*args, "adapters"], log, env=env).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def client(runtime: RuntimeProcess) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{runtime.url}/v1", api_key="unused", max_retries=0) as sdk:
+        yield sdk
+
+
+def upload(client: openai.OpenAI, content: bytes = TRAIN) -> str:
+    return client.files.create(file=("train.jsonl", content), purpose="fine-tune").id
+
+
+def status_of(client: openai.OpenAI, job_id: str, wanted: str) -> bool:
+    return client.fine_tuning.jobs.retrieve(job_id).status == wanted
+
+
+def test_a_fine_tune_runs_from_upload_to_a_served_model(
+    control_plane: ControlPlane, operator: OperatorProcess, client: openai.OpenAI
+) -> None:
+    cp = control_plane
+    file = client.files.create(file=("mine.jsonl", TRAIN), purpose="fine-tune")
+    assert (file.status, file.filename, file.bytes) == ("processed", "mine.jsonl", len(TRAIN))
+    assert client.files.retrieve(file.id).id == file.id
+    assert file.id in [f.id for f in client.files.list()]
+    configmap = get_json(cp, "configmap", file.id, "-n", NAMESPACE) or {}
+    assert configmap["metadata"]["labels"] == {"modelkube.io/purpose": "fine-tune"}
+    assert configmap["data"]["train.jsonl"] == TRAIN.decode()
+
+    job = client.fine_tuning.jobs.create(
+        model="tiny",
+        training_file=file.id,
+        hyperparameters={"n_epochs": 2, "batch_size": 3},
+        suffix="e2e",
+        seed=3,
+    )
+    assert (job.id, job.model, job.seed) == ("ftjob-ft-e2e", "tiny", 3)
+    assert job.status in ("validating_files", "queued")
+    spec = (get_json(cp, "finetunejob", "ft-e2e", "-n", NAMESPACE) or {})["spec"]
+    # 10 examples, 1 held out for validation: 2 epochs of 9 in batches of 3.
+    wanted = {"iterations": 6, "batchSize": 3, "learningRate": "0.00001", "seed": 3}
+    assert {k: spec["hyperparameters"][k] for k in wanted} == wanted
+    assert spec["dataset"] == {"configMapRef": {"name": file.id, "key": "train.jsonl"}}
+    assert spec["output"] == {"uri": "pvc://adapters/ft-e2e"}
+    assert job.id in [j.id for j in client.fine_tuning.jobs.list()]
+
+    wait_until(lambda: status_of(client, job.id, "running"), 60, f"running\n{operator.log()}")
+    progress = {"iteration": 2, "totalIterations": 6, "trainLoss": "1.2340", "etaSeconds": 30}
+    patch = json.dumps({"status": {"progress": progress}})
+    cp.kubectl(
+        "patch",
+        "ftj",
+        "ft-e2e",
+        "-n",
+        NAMESPACE,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        patch,
+    )
+    messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id)]
+    assert "Step 2/6: training loss=1.2340" in messages
+    assert messages[-1] == "Created fine-tuning job: ftjob-ft-e2e"
+
+    finish_training_pod(cp, NAMESPACE, "ft-e2e", 0)
+    wait_until(lambda: status_of(client, job.id, "succeeded"), 60, f"success\n{operator.log()}")
+    done = client.fine_tuning.jobs.retrieve(job.id)
+    assert done.fine_tuned_model == "tiny:ft-e2e"
+    assert done.finished_at is not None
+    assert done.finished_at >= done.created_at
+    events = client.fine_tuning.jobs.list_events(job.id, limit=2)
+    assert [e.message for e in events.data] == [
+        "The job has successfully completed",
+        "New fine-tuned model created: tiny:ft-e2e",
+    ]
+    assert events.has_more
+
+
+def test_cancel_suspends_the_finetunejob(
+    control_plane: ControlPlane, operator: OperatorProcess, client: openai.OpenAI
+) -> None:
+    job = client.fine_tuning.jobs.create(model="builtin://tiny", training_file=upload(client))
+    name = job.id.removeprefix("ftjob-")
+    cancelled = client.fine_tuning.jobs.cancel(job.id)
+    assert cancelled.status == "cancelled"
+    assert cancelled.finished_at is not None
+    ftj = get_json(control_plane, "finetunejob", name, "-n", NAMESPACE) or {}
+    assert ftj["spec"]["suspend"] is True
+    assert client.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
+    assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
+    events = client.fine_tuning.jobs.list_events(job.id)
+    assert events.data[0].message == "Fine-tuning job cancelled"
+
+
+def test_a_bad_training_file_is_refused_with_its_line(client: openai.OpenAI) -> None:
+    bad = TRAIN + b'\n{"messages": [{"role": "user", "content": "hi"}]}\n'
+    with pytest.raises(openai.BadRequestError) as caught:
+        upload(client, bad)
+    assert "line 11: no assistant message" in caught.value.message
+    with pytest.raises(openai.APIStatusError) as too_big:
+        upload(client, b"x" * (900 * 1024 + 1))
+    assert too_big.value.status_code == 413
+    assert "ConfigMap" in too_big.value.message
+
+
+def test_unknown_jobs_files_and_models_are_not_found(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        client.fine_tuning.jobs.retrieve("ftjob-ft-nope")
+    with pytest.raises(openai.NotFoundError):
+        client.fine_tuning.jobs.list_events("ftjob-ft-nope")
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve("file-0123abcd")
+    with pytest.raises(openai.NotFoundError) as model:
+        client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=upload(client))
+    assert model.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as training:
+        client.fine_tuning.jobs.create(model="tiny", training_file="file-0123abcd")
+    assert training.value.param == "training_file"
+
+
+@contextmanager
+def presenting(sa_dir: Path, new_token: str) -> Iterator[None]:
+    """The runtime reads its token per request: swap in another account's for a while."""
+    path = sa_dir / "token"
+    old = path.read_text()
+    path.write_text(new_token)
+    try:
+        yield
+    finally:
+        path.write_text(old)
+
+
+def test_missing_permissions_are_named_not_a_500(
+    control_plane: ControlPlane, sa_dir: Path, client: openai.OpenAI
+) -> None:
+    with presenting(sa_dir, token(control_plane, "stranger")):
+        with pytest.raises(openai.PermissionDeniedError) as upload_refused:
+            upload(client)
+        with pytest.raises(openai.PermissionDeniedError) as list_refused:
+            client.fine_tuning.jobs.list()
+    assert "may not create configmaps in namespace test-ftapi" in upload_refused.value.message
+    assert "'list' on 'finetunejobs.modelkube.io'" in list_refused.value.message
+    assert client.fine_tuning.jobs.list() is not None  # its own token works again
