@@ -34,13 +34,12 @@ def _adapter() -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.finetune", description=__doc__)
     parser.add_argument("--output", type=Path, default=Path("bench/results/finetune.json"))
-    parser.add_argument("--iterations", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     results: dict[str, Any] = {}
 
     print(f"== training: iterations/s, builtin://tiny, LoRA rank 8, batch 4 ({args.rounds} rounds)")
-    results["training"] = training.run(iterations=args.iterations, rounds=args.rounds)
+    results["training"] = training.run(rounds=args.rounds)
     print(training.table(results["training"]), end="\n\n")
 
     adapter = _adapter()

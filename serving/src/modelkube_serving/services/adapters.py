@@ -1,7 +1,7 @@
 """Which adapters the runtime serves: from `--adapter` flags and a watched adapters file.
 
-The file is polled (about every second) and compared by content, so a ConfigMap that
-Kubernetes updates by an atomic symlink swap is seen like any edit. Each poll reconciles:
+The file is polled four times a second (a small read) and compared by content, so a ConfigMap
+that Kubernetes updates by an atomic symlink swap is seen like any edit. Each poll reconciles:
 adapters new to the file load, removed ones unload, one whose uri changed reloads. An adapter
 whose directory is not complete yet (a fine-tune still writing it) stays pending and is tried
 again on the next poll; one that failed to load is tried again once its files change.
@@ -55,7 +55,7 @@ class AdapterManager:
         metrics: RuntimeMetrics,
         static: Sequence[tuple[AdapterSpec, Path]] = (),
         file: Path | None = None,
-        poll_s: float = 1.0,
+        poll_s: float = 0.25,
     ) -> None:
         self._engine = engine
         self._metrics = metrics
