@@ -39,7 +39,7 @@ def main() -> None:
     subprocess.run(
         [sys.executable, "-m", "modelkube_serving", "finetune", "--base", "builtin://tiny",
          "--data", str(DATA), "--output", str(adapter), "--iterations", "60",
-         "--learning-rate", "1e-2", "--steps-per-eval", "20"],
+         "--learning-rate", "3e-4", "--steps-per-eval", "20"],
         check=True,
     )  # fmt: skip
     manifest = json.loads((adapter / "manifest.json").read_text())
