@@ -13,6 +13,7 @@ import yaml
 from tests.controlplane.binaries import MODULES, binary_dir
 
 EXIT_CODE_ANNOTATION = "modelkube.io/test-exit-code"
+MESSAGE_ANNOTATION = "modelkube.io/test-termination-message"
 _FINETUNE_LABEL = '.metadata.labels.["modelkube.io/finetunejob"]'
 _EXIT_CODE = f'.metadata.annotations.["{EXIT_CODE_ANNOTATION}"]'
 
@@ -64,14 +65,18 @@ def _finishing(complete: dict[str, Any]) -> dict[str, Any]:
 
 
 def _outcome_template(template: str) -> str:
-    """The pod exits with the code the test annotated it with."""
+    """The pod exits with the code the test annotated it with, and its termination message."""
     code = f'(index $root.metadata.annotations "{EXIT_CODE_ANNOTATION}")'  # $root: the pod
+    message = f'(index $root.metadata.annotations "{MESSAGE_ANNOTATION}")'
     failed = f'(ne "0" {code})'
+    reason_line = next(line for line in template.splitlines() if "reason: Completed" in line)
+    indent = reason_line[: len(reason_line) - len(reason_line.lstrip())]
     return (
         template.replace("exitCode: 0", f"exitCode: {{{{ {code} }}}}")
         .replace(
             "reason: Completed",
-            f"reason: {{{{ if {failed} }}}}Error{{{{ else }}}}Completed{{{{ end }}}}",
+            f"reason: {{{{ if {failed} }}}}Error{{{{ else }}}}Completed{{{{ end }}}}\n"
+            f"{indent}message: {{{{ {message} | Quote }}}}",
         )
         .replace(
             "phase: Succeeded",

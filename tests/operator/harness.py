@@ -15,7 +15,7 @@ import yaml
 from modelkube_operator.rbac import cluster_role
 
 from tests.controlplane.cluster import ControlPlane, write_kubeconfig
-from tests.controlplane.stages import EXIT_CODE_ANNOTATION
+from tests.controlplane.stages import EXIT_CODE_ANNOTATION, MESSAGE_ANNOTATION
 from tests.serving.runtime_process import free_port
 
 OPERATOR_NS = "modelkube-system"
@@ -132,8 +132,11 @@ def get_json(cp: ControlPlane, *args: str) -> dict[str, Any] | None:
     return body
 
 
-def finish_training_pod(cp: ControlPlane, namespace: str, job: str, exit_code: int) -> None:
-    """End a FineTuneJob's training pod as if its trainer exited with `exit_code` (kwok acts)."""
+def finish_training_pod(
+    cp: ControlPlane, namespace: str, job: str, exit_code: int, message: str = ""
+) -> None:
+    """End a FineTuneJob's training pod as if its trainer exited with `exit_code` and wrote
+    `message` to its termination log (kwok acts)."""
 
     def running_pod() -> str | None:
         pods = get_json(cp, "pods", "-n", namespace, "-l", f"modelkube.io/finetunejob={job}")
@@ -146,4 +149,6 @@ def finish_training_pod(cp: ControlPlane, namespace: str, job: str, exit_code: i
         return running[0] if running else None
 
     pod = wait_until(running_pod, 60, f"a running training pod of {job}")
+    # The message first: kwok finishes the pod as soon as the exit code is there.
+    cp.kubectl("annotate", "pod", pod, "-n", namespace, f"{MESSAGE_ANNOTATION}={message}")
     cp.kubectl("annotate", "pod", pod, "-n", namespace, f"{EXIT_CODE_ANNOTATION}={exit_code}")

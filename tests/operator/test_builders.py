@@ -12,7 +12,7 @@ from modelkube_operator.builders.runtime import build_configmap, build_deploymen
 from modelkube_operator.builders.scaling import build_hpa, build_pdb
 from modelkube_operator.builders.training import build_job, build_trainer_rbac
 from modelkube_operator.status.conditions import Cond, merge_conditions, transitions
-from modelkube_operator.status.finetunejob import job_conditions
+from modelkube_operator.status.finetunejob import job_conditions, trainer_message
 from modelkube_operator.status.modelservice import deployment_conditions
 
 OWNER = Owner("modelkube.io/v1alpha1", "ModelService", "chat", "team-a", "uid-1", 3)
@@ -191,6 +191,30 @@ def test_job_runs_modelkube_finetune_with_the_hyperparameters() -> None:
     assert {"name": "MODELKUBE_FINETUNEJOB", "value": "run-1"} in container["env"]
     assert job["spec"]["suspend"] is False
     assert "--num-layers" not in args  # the trainer picks 16, or all of a smaller model
+    (rule,) = job["spec"]["podFailurePolicy"]["rules"]
+    assert rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [2]
+
+
+def test_a_failed_job_says_what_the_trainer_said() -> None:
+    def pod(created: str, phase: str, message: str) -> dict[str, object]:
+        terminated = {"exitCode": 1, "message": message}
+        return {
+            "metadata": {"creationTimestamp": created},
+            "status": {
+                "phase": phase,
+                "containerStatuses": [{"name": "trainer", "state": {"terminated": terminated}}],
+            },
+        }
+
+    pods = [
+        pod("t1", "Failed", "old"),
+        pod("t2", "Failed", "line 3:\n bad"),
+        pod("t3", "Running", ""),
+    ]
+    assert trainer_message(pods) == "line 3: bad"
+    job = {"status": {"conditions": [{"type": "Failed", "status": "True", "message": "limit"}]}}
+    failed = job_conditions(job, "line 3: bad")[2]
+    assert failed.status and failed.message == "line 3: bad (limit)"
 
 
 def test_the_training_pod_may_patch_its_own_status_and_nothing_else() -> None:

@@ -104,10 +104,29 @@ def test_failed_job_shows_in_status(
     name = "doomed"
     submit(cp, namespace, name)
     for _ in range(3):  # backoffLimit 2: the first pod and two retries fail
-        finish_training_pod(cp, namespace, name, 1)
+        finish_training_pod(cp, namespace, name, 1, "out of memory")
     ftj = wait_until(
         lambda: condition(cp, namespace, name, "Failed"), 120, f"Failed\n{operator.log()}"
     )
     failed = next(c for c in ftj["status"]["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "BackoffLimitExceeded"
+    assert failed["message"].startswith("out of memory (")
     assert ftj["status"]["adapterURI"] == ""
+
+
+def test_bad_data_fails_at_once_with_the_trainers_error(
+    control_plane: ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    """Exit code 2 (bad data or arguments) fails the Job without retries: they cannot help."""
+    cp = control_plane
+    submit(cp, namespace, "baddata")
+    error = "train.jsonl line 1: no assistant message: nothing to learn"
+    finish_training_pod(cp, namespace, "baddata", 2, error)
+    ftj = wait_until(
+        lambda: condition(cp, namespace, "baddata", "Failed"), 60, f"Failed\n{operator.log()}"
+    )
+    failed = next(c for c in ftj["status"]["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "PodFailurePolicy"
+    assert failed["message"].startswith(error)
+    pods = get_json(cp, "pods", "-n", namespace, "-l", "modelkube.io/finetunejob=baddata")
+    assert len((pods or {})["items"]) == 1, "a pod that failed on bad input was retried"

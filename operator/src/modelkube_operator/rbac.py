@@ -25,6 +25,8 @@ RULES: list[dict[str, Any]] = [
     {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": MANAGE},
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": MANAGE},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": MANAGE},
+    # A failed training pod's termination message: the trainer's one-line error.
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
     # Each training pod gets its own account, allowed to patch its FineTuneJob's status only.
     # (Granting that Role needs the operator to hold get/patch on finetunejobs/status: above.)
     {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": MANAGE},

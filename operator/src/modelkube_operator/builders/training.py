@@ -15,6 +15,7 @@ from modelkube_operator.builders.runtime import CACHE_DIR, MODELS_ROOT
 COMPONENT = "modelkube-finetune"
 TRAINER_IMAGE = "ghcr.io/modelkube/runtime:0.1.0"
 DATA_DIR = "/etc/modelkube/dataset"
+BAD_INPUT_EXIT_CODE = 2  # `modelkube finetune`'s exit code for bad data or arguments
 
 
 def _claim(uri: str) -> str:
@@ -122,6 +123,20 @@ def build_job(owner: Owner, spec: FineTuneJobSpec) -> Obj:
         "metadata": metadata(owner, COMPONENT),
         "spec": {
             "backoffLimit": 2,
+            # Exit code 2 is bad input (data, arguments): retrying cannot help. Other
+            # failures retry, and a retry resumes from the last checkpoint.
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": "trainer",
+                            "operator": "In",
+                            "values": [BAD_INPUT_EXIT_CODE],
+                        },
+                    }
+                ]
+            },
             "suspend": spec.suspend,
             "template": {
                 "metadata": {"labels": labels(owner, COMPONENT)},
@@ -135,6 +150,9 @@ def build_job(owner: Owner, spec: FineTuneJobSpec) -> Obj:
                         {
                             "name": "trainer",
                             "image": TRAINER_IMAGE,
+                            # The trainer writes its one-line error there; a crash leaves
+                            # the log's tail instead. The FineTuneJob's Failed shows it.
+                            "terminationMessagePolicy": "FallbackToLogsOnError",
                             "command": ["modelkube"],
                             "args": _args(spec),
                             "env": [

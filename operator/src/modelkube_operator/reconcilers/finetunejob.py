@@ -6,12 +6,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelkube_operator.api.finetunejob import FineTuneJobSpec, FineTuneJobStatus
-from modelkube_operator.builders.common import Obj
+from modelkube_operator.builders.common import Obj, Owner
 from modelkube_operator.builders.training import build_job, build_trainer_rbac
 from modelkube_operator.k8s.client import Kube
 from modelkube_operator.reconcilers.common import lock_for, owner_of, spec_error, write_status
 from modelkube_operator.status.conditions import Cond
-from modelkube_operator.status.finetunejob import finished, job_conditions, times
+from modelkube_operator.status.finetunejob import finished, job_conditions, times, trainer_message
 
 
 async def reconcile_finetunejob(kube: Kube, body: Mapping[str, Any]) -> list[Obj]:
@@ -46,7 +46,7 @@ async def reconcile_finetunejob(kube: Kube, body: Mapping[str, Any]) -> list[Obj
             )
         else:
             job = existing
-        conds = job_conditions(job)
+        conds = job_conditions(job, await _trainer_error(kube, owner, job))
         start, completion = times(job)
         succeeded = any(c.type == "Succeeded" and c.status for c in conds)
         fields: Obj = {
@@ -55,3 +55,15 @@ async def reconcile_finetunejob(kube: Kube, body: Mapping[str, Any]) -> list[Obj
             "adapterURI": spec.output.uri if succeeded else "",
         }
         return await write_status(kube, owner, FineTuneJobStatus, previous, conds, fields)
+
+
+async def _trainer_error(kube: Kube, owner: Owner, job: Obj) -> str:
+    """Only a failed Job costs a pod list: its pods say why the trainer stopped."""
+    failed = any(
+        c.get("type") == "Failed" and c.get("status") == "True"
+        for c in job.get("status", {}).get("conditions", [])
+    )
+    if not failed:
+        return ""
+    pods = await kube.list("v1", "Pod", owner.namespace, f"modelkube.io/finetunejob={owner.name}")
+    return trainer_message(pods)

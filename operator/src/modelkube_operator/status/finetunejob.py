@@ -6,7 +6,19 @@ from typing import Any
 from modelkube_operator.status.conditions import Cond
 
 
-def job_conditions(job: dict[str, Any] | None) -> list[Cond]:
+def trainer_message(pods: list[dict[str, Any]]) -> str:
+    """The newest failed training pod's termination message (the trainer's error line)."""
+    failed = [p for p in pods if p.get("status", {}).get("phase") == "Failed"]
+    failed.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True)
+    for pod in failed:
+        for container in pod["status"].get("containerStatuses", []):
+            message = container.get("state", {}).get("terminated", {}).get("message", "")
+            if container.get("name") == "trainer" and message.strip():
+                return " ".join(message.split())[:1024]
+    return ""
+
+
+def job_conditions(job: dict[str, Any] | None, trainer_error: str = "") -> list[Cond]:
     if job is None:
         return [
             Cond("Running", False, "Pending", "the training Job does not exist yet"),
@@ -23,6 +35,8 @@ def job_conditions(job: dict[str, Any] | None) -> list[Cond]:
         ]
     if "Failed" in conds:
         message = conds["Failed"].get("message", "")
+        if trainer_error:
+            message = f"{trainer_error} ({message})" if message else trainer_error
         return [
             Cond("Running", False, "Failed"),
             Cond("Succeeded", False, "Failed", message),
