@@ -193,6 +193,23 @@ def test_adapter_in_the_watched_file_loads_reloads_and_unloads_while_the_base_st
 ) -> None:
     base_streams = BaseStreams(client)
     base_streams.start()
+    try:
+        watched_file_lifecycle(server, client, base, adapters, configmap, pvc_root)
+    finally:
+        results = base_streams.stop()  # before the client closes, even on failure
+    assert len(results) >= 2
+    assert {finish for _, finish in results} == {"length"}
+    assert len({text for text, _ in results}) == 1  # the same greedy text all along
+
+
+def watched_file_lifecycle(
+    server: RuntimeProcess,
+    client: openai.OpenAI,
+    base: Path,
+    adapters: dict[str, Path],
+    configmap: Path,
+    pvc_root: Path,
+) -> None:
     # The fine-tune is still writing: the config is there, the weights are not yet.
     run = pvc_root / "claim" / "run-1"
     run.mkdir(parents=True)
@@ -222,11 +239,8 @@ def test_adapter_in_the_watched_file_loads_reloads_and_unloads_while_the_base_st
         greedy(client, "tiny:tuned")
     chunks.extend(running)
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 120
-    assert "adapter tuned: unloaded" in server.log()
-    results = base_streams.stop()
-    assert len(results) >= 2
-    assert {finish for _, finish in results} == {"length"}
-    assert len({text for text, _ in results}) == 1  # the same greedy text all along
+    # Its generator is released on the engine loop's next turn, after the last chunk went out.
+    wait_until(lambda: "adapter tuned: unloaded" in server.log(), 10, "tuned released")
 
 
 class BaseStreams(threading.Thread):
