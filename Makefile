@@ -36,6 +36,12 @@ system-deps:
 	  apt-get install -y -q libopenblas0-pthread >/dev/null 2>&1 \
 	    || { apt-get update -q >/dev/null && apt-get install -y -q libopenblas0-pthread >/dev/null; }; \
 	fi
+	@if ! command -v promtool >/dev/null; then \
+	  echo "installing Prometheus and promtool (the dashboards and alerts are tested against them)"; \
+	  apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 \
+	    || { apt-get update -q >/dev/null \
+	         && apt-get install -y -q --no-install-recommends prometheus >/dev/null; }; \
+	fi
 
 $(UV):
 	python3 -m venv $(UV_HOME)
@@ -47,8 +53,8 @@ python-deps: $(UV)
 models: python-deps
 	$(RUN) modelkube models create tiny
 
-# etcd, kube-apiserver, controller-manager, scheduler, kubectl and kwok, built from their Go
-# modules (tests/controlplane/gomod) and cached by version: only the first run pays the build.
+# etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok and helm, built from their
+# Go modules (tests/controlplane/gomod) and cached by version: only the first run pays the build.
 controlplane: python-deps
 	$(RUN) python -m tests.controlplane.binaries
 

@@ -1,4 +1,4 @@
-"""kwok's Stage configuration: nodes become Ready, pods Running, Job pods finish.
+"""kwok's Stage configuration: nodes become Ready, pods Running, Job and `helm test` pods finish.
 
 A FineTuneJob's training pod keeps running until a test annotates it with the exit code its
 trainer had (`modelkube.io/test-exit-code`): the trainer itself runs in the test process, and
@@ -14,6 +14,7 @@ from tests.controlplane.binaries import MODULES, binary_dir
 
 EXIT_CODE_ANNOTATION = "modelkube.io/test-exit-code"
 MESSAGE_ANNOTATION = "modelkube.io/test-termination-message"
+HELM_HOOK = '.metadata.annotations.["helm.sh/hook"]'
 _FINETUNE_LABEL = '.metadata.labels.["modelkube.io/finetunejob"]'
 _EXIT_CODE = f'.metadata.annotations.["{EXIT_CODE_ANNOTATION}"]'
 
@@ -29,6 +30,7 @@ def write_stages(workdir: Path) -> Path:
     complete = yaml.safe_load((_stage_dir() / "pod-complete.yaml").read_text())
     docs.append(_not_finetune(complete))
     docs.append(_finishing(complete))
+    docs.append(_helm_test(complete))
     path = workdir / "kwok-stages.yaml"
     path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
     return path
@@ -83,3 +85,27 @@ def _outcome_template(template: str) -> str:
             f"phase: {{{{ if {failed} }}}}Failed{{{{ else }}}}Succeeded{{{{ end }}}}",
         )
     )
+
+
+def _helm_test(complete: dict[str, Any]) -> dict[str, Any]:
+    """`helm test` pods have no Job: they succeed once Running, as their check would."""
+    kept = [
+        e
+        for e in complete["spec"]["selector"]["matchExpressions"]
+        if e["key"] not in (".metadata.ownerReferences.[].kind", _FINETUNE_LABEL)
+    ]
+    return {
+        "apiVersion": complete["apiVersion"],
+        "kind": "Stage",
+        "metadata": {"name": "helm-test-pod-complete"},
+        "spec": {
+            "resourceRef": complete["spec"]["resourceRef"],
+            "selector": {
+                "matchExpressions": [
+                    *kept,
+                    {"key": HELM_HOOK, "operator": "In", "values": ["test", "test-success"]},
+                ]
+            },
+            "next": complete["spec"]["next"],
+        },
+    }

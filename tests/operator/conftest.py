@@ -3,16 +3,21 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.controlplane.binaries import ensure_binaries
 from tests.controlplane.cluster import ControlPlane
 from tests.operator.harness import REPO, OperatorProcess, operator_kubeconfig
 
 _namespaces = itertools.count()
+KEDA_CRD_FILE = "keda.sh_scaledobjects.yaml"
 
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     cp = ControlPlane(tmp_path_factory.mktemp("control-plane")).start(crds=REPO / "crds")
     try:
+        # As on a cluster with KEDA: its real ScaledObject CRD, from its Go module.
+        cp.kubectl("apply", "--server-side", "-f", str(ensure_binaries()[KEDA_CRD_FILE]))
+        cp.kubectl("wait", "--for=condition=Established", "crd", "scaledobjects.keda.sh")
         yield cp
     finally:
         cp.stop()

@@ -62,9 +62,11 @@ class OperatorProcess:
     namespaces: str = "test-*"
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
+    metrics_port: int = 0
 
     def start(self) -> "OperatorProcess":
         self.port = free_port()
+        self.metrics_port = free_port()
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         env.pop("KUBERNETES_SERVICE_HOST", None)
         with self.log_path.open("ab") as log:
@@ -78,6 +80,8 @@ class OperatorProcess:
                     self.namespaces,
                     "--liveness",
                     f"http://127.0.0.1:{self.port}/healthz",
+                    "--metrics-port",
+                    str(self.metrics_port),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -94,6 +98,10 @@ class OperatorProcess:
             return httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200
         except httpx.TransportError:
             return False
+
+    def metrics(self) -> str:
+        """The operator's /metrics, as Prometheus would scrape it."""
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
 
     def kill(self) -> None:
         assert self.proc is not None

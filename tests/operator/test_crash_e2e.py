@@ -54,7 +54,7 @@ def test_operator_killed_mid_burst_converges_after_restart(control_plane: Contro
             ).stdout
             return out.split() == ["True"] * COUNT
 
-        wait_until(all_ready, 60, "every ModelService Ready")
+        wait_until(all_ready, 120, "every ModelService Ready")
     finally:
         second.stop()
     names = sorted(deployments())

@@ -1,15 +1,13 @@
-"""`modelkube operator` and `modelkube crds`, registered into the `modelkube` command."""
+"""`modelkube operator`, `modelkube crds` and `modelkube chart`, registered into `modelkube`."""
 
 import argparse
 import asyncio
-import re
 import sys
 from pathlib import Path
 
-import yaml
-
 from modelkube_operator.api import GROUP
 from modelkube_operator.api.crd import KINDS, build_crd
+from modelkube_operator.yaml_dump import to_yaml
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -19,8 +17,16 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         "--namespace", action="append", default=[], help="watch this namespace (repeatable)"
     )
     scope.add_argument("--all-namespaces", action="store_true", help="watch every namespace")
+    # Metrics on 8080 and health on 8081, as controller-runtime operators do.
     parser.add_argument(
-        "--liveness", default="http://0.0.0.0:8080/healthz", help="kopf's liveness endpoint"
+        "--liveness", default="http://0.0.0.0:8081/healthz", help="kopf's liveness endpoint"
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=8080,
+        metavar="PORT",
+        help="serve Prometheus metrics on 0.0.0.0:PORT/metrics (0: off)",
     )
     parser.set_defaults(run=_run_operator)
 
@@ -31,24 +37,12 @@ def register_crds(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     parser.set_defaults(run=_run_crds)
 
 
-# YAML 1.2 readers (the API server's among them) take these for numbers; PyYAML's 1.1 does not.
-_NUMBER_LIKE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-
-
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "'" if _NUMBER_LIKE.match(value) else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
-def to_yaml(obj: object) -> str:
-    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, width=100)
+def register_chart(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    parser = sub.add_parser(
+        "chart", help="regenerate the chart's CRDs, ClusterRole, values schema and README"
+    )
+    parser.add_argument("--write", type=Path, metavar="DIR", required=True, help="the chart")
+    parser.set_defaults(run=_run_chart)
 
 
 def crd_files() -> dict[str, str]:
@@ -70,6 +64,18 @@ def _run_crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_chart(args: argparse.Namespace) -> int:
+    from modelkube_operator.chart import chart_files
+
+    for name, text in chart_files(args.write).items():
+        path = args.write / name
+        if not path.exists() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path}")
+    return 0
+
+
 def _run_operator(args: argparse.Namespace) -> int:
     import kopf
 
@@ -87,6 +93,7 @@ def _run_operator(args: argparse.Namespace) -> int:
             namespaces=args.namespace,
             standalone=True,
             liveness_endpoint=args.liveness,
+            memo=kopf.Memo(metrics_port=args.metrics_port),
         )
     )
     return 0

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import kopf
 
+from modelkube_operator import metrics
 from modelkube_operator.api import GROUP, VERSION
 from modelkube_operator.builders.common import MANAGED_BY
 from modelkube_operator.k8s.client import Kube
@@ -47,6 +48,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     settings.queueing.worker_limit = WORKER_LIMIT
     settings.queueing.idle_timeout = WORKER_IDLE_S
     memo.kube = Kube(load_credentials())
+    metrics.resources.owners = kwargs["owners"]
+    port = memo.get("metrics_port", 0)
+    memo.metrics = await metrics.serve(port) if port else None
     memo.resync = asyncio.create_task(
         _resync_forever(memo.kube, kwargs["owners"], kwargs["children"], kwargs["jobs"])
     )
@@ -57,6 +61,8 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     memo.resync.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await memo.resync
+    if memo.metrics is not None:
+        await memo.metrics.cleanup()
     await memo.kube.close()
 
 
@@ -87,6 +93,7 @@ async def _resync_forever(
         present = {key: list(kinds) for key, kinds in children.items()}
         snapshot = [owner for store in owners.values() for owner in store]
         stale = {_key(owner): owner for owner in out_of_sync(snapshot, present)}
+        metrics.count_out_of_sync(stale.values())
         due = [owner for key, owner in stale.items() if key in seen_before]
         seen_before = set(stale)
         for owner in due:
@@ -108,11 +115,13 @@ async def _reconcile(
     jobs: JobsIndex,
 ) -> None:
     key = _key(body)
-    if body["kind"] == "ModelService":
-        in_namespace = _jobs_in(jobs, key[1])
-        transitions = await reconcile_modelservice(kube, body, present.get(key, []), in_namespace)
-    else:
-        transitions = await reconcile_finetunejob(kube, body)
+    with metrics.reconciling(body["kind"]):
+        if body["kind"] == "ModelService":
+            in_namespace = _jobs_in(jobs, key[1])
+            present_kinds = present.get(key, [])
+            transitions = await reconcile_modelservice(kube, body, present_kinds, in_namespace)
+        else:
+            transitions = await reconcile_finetunejob(kube, body)
     _post(body, transitions)
 
 
@@ -208,6 +217,8 @@ async def owners(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], dict[s
 @kopf.index("", "v1", "serviceaccounts", labels=OURS)
 @kopf.index("rbac.authorization.k8s.io", "v1", "roles", labels=OURS)
 @kopf.index("rbac.authorization.k8s.io", "v1", "rolebindings", labels=OURS)
+# Optional: kopf serves it once KEDA's CRD exists (it watches the CRDs), and warns until then.
+@kopf.index("keda.sh", "v1alpha1", "scaledobjects", labels=OURS)
 async def children(body: kopf.Body, **_: Any) -> dict[OwnerKey, str] | None:
     """Which children exist, by owner: the resync and the optional-child deletes read it."""
     for ref in body.metadata.get("ownerReferences", []):
@@ -224,6 +235,7 @@ async def children(body: kopf.Body, **_: Any) -> dict[OwnerKey, str] | None:
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=OURS)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=OURS)
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
+@kopf.on.event("keda.sh", "v1alpha1", "scaledobjects", labels=OURS)
 async def child_changed(body: kopf.Body, memo: kopf.Memo, type: str | None, **kwargs: Any) -> None:
     """A child changed or vanished (drift, a rollout, a finished Job): reconcile its owner."""
     owners: OwnersIndex = kwargs["owners"]
@@ -233,9 +245,11 @@ async def child_changed(body: kopf.Body, memo: kopf.Memo, type: str | None, **kw
         for owner in owners.get((ref["kind"], body.metadata.namespace or "", ref["name"]), []):
             if owner["metadata"]["uid"] != ref["uid"] or owner["metadata"].get("deletionTimestamp"):
                 continue
-            if ref["kind"] == "ModelService":
-                jobs = _jobs_in(kwargs["jobs"], body.metadata.namespace or "")
-                transitions = await reconcile_child(memo.kube, owner, body, type == "DELETED", jobs)
-            else:
-                transitions = await reconcile_finetunejob(memo.kube, owner)
+            with metrics.reconciling(ref["kind"]):
+                if ref["kind"] == "ModelService":
+                    jobs = _jobs_in(kwargs["jobs"], body.metadata.namespace or "")
+                    deleted = type == "DELETED"
+                    transitions = await reconcile_child(memo.kube, owner, body, deleted, jobs)
+                else:
+                    transitions = await reconcile_finetunejob(memo.kube, owner)
             _post(kopf.Body(cast(kopf.RawBody, owner)), transitions)

@@ -36,7 +36,9 @@ RULES: list[dict[str, Any]] = [
         "verbs": MANAGE,
     },
     {"apiGroups": ["monitoring.coreos.com"], "resources": ["servicemonitors"], "verbs": MANAGE},
-    # To notice whether the Prometheus Operator's ServiceMonitor CRD exists.
+    # KEDA's ScaledObject replaces the HPA when a ModelService asks for KEDA and it is installed.
+    {"apiGroups": ["keda.sh"], "resources": ["scaledobjects"], "verbs": MANAGE},
+    # To notice whether the Prometheus Operator's and KEDA's CRDs exist.
     {
         "apiGroups": ["apiextensions.k8s.io"],
         "resources": ["customresourcedefinitions"],

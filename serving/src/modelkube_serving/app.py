@@ -81,6 +81,8 @@ def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = Non
     )
     admission = Admission(limits, admission_changed)
     admission_changed(0, 0)
+    metrics.max_concurrent.labels(**labels).set(config.max_concurrent_requests)
+    metrics.max_queued.labels(**labels).set(config.max_queued_requests)
     service = CompletionService(engine, admission, metrics, config.model_name)
     adapters = AdapterManager(engine, metrics, config.adapters, config.adapters_file)
     state = RuntimeState(engine, service, admission, metrics, config.api_keys, adapters)

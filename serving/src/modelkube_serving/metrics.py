@@ -17,6 +17,8 @@ PREFIX_CACHE_HIT_TOKENS = f"{PREFIX}_prefix_cache_hit_tokens_total"
 BATCH_SIZE = f"{PREFIX}_batch_size"
 BLAS_INFO = f"{PREFIX}_blas_info"
 ADAPTERS = f"{PREFIX}_adapters"
+MAX_CONCURRENT_REQUESTS = f"{PREFIX}_max_concurrent_requests"
+MAX_QUEUED_REQUESTS = f"{PREFIX}_max_queued_requests"
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1)
@@ -43,6 +45,19 @@ class RuntimeMetrics:
         )
         self.queued = Gauge(
             REQUESTS_QUEUED, "Requests waiting for a slot in the batch.", ["model"], registry=r
+        )
+        # The limits in_flight and queued run up against, so alerts can divide by them.
+        self.max_concurrent = Gauge(
+            MAX_CONCURRENT_REQUESTS,
+            "Requests decoded together at most (--max-concurrent-requests).",
+            ["model"],
+            registry=r,
+        )
+        self.max_queued = Gauge(
+            MAX_QUEUED_REQUESTS,
+            "Requests waiting at most before a 429 (--max-queued-requests).",
+            ["model"],
+            registry=r,
         )
         self.ttft = Histogram(
             TIME_TO_FIRST_TOKEN,

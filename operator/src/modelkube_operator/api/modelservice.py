@@ -48,10 +48,25 @@ class Adapter(ApiModel):
     )
 
 
+class Keda(ApiModel):
+    prometheus_address: str = Field(
+        pattern=r"^https?://.+",
+        max_length=512,
+        description=(
+            "The Prometheus that KEDA's prometheus trigger queries for the in-flight requests, "
+            "e.g. http://prometheus-operated.monitoring.svc:9090."
+        ),
+    )
+
+
 class Autoscaling(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel(
             ("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas"),
+            (
+                "!has(self.keda) || !has(self.metric) || self.metric == 'inFlightRequests'",
+                "keda scales on inFlightRequests only",
+            ),
         )
     }
     min_replicas: int = Field(default=1, ge=1, le=1000, description="The fewest replicas.")
@@ -64,6 +79,13 @@ class Autoscaling(ApiModel):
         ge=1,
         le=10000,
         description="Target per pod: in-flight requests, or CPU utilization in percent.",
+    )
+    keda: Keda | None = Field(
+        default=None,
+        description=(
+            "Scale with KEDA instead of an HPA: a ScaledObject with a prometheus trigger on the "
+            "in-flight requests, once KEDA's ScaledObject CRD is installed (an HPA until then)."
+        ),
     )
 
 

@@ -1,15 +1,27 @@
-"""HorizontalPodAutoscaler and PodDisruptionBudget for a ModelService."""
+"""HorizontalPodAutoscaler (or KEDA's ScaledObject) and PodDisruptionBudget for a ModelService."""
 
 from modelkube_operator.api.modelservice import ModelServiceSpec
 from modelkube_operator.builders.common import Obj, Owner, metadata, selector_labels
 from modelkube_operator.builders.runtime import COMPONENT
 
 IN_FLIGHT_METRIC = "modelkube_requests_in_flight"
+KEDA_API_VERSION = "keda.sh/v1alpha1"
 
 
-def build_hpa(owner: Owner, spec: ModelServiceSpec) -> Obj | None:
+def uses_keda(spec: ModelServiceSpec, keda_present: bool) -> bool:
+    """KEDA scales the service when its spec asks for it and KEDA's CRD is installed."""
+    return bool(spec.autoscaling and spec.autoscaling.keda and keda_present)
+
+
+def in_flight_query(owner: Owner) -> str:
+    """All the service's in-flight requests: the runtime labels them with the served model
+    name, which is the ModelService's name."""
+    return f'sum({IN_FLIGHT_METRIC}{{namespace="{owner.namespace}", model="{owner.name}"}})'
+
+
+def build_hpa(owner: Owner, spec: ModelServiceSpec, keda_present: bool = False) -> Obj | None:
     scaling = spec.autoscaling
-    if scaling is None:
+    if scaling is None or uses_keda(spec, keda_present):
         return None
     if scaling.metric == "cpu":
         metric: Obj = {
@@ -37,6 +49,36 @@ def build_hpa(owner: Owner, spec: ModelServiceSpec) -> Obj | None:
             "minReplicas": scaling.min_replicas,
             "maxReplicas": scaling.max_replicas,
             "metrics": [metric],
+        },
+    }
+
+
+def build_scaledobject(owner: Owner, spec: ModelServiceSpec, keda_present: bool) -> Obj | None:
+    """KEDA's ScaledObject in place of the HPA; KEDA then runs an HPA of its own over an
+    external metric. Its default metric type, AverageValue, divides the query's total by the
+    replicas, so `threshold` is the same per-pod target the HPA would use."""
+    if not uses_keda(spec, keda_present):
+        return None
+    scaling = spec.autoscaling
+    assert scaling is not None and scaling.keda is not None
+    return {
+        "apiVersion": KEDA_API_VERSION,
+        "kind": "ScaledObject",
+        "metadata": metadata(owner, COMPONENT),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name},
+            "minReplicaCount": scaling.min_replicas,
+            "maxReplicaCount": scaling.max_replicas,
+            "triggers": [
+                {
+                    "type": "prometheus",
+                    "metadata": {
+                        "serverAddress": scaling.keda.prometheus_address,
+                        "query": in_flight_query(owner),
+                        "threshold": str(scaling.target),
+                    },
+                }
+            ],
         },
     }
 

@@ -1,4 +1,5 @@
-"""ModelService → ConfigMap, Deployment, Service, HPA, PDB, ServiceMonitor, and its status.
+"""ModelService → ConfigMap, Deployment, Service, HPA or KEDA ScaledObject, PDB, ServiceMonitor,
+and its status.
 
 A spec change (or resume, or the resync timer) reconciles everything. A child's event only
 re-applies that child, which corrects drift, and refreshes status when the child is the
@@ -19,7 +20,12 @@ from modelkube_operator.builders.monitoring import build_servicemonitor
 from modelkube_operator.builders.networking import build_service, service_url
 from modelkube_operator.builders.runtime import build_configmap, build_deployment, settings_hash
 from modelkube_operator.builders.runtime_access import build_runtime_access, runtime_account
-from modelkube_operator.builders.scaling import build_hpa, build_pdb
+from modelkube_operator.builders.scaling import (
+    KEDA_API_VERSION,
+    build_hpa,
+    build_pdb,
+    build_scaledobject,
+)
 from modelkube_operator.k8s.client import Kube
 from modelkube_operator.reconcilers.common import (
     changed_by_others,
@@ -37,6 +43,7 @@ from modelkube_operator.status.modelservice import (
 )
 
 SERVICEMONITOR_CRD = "servicemonitors.monitoring.coreos.com"
+KEDA_CRD = "scaledobjects.keda.sh"
 _CRD_TTL_S = 60.0
 _crd_seen: dict[str, tuple[float, bool]] = {}
 _API_VERSIONS = {
@@ -46,6 +53,7 @@ _API_VERSIONS = {
     "HorizontalPodAutoscaler": "autoscaling/v2",
     "PodDisruptionBudget": "policy/v1",
     "ServiceMonitor": "monitoring.coreos.com/v1",
+    "ScaledObject": KEDA_API_VERSION,
     "ServiceAccount": "v1",
     "Role": "rbac.authorization.k8s.io/v1",
     "RoleBinding": "rbac.authorization.k8s.io/v1",
@@ -73,16 +81,22 @@ async def reconcile_modelservice(
             return await write_status(
                 kube, owner, ModelServiceStatus, body.get("status") or {}, invalid, {}
             )
-        crd_present = await _servicemonitor_crd(kube)
+        crd_present = await _crd_exists(kube, SERVICEMONITOR_CRD)
+        keda = await _crd_exists(kube, KEDA_CRD)
         plan = plan_adapters(owner.name, spec, jobs or {})
         deployment: Obj = {}
-        for kind, obj in desired_children(owner, spec, crd_present, plan).items():
+        for kind, obj in desired_children(owner, spec, crd_present, plan, keda).items():
             if obj is not None:
                 applied = await kube.apply(obj)
                 deployment = applied if kind == "Deployment" else deployment
-            elif (present is None or kind in present) and (kind != "ServiceMonitor" or crd_present):
+            elif (present is None or kind in present) and _served(kind, crd_present, keda):
                 await kube.delete(_API_VERSIONS[kind], kind, owner.namespace, _name(kind, owner))
         return await _write_status(kube, owner, spec, body, deployment, plan)
+
+
+def _served(kind: str, servicemonitors: bool, keda: bool) -> bool:
+    """Whether the API server knows the kind (the optional CRDs may be missing)."""
+    return {"ServiceMonitor": servicemonitors, "ScaledObject": keda}.get(kind, True)
 
 
 def _name(kind: str, owner: Owner) -> str:
@@ -107,7 +121,9 @@ async def reconcile_child(
             return []
         kind, name = child["kind"], child["metadata"]["name"]
         plan = plan_adapters(owner.name, spec, jobs or {})
-        desired = desired_children(owner, spec, True, plan).get(kind)
+        # Whether an HPA is wanted depends on whether KEDA is there to replace it.
+        keda = kind == "ScaledObject" or await _crd_exists(kube, KEDA_CRD)
+        desired = desired_children(owner, spec, True, plan, keda).get(kind)
         if desired is None and not deleted and name == owner.name:
             await kube.delete(_API_VERSIONS[kind], kind, owner.namespace, name)
         if desired is None or desired["metadata"]["name"] != name:
@@ -120,7 +136,11 @@ async def reconcile_child(
 
 
 def desired_children(
-    owner: Owner, spec: ModelServiceSpec, crd_present: bool, plan: AdapterPlan
+    owner: Owner,
+    spec: ModelServiceSpec,
+    crd_present: bool,
+    plan: AdapterPlan,
+    keda_present: bool = False,
 ) -> dict[str, Obj | None]:
     """Every child kind, and the object it should be (None: it should not exist)."""
     configmap = build_configmap(owner, spec, plan)
@@ -130,7 +150,8 @@ def desired_children(
         "ConfigMap": configmap,
         "Deployment": build_deployment(owner, spec, plan, settings_hash(configmap)),
         "Service": build_service(owner),
-        "HorizontalPodAutoscaler": build_hpa(owner, spec),
+        "HorizontalPodAutoscaler": build_hpa(owner, spec, keda_present),
+        "ScaledObject": build_scaledobject(owner, spec, keda_present),
         "PodDisruptionBudget": build_pdb(owner, spec),
         "ServiceMonitor": build_servicemonitor(owner, spec, crd_present),
     }
@@ -162,15 +183,14 @@ async def _write_status(
     return await write_status(kube, owner, ModelServiceStatus, previous, conds, fields)
 
 
-async def _servicemonitor_crd(kube: Kube) -> bool:
-    """Whether the Prometheus Operator is installed, looked up at most once a minute."""
-    seen = _crd_seen.get(SERVICEMONITOR_CRD)
+async def _crd_exists(kube: Kube, name: str) -> bool:
+    """Whether an optional CRD (the Prometheus Operator's, KEDA's) is installed, looked up at
+    most once a minute."""
+    seen = _crd_seen.get(name)
     if seen is not None and time.monotonic() - seen[0] < _CRD_TTL_S:
         return seen[1]
-    crd = await kube.get(
-        "apiextensions.k8s.io/v1", "CustomResourceDefinition", "", SERVICEMONITOR_CRD
-    )
-    _crd_seen[SERVICEMONITOR_CRD] = (time.monotonic(), crd is not None)
+    crd = await kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", "", name)
+    _crd_seen[name] = (time.monotonic(), crd is not None)
     return crd is not None
 
 

@@ -42,7 +42,16 @@ def expected_children(body: Mapping[str, Any]) -> frozenset[str] | None:
     except ValidationError:
         return frozenset()
     wanted = desired_children(owner_of(body), spec, False, AdapterPlan())
-    return frozenset(kind for kind, obj in wanted.items() if obj is not None) & WATCHED_CHILDREN
+    return frozenset(kind for kind, obj in wanted.items() if obj is not None) & _judged(body)
+
+
+def _judged(body: Mapping[str, Any]) -> frozenset[str]:
+    """The watched kinds the index can judge: whether a ModelService that asks for KEDA has
+    an HPA depends on whether KEDA is installed, which the index does not know."""
+    scaling = (body.get("spec") or {}).get("autoscaling") or {}
+    return (
+        WATCHED_CHILDREN - {"HorizontalPodAutoscaler"} if scaling.get("keda") else WATCHED_CHILDREN
+    )
 
 
 def spec_pending(body: Mapping[str, Any]) -> bool:
@@ -71,7 +80,7 @@ def out_of_sync(
             continue
         expected = expected_children(body)
         present = children.get(owner_key(body["kind"], meta["namespace"], meta["name"]), ())
-        watched = frozenset(present) & WATCHED_CHILDREN  # accounts and roles are not watched
+        watched = frozenset(present) & _judged(body)  # accounts and roles are not watched
         if spec_pending(body) or (expected is not None and watched != expected):
             stale.append(body)
     return stale

@@ -32,7 +32,12 @@ def openai_events(ftj: Obj, target: Target) -> list[Obj]:
     step = _progress_event(name, status.get("progress") or {}, started or created)
     if step is not None:
         events.append(step)
-    events.extend(_ending(ftj, target))
+    # How it ended is the last word, even when clocks or a race (a Job started just after a
+    # cancel) put an earlier milestone later.
+    latest = max(int(e["created_at"]) for e in events)
+    for ending in _ending(ftj, target):
+        ending["created_at"] = max(int(ending["created_at"]), latest)
+        events.append(ending)
     # sorted() keeps ties in input order, so reversing first puts the later milestone first.
     return sorted(reversed(events), key=lambda e: int(e["created_at"]), reverse=True)
 

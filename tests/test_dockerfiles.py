@@ -1,0 +1,117 @@
+"""The Dockerfiles, read for what they must hold: no container engine runs here to build them.
+
+Pinned base images (an exact version, never `latest`), a numeric non-root final USER equal to
+the pods' runAsUser, multi-stage builds whose final stage has no build tools, and Python
+dependencies installed from uv.lock.
+"""
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+from modelkube_operator.builders.common import restricted_pod_context
+
+REPO = Path(__file__).resolve().parents[1]
+DOCKERFILES = {
+    "operator": REPO / "operator" / "Dockerfile",
+    "runtime-cpu": REPO / "serving" / "Dockerfile",
+    "runtime-cuda": REPO / "serving" / "Dockerfile.cuda",
+}
+# registry/name:tag with a version of at least major.minor, e.g. python:3.12.12-slim-bookworm.
+_PINNED = re.compile(r"^[\w./-]+:v?\d+\.\d+(\.\d+)?[\w.-]*(@sha256:[0-9a-f]{64})?$")
+MEMBERS = ("operator", "serving", "native")
+_BUILD_TOOLS = ("gcc", "g++", "build-essential", "cargo", "rustc", "rustup", "-dev", "maturin")
+
+
+@dataclass
+class Stage:
+    image: str
+    name: str | None
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def all(self, keyword: str) -> list[str]:
+        return [args for kw, args in self.instructions if kw == keyword]
+
+
+def parse(path: Path) -> list[Stage]:
+    text = re.sub(
+        r"\\\n",
+        " ",
+        "\n".join(
+            line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")
+        ),
+    )
+    stages: list[Stage] = []
+    for line in filter(str.strip, text.splitlines()):
+        keyword, _, args = line.strip().partition(" ")
+        if keyword.upper() == "FROM":
+            image, _, name = args.partition(" AS ")
+            stages.append(Stage(image.strip(), name.strip() or None))
+        else:
+            stages[-1].instructions.append((keyword.upper(), " ".join(args.split())))
+    return stages
+
+
+def _external_images(stages: list[Stage]) -> list[str]:
+    names = {s.name for s in stages}
+    images = [s.image for s in stages if s.image not in names]
+    for stage in stages:
+        for args in stage.all("COPY"):
+            match = re.search(r"--from=(\S+)", args)
+            if match and match[1] not in names:
+                images.append(match[1])
+    return images
+
+
+@pytest.mark.parametrize("path", DOCKERFILES.values(), ids=DOCKERFILES.keys())
+def test_base_images_are_pinned(path: Path) -> None:
+    images = _external_images(parse(path))
+    assert images
+    for image in images:
+        assert _PINNED.match(image), f"{path.name}: {image} is not pinned to a version"
+        assert "latest" not in image
+
+
+@pytest.mark.parametrize("path", DOCKERFILES.values(), ids=DOCKERFILES.keys())
+def test_final_stage_runs_as_the_pods_uid_without_build_tools(path: Path) -> None:
+    stages = parse(path)
+    final = stages[-1]
+    assert len(stages) > 1 and final.name is None, "multi-stage, the last stage unnamed"
+    uid = restricted_pod_context()["runAsUser"]
+    chart = yaml.safe_load((REPO / "charts" / "modelkube" / "values.yaml").read_text())
+    assert chart["podSecurityContext"]["runAsUser"] == uid
+    assert final.all("USER")[-1] == f"{uid}:{uid}"
+    runs = " ".join(final.all("RUN"))
+    for tool in _BUILD_TOOLS:
+        assert tool not in runs, f"{path.name}: {tool} in the final stage"
+    copies = final.all("COPY")
+    assert all("--from=build" in c for c in copies), "only the built environment is copied"
+    assert final.all("ENTRYPOINT") == ['["modelkube"]']
+
+
+@pytest.mark.parametrize("path", DOCKERFILES.values(), ids=DOCKERFILES.keys())
+def test_dependencies_come_from_the_lock(path: Path) -> None:
+    build = " ".join(args for stage in parse(path)[:-1] for args in stage.all("RUN"))
+    assert "--frozen" in build
+    assert "pip install" not in build or "--require-hashes" in build
+
+
+def test_the_operator_image_holds_the_operator_alone() -> None:
+    copies = parse(DOCKERFILES["operator"])[-2].all("COPY")
+    from_context = [c.split()[:-1] for c in copies if not c.startswith("--from")]
+    sources = {source for args in from_context for source in args}
+    manifests = {"pyproject.toml", "uv.lock"} | {f"{d}/pyproject.toml" for d in MEMBERS}
+    assert sources - manifests == {"operator/src"}
+
+
+def test_runtime_images_build_the_native_core_and_pick_their_mlx() -> None:
+    cpu, cuda = parse(DOCKERFILES["runtime-cpu"]), parse(DOCKERFILES["runtime-cuda"])
+    for stages in (cpu, cuda):
+        build = stages[-2]
+        assert "COPY native native" in [f"COPY {c}" for c in build.all("COPY")]
+        assert any("MATURIN_PEP517_ARGS=--locked" in env for env in build.all("ENV"))
+    assert "libopenblas0-pthread" in " ".join(cpu[-1].all("RUN"))
+    cuda_build = " ".join(cuda[-2].all("RUN"))
+    assert "--no-emit-package mlx-cpu" in cuda_build and "mlx[cuda12]" in cuda_build
