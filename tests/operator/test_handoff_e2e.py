@@ -103,7 +103,8 @@ def test_a_finished_fine_tune_is_served_without_a_restart(
     cp = control_plane
     docs = storage(namespace)
     docs[0]["data"]["train.jsonl"] = CHAT.read_text()
-    hostpath = Path(docs[1]["spec"]["hostPath"]["path"])
+    hostpath = tmp_path / "volume"  # this run's own: an earlier run's adapter would be reused
+    docs[1]["spec"]["hostPath"]["path"] = str(hostpath)
     manifests = yaml.safe_dump_all([*docs, JOB, SERVICE])
     applied = cp.kubectl("apply", "-n", namespace, "-f", "-", stdin=manifests, check=False)
     assert applied.returncode == 0, applied.stderr

@@ -64,11 +64,11 @@ def run(args: argparse.Namespace) -> int:
     except ClusterCredentialsError as exc:
         return _fail(f"cannot report to FineTuneJob {args.report_to_finetunejob}: {exc}")
 
-    def tracker_for(start: int) -> Tracker:
+    def tracker_for(start: int, resuming: bool) -> Tracker:
         sinks: list[ProgressSink] = _console(args.progress, config.iterations, start)
         if cluster is not None:
             sinks.append(StatusReporter(cluster, args.report_to_finetunejob))
-        if start:
+        if resuming:
             print(f"modelkube finetune: resuming at iteration {start}", file=sys.stderr)
         return Tracker(config.iterations, start, sinks)
 

@@ -85,11 +85,14 @@ def load_data(config: TrainConfig) -> Data:
 
 
 def finetune(config: TrainConfig, tracker_for: Any, stop: threading.Event) -> Result:
-    """Train; `tracker_for(start_iteration)` gives the progress tracker once the start is known."""
+    """Train; `tracker_for(start_iteration, resuming)` gives the progress tracker once the
+    start is known."""
     data = load_data(config)
     run_key = config.run_key(data.hash)
     done = read_manifest(config.output)
     if done is not None and done.get("runKey") == run_key:
+        # A retried pod whose run had finished: the status still ends at 100%.
+        _report_finished(tracker_for(config.iterations, False), done)
         return Result(done, already_done=True)
     if done is not None:
         raise TrainingError(
@@ -115,7 +118,7 @@ def finetune(config: TrainConfig, tracker_for: Any, stop: threading.Event) -> Re
     train_set = CacheDataset(create_dataset(list(data.train.records), tokenizer, options))
     valid_set = CacheDataset(create_dataset(list(data.valid.records), tokenizer, options))
     start = resume.iteration if resume else 0
-    tracker: Tracker = tracker_for(start)
+    tracker: Tracker = tracker_for(start, resume is not None)
     try:
         losses = _loop(
             config, model, optimizer, train_set, valid_set, start, run_key, tracker, stop
@@ -127,6 +130,16 @@ def finetune(config: TrainConfig, tracker_for: Any, stop: threading.Event) -> Re
     finally:
         tracker.close()
     return Result(manifest, resumed_from=start or None)
+
+
+def _report_finished(tracker: Tracker, manifest: dict[str, Any]) -> None:
+    losses = manifest.get("finalLosses") or {}
+    if "validation" in losses:
+        tracker.validation_loss(float(losses["validation"]))
+    if "train" in losses:
+        tracker.train_loss(float(losses["train"]))
+    tracker.phase("done")
+    tracker.close()
 
 
 def _layers(config: TrainConfig, model: Any) -> int:

@@ -1,0 +1,1 @@
+"""DSPy programs served next to the model (issue 7)."""
