@@ -20,10 +20,13 @@ from modelkube_serving.engine.mlx_engine import EngineSettings, MLXEngine
 from modelkube_serving.errors import APIError, InvalidRequest, NotFound, PayloadTooLarge
 from modelkube_serving.metrics import RuntimeMetrics
 from modelkube_serving.models.adapters import AdapterSpec
+from modelkube_serving.programs.service import ProgramService
+from modelkube_serving.programs.spec import ProgramSpec
 from modelkube_serving.routes import adapters as adapter_routes
 from modelkube_serving.routes import files as file_routes
 from modelkube_serving.routes import fine_tuning as fine_tuning_routes
 from modelkube_serving.routes import openai, ops
+from modelkube_serving.routes import programs as program_routes
 from modelkube_serving.services.adapters import AdapterManager
 from modelkube_serving.services.admission import Admission, AdmissionLimits
 from modelkube_serving.services.completions import CompletionService
@@ -54,6 +57,7 @@ class ServeConfig:
     fine_tuning: FineTuningSettings | None = None  # --fine-tuning-api
     adapters: tuple[tuple[AdapterSpec, Path], ...] = ()  # from --adapter, resolved
     adapters_file: Path | None = None
+    programs: tuple[ProgramSpec, ...] = ()  # from --programs-file
 
 
 def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = None) -> FastAPI:
@@ -111,6 +115,8 @@ def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = Non
     app.state.runtime = state
     app.include_router(openai.router)
     app.include_router(adapter_routes.router)
+    app.state.programs = ProgramService(config.programs, service)
+    app.include_router(program_routes.router)
     app.include_router(ops.router)
     if fine_tuning is not None:  # off by default: the routes are absent, so 404
         app.state.fine_tuning = fine_tuning

@@ -55,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
         help='JSON {"adapters": [{"name": ..., "uri": ...}]}, polled; adapters load and unload',
     )
     serve.add_argument(
+        "--programs-file",
+        type=Path,
+        help='JSON {"programs": [{"name", "signature", "module", ...}]}: DSPy programs served',
+    )
+    serve.add_argument(
         "--fine-tuning-api",
         action="store_true",
         help="serve /v1/files and /v1/fine_tuning/jobs on FineTuneJobs (needs a service account)",
@@ -171,12 +176,22 @@ def _resolve_adapters(specs: list[AdapterSpec]) -> tuple[tuple[AdapterSpec, Path
     return tuple((spec, resolve_adapter(spec.uri)) for spec in specs)
 
 
+def _read(path: Path) -> str:
+    from modelkube_serving.programs.spec import ProgramSpecError
+
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise ProgramSpecError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from modelkube_serving.app import ServeConfig, create_app
     from modelkube_serving.auth import KeyFileError, load_api_keys
     from modelkube_serving.models.uri import ModelSourceError, resolve_model
+    from modelkube_serving.programs.spec import ProgramSpecError, parse_programs
     from modelkube_serving.server import DrainingServer
     from modelkube_serving.services.fine_tuning import FineTuningSetupError, fine_tuning_settings
 
@@ -192,7 +207,18 @@ def _serve(args: argparse.Namespace) -> int:
         )
         path = resolve_model(args.model, progress=log.info)
         adapters = _resolve_adapters(args.adapter)
-    except (KeyFileError, ModelSourceError, AdapterSpecError, FineTuningSetupError) as exc:
+        programs = (
+            parse_programs(_read(args.programs_file), str(args.programs_file))
+            if args.programs_file
+            else ()
+        )
+    except (
+        KeyFileError,
+        ModelSourceError,
+        AdapterSpecError,
+        FineTuningSetupError,
+        ProgramSpecError,
+    ) as exc:
         print(f"modelkube serve: error: {exc}", file=sys.stderr)
         return 2
     if not keys:
@@ -212,6 +238,7 @@ def _serve(args: argparse.Namespace) -> int:
         adapters=adapters,
         adapters_file=args.adapters_file,
         fine_tuning=fine_tuning,
+        programs=programs,
     )
     uv_config = uvicorn.Config(
         "modelkube_serving.app:create_app",

@@ -1,0 +1,83 @@
+"""Declarative DSPy programs served by the runtime, run in-process on its own engine."""
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.serving.conftest import StartRuntime, scrape
+from tests.serving.runtime_process import RuntimeProcess
+from tests.serving.test_cli import run_cli
+
+PROGRAMS = {
+    "programs": [
+        {
+            "name": "qa",
+            "signature": "question -> answer",
+            "module": "predict",
+            "instructions": "Answer in one word.",
+            "demos": [{"question": "What serves the model?", "answer": "runtime"}],
+        },
+        {"name": "summarize", "signature": "text -> summary", "module": "chain_of_thought"},
+    ]
+}
+
+
+@pytest.fixture(scope="module")
+def server(start_runtime: StartRuntime, tmp_path_factory: pytest.TempPathFactory) -> RuntimeProcess:
+    path = tmp_path_factory.mktemp("programs") / "programs.json"
+    path.write_text(json.dumps(PROGRAMS))
+    return start_runtime("--programs-file", str(path))
+
+
+def test_programs_are_listed_with_their_fields(server: RuntimeProcess) -> None:
+    body = httpx.get(f"{server.url}/v1/programs", timeout=10).json()
+    cards = {p["id"]: p for p in body["data"]}
+    assert cards["qa"]["inputs"] == ["question"] and cards["qa"]["outputs"] == ["answer"]
+    assert cards["qa"]["demos"] == 1
+    assert cards["summarize"]["module"] == "chain_of_thought"
+    assert cards["summarize"]["outputs"] == ["reasoning", "summary"]
+
+
+def test_unparsable_output_is_a_422_with_the_raw_text_and_runs_on_the_engine(
+    server: RuntimeProcess,
+) -> None:
+    before = scrape(server.url).get("modelkube_generation_tokens_total{model=tiny}", 0.0)
+    response = httpx.post(
+        f"{server.url}/v1/programs/qa", json={"inputs": {"question": "Hi?"}}, timeout=120
+    )
+    # builtin://tiny has random weights: its words never fill DSPy's fields.
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "unparsable_output"
+    assert "does not fit program `qa`'s fields ['answer']" in error["message"]
+    after = scrape(server.url).get("modelkube_generation_tokens_total{model=tiny}", 0.0)
+    assert after > before, "the program's calls did not go through the runtime's engine"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("/v1/programs/nope", {"inputs": {}}, 404, "The program `nope` does not exist."),
+        ("/v1/programs/qa", {"inputs": {}}, 400, "takes inputs ['question']: missing"),
+        ("/v1/programs/qa", {"inputs": {"question": "q", "x": 1}}, 400, "unknown ['x']"),
+        ("/v1/programs/qa", {"input": {}}, 400, "Missing required parameter: 'inputs'."),
+    ],
+)
+def test_bad_program_calls_get_openai_errors(
+    server: RuntimeProcess, path: str, body: dict[str, object], status: int, message: str
+) -> None:
+    response = httpx.post(f"{server.url}{path}", json=body, timeout=30)
+    assert response.status_code == status
+    assert message in response.json()["error"]["message"]
+
+
+def test_a_bad_programs_file_stops_serve_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "programs.json"
+    bad.write_text(json.dumps({"programs": [{"name": "Bad Name", "signature": "q -> a"}]}))
+    result = run_cli("serve", "--model", "builtin://tiny", "--programs-file", str(bad))
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("modelkube serve: error: ")
+    assert "programs.0.name" in last
