@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from bench.serving.servers import HOST, LOG_DIR, _stop, blas_env, free_port
+from bench.serving.servers import HOST, LOG_DIR, blas_env, free_port, stop_process
 from modelkube_serving.models.builtin import ensure_builtin
 
 PROMPT = [{"role": "user", "content": "Say the color red."}]
@@ -67,7 +67,7 @@ def hot(adapter: Path) -> float:
         _first_answer(url, "svc:tuned")
         return time.perf_counter() - start
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def restart(system: str, adapter: Path) -> float:
@@ -87,7 +87,7 @@ def restart(system: str, adapter: Path) -> float:
         _first_answer(url, model)
         return time.perf_counter() - start
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def run(adapter: Path, rounds: int = 3) -> list[dict[str, Any]]:

@@ -81,7 +81,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
     raise RuntimeError(f"server not ready after {READY_TIMEOUT_S:.0f}s; see {log}")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is not None:
         return
     proc.terminate()
@@ -115,4 +115,4 @@ def running_server(
             name = model if system == "ours" else str(path)
             yield Server(system, f"http://{HOST}:{port}", name, proc.pid)
         finally:
-            _stop(proc)
+            stop_process(proc)

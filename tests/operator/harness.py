@@ -160,3 +160,33 @@ def finish_training_pod(
     # The message first: kwok finishes the pod as soon as the exit code is there.
     cp.kubectl("annotate", "pod", pod, "-n", namespace, f"{MESSAGE_ANNOTATION}={message}")
     cp.kubectl("annotate", "pod", pod, "-n", namespace, f"{EXIT_CODE_ANNOTATION}={exit_code}")
+
+
+def adapters_claim(namespace: str, host_path: str | None = None) -> list[dict[str, Any]]:
+    """A PersistentVolume bound to claim `adapters` in `namespace`, so training pods schedule."""
+    volume = f"adapters-{namespace}"
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": volume},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "hostPath": {"path": host_path or f"/tmp/{volume}"},
+                "storageClassName": "",
+                "claimRef": {"namespace": namespace, "name": "adapters"},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "adapters", "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "volumeName": volume,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    ]

@@ -16,7 +16,13 @@ import pytest
 import yaml
 
 from tests.controlplane.cluster import ControlPlane
-from tests.operator.harness import OperatorProcess, finish_training_pod, get_json, wait_until
+from tests.operator.harness import (
+    OperatorProcess,
+    adapters_claim,
+    finish_training_pod,
+    get_json,
+    wait_until,
+)
 from tests.serving.runtime_process import RuntimeProcess
 
 NAMESPACE = "test-ftapi"
@@ -60,36 +66,6 @@ def access(namespace: str) -> list[dict[str, Any]]:
             "metadata": meta,
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": TUNER},
             "subjects": [{"kind": "ServiceAccount", "name": TUNER, "namespace": namespace}],
-        },
-    ]
-
-
-def adapters_claim(namespace: str) -> list[dict[str, Any]]:
-    """A bound claim for the adapters, so the training pods can be scheduled."""
-    volume = f"adapters-{namespace}"
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": volume},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "hostPath": {"path": f"/tmp/{volume}"},
-                "storageClassName": "",
-                "claimRef": {"namespace": namespace, "name": "adapters"},
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "adapters", "namespace": namespace},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "",
-                "volumeName": volume,
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
         },
     ]
 

@@ -6,7 +6,13 @@ from typing import Any
 import yaml
 
 from tests.controlplane.cluster import ControlPlane
-from tests.operator.harness import OperatorProcess, finish_training_pod, get_json, wait_until
+from tests.operator.harness import (
+    OperatorProcess,
+    adapters_claim,
+    finish_training_pod,
+    get_json,
+    wait_until,
+)
 
 
 def finetunejob(name: str) -> dict[str, Any]:
@@ -23,40 +29,15 @@ def finetunejob(name: str) -> dict[str, Any]:
     }
 
 
-def storage(namespace: str) -> list[dict[str, Any]]:
+def storage(namespace: str, host_path: str | None = None) -> list[dict[str, Any]]:
     """What the user provides: the dataset ConfigMap and a bound claim for the adapters."""
-    volume = f"adapters-{namespace}"
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "data", "namespace": namespace},
-            "data": {"train.jsonl": '{"text": "hello"}\n'},
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": volume},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "hostPath": {"path": f"/tmp/{volume}"},
-                "storageClassName": "",
-                "claimRef": {"namespace": namespace, "name": "adapters"},
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "adapters", "namespace": namespace},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "",
-                "volumeName": volume,
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-    ]
+    data = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "data", "namespace": namespace},
+        "data": {"train.jsonl": '{"text": "hello"}\n'},
+    }
+    return [data, *adapters_claim(namespace, host_path)]
 
 
 def submit(cp: ControlPlane, namespace: str, name: str) -> None:

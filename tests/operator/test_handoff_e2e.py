@@ -101,10 +101,9 @@ def test_a_finished_fine_tune_is_served_without_a_restart(
     control_plane: ControlPlane, operator: OperatorProcess, namespace: str, tmp_path: Path
 ) -> None:
     cp = control_plane
-    docs = storage(namespace)
-    docs[0]["data"]["train.jsonl"] = CHAT.read_text()
     hostpath = tmp_path / "volume"  # this run's own: an earlier run's adapter would be reused
-    docs[1]["spec"]["hostPath"]["path"] = str(hostpath)
+    docs = storage(namespace, str(hostpath))
+    docs[0]["data"]["train.jsonl"] = CHAT.read_text()
     manifests = yaml.safe_dump_all([*docs, JOB, SERVICE])
     applied = cp.kubectl("apply", "-n", namespace, "-f", "-", stdin=manifests, check=False)
     assert applied.returncode == 0, applied.stderr

@@ -168,11 +168,14 @@ async def finetunejob_changed(
     reconcile, so a finished fine-tune is handed to the runtime at once."""
     meta = body.metadata
     key = (meta.namespace or "", meta.name or "")
-    state = None if type == "DELETED" else handoff_state(body)
     handed: dict[tuple[str, str], Any] = memo.setdefault("handoff", {})
-    if key in handed and handed[key] == state:
-        return
-    handed[key] = state
+    if type == "DELETED":
+        handed.pop(key, None)  # forgotten, and its services reconcile without it
+    else:
+        state = handoff_state(body)
+        if handed.get(key) == state:
+            return
+        handed[key] = state
     owners: OwnersIndex = kwargs["owners"]
     services = [
         owner

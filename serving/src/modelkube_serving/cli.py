@@ -7,6 +7,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from modelkube_serving.argtypes import non_negative, positive, positive_float
 from modelkube_serving.engine.blas import find_openblas
 from modelkube_serving.finetune.command import add_parser as add_finetune_parser
 from modelkube_serving.models.adapters import AdapterSpec, AdapterSpecError, parse_adapter_arg
@@ -24,21 +25,21 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--served-model-name", help="the name clients use (default: from the URI)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--max-concurrent-requests", type=_positive, default=32)
-    serve.add_argument("--max-queued-requests", type=_non_negative, default=256)
+    serve.add_argument("--max-concurrent-requests", type=positive, default=32)
+    serve.add_argument("--max-queued-requests", type=non_negative, default=256)
     serve.add_argument(
-        "--max-queue-wait", type=_positive_float, default=60.0, help="seconds a request may queue"
+        "--max-queue-wait", type=positive_float, default=60.0, help="seconds a request may queue"
     )
     serve.add_argument(
-        "--rate-limit-rpm", type=_positive, help="requests per minute per API key (default: none)"
+        "--rate-limit-rpm", type=positive, help="requests per minute per API key (default: none)"
     )
     serve.add_argument(
         "--rate-limit-tpm",
-        type=_positive,
+        type=positive,
         help="prompt plus max_tokens per minute per API key (default: none)",
     )
     serve.add_argument(
-        "--context-length", type=_positive, help="cap the context below the model's own limit"
+        "--context-length", type=positive, help="cap the context below the model's own limit"
     )
     serve.add_argument("--api-keys-file", type=Path, help="one key per line; /v1 then requires one")
     serve.add_argument(
@@ -84,32 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
-
-
 def _adapter(text: str) -> AdapterSpec:
     try:
         return parse_adapter_arg(text)
     except AdapterSpecError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
 
 
 def served_name(uri: str) -> str:

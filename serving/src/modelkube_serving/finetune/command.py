@@ -9,6 +9,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from modelkube_serving.argtypes import non_negative, positive, positive_float, whole
 from modelkube_serving.finetune.config import METHODS, TrainConfig
 from modelkube_serving.finetune.progress import Bar, LogLines, ProgressSink, Tracker
 
@@ -24,20 +25,20 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--validation-data", type=Path, help="default: hold out 10%% of --data")
     p.add_argument("--method", choices=METHODS, default="lora")
     p.add_argument("--output", required=True, help="adapter directory (pvc://claim/path in a pod)")
-    p.add_argument("--iterations", type=_positive, default=100)
-    p.add_argument("--learning-rate", type=_positive_float, default=1e-5)
-    p.add_argument("--batch-size", type=_positive, default=4)
+    p.add_argument("--iterations", type=positive, default=100)
+    p.add_argument("--learning-rate", type=positive_float, default=1e-5)
+    p.add_argument("--batch-size", type=positive, default=4)
     p.add_argument(
         "--num-layers", type=_layers, help="layers to adapt (default: last 16 or all); -1: all"
     )
-    p.add_argument("--rank", type=_positive, default=8, help="LoRA/DoRA rank")
-    p.add_argument("--seed", type=_non_negative, default=0)
-    p.add_argument("--max-seq-length", type=_positive, default=2048)
+    p.add_argument("--rank", type=positive, default=8, help="LoRA/DoRA rank")
+    p.add_argument("--seed", type=non_negative, default=0)
+    p.add_argument("--max-seq-length", type=positive, default=2048)
     p.add_argument("--mask-prompt", action="store_true", help="train on completions only")
-    p.add_argument("--steps-per-report", type=_positive, default=10)
-    p.add_argument("--steps-per-eval", type=_positive, default=100)
+    p.add_argument("--steps-per-report", type=positive, default=10)
+    p.add_argument("--steps-per-eval", type=positive, default=100)
     p.add_argument("--val-batches", type=_layers, default=25, help="-1: the whole set")
-    p.add_argument("--save-every", type=_positive, default=100, help="checkpoint interval")
+    p.add_argument("--save-every", type=positive, default=100, help="checkpoint interval")
     p.add_argument(
         "--report-to-finetunejob",
         metavar="NAME",
@@ -140,39 +141,8 @@ def _fail(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
-def _positive(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
 def _layers(text: str) -> int:
-    value = _int(text)
+    value = whole(text)
     if value < 1 and value != -1:
         raise argparse.ArgumentTypeError(f"must be at least 1, or -1 for all, got {value}")
-    return value
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
     return value

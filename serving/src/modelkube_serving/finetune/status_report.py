@@ -74,11 +74,12 @@ class StatusReporter:
         while True:
             self._wake.wait(self._interval)
             self._wake.clear()
+            closing = self._closing  # read before taking the snapshot: the last one is sent
             with self._lock:
                 snapshot, self._pending = self._pending, None
             if snapshot is not None:
                 self._send(snapshot)
-            if self._closing:
+            if closing:
                 return
 
     def _send(self, snapshot: Snapshot) -> None:
