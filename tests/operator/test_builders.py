@@ -8,6 +8,7 @@ from modelkube_operator.builders.adapters import AdapterPlan, plan_adapters
 from modelkube_operator.builders.common import Owner
 from modelkube_operator.builders.monitoring import build_servicemonitor
 from modelkube_operator.builders.networking import build_service, service_url
+from modelkube_operator.builders.programs import ProgramPlan
 from modelkube_operator.builders.runtime import build_configmap, build_deployment, settings_hash
 from modelkube_operator.builders.scaling import build_hpa, build_pdb
 from modelkube_operator.builders.training import build_job, build_trainer_rbac
@@ -26,6 +27,7 @@ RESTRICTED = {
 
 
 NONE = AdapterPlan()
+NO_PROGRAMS = ProgramPlan()
 
 
 def spec(**extra: object) -> ModelServiceSpec:
@@ -69,12 +71,14 @@ def test_pvc_model_is_mounted_read_only() -> None:
 
 
 def test_settings_hash_follows_the_settings_but_not_the_adapters() -> None:
-    a = settings_hash(build_configmap(OWNER, spec(), NONE))
-    b = settings_hash(build_configmap(OWNER, spec(runtime={"maxConcurrentRequests": 8}), NONE))
+    a = settings_hash(build_configmap(OWNER, spec(), NONE, NO_PROGRAMS))
+    b = settings_hash(
+        build_configmap(OWNER, spec(runtime={"maxConcurrentRequests": 8}), NONE, NO_PROGRAMS)
+    )
     assert a != b
-    assert a == settings_hash(build_configmap(OWNER, spec(), NONE))
+    assert a == settings_hash(build_configmap(OWNER, spec(), NONE, NO_PROGRAMS))
     tuned = AdapterPlan(ready=(("tuned", "pvc://adapters/tuned"),))
-    configmap = build_configmap(OWNER, spec(), tuned)
+    configmap = build_configmap(OWNER, spec(), tuned, NO_PROGRAMS)
     assert json.loads(configmap["data"]["adapters.json"]) == {
         "adapters": [{"name": "tuned", "uri": "pvc://adapters/tuned"}]
     }

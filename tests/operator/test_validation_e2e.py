@@ -8,6 +8,9 @@ import yaml
 from tests.controlplane.cluster import ControlPlane
 
 MS = {"model": {"uri": "builtin://tiny"}}
+GROQ = {"provider": "groq", "model": "llama-3.1-8b-instant"}
+QA = {"name": "qa", "signature": "question -> answer"}
+HOSTED = "spec.upstream serves a hosted model"
 FTJ = {
     "baseModel": {"uri": "builtin://tiny"},
     "dataset": {"configMapRef": {"name": "data", "key": "train.jsonl"}},
@@ -15,7 +18,34 @@ FTJ = {
 }
 
 CASES: list[tuple[str, dict[str, Any], str]] = [
-    ("ModelService", {}, "spec.model: Required value"),
+    ("ModelService", {}, "set exactly one of spec.model and spec.upstream"),
+    ("ModelService", {**MS, "upstream": GROQ}, "set exactly one of spec.model and spec.upstream"),
+    (
+        "ModelService",
+        {"upstream": {"provider": "custom", "model": "m"}},
+        "spec.upstream.baseURL is required when provider is custom",
+    ),
+    (
+        "ModelService",
+        {"upstream": {**GROQ, "baseURL": "ftp://host"}},
+        "spec.upstream.baseURL",
+    ),
+    (
+        "ModelService",
+        {"upstream": GROQ, "adapters": [{"name": "a", "uri": "pvc://x/a"}]},
+        f"{HOSTED}: spec.adapters are not allowed with it",
+    ),
+    (
+        "ModelService",
+        {"upstream": GROQ, "fineTuningAPI": {"enabled": True, "outputClaim": "adapters"}},
+        f"{HOSTED}: spec.fineTuningAPI is not allowed with it",
+    ),
+    ("ModelService", {**MS, "programs": [QA, QA]}, "program names must be unique"),
+    (
+        "ModelService",
+        {**MS, "programs": [{**QA, "module": "react"}]},
+        'spec.programs[0].module: Unsupported value: "react"',
+    ),
     ("ModelService", {"model": {"uri": "s3://bucket/model"}}, "spec.model.uri"),
     ("ModelService", {**MS, "replicas": -1}, "spec.replicas"),
     (

@@ -17,6 +17,7 @@ from modelkube_operator.k8s.credentials import load_credentials
 from modelkube_operator.reconcilers.finetunejob import reconcile_finetunejob
 from modelkube_operator.reconcilers.handoff import handoff_state, serves_job
 from modelkube_operator.reconcilers.modelservice import reconcile_child, reconcile_modelservice
+from modelkube_operator.reconcilers.programs import referenced_configmaps, source_state
 from modelkube_operator.reconcilers.resync import OwnerKey, out_of_sync, owner_key
 
 RESYNC_S = 60.0
@@ -27,6 +28,7 @@ _RECONCILERS = ("ModelService", "FineTuneJob")
 OwnersIndex = kopf.Index[OwnerKey, dict[str, Any]]
 ChildrenIndex = kopf.Index[OwnerKey, str]
 JobsIndex = kopf.Index[str, dict[str, Any]]
+SourcesIndex = kopf.Index[tuple[str, str], str]
 logger = logging.getLogger(__name__)
 
 
@@ -189,6 +191,42 @@ async def finetunejob_changed(
         await _reconcile(
             memo.kube, kopf.Body(cast(kopf.RawBody, service)), kwargs["children"], kwargs["jobs"]
         )
+
+
+@kopf.index(GROUP, VERSION, "modelservices")
+async def program_sources(body: kopf.Body, **_: Any) -> dict[tuple[str, str], str]:
+    """(namespace, ConfigMap) → the ModelServices whose programs are compiled into it."""
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    return {(namespace, configmap): name for configmap in referenced_configmaps(body)}
+
+
+# Every ConfigMap not made by the operator: kopf lists them all already (its label filters
+# apply in the operator, not in the watch), so this adds no watch; the index lookup first makes
+# the unreferenced ones cost nothing more.
+@kopf.on.event("", "v1", "configmaps", labels={"app.kubernetes.io/managed-by": kopf.ABSENT})
+async def program_source_changed(
+    body: kopf.Body, memo: kopf.Memo, type: str | None, **kwargs: Any
+) -> None:
+    """A ConfigMap holding a compiled program changed or went away: the ModelServices using it
+    reconcile, and their runtimes reload the programs without a restart."""
+    sources: SourcesIndex = kwargs["program_sources"]
+    key = (body.metadata.namespace or "", body.metadata.name or "")
+    if key not in sources:
+        return
+    seen: dict[tuple[str, str], str] = memo.setdefault("program_sources", {})
+    if type == "DELETED":
+        seen.pop(key, None)
+    else:
+        state = source_state(body)
+        if seen.get(key) == state:
+            return  # a label or annotation edit, or a resync of the watch
+        seen[key] = state
+    owners: OwnersIndex = kwargs["owners"]
+    for service in sorted(set(sources[key])):
+        for owner in owners.get(("ModelService", key[0], service), []):
+            await _reconcile(
+                memo.kube, kopf.Body(cast(kopf.RawBody, owner)), kwargs["children"], kwargs["jobs"]
+            )
 
 
 @kopf.index(GROUP, VERSION, "modelservices")

@@ -5,8 +5,8 @@ from typing import Literal
 from pydantic import Field
 
 from modelkube_operator.api.conditions import CONDITIONS_EXTRA, Condition
-from modelkube_operator.api.modelservice import DNS_LABEL, MODEL_URI_PATTERN
-from modelkube_operator.api.schema import ApiModel, cel
+from modelkube_operator.api.modelservice import MODEL_URI_PATTERN
+from modelkube_operator.api.schema import DNS_LABEL, ApiModel, cel
 
 DECIMAL = r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 

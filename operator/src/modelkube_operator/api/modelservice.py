@@ -1,14 +1,16 @@
 """ModelService: a model served through the OpenAI API by modelkube's runtime."""
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from modelkube_operator.api.conditions import CONDITIONS_EXTRA, Condition
-from modelkube_operator.api.schema import ApiModel, cel
+from modelkube_operator.api.programs import Program
+from modelkube_operator.api.schema import DNS_LABEL, ApiModel, cel
+from modelkube_operator.api.upstream import Upstream
 
 MODEL_URI_PATTERN = r"^(builtin://[a-z0-9-]+|hf://[A-Za-z0-9._-]+/[A-Za-z0-9._-]+(@[A-Za-z0-9._/-]+)?|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+)$"
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+EXACTLY_ONE_SOURCE = "set exactly one of spec.model and spec.upstream"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
 DEFAULT_IMAGE = "ghcr.io/modelkube/runtime:0.1.0"
 
@@ -163,9 +165,30 @@ class ModelServiceSpec(ApiModel):
                 "self.fineTuningAPI.outputClaim != ''",
                 "fineTuningAPI.outputClaim is required when the fine-tuning API is enabled",
             ),
+            ("has(self.model) != has(self.upstream)", EXACTLY_ONE_SOURCE),
+            (
+                "!has(self.upstream) || !has(self.adapters) || size(self.adapters) == 0",
+                "spec.upstream serves a hosted model: spec.adapters are not allowed with it",
+            ),
+            (
+                "!has(self.upstream) || !has(self.fineTuningAPI) || !self.fineTuningAPI.enabled",
+                "spec.upstream serves a hosted model: spec.fineTuningAPI is not allowed with it",
+            ),
+            (
+                "!has(self.programs) || "
+                "self.programs.all(p, self.programs.exists_one(q, q.name == p.name))",
+                "program names must be unique",
+            ),
         )
     }
-    model: ModelSource = Field(description="The base model to serve.")
+    model: ModelSource | None = Field(
+        default=None, description="The base model to serve (or set upstream instead)."
+    )
+    upstream: Upstream | None = Field(
+        default=None,
+        description="Serve a hosted model through this runtime instead (proxy mode): the "
+        "runtime keeps its API keys, queueing, rate limits and metrics and forwards requests.",
+    )
     adapters: list[Adapter] = Field(
         default_factory=list, max_length=32, description="Adapters served on the base model."
     )
@@ -185,6 +208,18 @@ class ModelServiceSpec(ApiModel):
         alias="fineTuningAPI",
         description="The OpenAI fine-tuning jobs API on this service (off by default).",
     )
+    programs: list[Program] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Declarative DSPy programs served at /v1/programs on this service's model.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        # The CRD's CEL rule says the same; this keeps the builders from seeing neither.
+        if (self.model is None) == (self.upstream is None):
+            raise ValueError(EXACTLY_ONE_SOURCE)
+        return self
 
     def min_replicas(self) -> int:
         """The replicas that always run: the autoscaler's floor, or the fixed count."""

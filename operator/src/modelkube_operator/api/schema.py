@@ -5,6 +5,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# A Secret's or ConfigMap's data key.
+DATA_KEY = r"^[-._a-zA-Z0-9]+$"
+
 
 class ApiModel(BaseModel):
     """camelCase on the wire, snake_case in Python, unknown fields rejected."""

@@ -32,6 +32,8 @@ def plan_adapters(
     service: str, spec: ModelServiceSpec, jobs: Mapping[str, Mapping[str, Any]]
 ) -> AdapterPlan:
     """`jobs`: the FineTuneJobs of the service's namespace, by name."""
+    if spec.upstream is not None:
+        return AdapterPlan()  # a hosted model takes no adapters, not even a labelled job's
     ready: list[tuple[str, str]] = []
     waiting: list[str] = []
     claims: set[str] = set()

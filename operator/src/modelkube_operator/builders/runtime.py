@@ -15,19 +15,23 @@ from modelkube_operator.builders.common import (
     restricted_pod_context,
     selector_labels,
 )
+from modelkube_operator.builders.programs import PROGRAMS_KEY, ProgramPlan
 from modelkube_operator.builders.runtime_access import fine_tuning_api, runtime_account
 
 COMPONENT = "modelkube-runtime"
 KEYS_DIR = "/etc/modelkube/keys"
-ADAPTERS_DIR = "/etc/modelkube/adapters"
+ADAPTERS_DIR = "/etc/modelkube/adapters"  # also holds programs.json: one ConfigMap volume
 MODELS_ROOT = "/mnt/models"
 CACHE_DIR = "/var/cache/modelkube"
+UPSTREAM_API_KEY = "MODELKUBE_UPSTREAM_API_KEY"
+# Files the runtime polls and reloads while it serves: edits to them roll no pods.
+LIVE_KEYS = frozenset({ADAPTERS_KEY, PROGRAMS_KEY})
 
 
 def runtime_settings(owner: Owner, spec: ModelServiceSpec) -> dict[str, str]:
     """What the runtime is told, as environment variables from the ConfigMap."""
     settings = {
-        "MODELKUBE_MODEL": spec.model.uri,
+        **_source_settings(spec),
         "MODELKUBE_SERVED_MODEL_NAME": owner.name,
         "MODELKUBE_MAX_CONCURRENT_REQUESTS": str(spec.runtime.max_concurrent_requests),
         "MODELKUBE_MAX_QUEUED_REQUESTS": str(spec.runtime.max_queued_requests),
@@ -40,27 +44,58 @@ def runtime_settings(owner: Owner, spec: ModelServiceSpec) -> dict[str, str]:
     return settings
 
 
-def build_configmap(owner: Owner, spec: ModelServiceSpec, plan: AdapterPlan) -> Obj:
+def _source_settings(spec: ModelServiceSpec) -> dict[str, str]:
+    """The local model, or the hosted one the runtime forwards to (proxy mode)."""
+    if spec.upstream is None:
+        return {"MODELKUBE_MODEL": spec.model.uri} if spec.model is not None else {}
+    settings = {
+        "MODELKUBE_UPSTREAM_PROVIDER": spec.upstream.provider,
+        "MODELKUBE_UPSTREAM_MODEL": spec.upstream.model,
+    }
+    if spec.upstream.base_url is not None:
+        settings["MODELKUBE_UPSTREAM_BASE_URL"] = spec.upstream.base_url
+    return settings
+
+
+def build_configmap(
+    owner: Owner, spec: ModelServiceSpec, plan: AdapterPlan, programs: ProgramPlan
+) -> Obj:
+    data = {**runtime_settings(owner, spec), ADAPTERS_KEY: plan.file()}
+    if spec.programs:
+        data[PROGRAMS_KEY] = programs.file()
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": metadata(owner, COMPONENT, f"{owner.name}-runtime"),
-        "data": {**runtime_settings(owner, spec), ADAPTERS_KEY: plan.file()},
+        "data": data,
     }
 
 
 def settings_hash(configmap: Obj) -> str:
-    """Changes when the settings do, so the pod template rolls out new pods. The adapter list
-    is left out: the runtime reloads it from its mounted file while it serves."""
-    settings = {k: v for k, v in configmap["data"].items() if k != ADAPTERS_KEY}
+    """Changes when the settings do, so the pod template rolls out new pods. The adapter and
+    program lists are left out: the runtime reloads them from its mounted files as it serves."""
+    settings = {k: v for k, v in configmap["data"].items() if k not in LIVE_KEYS}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _source_args(spec: ModelServiceSpec) -> list[str]:
+    if spec.upstream is None:
+        return ["--model", "$(MODELKUBE_MODEL)"]
+    args = [
+        "--upstream-provider",
+        "$(MODELKUBE_UPSTREAM_PROVIDER)",
+        "--upstream-model",
+        "$(MODELKUBE_UPSTREAM_MODEL)",
+    ]
+    if spec.upstream.base_url is not None:
+        args += ["--upstream-base-url", "$(MODELKUBE_UPSTREAM_BASE_URL)"]
+    return args
 
 
 def _args(spec: ModelServiceSpec) -> list[str]:
     args = [
         "serve",
-        "--model",
-        "$(MODELKUBE_MODEL)",
+        *_source_args(spec),
         "--served-model-name",
         "$(MODELKUBE_SERVED_MODEL_NAME)",
         "--host",
@@ -82,17 +117,20 @@ def _args(spec: ModelServiceSpec) -> list[str]:
             "--fine-tuning-output-claim",
             spec.fine_tuning_api.output_claim,
         ]
+    if spec.programs:
+        args += ["--programs-file", f"{ADAPTERS_DIR}/{PROGRAMS_KEY}"]
     return [*args, "--adapters-file", f"{ADAPTERS_DIR}/{ADAPTERS_KEY}"]
 
 
 def _volumes(
     owner: Owner, spec: ModelServiceSpec, plan: AdapterPlan
 ) -> tuple[list[Obj], list[Obj]]:
+    live = [ADAPTERS_KEY, PROGRAMS_KEY] if spec.programs else [ADAPTERS_KEY]
     adapters = {
         "name": "adapters",
         "configMap": {
             "name": f"{owner.name}-runtime",
-            "items": [{"key": ADAPTERS_KEY, "path": ADAPTERS_KEY}],
+            "items": [{"key": key, "path": key} for key in live],
         },
     }
     volumes: list[Obj] = [
@@ -111,7 +149,7 @@ def _volumes(
         )
         mounts.append({"name": "api-keys", "mountPath": KEYS_DIR, "readOnly": True})
     claims = set(plan.claims)
-    if spec.model.uri.startswith("pvc://"):
+    if spec.model is not None and spec.model.uri.startswith("pvc://"):
         claims.add(spec.model.uri.removeprefix("pvc://").split("/", 1)[0])
     # Adapter claims are mounted from the start, so a finished fine-tune needs no rollout.
     for i, claim in enumerate(sorted(claims)):
@@ -141,6 +179,7 @@ def _container(owner: Owner, spec: ModelServiceSpec, mounts: list[Obj]) -> Obj:
         "args": _args(spec),
         "env": [
             *_settings_env(owner, spec),
+            *_upstream_key_env(spec),
             *({"name": e.name, "value": e.value} for e in spec.runtime.env),
         ],
         "ports": [{"name": "http", "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
@@ -161,6 +200,15 @@ def _settings_env(owner: Owner, spec: ModelServiceSpec) -> list[Obj]:
         {"name": key, "valueFrom": {"configMapKeyRef": {"name": source, "key": key}}}
         for key in runtime_settings(owner, spec)
     ]
+
+
+def _upstream_key_env(spec: ModelServiceSpec) -> list[Obj]:
+    """The provider's API key, straight from its Secret (never through the ConfigMap)."""
+    if spec.upstream is None or spec.upstream.api_key_secret_ref is None:
+        return []
+    ref = spec.upstream.api_key_secret_ref
+    selector = {"name": ref.name, "key": ref.key}
+    return [{"name": UPSTREAM_API_KEY, "valueFrom": {"secretKeyRef": selector}}]
 
 
 def _identity(owner: Owner, spec: ModelServiceSpec) -> Obj:

@@ -18,6 +18,7 @@ from modelkube_operator.builders.adapters import AdapterPlan, plan_adapters
 from modelkube_operator.builders.common import Obj, Owner, selector_labels
 from modelkube_operator.builders.monitoring import build_servicemonitor
 from modelkube_operator.builders.networking import build_service, service_url
+from modelkube_operator.builders.programs import ProgramPlan
 from modelkube_operator.builders.runtime import build_configmap, build_deployment, settings_hash
 from modelkube_operator.builders.runtime_access import build_runtime_access, runtime_account
 from modelkube_operator.builders.scaling import (
@@ -34,11 +35,13 @@ from modelkube_operator.reconcilers.common import (
     spec_error,
     write_status,
 )
+from modelkube_operator.reconcilers.programs import resolve_programs
 from modelkube_operator.status.conditions import Cond
 from modelkube_operator.status.modelservice import (
     adapters_condition,
     auth_condition,
     deployment_conditions,
+    programs_condition,
     served_models,
 )
 
@@ -70,7 +73,8 @@ async def reconcile_modelservice(
 
     `present` names the child kinds known to exist (None: unknown), so an optional child that
     is not there costs no DELETE. One created since is removed by its own event. `jobs`: the
-    FineTuneJobs in the namespace by name, whose adapters the service may serve.
+    FineTuneJobs in the namespace by name, whose adapters the service may serve. The
+    ConfigMaps of compiled programs are read here, one GET each (none without compiledRef).
     """
     owner = owner_of(body)
     async with lock_for(owner):
@@ -84,14 +88,16 @@ async def reconcile_modelservice(
         crd_present = await _crd_exists(kube, SERVICEMONITOR_CRD)
         keda = await _crd_exists(kube, KEDA_CRD)
         plan = plan_adapters(owner.name, spec, jobs or {})
+        programs = await resolve_programs(kube, owner.namespace, spec)
         deployment: Obj = {}
-        for kind, obj in desired_children(owner, spec, crd_present, plan, keda).items():
+        wanted = desired_children(owner, spec, crd_present, plan, programs, keda)
+        for kind, obj in wanted.items():
             if obj is not None:
                 applied = await kube.apply(obj)
                 deployment = applied if kind == "Deployment" else deployment
             elif (present is None or kind in present) and _served(kind, crd_present, keda):
                 await kube.delete(_API_VERSIONS[kind], kind, owner.namespace, _name(kind, owner))
-        return await _write_status(kube, owner, spec, body, deployment, plan)
+        return await _write_status(kube, owner, spec, body, deployment, plan, programs)
 
 
 def _served(kind: str, servicemonitors: bool, keda: bool) -> bool:
@@ -121,9 +127,14 @@ async def reconcile_child(
             return []
         kind, name = child["kind"], child["metadata"]["name"]
         plan = plan_adapters(owner.name, spec, jobs or {})
+        # Only the ConfigMap's data and the status read the programs.
+        needs_programs = kind in ("ConfigMap", "Deployment")
+        programs = (
+            await resolve_programs(kube, owner.namespace, spec) if needs_programs else ProgramPlan()
+        )
         # Whether an HPA is wanted depends on whether KEDA is there to replace it.
         keda = kind == "ScaledObject" or await _crd_exists(kube, KEDA_CRD)
-        desired = desired_children(owner, spec, True, plan, keda).get(kind)
+        desired = desired_children(owner, spec, True, plan, programs, keda).get(kind)
         if desired is None and not deleted and name == owner.name:
             await kube.delete(_API_VERSIONS[kind], kind, owner.namespace, name)
         if desired is None or desired["metadata"]["name"] != name:
@@ -132,7 +143,7 @@ async def reconcile_child(
         applied = await kube.apply(desired) if drifted else dict(child)
         if child["kind"] != "Deployment":
             return []
-        return await _write_status(kube, owner, spec, body, applied, plan)
+        return await _write_status(kube, owner, spec, body, applied, plan, programs)
 
 
 def desired_children(
@@ -140,10 +151,11 @@ def desired_children(
     spec: ModelServiceSpec,
     crd_present: bool,
     plan: AdapterPlan,
+    programs: ProgramPlan,
     keda_present: bool = False,
 ) -> dict[str, Obj | None]:
     """Every child kind, and the object it should be (None: it should not exist)."""
-    configmap = build_configmap(owner, spec, plan)
+    configmap = build_configmap(owner, spec, plan, programs)
     return {
         # The runtime's identity first: its pods must not start before their account exists.
         **build_runtime_access(owner, spec),
@@ -164,12 +176,14 @@ async def _write_status(
     body: Mapping[str, Any],
     deployment: Obj,
     plan: AdapterPlan,
+    programs: ProgramPlan,
 ) -> list[Obj]:
     ready = [name for name, _ in plan.ready]
     conds = [
         *deployment_conditions(spec, deployment or None),
         auth_condition(spec),
         adapters_condition(ready, plan.waiting),
+        programs_condition([p["name"] for p in programs.programs], programs.problems),
     ]
     status = deployment.get("status", {})
     fields = {

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from modelkube_operator.api.finetunejob import FineTuneJobSpec
 from modelkube_operator.api.modelservice import ModelServiceSpec
 from modelkube_operator.builders.adapters import AdapterPlan
+from modelkube_operator.builders.programs import ProgramPlan
 from modelkube_operator.reconcilers.common import owner_of
 from modelkube_operator.reconcilers.modelservice import desired_children
 from modelkube_operator.status.finetunejob import finished
@@ -41,7 +42,7 @@ def expected_children(body: Mapping[str, Any]) -> frozenset[str] | None:
         spec = ModelServiceSpec.model_validate(body.get("spec") or {})
     except ValidationError:
         return frozenset()
-    wanted = desired_children(owner_of(body), spec, False, AdapterPlan())
+    wanted = desired_children(owner_of(body), spec, False, AdapterPlan(), ProgramPlan())
     return frozenset(kind for kind, obj in wanted.items() if obj is not None) & _judged(body)
 
 

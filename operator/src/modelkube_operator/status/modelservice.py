@@ -84,3 +84,16 @@ def adapters_condition(ready: Sequence[str], waiting: Sequence[str]) -> Cond:
     return Cond(
         "AdaptersReady", True, "AdaptersHandedOff", f"the runtime loads: {', '.join(ready)}"
     )
+
+
+def programs_condition(served: Sequence[str], problems: Sequence[tuple[str, str]]) -> Cond:
+    """`served`: program names handed to the runtime; `problems`: (reason, "name: why") for
+    the programs left out."""
+    if problems:
+        reason = problems[0][0]
+        return Cond("ProgramsReady", False, reason, "; ".join(m for _, m in problems))
+    if not served:
+        return Cond("ProgramsReady", True, "NoPrograms", "no programs declared")
+    return Cond(
+        "ProgramsReady", True, "ProgramsHandedOff", f"the runtime serves: {', '.join(served)}"
+    )
