@@ -78,11 +78,18 @@ demo: install controlplane
 	PYTHONPATH=. $(RUN) python examples/demo_operator.py
 	PYTHONPATH=. $(RUN) python examples/demo_finetune.py
 
+# bench.upstream builds the LiteLLM proxy's own venv under ~/.cache/modelkube/bench once.
 bench: install controlplane
+	@if ! command -v wrk >/dev/null; then \
+	  echo "installing wrk (the load generator of bench.upstream)"; \
+	  apt-get install -y -q wrk >/dev/null 2>&1 \
+	    || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; \
+	fi
 	$(RUN) python -m bench.serving
 	$(RUN) python -m bench.native
 	$(RUN) python -m bench.operator
 	$(RUN) python -m bench.finetune
+	$(RUN) python -m bench.upstream
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache bench/results

@@ -13,6 +13,10 @@ import_exception!(modelkube_native.errors, DuplicateRequestError);
 import_exception!(modelkube_native.errors, QueueFullError);
 import_exception!(modelkube_native.errors, RateLimitedError);
 import_exception!(modelkube_native.errors, InvalidArgumentError);
+import_exception!(modelkube_native.errors, UpstreamConnectError);
+import_exception!(modelkube_native.errors, UpstreamTimeoutError);
+import_exception!(modelkube_native.errors, UpstreamStreamError);
+import_exception!(modelkube_native.errors, CircuitOpenError);
 
 #[allow(clippy::needless_pass_by_value)] // `map_err(to_py)` hands the error over by value
 pub fn to_py(err: CoreError) -> PyErr {
@@ -30,5 +34,11 @@ pub fn to_py(err: CoreError) -> PyErr {
             RateLimitedError::new_err((message, retry_after_s))
         }
         CoreError::InvalidArgument(_) => InvalidArgumentError::new_err(message),
+        CoreError::UpstreamConnect { .. } => UpstreamConnectError::new_err(message),
+        CoreError::UpstreamTimeout { .. } => UpstreamTimeoutError::new_err(message),
+        CoreError::UpstreamStream { .. } => UpstreamStreamError::new_err(message),
+        CoreError::CircuitOpen { retry_after_s, .. } => {
+            CircuitOpenError::new_err((message, retry_after_s))
+        }
     }
 }

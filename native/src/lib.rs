@@ -5,6 +5,7 @@ mod errors;
 mod gil;
 mod output;
 mod prefix;
+mod upstream;
 
 use pyo3::prelude::*;
 
@@ -15,5 +16,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<output::OutputPath>()?;
     m.add_class::<admission::Admission>()?;
     m.add_class::<prefix::PrefixIndex>()?;
+    m.add_class::<upstream::UpstreamClient>()?;
+    m.add_class::<upstream::UpstreamResponse>()?;
+    m.add_class::<upstream::UpstreamStream>()?;
     Ok(())
 }

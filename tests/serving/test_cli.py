@@ -32,6 +32,21 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
             ["--model", "builtin://tiny", "--api-keys-file", "/no/such/keys"],
             "cannot read API keys file",
         ),
+        ([], "give --model, or --upstream-provider for proxy mode"),
+        (["--upstream-provider", "custom", "--upstream-model", "m"], "needs --upstream-base-url"),
+        (["--upstream-provider", "groq"], "--upstream-provider needs --upstream-model"),
+        (
+            ["--model", "builtin://tiny", "--upstream-provider", "groq", "--upstream-model", "m"],
+            "--model and --upstream-provider exclude each other",
+        ),
+        (
+            ["--upstream-provider", "custom", "--upstream-model", "m", "--upstream-base-url", "x"],
+            "must start with http:// or https://",
+        ),
+        (
+            ["--upstream-provider", "openai", "--upstream-model", "m", "--adapter", "a=/x"],
+            "adapters and the fine-tuning API need a local --model",
+        ),
     ],
 )
 def test_bad_serve_arguments_fail_with_one_line(args: list[str], message: str) -> None:

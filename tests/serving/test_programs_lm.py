@@ -11,7 +11,7 @@ from dspy.utils.exceptions import AdapterParseError
 from modelkube_serving.engine.mlx_engine import EngineSettings, MLXEngine
 from modelkube_serving.metrics import GENERATION_TOKENS, RuntimeMetrics
 from modelkube_serving.models.uri import resolve_model
-from modelkube_serving.programs.lm import runtime_lm
+from modelkube_serving.programs.lm import local_backend, runtime_lm
 from modelkube_serving.protocol import ChatCompletionRequest
 from modelkube_serving.services.admission import Admission, AdmissionLimits
 from modelkube_serving.services.completions import CompletionService
@@ -61,7 +61,9 @@ async def greedy(service: CompletionService, text: str) -> str:
 async def test_lm_calls_run_on_the_engine_async_and_from_threads(
     service: CompletionService,
 ) -> None:
-    lm = runtime_lm(service, asyncio.get_running_loop(), max_tokens=MAX_TOKENS, temperature=0.0)
+    lm = runtime_lm(
+        local_backend(service), asyncio.get_running_loop(), max_tokens=MAX_TOKENS, temperature=0.0
+    )
     expected = await greedy(service, "Tell me about the operator.")
     before = generated(service)
     assert await lm.acall("Tell me about the operator.") == [expected]
@@ -78,7 +80,7 @@ async def test_lm_calls_run_on_the_engine_async_and_from_threads(
 async def test_predict_on_random_weights_fails_in_dspys_parser(
     service: CompletionService,
 ) -> None:
-    lm = runtime_lm(service, asyncio.get_running_loop(), max_tokens=MAX_TOKENS)
+    lm = runtime_lm(local_backend(service), asyncio.get_running_loop(), max_tokens=MAX_TOKENS)
     before = generated(service)
     with dspy.context(lm=lm), pytest.raises(AdapterParseError) as raised:
         await dspy.Predict("question -> answer").acall(question="What does the operator do?")

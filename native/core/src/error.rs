@@ -32,6 +32,18 @@ pub enum CoreError {
     },
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("cannot reach the upstream {url}: {reason}")]
+    UpstreamConnect { url: String, reason: String },
+    #[error("the upstream {url} timed out {phase} ({seconds:.1} s)")]
+    UpstreamTimeout {
+        url: String,
+        phase: &'static str,
+        seconds: f64,
+    },
+    #[error("the upstream {url} cut the response short: {reason}")]
+    UpstreamStream { url: String, reason: String },
+    #[error("the upstream {url} is failing; calls resume in {retry_after_s:.1} s")]
+    CircuitOpen { url: String, retry_after_s: f64 },
 }
 
 pub type CoreResult<T> = Result<T, CoreError>;

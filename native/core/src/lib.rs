@@ -10,5 +10,6 @@ pub mod output;
 pub mod prefix;
 pub mod ratelimit;
 pub mod stops;
+pub mod upstream;
 
 pub use error::{CoreError, CoreResult};

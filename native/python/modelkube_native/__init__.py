@@ -1,7 +1,18 @@
-"""modelkube's Rust core: the serving runtime's output path, admission and prefix index."""
+"""modelkube's Rust core: the serving runtime's output path, admission, prefix index and
+upstream HTTP client."""
 
-from modelkube_native._native import Admission, OutputPath, PrefixIndex, Vocabulary, __version__
+from modelkube_native._native import (
+    Admission,
+    OutputPath,
+    PrefixIndex,
+    UpstreamClient,
+    UpstreamResponse,
+    UpstreamStream,
+    Vocabulary,
+    __version__,
+)
 from modelkube_native.errors import (
+    CircuitOpenError,
     DuplicateRequestError,
     InvalidArgumentError,
     InvalidUtf8Error,
@@ -13,10 +24,15 @@ from modelkube_native.errors import (
     TokenizerFileError,
     TokenizerParseError,
     UnknownRequestError,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamStreamError,
+    UpstreamTimeoutError,
 )
 
 __all__ = [
     "Admission",
+    "CircuitOpenError",
     "DuplicateRequestError",
     "InvalidArgumentError",
     "InvalidUtf8Error",
@@ -30,6 +46,13 @@ __all__ = [
     "TokenizerFileError",
     "TokenizerParseError",
     "UnknownRequestError",
+    "UpstreamClient",
+    "UpstreamConnectError",
+    "UpstreamError",
+    "UpstreamResponse",
+    "UpstreamStream",
+    "UpstreamStreamError",
+    "UpstreamTimeoutError",
     "Vocabulary",
     "__version__",
 ]

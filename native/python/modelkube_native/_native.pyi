@@ -1,8 +1,18 @@
 """Type stubs of the compiled module; `mypy.stubtest` checks them against it."""
 
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import final
 
-__all__ = ["Admission", "OutputPath", "PrefixIndex", "Vocabulary", "__version__"]
+__all__ = [
+    "Admission",
+    "OutputPath",
+    "PrefixIndex",
+    "UpstreamClient",
+    "UpstreamResponse",
+    "UpstreamStream",
+    "Vocabulary",
+    "__version__",
+]
 
 __version__: str
 
@@ -79,3 +89,85 @@ class PrefixIndex:
     def __len__(self) -> int: ...
     @property
     def bytes(self) -> int: ...
+
+@final
+class UpstreamClient:
+    """An upstream provider's HTTP API: pooled, retried with backoff, behind a breaker."""
+
+    def __new__(
+        cls,
+        base_url: str,
+        *,
+        headers: list[tuple[str, str]] | None = None,
+        connect_timeout_s: float = 5.0,
+        response_timeout_s: float = 60.0,
+        read_timeout_s: float = 300.0,
+        max_retries: int = 2,
+        backoff_base_s: float = 0.1,
+        backoff_max_s: float = 5.0,
+        breaker_failures: int = 5,
+        breaker_cooldown_s: float = 10.0,
+        pool_max_idle_per_host: int = 64,
+    ) -> UpstreamClient: ...
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def breaker_state(self) -> str: ...
+    def counters(self) -> tuple[int, int]: ...
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> UpstreamResponse: ...
+    def arequest(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> Awaitable[UpstreamResponse]: ...
+    def stream(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> UpstreamStream: ...
+    def astream(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> Awaitable[UpstreamStream]: ...
+
+@final
+class UpstreamResponse:
+    """A whole answer: status, headers (lower-case names) and body."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def headers(self) -> dict[str, str]: ...
+    @property
+    def body(self) -> bytes: ...
+
+@final
+class UpstreamStream:
+    """An answer whose body arrives chunk by chunk."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def headers(self) -> dict[str, str]: ...
+    def __iter__(self) -> Iterator[bytes]: ...
+    def __next__(self) -> bytes: ...
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+    def __anext__(self) -> Awaitable[bytes]: ...
+    def close(self) -> None: ...

@@ -50,3 +50,27 @@ class RateLimitedError(NativeError):
 
 class InvalidArgumentError(NativeError, ValueError):
     """An argument out of its range."""
+
+
+class UpstreamError(NativeError):
+    """A call to an upstream provider failed before it could answer."""
+
+
+class UpstreamConnectError(UpstreamError, ConnectionError):
+    """The upstream could not be reached (after the retries)."""
+
+
+class UpstreamTimeoutError(UpstreamError, TimeoutError):
+    """The upstream did not answer, or went silent mid-body, within its timeout."""
+
+
+class UpstreamStreamError(UpstreamError, ConnectionError):
+    """The upstream cut the response short after it had begun."""
+
+
+class CircuitOpenError(UpstreamError):
+    """Calls to a failing upstream are paused; `retry_after_s` says for how long."""
+
+    @property
+    def retry_after_s(self) -> float:
+        return float(self.args[1]) if len(self.args) > 1 else 1.0

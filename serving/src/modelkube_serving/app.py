@@ -12,14 +12,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from modelkube_native import UpstreamClient
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelkube_serving.engine.blas import loaded_blas
 from modelkube_serving.engine.mlx_engine import EngineSettings, MLXEngine
 from modelkube_serving.errors import APIError, InvalidRequest, NotFound, PayloadTooLarge
-from modelkube_serving.metrics import RuntimeMetrics
+from modelkube_serving.metrics import RuntimeMetrics, UpstreamCollector
 from modelkube_serving.models.adapters import AdapterSpec
+from modelkube_serving.programs.lm import ChatBackend, local_backend
 from modelkube_serving.programs.service import ProgramService
 from modelkube_serving.programs.spec import ProgramSpec
 from modelkube_serving.routes import adapters as adapter_routes
@@ -27,11 +29,14 @@ from modelkube_serving.routes import files as file_routes
 from modelkube_serving.routes import fine_tuning as fine_tuning_routes
 from modelkube_serving.routes import openai, ops
 from modelkube_serving.routes import programs as program_routes
+from modelkube_serving.routes import proxy as proxy_routes
 from modelkube_serving.services.adapters import AdapterManager
 from modelkube_serving.services.admission import Admission, AdmissionLimits
 from modelkube_serving.services.completions import CompletionService
 from modelkube_serving.services.fine_tuning import FineTuningService, FineTuningSettings
-from modelkube_serving.state import RuntimeState
+from modelkube_serving.services.proxy import ProxyService
+from modelkube_serving.state import ProxyState, RuntimeState, ServingState
+from modelkube_serving.upstream.providers import UpstreamTarget
 
 log = logging.getLogger("modelkube.serve")
 _TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none"}
@@ -44,7 +49,7 @@ _ENDPOINTS = {
 
 @dataclass(frozen=True)
 class ServeConfig:
-    model_path: Path
+    model_path: Path | None  # None in proxy mode
     model_name: str
     max_concurrent_requests: int = 32
     max_queued_requests: int = 256
@@ -58,10 +63,19 @@ class ServeConfig:
     adapters: tuple[tuple[AdapterSpec, Path], ...] = ()  # from --adapter, resolved
     adapters_file: Path | None = None
     programs: tuple[ProgramSpec, ...] = ()  # from --programs-file
+    programs_file: Path | None = None  # polled: programs reload without a restart
+    upstream: UpstreamTarget | None = None  # proxy mode: a hosted provider answers
+    upstream_timeout_s: float = 60.0
+    upstream_retries: int = 2
+    upstream_breaker: tuple[int, float] = (5, 10.0)  # failures in a row, seconds paused
 
 
 def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = None) -> FastAPI:
     metrics = RuntimeMetrics()
+    admission = _admission(config, metrics)
+    if config.upstream is not None:
+        return _proxy_app(config, config.upstream, metrics, admission)
+    assert config.model_path is not None, "a local model or an upstream"
     engine = MLXEngine(
         config.model_path,
         config.model_name,
@@ -70,6 +84,101 @@ def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = Non
     )
     if config.context_length is not None:
         engine.context_length = min(engine.context_length, config.context_length)
+    service = CompletionService(engine, admission, metrics, config.model_name)
+    adapters = AdapterManager(engine, metrics, config.adapters, config.adapters_file)
+    state = RuntimeState(
+        model_name=config.model_name,
+        admission=admission,
+        metrics=metrics,
+        api_keys=config.api_keys,
+        engine=engine,
+        service=service,
+        adapters=adapters,
+    )
+    metrics.blas.labels(library=loaded_blas()).set(1)
+    fine_tuning = (
+        FineTuningService(config.fine_tuning, config.model_name) if config.fine_tuning else None
+    )
+    programs = ProgramService(config.programs, local_backend(service), config.programs_file)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        def loaded(error: BaseException | None) -> None:
+            if error is None:
+                log.info("model %s ready (BLAS: %s)", config.model_name, loaded_blas())
+            elif on_fatal is not None:
+                on_fatal(f"cannot load model {config.model_name}: {error}")
+
+        engine.start(asyncio.get_running_loop(), loaded)
+        watcher = asyncio.create_task(adapters.run())
+        programs_watcher = asyncio.create_task(programs.watch())
+        yield
+        watcher.cancel()
+        programs_watcher.cancel()
+        await asyncio.to_thread(engine.stop)
+        if fine_tuning is not None:
+            await fine_tuning.aclose()
+
+    app = FastAPI(title="modelkube runtime", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.include_router(openai.router)
+    app.include_router(adapter_routes.router)
+    if fine_tuning is not None:  # off by default: the routes are absent, so 404
+        app.state.fine_tuning = fine_tuning
+        app.include_router(file_routes.router)
+        app.include_router(fine_tuning_routes.router)
+    return _finish(app, config, state, programs)
+
+
+def _proxy_app(
+    config: ServeConfig, target: UpstreamTarget, metrics: RuntimeMetrics, admission: Admission
+) -> FastAPI:
+    """Proxy mode: no model here; the same API, keys, limits, metrics and programs, with the
+    requests answered by a hosted provider."""
+    client = UpstreamClient(
+        target.base_url,
+        headers=list(target.headers),
+        response_timeout_s=config.upstream_timeout_s,
+        max_retries=config.upstream_retries,
+        breaker_failures=config.upstream_breaker[0],
+        breaker_cooldown_s=config.upstream_breaker[1],
+    )
+    provider = target.provider.name
+    metrics.registry.register(UpstreamCollector(provider, client.counters, _breaker(client)))
+    proxy = ProxyService(target, client, admission, metrics, config.model_name)
+    state = ProxyState(
+        model_name=config.model_name,
+        admission=admission,
+        metrics=metrics,
+        api_keys=config.api_keys,
+        proxy=proxy,
+    )
+    programs = ProgramService(
+        config.programs, ChatBackend(config.model_name, proxy.chat), config.programs_file
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        log.info(
+            "proxying %s to %s (%s, model %s)",
+            config.model_name,
+            target.base_url,
+            provider,
+            target.model,
+        )
+        programs_watcher = asyncio.create_task(programs.watch())
+        yield
+        programs_watcher.cancel()
+
+    app = FastAPI(title="modelkube runtime", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.include_router(proxy_routes.router)
+    return _finish(app, config, state, programs)
+
+
+def _breaker(client: UpstreamClient) -> Callable[[], str]:
+    return lambda: client.breaker_state
+
+
+def _admission(config: ServeConfig, metrics: RuntimeMetrics) -> Admission:
     labels = {"model": config.model_name}
 
     def admission_changed(running: int, queued: int) -> None:
@@ -87,45 +196,21 @@ def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = Non
     admission_changed(0, 0)
     metrics.max_concurrent.labels(**labels).set(config.max_concurrent_requests)
     metrics.max_queued.labels(**labels).set(config.max_queued_requests)
-    service = CompletionService(engine, admission, metrics, config.model_name)
-    adapters = AdapterManager(engine, metrics, config.adapters, config.adapters_file)
-    state = RuntimeState(engine, service, admission, metrics, config.api_keys, adapters)
-    metrics.blas.labels(library=loaded_blas()).set(1)
-    fine_tuning = (
-        FineTuningService(config.fine_tuning, config.model_name) if config.fine_tuning else None
-    )
+    return admission
 
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        def loaded(error: BaseException | None) -> None:
-            if error is None:
-                log.info("model %s ready (BLAS: %s)", config.model_name, loaded_blas())
-            elif on_fatal is not None:
-                on_fatal(f"cannot load model {config.model_name}: {error}")
 
-        engine.start(asyncio.get_running_loop(), loaded)
-        watcher = asyncio.create_task(adapters.run())
-        yield
-        watcher.cancel()
-        await asyncio.to_thread(engine.stop)
-        if fine_tuning is not None:
-            await fine_tuning.aclose()
-
-    app = FastAPI(title="modelkube runtime", lifespan=lifespan, docs_url=None, redoc_url=None)
+def _finish(
+    app: FastAPI, config: ServeConfig, state: ServingState, programs: ProgramService
+) -> FastAPI:
+    """What every mode shares: programs, operations, error bodies and request accounting."""
     app.state.runtime = state
-    app.include_router(openai.router)
-    app.include_router(adapter_routes.router)
-    app.state.programs = ProgramService(config.programs, service)
+    app.state.programs = programs
     app.include_router(program_routes.router)
     app.include_router(ops.router)
-    if fine_tuning is not None:  # off by default: the routes are absent, so 404
-        app.state.fine_tuning = fine_tuning
-        app.include_router(file_routes.router)
-        app.include_router(fine_tuning_routes.router)
     _install_error_handlers(app)
     app.add_middleware(
         RequestAccounting,
-        metrics=metrics,
+        metrics=state.metrics,
         model=config.model_name,
         max_body_bytes=config.max_body_bytes,
     )

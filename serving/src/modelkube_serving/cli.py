@@ -6,11 +6,17 @@ import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelkube_serving.argtypes import non_negative, positive, positive_float
 from modelkube_serving.engine.blas import find_openblas
 from modelkube_serving.finetune.command import add_parser as add_finetune_parser
 from modelkube_serving.models.adapters import AdapterSpec, AdapterSpecError, parse_adapter_arg
+from modelkube_serving.programs.optimize_command import add_parser as add_optimize_parser
+from modelkube_serving.upstream.providers import API_KEY_ENV, PROVIDERS
+
+if TYPE_CHECKING:
+    from modelkube_serving.upstream.providers import UpstreamTarget
 
 _BLAS_MARK = "MODELKUBE_BLAS_REEXEC"
 
@@ -19,9 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelkube", description="modelkube runtime")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve a model through the OpenAI API")
-    serve.add_argument(
-        "--model", required=True, help="builtin://tiny, hf://org/name, pvc://claim/path or a path"
-    )
+    serve.add_argument("--model", help="builtin://tiny, hf://org/name, pvc://claim/path or a path")
     serve.add_argument("--served-model-name", help="the name clients use (default: from the URI)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -58,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--programs-file",
         type=Path,
-        help='JSON {"programs": [{"name", "signature", "module", ...}]}: DSPy programs served',
+        help='JSON {"programs": [{"name", "signature", "module", ...}]}, polled: DSPy programs',
     )
     serve.add_argument(
         "--fine-tuning-api",
@@ -71,6 +75,36 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--fine-tuning-base-model", metavar="URI", help="the model to fine-tune (default: --model)"
     )
+    upstream = serve.add_argument_group(
+        "proxy mode",
+        f"serve a hosted provider's model instead of --model; the key is ${API_KEY_ENV}",
+    )
+    upstream.add_argument("--upstream-provider", choices=PROVIDERS)
+    upstream.add_argument("--upstream-model", help="the provider's model id")
+    upstream.add_argument(
+        "--upstream-base-url", help="the provider's OpenAI API base (default: the provider's)"
+    )
+    upstream.add_argument(
+        "--upstream-timeout",
+        type=positive_float,
+        default=60.0,
+        help="seconds to wait for the provider's answer to begin, per attempt",
+    )
+    upstream.add_argument(
+        "--upstream-retries", type=non_negative, default=2, help="retries on 429, 5xx, no answer"
+    )
+    upstream.add_argument(
+        "--upstream-breaker-failures",
+        type=non_negative,
+        default=5,
+        help="failures in a row that pause calls to the provider (0: never)",
+    )
+    upstream.add_argument(
+        "--upstream-breaker-cooldown",
+        type=positive_float,
+        default=10.0,
+        help="seconds calls stay paused before one probe is let through",
+    )
     serve.add_argument(
         "--drain-grace-period", type=float, default=30.0, help="seconds, after SIGTERM"
     )
@@ -79,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("action", choices=["create"])
     models.add_argument("names", nargs="+", help="tiny, small")
     add_finetune_parser(sub)
+    add_optimize_parser(sub)
     # Other distributions (the operator, ...) add their subcommands through this entry-point group.
     for entry in entry_points(group="modelkube.commands"):
         entry.load()(sub)
@@ -156,13 +191,28 @@ def _resolve_adapters(specs: list[AdapterSpec]) -> tuple[tuple[AdapterSpec, Path
     return tuple((spec, resolve_adapter(spec.uri)) for spec in specs)
 
 
-def _read(path: Path) -> str:
-    from modelkube_serving.programs.spec import ProgramSpecError
+def _upstream(args: argparse.Namespace) -> "UpstreamTarget | None":
+    """Proxy mode's target, or None to serve --model; mixing the two is an error."""
+    from modelkube_serving.upstream.providers import UpstreamConfigError, resolve_upstream
 
-    try:
-        return path.read_text()
-    except OSError as exc:
-        raise ProgramSpecError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if args.upstream_provider is None:
+        if args.model is None:
+            raise UpstreamConfigError("give --model, or --upstream-provider for proxy mode")
+        if args.upstream_model or args.upstream_base_url:
+            raise UpstreamConfigError(
+                "--upstream-model and --upstream-base-url need --upstream-provider"
+            )
+        return None
+    if args.model is not None:
+        raise UpstreamConfigError("--model and --upstream-provider exclude each other")
+    if args.adapter or args.fine_tuning_api:
+        raise UpstreamConfigError("adapters and the fine-tuning API need a local --model")
+    if not args.upstream_model:
+        raise UpstreamConfigError("--upstream-provider needs --upstream-model")
+    api_key = os.environ.get(API_KEY_ENV)
+    return resolve_upstream(
+        args.upstream_provider, args.upstream_base_url, args.upstream_model, api_key
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -171,13 +221,16 @@ def _serve(args: argparse.Namespace) -> int:
     from modelkube_serving.app import ServeConfig, create_app
     from modelkube_serving.auth import KeyFileError, load_api_keys
     from modelkube_serving.models.uri import ModelSourceError, resolve_model
-    from modelkube_serving.programs.spec import ProgramSpecError, parse_programs
+    from modelkube_serving.programs.modules import load_programs
+    from modelkube_serving.programs.spec import ProgramSpecError
     from modelkube_serving.server import DrainingServer
     from modelkube_serving.services.fine_tuning import FineTuningSetupError, fine_tuning_settings
+    from modelkube_serving.upstream.providers import UpstreamConfigError
 
     log = logging.getLogger("modelkube.serve")
     try:
         keys = load_api_keys(args.api_keys_file) if args.api_keys_file else ()
+        upstream = _upstream(args)
         fine_tuning = (
             fine_tuning_settings(
                 args.fine_tuning_output_claim, args.fine_tuning_base_model or args.model
@@ -185,19 +238,16 @@ def _serve(args: argparse.Namespace) -> int:
             if args.fine_tuning_api
             else None
         )
-        path = resolve_model(args.model, progress=log.info)
+        path = resolve_model(args.model, progress=log.info) if upstream is None else None
         adapters = _resolve_adapters(args.adapter)
-        programs = (
-            parse_programs(_read(args.programs_file), str(args.programs_file))
-            if args.programs_file
-            else ()
-        )
+        programs = load_programs(args.programs_file) if args.programs_file else ()
     except (
         KeyFileError,
         ModelSourceError,
         AdapterSpecError,
         FineTuningSetupError,
         ProgramSpecError,
+        UpstreamConfigError,
     ) as exc:
         print(f"modelkube serve: error: {exc}", file=sys.stderr)
         return 2
@@ -207,7 +257,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
     config = ServeConfig(
         model_path=path,
-        model_name=args.served_model_name or served_name(args.model),
+        model_name=args.served_model_name or served_name(args.model or args.upstream_model),
         max_concurrent_requests=args.max_concurrent_requests,
         max_queued_requests=args.max_queued_requests,
         max_queue_wait_s=args.max_queue_wait,
@@ -219,6 +269,11 @@ def _serve(args: argparse.Namespace) -> int:
         adapters_file=args.adapters_file,
         fine_tuning=fine_tuning,
         programs=programs,
+        programs_file=args.programs_file,
+        upstream=upstream,
+        upstream_timeout_s=args.upstream_timeout,
+        upstream_retries=args.upstream_retries,
+        upstream_breaker=(args.upstream_breaker_failures, args.upstream_breaker_cooldown),
     )
     uv_config = uvicorn.Config(
         "modelkube_serving.app:create_app",

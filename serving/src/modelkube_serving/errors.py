@@ -126,3 +126,38 @@ class EngineFailure(APIError):
     status_code = 500
     error_type = "server_error"
     code = "engine_error"
+
+
+class UpstreamAnswered(APIError):
+    """A provider's own error answer, passed on in OpenAI's shape. Its 5xx become a 502: the
+    failure is the provider's, not ours, and the retries have been spent."""
+
+    def __init__(self, status: int, body: dict[str, Any], retry_after: str | None) -> None:
+        error = body["error"]
+        super().__init__(error["message"], code=error["code"])
+        self.status_code = 502 if status >= 500 else status
+        self.error_type = error["type"]
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": self.retry_after} if self.retry_after else {}
+
+
+class UpstreamUnreachable(APIError):
+    status_code = 502
+    error_type = "server_error"
+    code = "upstream_unreachable"
+
+
+class UpstreamTimedOut(APIError):
+    status_code = 504
+    error_type = "timeout_error"
+    code = "upstream_timeout"
+
+
+class UpstreamPaused(RetryLater):
+    """The circuit breaker is open: the provider failed repeatedly and gets a rest."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "upstream_circuit_open"

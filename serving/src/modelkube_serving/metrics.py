@@ -1,6 +1,10 @@
 """Every metric the runtime exports. Dashboards, alerts and the HPA use these names."""
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 PREFIX = "modelkube"
 
@@ -19,6 +23,11 @@ BLAS_INFO = f"{PREFIX}_blas_info"
 ADAPTERS = f"{PREFIX}_adapters"
 MAX_CONCURRENT_REQUESTS = f"{PREFIX}_max_concurrent_requests"
 MAX_QUEUED_REQUESTS = f"{PREFIX}_max_queued_requests"
+# Proxy mode (--upstream-provider): the calls to the hosted provider behind the API.
+UPSTREAM_REQUESTS = f"{PREFIX}_upstream_requests_total"
+UPSTREAM_RETRIES = f"{PREFIX}_upstream_retries_total"
+UPSTREAM_CIRCUIT_OPENS = f"{PREFIX}_upstream_circuit_opens_total"
+UPSTREAM_CIRCUIT_OPEN = f"{PREFIX}_upstream_circuit_open"
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1)
@@ -108,9 +117,52 @@ class RuntimeMetrics:
             ["state"],
             registry=r,
         )
+        self.upstream_requests = Counter(
+            UPSTREAM_REQUESTS,
+            "Calls to the upstream provider, by outcome: its HTTP status after retries, or "
+            "unreachable, timeout, circuit_open, cut (a stream ended early).",
+            ["provider", "outcome"],
+            registry=r,
+        )
         self.blas = Gauge(
             BLAS_INFO,
             "The BLAS library this process uses (value is always 1).",
             ["library"],
             registry=r,
         )
+
+
+class UpstreamCollector(Collector):
+    """The native client's own counters, read at scrape time."""
+
+    def __init__(
+        self, provider: str, counters: Callable[[], tuple[int, int]], state: Callable[[], str]
+    ) -> None:
+        self.provider = provider
+        self.counters = counters
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        retries, opens = self.counters()
+        labels = [self.provider]
+        family = CounterMetricFamily(
+            UPSTREAM_RETRIES,
+            "Calls to the provider retried (429, 5xx, no answer).",
+            labels=["provider"],
+        )
+        family.add_metric(labels, retries)
+        yield family
+        family = CounterMetricFamily(
+            UPSTREAM_CIRCUIT_OPENS,
+            "Times the circuit breaker opened after failures in a row.",
+            labels=["provider"],
+        )
+        family.add_metric(labels, opens)
+        yield family
+        gauge = GaugeMetricFamily(
+            UPSTREAM_CIRCUIT_OPEN,
+            "1 while the breaker holds calls back (open or probing), else 0.",
+            labels=["provider"],
+        )
+        gauge.add_metric(labels, 0 if self.state() == "closed" else 1)
+        yield gauge

@@ -8,7 +8,7 @@ from types import FrameType
 
 import uvicorn
 
-from modelkube_serving.state import RuntimeState
+from modelkube_serving.state import ServingState
 
 log = logging.getLogger("modelkube.serve")
 
@@ -18,7 +18,7 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.grace_period_s = grace_period_s
         self.exit_code = 0
-        self.runtime: RuntimeState | None = None
+        self.runtime: ServingState | None = None
         self._drain_task: asyncio.Task[None] | None = None
 
     def fail(self, message: str) -> None:
@@ -36,7 +36,7 @@ class DrainingServer(uvicorn.Server):
         log.info("SIGTERM: draining (readiness now fails, new requests get 503)")
         self._drain_task = asyncio.get_event_loop().create_task(self._drain(self.runtime))
 
-    async def _drain(self, runtime: RuntimeState) -> None:
+    async def _drain(self, runtime: ServingState) -> None:
         try:
             await asyncio.wait_for(runtime.admission.wait_idle(), self.grace_period_s)
         except TimeoutError:

@@ -1,4 +1,4 @@
-"""What the routes find on `app.state.runtime`."""
+"""What the routes find on `app.state.runtime`: the common part, and one class per mode."""
 
 from dataclasses import dataclass
 
@@ -7,14 +7,38 @@ from modelkube_serving.metrics import RuntimeMetrics
 from modelkube_serving.services.adapters import AdapterManager
 from modelkube_serving.services.admission import Admission
 from modelkube_serving.services.completions import CompletionService
+from modelkube_serving.services.proxy import ProxyService
 
 
-@dataclass
-class RuntimeState:
-    engine: MLXEngine
-    service: CompletionService
+@dataclass(kw_only=True)
+class ServingState:
+    """What every mode has: admission, metrics, keys, and whether it is draining."""
+
+    model_name: str
     admission: Admission
     metrics: RuntimeMetrics
     api_keys: tuple[bytes, ...]
-    adapters: AdapterManager
     draining: bool = False
+
+    def loading(self) -> bool:
+        """Still getting ready to serve (the model loading, adapters settling)."""
+        return False
+
+
+@dataclass(kw_only=True)
+class RuntimeState(ServingState):
+    """Serving a local model on the MLX engine."""
+
+    engine: MLXEngine
+    service: CompletionService
+    adapters: AdapterManager
+
+    def loading(self) -> bool:
+        return not self.engine.ready or not self.adapters.settled
+
+
+@dataclass(kw_only=True)
+class ProxyState(ServingState):
+    """Serving a hosted provider's model (proxy mode)."""
+
+    proxy: ProxyService

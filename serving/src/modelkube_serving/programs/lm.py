@@ -2,12 +2,15 @@
 
 DSPy 3.4 deprecates `BaseLM.forward` subclasses (removed in 3.5) in favour of engines with
 `complete(Request) -> Response` passed to `dspy.LM(engine=..., async_engine=...)`, so the runtime
-plugs in there. Requests go through the CompletionService, so they queue in the same admission,
-batch with ordinary traffic and show in the same token metrics.
+plugs in there. Requests go to the runtime's own chat backend: the CompletionService for a local
+model, the ProxyService in proxy mode. Either way they queue in the same admission, batch (or are
+forwarded) with ordinary traffic and show in the same token metrics.
 """
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 # LiteLLM, imported by DSPy, fetches a cost map from the internet unless told to use its own.
@@ -21,18 +24,39 @@ from modelkube_serving.services.completions import CompletionService
 
 PROGRAMS_KEY = "modelkube-programs"  # the admission key programs' requests queue under
 
+# An OpenAI chat request body and an admission key -> the chat completion body.
+ChatFn = Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ChatBackend:
+    """What programs call: the served model's name and its in-process chat completion."""
+
+    model_name: str
+    chat: ChatFn
+
+
+def local_backend(service: CompletionService) -> ChatBackend:
+    """Chat on the local engine, through the same validation and admission as the routes."""
+
+    async def chat(body: dict[str, Any], key: str) -> dict[str, Any]:
+        prepared = service.prepare_chat(ChatCompletionRequest.model_validate(body))
+        slot = await service.admit(prepared, key)
+        return await service.collect(prepared, slot)
+
+    return ChatBackend(service.model_name, chat)
+
 
 class AsyncRuntimeEngine:
-    """DSPy's async engine contract over CompletionService; use it on the runtime's loop."""
+    """DSPy's async engine contract over the runtime's chat; use it on the runtime's loop."""
 
-    def __init__(self, service: CompletionService, key: str = PROGRAMS_KEY) -> None:
-        self.service = service
+    def __init__(self, backend: ChatBackend, key: str = PROGRAMS_KEY) -> None:
+        self.backend = backend
         self.key = key
 
     async def complete(self, request: Request) -> Response:
-        prepared = self.service.prepare_chat(chat_request(self.service.model_name, request))
-        slot = await self.service.admit(prepared, self.key)
-        return dspy_response(await self.service.collect(prepared, slot))
+        body = chat_request(self.backend.model_name, request)
+        return dspy_response(await self.backend.chat(body, self.key))
 
     async def stream(self, request: Request) -> Any:
         for event in response_to_events(await self.complete(request)):
@@ -61,11 +85,11 @@ class RuntimeEngine:
         return None
 
 
-def runtime_lm(service: CompletionService, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> Any:
-    """A `dspy.LM` whose calls run on `service`'s engine; kwargs are DSPy's LM defaults."""
-    engine = AsyncRuntimeEngine(service)
+def runtime_lm(backend: ChatBackend, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> Any:
+    """A `dspy.LM` whose calls run on `backend`; kwargs are DSPy's LM defaults."""
+    engine = AsyncRuntimeEngine(backend)
     return dspy.LM(
-        f"modelkube/{service.model_name}",
+        f"modelkube/{backend.model_name}",
         engine=RuntimeEngine(engine, loop),
         async_engine=engine,
         cache=False,
@@ -74,8 +98,8 @@ def runtime_lm(service: CompletionService, loop: asyncio.AbstractEventLoop, **kw
     )
 
 
-def chat_request(model: str, request: Request) -> ChatCompletionRequest:
-    """DSPy's canonical request as the OpenAI chat request the routes would have received."""
+def chat_request(model: str, request: Request) -> dict[str, Any]:
+    """DSPy's canonical request as the OpenAI chat request body the routes would receive."""
     messages = [{"role": m.role, "content": m.text or ""} for m in request.messages]
     if request.system is not None:
         system = request.system
@@ -84,21 +108,21 @@ def chat_request(model: str, request: Request) -> ChatCompletionRequest:
     c = request.config
     fields: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": c.max_tokens}
     fields.update(temperature=c.temperature, top_p=c.top_p, seed=c.seed, stop=list(c.stop) or None)
-    return ChatCompletionRequest.model_validate({k: v for k, v in fields.items() if v is not None})
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def dspy_response(body: dict[str, Any]) -> Response:
-    """The chat completion body CompletionService.collect returns, as DSPy's Response."""
-    choice, usage = body["choices"][0], body["usage"]
+    """A chat completion body, ours or a provider's, as DSPy's Response."""
+    choice, usage = body["choices"][0], body.get("usage") or {}
     return Response(
-        id=body["id"],
-        model=body["model"],
-        message=Message.assistant([TextPart(choice["message"]["content"])]),
+        id=body.get("id", ""),
+        model=body.get("model", ""),
+        message=Message.assistant([TextPart(choice["message"].get("content") or "")]),
         finish_reason="length" if choice["finish_reason"] == "length" else "stop",
         usage=Usage(
-            input_tokens=usage["prompt_tokens"],
-            output_tokens=usage["completion_tokens"],
-            total_tokens=usage["total_tokens"],
+            input_tokens=usage.get("prompt_tokens", 0),
+            output_tokens=usage.get("completion_tokens", 0),
+            total_tokens=usage.get("total_tokens", 0),
         ),
     )
 

@@ -4,56 +4,91 @@ Each program becomes a DSPy module (`Predict` or `ChainOfThought`) with its inst
 demos. A call runs it with our engine-backed LM, so its requests batch with ordinary traffic.
 Model output that does not parse into the signature's fields becomes a 422 with the raw text:
 DSPy's ChatAdapter falls back to its JSONAdapter once, and that is the one retry.
+
+The programs file is polled four times a second and compared by content (like the adapters
+file), so a ConfigMap that Kubernetes updates by a symlink swap is seen like any edit. A reload
+swaps the whole set at once; a call already running finishes on the module it started with. A
+file that does not parse or build keeps the programs served before, with one error line.
 """
 
 import asyncio
-from dataclasses import dataclass
+import logging
+from pathlib import Path
 from typing import Any
 
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 
 from modelkube_serving.errors import InvalidRequest, NotFound, Unprocessable
-from modelkube_serving.programs.lm import runtime_lm
-from modelkube_serving.programs.spec import ProgramSpec
-from modelkube_serving.services.completions import CompletionService
+from modelkube_serving.programs.lm import ChatBackend, runtime_lm
+from modelkube_serving.programs.modules import build_all
+from modelkube_serving.programs.spec import ProgramSpec, ProgramSpecError, parse_programs
 
-
-@dataclass(frozen=True)
-class Program:
-    spec: ProgramSpec
-    module: Any
-
-    def card(self) -> dict[str, Any]:
-        signature = self.module.predictors()[0].signature
-        return {
-            "object": "program",
-            "id": self.spec.name,
-            "module": self.spec.module,
-            "signature": self.spec.signature,
-            "inputs": list(signature.input_fields),
-            "outputs": list(signature.output_fields),
-            "demos": len(self.spec.demos),
-        }
-
-
-def build(spec: ProgramSpec) -> Program:
-    signature = dspy.Signature(spec.signature, spec.instructions or "")
-    module = (
-        dspy.ChainOfThought(signature)
-        if spec.module == "chain_of_thought"
-        else dspy.Predict(signature)
-    )
-    for predictor in module.predictors():
-        predictor.demos = [dspy.Example(**demo) for demo in spec.demos]
-    return Program(spec, module)
+log = logging.getLogger("modelkube.programs")
 
 
 class ProgramService:
-    def __init__(self, specs: tuple[ProgramSpec, ...], completions: CompletionService) -> None:
-        self.programs = {spec.name: build(spec) for spec in specs}
-        self._completions = completions
+    def __init__(
+        self,
+        specs: tuple[ProgramSpec, ...],
+        backend: ChatBackend,
+        file: Path | None = None,
+        poll_s: float = 0.25,
+    ) -> None:
+        self.programs = build_all(specs)
+        self._specs = specs
+        self._backend = backend
         self._lm: Any = None
+        self._file = file
+        self._poll_s = poll_s
+        self._file_text: str | None = None
+
+    def reload(self, specs: tuple[ProgramSpec, ...]) -> None:
+        """Serve `specs` instead, all or nothing (ProgramSpecError leaves the old set)."""
+        if specs == self._specs:
+            return
+        before = self.programs
+        # One assignment: a lookup sees the old set or the new one, never half of each.
+        self.programs = build_all(specs, str(self._file))
+        self._specs = specs
+        added = sorted(self.programs.keys() - before.keys())
+        removed = sorted(before.keys() - self.programs.keys())
+        log.info(
+            "programs file %s: now serving %s (added %s, removed %s)",
+            self._file,
+            sorted(self.programs) or "none",
+            added or "none",
+            removed or "none",
+        )
+
+    async def watch(self) -> None:
+        """Follow the programs file (if there is one) until cancelled."""
+        while self._file is not None:
+            try:
+                await self.poll()
+            except Exception:  # the next poll tries again; the programs served stay
+                log.exception("programs file %s: reloading failed", self._file)
+            await asyncio.sleep(self._poll_s)
+
+    async def poll(self) -> None:
+        assert self._file is not None
+        try:
+            text: str | None = await asyncio.to_thread(self._file.read_text)
+        except FileNotFoundError:
+            text = None  # not there (any more): no programs from it
+        except OSError as exc:
+            text = f"unreadable: {exc}"
+            if text != self._file_text:
+                log.error("programs file %s: cannot read it: %s", self._file, exc)
+            self._file_text = text
+            return
+        if text == self._file_text:
+            return
+        self._file_text = text
+        try:
+            self.reload(parse_programs(text, str(self._file)) if text is not None else ())
+        except ProgramSpecError as exc:
+            log.error("%s; keeping the programs served before", exc)
 
     def cards(self) -> list[dict[str, Any]]:
         return [self.programs[name].card() for name in sorted(self.programs)]
@@ -90,7 +125,7 @@ class ProgramService:
 
     def _runtime_lm(self) -> Any:
         if self._lm is None:
-            self._lm = runtime_lm(self._completions, asyncio.get_running_loop())
+            self._lm = runtime_lm(self._backend, asyncio.get_running_loop())
         return self._lm
 
 

@@ -4,18 +4,36 @@ They are `async def` on purpose: FastAPI runs plain `def` dependencies in a thre
 two thread hops per request for a few microseconds of work.
 """
 
+import asyncio
 import hashlib
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from fastapi import Request
 
 from modelkube_serving.auth import bearer_token, key_accepted
 from modelkube_serving.errors import Unauthorized, Unavailable
 from modelkube_serving.services.fine_tuning import FineTuningService
-from modelkube_serving.state import RuntimeState
+from modelkube_serving.state import ProxyState, RuntimeState, ServingState
+
+T = TypeVar("T")
+_DISCONNECT_POLL_S = 0.2
+
+
+def serving(request: Request) -> ServingState:
+    state: ServingState = request.app.state.runtime
+    return state
 
 
 def runtime(request: Request) -> RuntimeState:
+    """The local model's state; only its routes call this."""
     state: RuntimeState = request.app.state.runtime
+    return state
+
+
+def proxy_state(request: Request) -> ProxyState:
+    """Proxy mode's state; only its routes call this."""
+    state: ProxyState = request.app.state.runtime
     return state
 
 
@@ -25,7 +43,7 @@ def fine_tuning(request: Request) -> FineTuningService:
 
 
 async def require_api_key(request: Request) -> None:
-    keys = runtime(request).api_keys
+    keys = serving(request).api_keys
     if keys and not key_accepted(bearer_token(request.headers.get("authorization")), keys):
         raise Unauthorized(
             "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'."
@@ -36,12 +54,26 @@ def client_key(request: Request) -> str:
     """Whose request this is, for fair queueing and rate limits: a digest of its API key, so
     the key itself is never kept. Without keys every client shares one."""
     token = bearer_token(request.headers.get("authorization"))
-    return hashlib.sha256(token).hexdigest()[:16] if token and runtime(request).api_keys else ""
+    return hashlib.sha256(token).hexdigest()[:16] if token and serving(request).api_keys else ""
 
 
 async def require_serving(request: Request) -> None:
-    state = runtime(request)
+    state = serving(request)
     if state.draining:
         raise Unavailable("The server is shutting down; retry on another replica.")
-    if not state.engine.ready:
+    if isinstance(state, RuntimeState) and not state.engine.ready:
         raise Unavailable("The model is still loading; retry shortly.")
+
+
+async def until_disconnect(request: Request, work: Awaitable[T], gone: T) -> T:
+    """Run `work`, cancelling it (and so the generation or the upstream call) if the client
+    goes away; then `gone` is returned, which nobody reads."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_S)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return gone

@@ -1,18 +1,21 @@
 """The OpenAI-compatible endpoints: thin, they hand everything to the service."""
 
-import asyncio
-from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from modelkube_serving.protocol import ChatCompletionRequest, CompletionRequest
-from modelkube_serving.routes.deps import client_key, require_api_key, require_serving, runtime
+from modelkube_serving.routes.deps import (
+    client_key,
+    require_api_key,
+    require_serving,
+    runtime,
+    until_disconnect,
+)
 from modelkube_serving.services.completions import Prepared
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
-_DISCONNECT_POLL_S = 0.2
 
 
 @router.get("/models")
@@ -40,18 +43,5 @@ async def _complete(request: Request, prepared: Prepared) -> Any:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    body = await _until_disconnect(request, service.collect(prepared, slot))
+    body = await until_disconnect(request, service.collect(prepared, slot), {})
     return JSONResponse(body)
-
-
-async def _until_disconnect(request: Request, work: Awaitable[dict[str, Any]]) -> dict[str, Any]:
-    """Run `work`, cancelling it (and so the generation) if the client goes away."""
-    task = asyncio.ensure_future(work)
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_S)
-        if done:
-            return task.result()
-        if await request.is_disconnected():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            return {}

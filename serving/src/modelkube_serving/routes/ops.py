@@ -4,7 +4,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from modelkube_serving.routes.deps import runtime
+from modelkube_serving.routes.deps import serving
 
 router = APIRouter()
 
@@ -16,16 +16,16 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    state = runtime(request)
+    state = serving(request)
     if state.draining:
         return JSONResponse({"status": "draining"}, status_code=503)
-    if not state.engine.ready or not state.adapters.settled:
+    if state.loading():
         return JSONResponse({"status": "loading"}, status_code=503)
-    return JSONResponse({"status": "ready", "model": state.service.model_name})
+    return JSONResponse({"status": "ready", "model": state.model_name})
 
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     return Response(
-        generate_latest(runtime(request).metrics.registry), media_type=CONTENT_TYPE_LATEST
+        generate_latest(serving(request).metrics.registry), media_type=CONTENT_TYPE_LATEST
     )

@@ -1,0 +1,50 @@
+"""The OpenAI endpoints in proxy mode: the body is read raw and handed to the ProxyService,
+so fields the provider supports and our engine does not (tools, response_format) pass on."""
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
+
+from modelkube_serving.routes.deps import (
+    client_key,
+    proxy_state,
+    require_api_key,
+    require_serving,
+    until_disconnect,
+)
+from modelkube_serving.services.proxy import Relayed
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+_EMPTY = Relayed(b"", "application/json")
+
+
+@router.get("/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    return {"object": "list", "data": proxy_state(request).proxy.model_cards()}
+
+
+@router.post("/chat/completions", dependencies=[Depends(require_serving)])
+async def chat_completions(request: Request) -> Response:
+    return await _forward(request, "chat")
+
+
+@router.post("/completions", dependencies=[Depends(require_serving)])
+async def completions(request: Request) -> Response:
+    return await _forward(request, "completions")
+
+
+async def _forward(request: Request, endpoint: str) -> Response:
+    proxy = proxy_state(request).proxy
+    forward = proxy.prepare(endpoint, await request.body())
+    request.state.served_model = proxy.model_name
+    slot = await proxy.admit(forward, client_key(request))
+    if forward.stream:
+        stream = await proxy.open_stream(forward, slot)
+        return StreamingResponse(
+            proxy.relay(forward, slot, stream),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    relayed = await until_disconnect(request, proxy.complete(forward, slot), _EMPTY)
+    return Response(relayed.body, media_type=relayed.content_type)

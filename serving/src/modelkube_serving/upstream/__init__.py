@@ -1,0 +1,1 @@
+"""Hosted providers behind the runtime's OpenAI API (proxy mode): who they are, how they differ."""
