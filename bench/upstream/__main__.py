@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 from bench.serving.targets import targets_text
@@ -36,6 +37,13 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """(steal, total) jiffies from /proc/stat: time the hypervisor gave this VM's CPUs away."""
+    first = Path("/proc/stat").read_text().splitlines()[0]
+    fields = [int(v) for v in first.split()[1:]]
+    return fields[7] if len(fields) > 7 else 0, sum(fields)
+
+
 def main(argv: list[str] | None = None) -> int:
     # A SIGTERM unwinds like Ctrl-C, so every process this bench started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -48,8 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     log(f"plan: {plan}")
     log(pin.note)
     started = time.monotonic()
+    steal_before, total_before = _cpu_ticks()
     results = run(plan, pin)
+    steal_after, total_after = _cpu_ticks()
+    steal = (steal_after - steal_before) / max(1, total_after - total_before)
     print()
+    # On a shared VM, stolen CPU time is the main source of noise between runs.
+    print(f"CPU steal during the run: {steal:.0%} of CPU time (read rounds with that in mind)")
     print(proxy_tables(results["proxies"], plan.chunks, pin.note), end="\n\n")
     print(client_table(results["clients"]), end="\n\n")
     targets = evaluate(results)
@@ -59,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         "plan": dataclasses.asdict(plan),
         "pinning": dataclasses.asdict(pin),
         "seconds": time.monotonic() - started,
+        "cpu_steal": steal,
         **results,
         "targets": [dataclasses.asdict(t) for t in targets],
     }

@@ -6,6 +6,7 @@ bench/results/logs, and is always stopped on exit (bench.serving's `stop_process
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -53,12 +54,27 @@ def running(
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = LOG_DIR / f"upstream-{system.replace(' ', '-')}.log"
     with log.open("wb") as sink:
-        proc = subprocess.Popen(command, env=env, stdout=sink, stderr=sink)
+        # Its own process group, so a system not under test can be paused whole (`paused`).
+        proc = subprocess.Popen(command, env=env, stdout=sink, stderr=sink, start_new_session=True)
         try:
             _wait_ready(proc, f"http://{HOST}:{port}{ready_path}", log)
             yield Endpoint(system, f"http://{HOST}:{port}/v1", proc.pid)
         finally:
             stop_process(proc)
+
+
+@contextlib.contextmanager
+def paused(endpoints: list[Endpoint]) -> Iterator[None]:
+    """SIGSTOP these systems' process groups meanwhile: all proxies share one CPU, and a proxy
+    idling (timers, background tasks) or still draining must not slow the one measured."""
+    for endpoint in endpoints:
+        os.killpg(endpoint.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for endpoint in endpoints:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(endpoint.pid, signal.SIGCONT)
 
 
 def quiet_env(**extra: str) -> dict[str, str]:

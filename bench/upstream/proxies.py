@@ -14,7 +14,7 @@ import httpx
 
 from bench.upstream.config import Pinning, Plan
 from bench.upstream.load import run_wrk, write_script
-from bench.upstream.processes import SERVED_MODEL, Endpoint
+from bench.upstream.processes import SERVED_MODEL, Endpoint, paused
 
 MODES = ("non-streaming", "streaming")
 BODY = {
@@ -76,7 +76,9 @@ def measure(endpoints: list[Endpoint], plan: Plan, pin: Pinning) -> dict[str, An
         for index in range(plan.rounds):
             for mode in MODES:
                 for endpoint in rotated(endpoints, index):
-                    runs = _one_system(endpoint, scripts[mode], plan, pin.loadgen)
+                    others = [e for e in endpoints if e is not endpoint and e.system != "direct"]
+                    with paused(others):
+                        runs = _one_system(endpoint, scripts[mode], plan, pin.loadgen)
                     raw[endpoint.system][mode].append(runs)
                 done = ", ".join(f"{s} {_round_line(r[mode][-1])}" for s, r in raw.items())
                 log(f"round {index + 1}/{plan.rounds} {mode}: {done}")

@@ -171,6 +171,7 @@ def _proxy_app(
 
     app = FastAPI(title="modelkube runtime", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(proxy_routes.router)
+    app.router.routes.extend(proxy_routes.routes)
     return _finish(app, config, state, programs)
 
 
@@ -180,10 +181,12 @@ def _breaker(client: UpstreamClient) -> Callable[[], str]:
 
 def _admission(config: ServeConfig, metrics: RuntimeMetrics) -> Admission:
     labels = {"model": config.model_name}
+    # Children looked up once: `labels()` costs more than the update, twice per request.
+    in_flight, waiting = metrics.in_flight.labels(**labels), metrics.queued.labels(**labels)
 
     def admission_changed(running: int, queued: int) -> None:
-        metrics.in_flight.labels(**labels).set(running)
-        metrics.queued.labels(**labels).set(queued)
+        in_flight.set(running)
+        waiting.set(queued)
 
     limits = AdmissionLimits(
         max_running=config.max_concurrent_requests,
@@ -271,6 +274,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, unexpected)
 
 
+def _endpoint(path: str) -> str | None:
+    """The `endpoint` label of an API path; None for paths that are not counted."""
+    if path.startswith("/v1/programs/"):
+        return "programs"
+    return _ENDPOINTS.get(path)
+
+
 class RequestAccounting:
     """Counts API requests by status, and refuses bodies over the size limit up front."""
 
@@ -281,9 +291,10 @@ class RequestAccounting:
         self.metrics = metrics
         self.model = model
         self.max_body_bytes = max_body_bytes
+        self._counters: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = _ENDPOINTS.get(scope.get("path", "")) if scope["type"] == "http" else None
+        endpoint = _endpoint(scope.get("path", "")) if scope["type"] == "http" else None
         if endpoint is None:
             await self.app(scope, receive, send)
             return
@@ -303,7 +314,17 @@ class RequestAccounting:
         finally:
             # The route names the model once it validated it; unknown names stay unlabelled.
             model = scope.get("state", {}).get("served_model", self.model)
-            self.metrics.requests.labels(model=model, endpoint=endpoint, status=str(status)).inc()
+            self._counter(model, endpoint, status).inc()
+
+    def _counter(self, model: str, endpoint: str, status: int) -> Any:
+        key = (model, endpoint, status)
+        counter = self._counters.get(key)
+        if counter is None:  # a few dozen label sets at most: models x endpoints x statuses
+            counter = self.metrics.requests.labels(
+                model=model, endpoint=endpoint, status=str(status)
+            )
+            self._counters[key] = counter
+        return counter
 
     def _too_large(self, scope: Scope) -> bool:
         for name, value in scope.get("headers", ()):

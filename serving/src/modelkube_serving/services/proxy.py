@@ -78,6 +78,13 @@ class ProxyService:
         self.admission = admission
         self.metrics = metrics
         self.model_name = model_name
+        # Label children looked up once: `labels()` costs more than the update itself.
+        labels = {"model": model_name}
+        self._ttft = metrics.ttft.labels(**labels)
+        self._duration = {e: metrics.duration.labels(endpoint=e, **labels) for e in _PATHS}
+        self._prompt_tokens = metrics.prompt_tokens.labels(**labels)
+        self._generation_tokens = metrics.generation_tokens.labels(**labels)
+        self._outcomes: dict[str, Any] = {}
 
     def model_cards(self) -> list[dict[str, Any]]:
         return [responses.model_card(self.model_name)]
@@ -165,7 +172,7 @@ class ProxyService:
                 if first:
                     first = False
                     elapsed = time.perf_counter() - forward.arrived
-                    self.metrics.ttft.labels(model=self.model_name).observe(elapsed)
+                    self._ttft.observe(elapsed)
                 if b'"usage"' in chunk:
                     usage = _stream_usage(chunk) or usage
                 yield chunk
@@ -200,18 +207,18 @@ class ProxyService:
         return UpstreamAnswered(status, body, headers.get("retry-after"))
 
     def _count(self, outcome: str) -> None:
-        provider = self.target.provider.name
-        self.metrics.upstream_requests.labels(provider=provider, outcome=outcome).inc()
+        counter = self._outcomes.get(outcome)
+        if counter is None:
+            provider = self.target.provider.name
+            counter = self.metrics.upstream_requests.labels(provider=provider, outcome=outcome)
+            self._outcomes[outcome] = counter
+        counter.inc()
 
     def _observe(self, forward: Forward, usage: dict[str, Any] | None) -> None:
-        m, labels = self.metrics, {"model": self.model_name}
-        endpoint = forward.endpoint
-        m.duration.labels(endpoint=endpoint, **labels).observe(
-            time.perf_counter() - forward.arrived
-        )
+        self._duration[forward.endpoint].observe(time.perf_counter() - forward.arrived)
         if usage:
-            m.prompt_tokens.labels(**labels).inc(_count_of(usage, "prompt_tokens"))
-            m.generation_tokens.labels(**labels).inc(_count_of(usage, "completion_tokens"))
+            self._prompt_tokens.inc(_count_of(usage, "prompt_tokens"))
+            self._generation_tokens.inc(_count_of(usage, "completion_tokens"))
 
 
 def _int_field(body: dict[str, Any], name: str) -> int | None:
