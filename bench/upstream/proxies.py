@@ -51,20 +51,13 @@ def check(endpoint: Endpoint, mode: str) -> None:
         raise RuntimeError(f"{endpoint.system} {mode}: HTTP {response.status_code} {text[:300]}")
 
 
-def _one_system(
-    endpoint: Endpoint, script: Path, plan: Plan, loadgen: str | None
-) -> dict[str, Any]:
-    url = f"{endpoint.base_url}/chat/completions"
-    latency = run_wrk(url, script, 1, plan.latency_s, loadgen)
-    levels = [run_wrk(url, script, c, plan.throughput_s, loadgen) for c in plan.concurrency]
-    # wrk stops with requests in flight; a slow proxy would still be serving them, on the CPU
-    # that the next system under test gets.
-    time.sleep(plan.settle_s)
-    return {"latency": latency, "levels": levels}
-
-
 def measure(endpoints: list[Endpoint], plan: Plan, pin: Pinning) -> dict[str, Any]:
-    """Raw wrk results: system -> mode -> list over rounds of {latency, levels}."""
+    """Raw wrk results: system -> mode -> list over rounds of {latency, levels}.
+
+    In each round every system's one-connection latency run comes first, on a machine at rest,
+    then the throughput runs: a proxy still draining what wrk left at 64 connections (LiteLLM
+    takes seconds) would otherwise sit in the next system's latency. The systems not under
+    test are paused meanwhile."""
     raw: dict[str, Any] = {e.system: {mode: [] for mode in MODES} for e in endpoints}
     with tempfile.TemporaryDirectory(prefix="bench-upstream-") as tmp:
         scripts = {mode: write_script(Path(tmp), mode, body(mode)) for mode in MODES}
@@ -75,14 +68,33 @@ def measure(endpoints: list[Endpoint], plan: Plan, pin: Pinning) -> dict[str, An
                 time.sleep(plan.settle_s)
         for index in range(plan.rounds):
             for mode in MODES:
-                for endpoint in rotated(endpoints, index):
-                    others = [e for e in endpoints if e is not endpoint and e.system != "direct"]
-                    with paused(others):
-                        runs = _one_system(endpoint, scripts[mode], plan, pin.loadgen)
+                order = rotated(endpoints, index)
+                latency = {}
+                for endpoint in order:
+                    with _alone(endpoint, endpoints):
+                        url = f"{endpoint.base_url}/chat/completions"
+                        latency[endpoint.system] = run_wrk(
+                            url, scripts[mode], 1, plan.latency_s, pin.loadgen
+                        )
+                for endpoint in order:
+                    with _alone(endpoint, endpoints):
+                        url = f"{endpoint.base_url}/chat/completions"
+                        levels = [
+                            run_wrk(url, scripts[mode], c, plan.throughput_s, pin.loadgen)
+                            for c in plan.concurrency
+                        ]
+                        # wrk stops with requests in flight; a slow proxy is still serving
+                        # them, on the CPU the next system under test gets.
+                        time.sleep(plan.settle_s)
+                    runs = {"latency": latency[endpoint.system], "levels": levels}
                     raw[endpoint.system][mode].append(runs)
                 done = ", ".join(f"{s} {_round_line(r[mode][-1])}" for s, r in raw.items())
                 log(f"round {index + 1}/{plan.rounds} {mode}: {done}")
     return raw
+
+
+def _alone(endpoint: Endpoint, endpoints: list[Endpoint]) -> Any:
+    return paused([e for e in endpoints if e is not endpoint and e.system != "direct"])
 
 
 def _round_line(runs: dict[str, Any]) -> str:
