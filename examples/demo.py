@@ -22,18 +22,18 @@ def say(text: str) -> None:
     print(f"\n\033[1m==> {text}\033[0m", flush=True)
 
 
-def wait_ready(proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+def wait_ready(proc: subprocess.Popen[bytes], url: str = URL, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            sys.exit(f"demo: the runtime exited with code {proc.returncode}")
+            sys.exit(f"demo: the runtime on {url} exited with code {proc.returncode}")
         try:
-            if httpx.get(f"{URL}/readyz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    sys.exit("demo: the runtime did not become ready")
+    sys.exit(f"demo: the runtime on {url} did not become ready")
 
 
 def describe(usage: CompletionUsage | None) -> str:

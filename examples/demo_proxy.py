@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import httpx
 import openai
 from openai.types.chat import ChatCompletionMessageParam
 
-from examples.demo import say
+from examples.demo import say, wait_ready
 
 PROVIDER_PORT = int(os.environ.get("MODELKUBE_DEMO_PROVIDER_PORT", "8010"))
 PROXY_PORT = int(os.environ.get("MODELKUBE_DEMO_PROXY_PORT", "8011"))
@@ -42,20 +41,6 @@ METRICS = (
 def serve(port: int, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     command = ["modelkube_serving", "serve", "--port", str(port), "--log-level", "warning", *args]
     return subprocess.Popen([sys.executable, "-m", *command], env=env)
-
-
-def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"demo: the runtime on {url} exited with code {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    sys.exit(f"demo: the runtime on {url} did not become ready")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:
@@ -160,8 +145,8 @@ def unreachable(provider: subprocess.Popen[bytes]) -> None:
 def main() -> None:
     provider, proxy = start(Path(tempfile.mkdtemp(prefix="modelkube-demo-proxy-")))
     try:
-        wait_ready(provider, PROVIDER)
-        wait_ready(proxy, PROXY)
+        wait_ready(provider, PROVIDER, timeout=60)
+        wait_ready(proxy, PROXY, timeout=60)
         openai_calls()
         wrong_key()
         program_call()

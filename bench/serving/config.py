@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _ints(text: str) -> tuple[int, ...]:
+def positive_ints(text: str) -> tuple[int, ...]:
     values = tuple(int(part) for part in text.split(",") if part.strip())
     if not values or min(values) < 1:
         raise SystemExit(f"--concurrency needs positive integers, got {text!r}")
@@ -73,7 +73,7 @@ def _rounds(model: str, args: argparse.Namespace) -> int:
 
 def _concurrency(model: str, args: argparse.Namespace) -> tuple[int, ...]:
     if args.concurrency:
-        return _ints(args.concurrency)
+        return positive_ints(args.concurrency)
     return QUICK_CONCURRENCY if args.quick else DEFAULT_CONCURRENCY.get(model, QUICK_CONCURRENCY)
 
 

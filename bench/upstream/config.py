@@ -6,6 +6,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.serving.config import positive_ints
+
 RESULTS_PATH = Path("bench/results/upstream.json")
 
 
@@ -47,13 +49,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    values = tuple(int(part) for part in text.split(",") if part.strip())
-    if not values or min(values) < 1:
-        raise SystemExit(f"--concurrency needs positive integers, got {text!r}")
-    return values
-
-
 def build_plan(args: argparse.Namespace) -> Plan:
     rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
     if rounds < 1:
@@ -63,7 +58,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
         rounds=rounds,
         latency_s=1.0 if args.quick else 2.0,
         throughput_s=1.0 if args.quick else 2.0,
-        concurrency=_ints(args.concurrency) if args.concurrency else default_levels,
+        concurrency=positive_ints(args.concurrency) if args.concurrency else default_levels,
         settle_s=0.5 if args.quick else 1.0,
         chunks=args.chunks,
         client_s=0.5 if args.quick else 1.5,
