@@ -43,6 +43,7 @@ impl UpstreamClient {
         breaker_failures = 5,
         breaker_cooldown_s = 10.0,
         pool_max_idle_per_host = 64,
+        ca_file = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -57,6 +58,7 @@ impl UpstreamClient {
         breaker_failures: u32,
         breaker_cooldown_s: f64,
         pool_max_idle_per_host: usize,
+        ca_file: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
         let mut config = ClientConfig::new(base_url);
         config.headers = headers.unwrap_or_default();
@@ -71,6 +73,15 @@ impl UpstreamClient {
         config.breaker_failures = breaker_failures;
         config.breaker_cooldown = seconds("breaker_cooldown_s", breaker_cooldown_s)?;
         config.pool_max_idle_per_host = pool_max_idle_per_host;
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(&path).map_err(|err| {
+                to_py(CoreError::InvalidArgument(format!(
+                    "cannot read the CA file {}: {err}",
+                    path.display()
+                )))
+            })?;
+            config.extra_roots_pem = Some(pem);
+        }
         // reqwest's client needs a runtime to exist while it is built.
         let _guard = get_runtime().enter();
         let inner = CoreClient::new(config).map_err(to_py)?;

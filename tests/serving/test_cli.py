@@ -44,6 +44,21 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
             "must start with http:// or https://",
         ),
         (
+            ["--upstream-provider", "groq", "--upstream-model", "m", "--upstream-ca-file", "/no"],
+            "cannot read --upstream-ca-file /no",
+        ),
+        (
+            [
+                "--upstream-provider",
+                "groq",
+                "--upstream-model",
+                "m",
+                "--upstream-ca-file",
+                "/etc/os-release",
+            ],
+            "--upstream-ca-file /etc/os-release holds no PEM certificate",
+        ),
+        (
             ["--upstream-provider", "openai", "--upstream-model", "m", "--adapter", "a=/x"],
             "adapters and the fine-tuning API need a local --model",
         ),

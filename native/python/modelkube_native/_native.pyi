@@ -1,5 +1,6 @@
 """Type stubs of the compiled module; `mypy.stubtest` checks them against it."""
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import final
 
@@ -108,6 +109,7 @@ class UpstreamClient:
         breaker_failures: int = 5,
         breaker_cooldown_s: float = 10.0,
         pool_max_idle_per_host: int = 64,
+        ca_file: str | os.PathLike[str] | None = None,
     ) -> UpstreamClient: ...
     @property
     def base_url(self) -> str: ...

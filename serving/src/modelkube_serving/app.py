@@ -68,6 +68,7 @@ class ServeConfig:
     upstream_timeout_s: float = 60.0
     upstream_retries: int = 2
     upstream_breaker: tuple[int, float] = (5, 10.0)  # failures in a row, seconds paused
+    upstream_ca_file: Path | None = None  # trusted besides the system's CAs
 
 
 def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = None) -> FastAPI:
@@ -141,6 +142,7 @@ def _proxy_app(
         max_retries=config.upstream_retries,
         breaker_failures=config.upstream_breaker[0],
         breaker_cooldown_s=config.upstream_breaker[1],
+        ca_file=config.upstream_ca_file,
     )
     provider = target.provider.name
     metrics.registry.register(UpstreamCollector(provider, client.counters, _breaker(client)))

@@ -94,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
         "--upstream-retries", type=non_negative, default=2, help="retries on 429, 5xx, no answer"
     )
     upstream.add_argument(
+        "--upstream-ca-file",
+        type=Path,
+        help="PEM certificates to trust besides the system's (a gateway behind a private CA)",
+    )
+    upstream.add_argument(
         "--upstream-breaker-failures",
         type=non_negative,
         default=5,
@@ -209,10 +214,23 @@ def _upstream(args: argparse.Namespace) -> "UpstreamTarget | None":
         raise UpstreamConfigError("adapters and the fine-tuning API need a local --model")
     if not args.upstream_model:
         raise UpstreamConfigError("--upstream-provider needs --upstream-model")
+    if args.upstream_ca_file is not None:
+        _check_ca_file(args.upstream_ca_file)
     api_key = os.environ.get(API_KEY_ENV)
     return resolve_upstream(
         args.upstream_provider, args.upstream_base_url, args.upstream_model, api_key
     )
+
+
+def _check_ca_file(path: Path) -> None:
+    from modelkube_serving.upstream.providers import UpstreamConfigError
+
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise UpstreamConfigError(f"cannot read --upstream-ca-file {path}: {exc.strerror}") from exc
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise UpstreamConfigError(f"--upstream-ca-file {path} holds no PEM certificate")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -274,6 +292,7 @@ def _serve(args: argparse.Namespace) -> int:
         upstream_timeout_s=args.upstream_timeout,
         upstream_retries=args.upstream_retries,
         upstream_breaker=(args.upstream_breaker_failures, args.upstream_breaker_cooldown),
+        upstream_ca_file=args.upstream_ca_file,
     )
     uv_config = uvicorn.Config(
         "modelkube_serving.app:create_app",

@@ -31,6 +31,8 @@ pub struct ClientConfig {
     pub breaker_failures: u32,
     pub breaker_cooldown: Duration,
     pub pool_max_idle_per_host: usize,
+    /// PEM certificates trusted besides the system's, for a gateway behind a private CA.
+    pub extra_roots_pem: Option<Vec<u8>>,
 }
 
 impl ClientConfig {
@@ -45,6 +47,7 @@ impl ClientConfig {
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(10),
             pool_max_idle_per_host: 64,
+            extra_roots_pem: None,
         }
     }
 }
@@ -178,7 +181,17 @@ impl UpstreamClient {
             // Another library in the process may have installed one first; either serves.
             let _ = rustls::crypto::ring::default_provider().install_default();
         });
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = &config.extra_roots_pem {
+            let roots = reqwest::Certificate::from_pem_bundle(pem)
+                .ok()
+                .filter(|roots| !roots.is_empty())
+                .ok_or_else(|| {
+                    CoreError::InvalidArgument("the CA bundle holds no PEM certificate".into())
+                })?;
+            builder = builder.tls_certs_merge(roots);
+        }
+        let http = builder
             .default_headers(header_map(&config.headers)?)
             .connect_timeout(config.connect_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
