@@ -63,6 +63,26 @@ def test_custom_provider_passes_its_base_url_and_no_key_means_no_env() -> None:
     assert data["MODELKUBE_UPSTREAM_BASE_URL"] == "https://llm.example.com/v1"
 
 
+def test_a_private_ca_bundle_is_mounted_and_trusted() -> None:
+    s = upstream(
+        provider="custom",
+        baseURL="https://gateway.internal/v1",
+        caBundleRef={"name": "corp-ca", "key": "ca.crt"},
+    )
+    pod = build_deployment(OWNER, s, AdapterPlan(), "h")["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--upstream-ca-file") + 1] == "/etc/modelkube/upstream-ca/ca.pem"
+    [volume] = [v for v in pod["volumes"] if v["name"] == "upstream-ca"]
+    items = [{"key": "ca.crt", "path": "ca.pem"}]
+    assert volume["configMap"] == {"name": "corp-ca", "items": items}
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["upstream-ca"]["mountPath"] == "/etc/modelkube/upstream-ca"
+    assert mounts["upstream-ca"]["readOnly"] is True
+    plain = build_deployment(OWNER, upstream(), AdapterPlan(), "h")["spec"]["template"]["spec"]
+    assert "--upstream-ca-file" not in plain["containers"][0]["args"]
+    assert "upstream-ca" not in {v["name"] for v in plain["volumes"]}
+
+
 def test_a_new_upstream_model_rolls_the_pods() -> None:
     a = settings_hash(build_configmap(OWNER, upstream(), AdapterPlan(), ProgramPlan()))
     b = upstream(model="llama-3.3-70b-versatile")

@@ -18,6 +18,13 @@ class UpstreamKeySelector(ApiModel):
     )
 
 
+class CABundleSelector(ApiModel):
+    name: str = Field(pattern=DNS_LABEL, max_length=253, description="The ConfigMap's name.")
+    key: str = Field(
+        pattern=DATA_KEY, max_length=253, description="The key holding PEM certificates."
+    )
+
+
 class Upstream(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel(
@@ -44,4 +51,10 @@ class Upstream(ApiModel):
         default=None,
         description="The Secret key holding the provider's API key, given to the runtime as "
         "MODELKUBE_UPSTREAM_API_KEY.",
+    )
+    ca_bundle_ref: CABundleSelector | None = Field(
+        default=None,
+        alias="caBundleRef",
+        description="A ConfigMap key of PEM certificates the runtime trusts besides the "
+        "system's CAs, for a gateway behind a private CA.",
     )

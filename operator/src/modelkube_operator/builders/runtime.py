@@ -20,6 +20,8 @@ from modelkube_operator.builders.runtime_access import fine_tuning_api, runtime_
 
 COMPONENT = "modelkube-runtime"
 KEYS_DIR = "/etc/modelkube/keys"
+UPSTREAM_CA_DIR = "/etc/modelkube/upstream-ca"
+UPSTREAM_CA_FILE = "ca.pem"
 ADAPTERS_DIR = "/etc/modelkube/adapters"  # also holds programs.json: one ConfigMap volume
 MODELS_ROOT = "/mnt/models"
 CACHE_DIR = "/var/cache/modelkube"
@@ -89,6 +91,8 @@ def _source_args(spec: ModelServiceSpec) -> list[str]:
     ]
     if spec.upstream.base_url is not None:
         args += ["--upstream-base-url", "$(MODELKUBE_UPSTREAM_BASE_URL)"]
+    if spec.upstream.ca_bundle_ref is not None:
+        args += ["--upstream-ca-file", f"{UPSTREAM_CA_DIR}/{UPSTREAM_CA_FILE}"]
     return args
 
 
@@ -148,6 +152,11 @@ def _volumes(
             {"name": "api-keys", "secret": {"secretName": spec.auth.api_keys_secret_ref.name}}
         )
         mounts.append({"name": "api-keys", "mountPath": KEYS_DIR, "readOnly": True})
+    if spec.upstream is not None and spec.upstream.ca_bundle_ref is not None:
+        ref = spec.upstream.ca_bundle_ref
+        items = [{"key": ref.key, "path": UPSTREAM_CA_FILE}]
+        volumes.append({"name": "upstream-ca", "configMap": {"name": ref.name, "items": items}})
+        mounts.append({"name": "upstream-ca", "mountPath": UPSTREAM_CA_DIR, "readOnly": True})
     claims = set(plan.claims)
     if spec.model is not None and spec.model.uri.startswith("pvc://"):
         claims.add(spec.model.uri.removeprefix("pvc://").split("/", 1)[0])
