@@ -61,6 +61,8 @@ def test_thresholds_come_from_values(tmp_path: Path) -> None:
         "timeToFirstToken": {"p95Seconds": 7},
         "queueSaturation": {"for": "2m"},
         "fineTuneJobStalled": {"afterMinutes": 45},
+        "upstreamErrors": {"threshold": 0.25},
+        "upstreamCircuitOpen": {"for": "10m", "severity": "critical"},
         "rateWindow": "10m",
     }
     values = tmp_path / "values.yaml"  # --set would pass 0.2 as a string
@@ -71,3 +73,7 @@ def test_thresholds_come_from_values(tmp_path: Path) -> None:
     assert tuned["ModelKubeSlowTimeToFirstToken"]["expr"].endswith("> 7")
     assert tuned["ModelKubeQueueSaturated"]["for"] == "2m"
     assert "> 45 * 60" in tuned["ModelKubeFineTuneJobStalled"]["expr"]
+    assert tuned["ModelKubeUpstreamErrors"]["expr"].endswith("> 0.25")
+    assert "[10m]" in tuned["ModelKubeUpstreamErrors"]["expr"]
+    circuit = tuned["ModelKubeUpstreamCircuitOpen"]
+    assert (circuit["for"], circuit["labels"]["severity"]) == ("10m", "critical")

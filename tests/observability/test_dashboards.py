@@ -97,5 +97,20 @@ def test_dashboards_and_alerts_name_only_metrics_modelkube_exports() -> None:
         "modelkube_time_to_first_token_seconds",
         "modelkube_max_queued_requests",
         "modelkube_finetunejob_seconds_since_progress",
+        serving_metrics.UPSTREAM_REQUESTS,
+        serving_metrics.UPSTREAM_CIRCUIT_OPEN,
     ):
         assert name in used
+
+
+def test_the_serving_dashboard_draws_every_metric_the_runtime_exports() -> None:
+    """A new runtime metric needs a panel (or a reason here): an info series is not drawn."""
+    undrawn = {serving_metrics.BLAS_INFO}  # which BLAS: the TTFT alert's runbook names it
+    runtime = {
+        value
+        for name, value in vars(serving_metrics).items()
+        if name.isupper() and isinstance(value, str) and value.startswith("modelkube_")
+    }
+    serving = dashboards()["modelkube-serving.json"]
+    drawn = set().union(*(named_metrics(q.expr) for q in panel_queries(serving)))
+    assert runtime - undrawn - drawn == set()

@@ -161,8 +161,9 @@ class UpstreamCollector(Collector):
         yield family
         gauge = GaugeMetricFamily(
             UPSTREAM_CIRCUIT_OPEN,
-            "1 while the breaker holds calls back (open or probing), else 0.",
+            "1 while the breaker is open and holds calls back, else 0 (closed, or letting a "
+            "probe through after its cooldown).",
             labels=["provider"],
         )
-        gauge.add_metric(labels, 0 if self.state() == "closed" else 1)
+        gauge.add_metric(labels, 1 if self.state() == "open" else 0)
         yield gauge

@@ -153,8 +153,8 @@ class ProxyService:
         except UpstreamError as exc:
             slot.release()
             raise self._failed(exc) from None
-        self._count(str(stream.status))
         if stream.status >= 400:
+            self._count(str(stream.status))
             slot.release()
             raw = b"".join([chunk async for chunk in stream])
             raise self._answered(stream.status, raw, stream.headers)
@@ -167,19 +167,20 @@ class ProxyService:
         OpenAI's own streams do, since the 200 has been sent already."""
         usage: dict[str, Any] | None = None
         first = True
+        outcome = str(stream.status)  # one outcome per call: its status, or "cut"
         try:
             async for chunk in stream:
                 if first:
                     first = False
-                    elapsed = time.perf_counter() - forward.arrived
-                    self._ttft.observe(elapsed)
+                    self._ttft.observe(time.perf_counter() - forward.arrived)
                 if b'"usage"' in chunk:
                     usage = _stream_usage(chunk) or usage
                 yield chunk
         except UpstreamError as exc:
-            self._count("cut")
-            yield sse.frame(self._failed(exc).body())
+            outcome = "cut"
+            yield sse.frame(self._failed(exc, count=False).body())
         finally:
+            self._count(outcome)
             stream.close()
             slot.release()
             self._observe(forward, usage)
@@ -192,15 +193,21 @@ class ProxyService:
         return answer
 
     # -- accounting --------------------------------------------------------------------
-    def _failed(self, exc: UpstreamError) -> APIError:
+    def _failed(self, exc: UpstreamError, count: bool = True) -> APIError:
+        """Our error for a call that got no (whole) answer; `count` records its outcome."""
+        error: APIError
         if isinstance(exc, CircuitOpenError):
-            self._count("circuit_open")
-            return UpstreamPaused(str(exc), max(1, math.ceil(exc.retry_after_s)))
-        if isinstance(exc, UpstreamTimeoutError):
-            self._count("timeout")
-            return UpstreamTimedOut(str(exc))
-        self._count("unreachable")
-        return UpstreamUnreachable(str(exc))
+            outcome, error = (
+                "circuit_open",
+                UpstreamPaused(str(exc), max(1, math.ceil(exc.retry_after_s))),
+            )
+        elif isinstance(exc, UpstreamTimeoutError):
+            outcome, error = "timeout", UpstreamTimedOut(str(exc))
+        else:
+            outcome, error = "unreachable", UpstreamUnreachable(str(exc))
+        if count:
+            self._count(outcome)
+        return error
 
     def _answered(self, status: int, raw: bytes, headers: dict[str, str]) -> UpstreamAnswered:
         body = error_body(self.target.provider, status, raw)
