@@ -43,18 +43,17 @@ def test_operator_killed_mid_burst_converges_after_restart(control_plane: Contro
     try:
         wait_until(lambda: len(deployments()) == COUNT, 60, f"{COUNT} deployments\n{second.log()}")
 
-        def all_ready() -> bool:
-            out = cp.kubectl(
-                "get",
-                "ms",
-                "-n",
-                namespace,
-                "-o",
-                'jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}',
-            ).stdout
-            return out.split() == ["True"] * COUNT
+        def not_ready() -> list[str]:
+            ready = '{.status.conditions[?(@.type=="Ready")].status}'
+            query = f'{{range .items[*]}}{{.metadata.name}}={ready}{{"\\n"}}{{end}}'
+            out = cp.kubectl("get", "ms", "-n", namespace, "-o", f"jsonpath={query}").stdout
+            return [line for line in out.split() if not line.endswith("=True")]
 
-        wait_until(all_ready, 120, "every ModelService Ready")
+        try:
+            wait_until(lambda: not not_ready(), 120, "every ModelService Ready")
+        except TimeoutError as exc:
+            detail = cp.kubectl("get", "ms,deploy,pods", "-n", namespace).stdout
+            raise TimeoutError(f"{exc}: {not_ready()}\n{detail}\n{second.log()[-6000:]}") from exc
     finally:
         second.stop()
     names = sorted(deployments())

@@ -2,7 +2,12 @@
 
 from typing import Any
 
-from modelkube_operator.reconcilers.resync import expected_children, out_of_sync, spec_pending
+from modelkube_operator.reconcilers.resync import (
+    expected_children,
+    not_ready,
+    out_of_sync,
+    spec_pending,
+)
 
 BASE = {"ConfigMap", "Deployment", "Service"}
 
@@ -74,3 +79,17 @@ def test_a_spec_the_status_has_not_seen_is_pending() -> None:
     changed["metadata"]["deletionTimestamp"] = "2026-11-22T00:00:00Z"
     assert not spec_pending(changed)
     assert out_of_sync([seen, new], {("ModelService", "ns", "seen"): list(BASE)}) == [new]
+
+
+def test_a_modelservice_not_ready_is_refreshed_every_pass() -> None:
+    def ready(status: str, reason: str = "Available") -> list[dict[str, str]]:
+        return [{"type": "Ready", "status": status, "reason": reason}]
+
+    owners = [
+        owner("ModelService", "up", {}, conditions=ready("True")),
+        owner("ModelService", "starting", {}, conditions=ready("False", "ReplicasNotReady")),
+        owner("ModelService", "broken", {}, conditions=ready("False", "InvalidSpec")),
+        owner("ModelService", "new", {}),  # no status yet: its own handler runs
+        ftj("job", conditions=ready("False")),
+    ]
+    assert [o["metadata"]["name"] for o in not_ready(owners)] == ["starting"]

@@ -168,6 +168,10 @@ def test_an_unknown_model_and_bad_bodies_are_ours_to_refuse(
             json.dumps({"model": HOSTED, "messages": MESSAGES, "max_tokens": -1}).encode(),
             "max_tokens",
         ),
+        (
+            json.dumps({"model": HOSTED, "messages": MESSAGES, "priority": 5000}).encode(),
+            "'priority' must be an integer in [-1000, 1000]",
+        ),
     ]:
         r = httpx.post(f"{proxy.url}/v1/chat/completions", content=body, timeout=10)
         assert r.status_code == 400, (body, r.text)
@@ -188,6 +192,7 @@ def test_our_keys_guard_the_proxy_and_the_providers_key_is_sent(
         model=HOSTED,
         messages=MESSAGES,
         tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        extra_body={"priority": -5},  # ours, for admission: taken, not forwarded
     )
     assert answer.choices[0].message.content == "echo: Tell me about the operator."
     [seen] = upstream.received
@@ -195,6 +200,7 @@ def test_our_keys_guard_the_proxy_and_the_providers_key_is_sent(
         "the provider's key, not the client's"
     )
     assert seen.body["model"] == MODEL and seen.body["tools"][0]["function"]["name"] == "f"
+    assert "priority" not in seen.body
 
 
 def test_429_and_5xx_are_retried_honouring_retry_after(

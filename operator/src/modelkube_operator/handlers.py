@@ -18,7 +18,7 @@ from modelkube_operator.reconcilers.finetunejob import reconcile_finetunejob
 from modelkube_operator.reconcilers.handoff import handoff_state, serves_job
 from modelkube_operator.reconcilers.modelservice import reconcile_child, reconcile_modelservice
 from modelkube_operator.reconcilers.programs import referenced_configmaps, source_state
-from modelkube_operator.reconcilers.resync import OwnerKey, out_of_sync, owner_key
+from modelkube_operator.reconcilers.resync import OwnerKey, not_ready, out_of_sync, owner_key
 
 RESYNC_S = 60.0
 WORKER_LIMIT = 200
@@ -88,7 +88,8 @@ async def _resync_forever(
     """A safety net: child events already correct drift within seconds. It reads only the
     indices, so it costs nothing while everything is in sync. An owner is reconciled only when
     two passes in a row find it out of sync: one that kopf is still working through (a burst)
-    is left to kopf, not reconciled twice."""
+    is left to kopf, not reconciled twice. A ModelService not Ready is reconciled every pass,
+    which refreshes its status from the Deployment."""
     seen_before: set[OwnerKey] = set()
     while True:
         await asyncio.sleep(RESYNC_S)
@@ -97,6 +98,7 @@ async def _resync_forever(
         stale = {_key(owner): owner for owner in out_of_sync(snapshot, present)}
         metrics.count_out_of_sync(stale.values())
         due = [owner for key, owner in stale.items() if key in seen_before]
+        due += [owner for owner in not_ready(snapshot) if _key(owner) not in stale]
         seen_before = set(stale)
         for owner in due:
             try:

@@ -85,3 +85,22 @@ def out_of_sync(
         if spec_pending(body) or (expected is not None and watched != expected):
             stale.append(body)
     return stale
+
+
+def not_ready(owners: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The ModelServices whose status says not Ready (an invalid spec aside). Their status is
+    refreshed every pass: it follows the Deployment's events, and one event applied out of order
+    after a restart would otherwise leave it stale until the next one, which may never come."""
+    stuck = []
+    for body in owners:
+        if body.get("kind") != "ModelService" or body["metadata"].get("deletionTimestamp"):
+            continue
+        conditions = (body.get("status") or {}).get("conditions") or []
+        ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+        if (
+            ready is not None
+            and ready.get("status") != "True"
+            and ready.get("reason") != "InvalidSpec"
+        ):
+            stuck.append(body)
+    return stuck

@@ -116,12 +116,15 @@ class ProxyService:
         if not isinstance(stream, bool):
             raise InvalidRequest("'stream' must be a boolean.", param="stream")
         limit = _int_field(body, "max_completion_tokens") or _int_field(body, "max_tokens")
-        priority = _int_field(body, "priority")
-        body.pop("priority", None)  # ours, for admission: the provider would reject it
+        priority = body.pop("priority", 0)  # ours (vLLM's), for admission: not the provider's
+        if not isinstance(priority, int) or isinstance(priority, bool) or abs(priority) > 1000:
+            raise InvalidRequest(
+                "'priority' must be an integer in [-1000, 1000].", param="priority"
+            )
         body["model"] = self.target.model
         forwarded = json.dumps(body, separators=(",", ":")).encode()
         cost = len(raw) // _BYTES_PER_TOKEN + (limit or 0)
-        return Forward(endpoint, forwarded, stream, cost, priority or 0, time.perf_counter())
+        return Forward(endpoint, forwarded, stream, cost, priority, time.perf_counter())
 
     async def admit(self, forward: Forward, key: str) -> Slot:
         return await self.admission.acquire(Ticket(key, forward.priority, max(forward.cost, 1)))
