@@ -5,6 +5,12 @@ content chunks, a finish chunk (and a usage chunk when the request asks for it) 
 `data: [DONE]`, in chunked transfer encoding. No JSON is parsed per request: the body is only
 searched for `"stream": true` and `"include_usage"`, so the upstream stays far faster than the
 proxies under test.
+
+Why canned: this stands in for the hosted provider, which cannot be reached from here, not for
+any part of ours (our runtime, native client and the LiteLLM proxy and openai client are all
+real). A real runtime on builtin://tiny as the upstream answers a few dozen requests a second on
+2 cores; every proxy would then measure the model, not itself. The proxy tests do use that real
+runtime as their upstream (tests/serving/test_upstream_proxy.py).
 """
 
 import json
