@@ -7,18 +7,38 @@ import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.serving.inprocess import InProcessRuntime
 from tests.serving.runtime_process import RuntimeProcess
 
 MODEL = "tiny"
 API_KEY = "sk-test-0123456789"
 
-StartRuntime = Callable[..., RuntimeProcess]
+StartRuntime = Callable[..., InProcessRuntime]
+StartProcess = Callable[..., RuntimeProcess]
 
 
 @pytest.fixture(scope="session")
 def start_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartRuntime]:
-    started: list[RuntimeProcess] = []
+    """A runtime on builtin://tiny in this process, with extra `modelkube serve` flags."""
+    started: list[InProcessRuntime] = []
     logs = tmp_path_factory.mktemp("runtime-logs")
+
+    def start(*extra: str, wait_ready: bool = True) -> InProcessRuntime:
+        log = logs / f"runtime-{len(started)}.log"
+        runtime = InProcessRuntime(["--model", "builtin://tiny", *extra], log)
+        started.append(runtime)
+        return runtime.start(wait_ready=wait_ready)
+
+    yield start
+    for runtime in started:
+        runtime.stop()
+
+
+@pytest.fixture(scope="session")
+def start_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartProcess]:
+    """A `modelkube serve` process of its own, for what needs one: signals, the BLAS preload."""
+    started: list[RuntimeProcess] = []
+    logs = tmp_path_factory.mktemp("process-logs")
 
     def start(*extra: str, wait_ready: bool = True) -> RuntimeProcess:
         log = logs / f"runtime-{len(started)}.log"
@@ -32,7 +52,7 @@ def start_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartRun
 
 
 @pytest.fixture(scope="session")
-def runtime(start_runtime: StartRuntime) -> RuntimeProcess:
+def runtime(start_runtime: StartRuntime) -> InProcessRuntime:
     return start_runtime()
 
 
@@ -44,18 +64,18 @@ def keys_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def auth_runtime(start_runtime: StartRuntime, keys_file: Path) -> RuntimeProcess:
+def auth_runtime(start_runtime: StartRuntime, keys_file: Path) -> InProcessRuntime:
     return start_runtime("--api-keys-file", str(keys_file))
 
 
 @pytest.fixture
-def client(runtime: RuntimeProcess) -> Iterator[openai.OpenAI]:
+def client(runtime: InProcessRuntime) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=f"{runtime.url}/v1", api_key="unused", max_retries=0) as sdk:
         yield sdk
 
 
 @pytest_asyncio.fixture
-async def async_client(runtime: RuntimeProcess) -> AsyncIterator[openai.AsyncOpenAI]:
+async def async_client(runtime: InProcessRuntime) -> AsyncIterator[openai.AsyncOpenAI]:
     async with openai.AsyncOpenAI(
         base_url=f"{runtime.url}/v1", api_key="unused", max_retries=0
     ) as sdk:

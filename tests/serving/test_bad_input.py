@@ -1,14 +1,16 @@
 """Bad input gets an OpenAI error body with the right status, and never crashes the server."""
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types import Completion
+from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from tests.serving.conftest import MODEL
-from tests.serving.runtime_process import RuntimeProcess
+from tests.serving.inprocess import InProcessRuntime
 
 MSG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 LONG = "word " * 5000
@@ -16,7 +18,58 @@ LONG = "word " * 5000
 # (endpoint, body, status, error code or None, a fragment the message must contain, param)
 CASES: list[tuple[str, Any, int, str | None, str, str | None]] = [
     ("chat", b"{not json", 400, None, "not valid JSON", None),
-    ("chat", [1, 2], 400, None, "Invalid value", None),
+    ("chat", [1, 2], 400, None, "must be a JSON object", None),
+    ("chat", b"", 400, None, "The request body is empty", None),
+    ("chat", b"   ", 400, None, "The request body is empty", None),
+    (
+        "chat",
+        {"model": MODEL, "messages": MSG, "list": 1},
+        400,
+        None,
+        "Unrecognized request argument supplied: list",
+        "list",
+    ),
+    (
+        "chat",
+        {"model": MODEL, "messages": MSG, "int": 1},
+        400,
+        None,
+        "Unrecognized request argument supplied: int",
+        "int",
+    ),
+    (
+        "chat",
+        {"model": MODEL, "messages": MSG, "seed": 2**63},
+        400,
+        None,
+        "less than or equal to 9223372036854775807",
+        "seed",
+    ),
+    (
+        "chat",
+        {"model": MODEL, "messages": MSG, "seed": -(2**63) - 1},
+        400,
+        None,
+        "greater than or equal to -9223372036854775808",
+        "seed",
+    ),
+    (
+        "chat",
+        b'{"model": "tiny", "messages": [{"role": "user", "content": "a\\ud800b"}]}',
+        400,
+        None,
+        "lone UTF-16 surrogate",
+        "messages.0.content",
+    ),
+    (
+        "chat",
+        b'{"model": "\\udfff", "messages": [{"role": "user", "content": "hi"}]}',
+        400,
+        None,
+        "lone UTF-16 surrogate",
+        "model",
+    ),
+    ("chat", {"model": MODEL, "messages": MSG, "stop": ""}, 400, None, "must not be empty", "stop"),
     ("chat", {"messages": MSG}, 400, None, "Missing required parameter: 'model'", "model"),
     ("chat", {"model": MODEL}, 400, None, "Missing required parameter: 'messages'", "messages"),
     ("chat", {"model": MODEL, "messages": []}, 400, None, "at least 1", "messages"),
@@ -151,6 +204,7 @@ CASES: list[tuple[str, Any, int, str | None, str, str | None]] = [
         "messages",
     ),
     ("completions", {"model": MODEL, "prompt": ""}, 400, None, "at least 1", "prompt"),
+    ("completions", {"model": MODEL, "prompt": [""]}, 400, None, "prompt is empty", "prompt"),
     (
         "completions",
         {"model": MODEL, "prompt": "x", "logprobs": 6},
@@ -182,7 +236,7 @@ CASES: list[tuple[str, Any, int, str | None, str, str | None]] = [
 
 @pytest.mark.parametrize(("endpoint", "body", "status", "code", "fragment", "param"), CASES)
 def test_bad_request_gets_openai_error_body(
-    runtime: RuntimeProcess,
+    runtime: InProcessRuntime,
     endpoint: str,
     body: Any,
     status: int,
@@ -205,14 +259,14 @@ def test_bad_request_gets_openai_error_body(
         assert error["param"] == param
 
 
-def test_unknown_route_and_wrong_method(runtime: RuntimeProcess) -> None:
+def test_unknown_route_and_wrong_method(runtime: InProcessRuntime) -> None:
     missing = httpx.get(f"{runtime.url}/v1/nothing-here")
     assert missing.status_code == 404 and "No route" in missing.json()["error"]["message"]
     wrong = httpx.get(f"{runtime.url}/v1/chat/completions")
     assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "invalid_request_error"
 
 
-def test_oversized_body_is_refused_with_413(runtime: RuntimeProcess) -> None:
+def test_oversized_body_is_refused_with_413(runtime: InProcessRuntime) -> None:
     big = b'{"model": "tiny", "prompt": "' + b"x" * (9 << 20) + b'"}'
     response = httpx.post(
         f"{runtime.url}/v1/completions", content=big, headers={"content-type": "application/json"}
@@ -228,10 +282,80 @@ def test_sdk_raises_typed_errors(client: openai.OpenAI) -> None:
         client.completions.create(model=MODEL, prompt=LONG)
 
 
-def test_server_survives_the_bad_input(runtime: RuntimeProcess, client: openai.OpenAI) -> None:
+def test_server_survives_the_bad_input(runtime: InProcessRuntime, client: openai.OpenAI) -> None:
     for _endpoint, body, *_ in CASES:
         httpx.post(
             f"{runtime.url}/v1/chat/completions", json=body if not isinstance(body, bytes) else None
         )
     assert httpx.get(f"{runtime.url}/healthz").status_code == 200
     assert client.completions.create(model=MODEL, prompt="still alive", max_tokens=2).choices
+
+
+def test_chunked_oversized_body_is_cut_off_at_the_limit(runtime: InProcessRuntime) -> None:
+    sent = 0
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the server must count what it reads
+        nonlocal sent
+        yield b'{"model": "tiny", "prompt": "'
+        for _ in range(64):
+            sent += 256 << 10
+            yield b"x" * (256 << 10)
+        yield b'"}'
+
+    response = httpx.post(
+        f"{runtime.url}/v1/completions",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+@pytest.mark.parametrize("seed", [-1, -(2**63), 2**63 - 1, 0])
+def test_any_int64_seed_is_served_and_the_engine_lives_on(
+    runtime: InProcessRuntime, client: openai.OpenAI, seed: int
+) -> None:
+    for _ in range(2):  # the same seed, the same text
+        reply = client.chat.completions.create(
+            model=MODEL, messages=MSG, max_tokens=4, temperature=1.0, seed=seed
+        )
+        assert reply.choices[0].finish_reason in ("stop", "length")
+    assert httpx.get(f"{runtime.url}/healthz").status_code == 200
+    assert httpx.get(f"{runtime.url}/readyz").status_code == 200
+
+
+def test_tiny_temperatures_are_greedy_not_nan(client: openai.OpenAI) -> None:
+    greedy = client.completions.create(model=MODEL, prompt="abc", max_tokens=6, temperature=0)
+    tiny = client.completions.create(model=MODEL, prompt="abc", max_tokens=6, temperature=1e-300)
+    assert tiny.choices[0].text == greedy.choices[0].text
+
+
+def test_null_means_the_default_for_nullable_fields(runtime: InProcessRuntime) -> None:
+    nulls = dict.fromkeys(
+        (
+            "temperature",
+            "top_p",
+            "n",
+            "stream",
+            "stop",
+            "seed",
+            "max_tokens",
+            "presence_penalty",
+            "frequency_penalty",
+            "logit_bias",
+            "user",
+            "stream_options",
+        )
+    )
+    chat = httpx.post(
+        f"{runtime.url}/v1/chat/completions",
+        json={**nulls, "model": MODEL, "messages": MSG, "logprobs": None, "top_logprobs": None},
+    )
+    assert chat.status_code == 200, chat.text
+    ChatCompletion.model_validate(chat.json())
+    text = httpx.post(
+        f"{runtime.url}/v1/completions",
+        json={**nulls, "model": MODEL, "prompt": "hi", "logprobs": None, "echo": None},
+    )
+    assert text.status_code == 200, text.text
+    Completion.model_validate(text.json())

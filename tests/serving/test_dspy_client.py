@@ -12,13 +12,13 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError
 
 from tests.serving.conftest import MODEL, scrape
-from tests.serving.runtime_process import RuntimeProcess
+from tests.serving.inprocess import InProcessRuntime
 
 CHAT_OK = f"modelkube_requests_total{{endpoint=chat,model={MODEL},status=200}}"
 
 
 @pytest.fixture
-def lm(runtime: RuntimeProcess) -> Iterator[dspy.LM]:
+def lm(runtime: InProcessRuntime) -> Iterator[dspy.LM]:
     lm = dspy.LM(
         f"openai/{MODEL}",
         api_base=f"{runtime.url}/v1",
@@ -32,7 +32,7 @@ def lm(runtime: RuntimeProcess) -> Iterator[dspy.LM]:
         yield lm
 
 
-def test_dspy_lm_round_trips_through_litellm(lm: dspy.LM, runtime: RuntimeProcess) -> None:
+def test_dspy_lm_round_trips_through_litellm(lm: dspy.LM, runtime: InProcessRuntime) -> None:
     before = scrape(runtime.url).get(CHAT_OK, 0)
     [text] = lm("Tell me about the operator.")
     assert isinstance(text, str) and text
@@ -43,7 +43,7 @@ def test_dspy_lm_round_trips_through_litellm(lm: dspy.LM, runtime: RuntimeProces
 
 
 def test_predict_reaches_the_model_and_fails_in_dspys_own_parser(
-    lm: dspy.LM, runtime: RuntimeProcess
+    lm: dspy.LM, runtime: InProcessRuntime
 ) -> None:
     # builtin://tiny has random weights, so its text never has DSPy's field markers: the error
     # must be DSPy's parse error (ChatAdapter, then its JSONAdapter fallback), not a transport one.

@@ -11,13 +11,13 @@ import pytest
 
 from tests.operator.harness import wait_until
 from tests.serving.conftest import API_KEY, MODEL, StartRuntime, scrape
-from tests.serving.runtime_process import RuntimeProcess
+from tests.serving.inprocess import InProcessRuntime
 
 OTHER_KEY = "sk-second-key"
 QUEUED = f"modelkube_requests_queued{{model={MODEL}}}"
 
 
-def sdk(runtime: RuntimeProcess, key: str) -> openai.OpenAI:
+def sdk(runtime: InProcessRuntime, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{runtime.url}/v1", api_key=key, max_retries=0)
 
 
@@ -31,11 +31,11 @@ def chat(client: openai.OpenAI, max_tokens: int = 2, **extra: object) -> str:
     return reply.choices[0].message.content or ""
 
 
-def queued_is(runtime: RuntimeProcess, n: int) -> Callable[[], bool]:
+def queued_is(runtime: InProcessRuntime, n: int) -> Callable[[], bool]:
     return lambda: scrape(runtime.url).get(QUEUED) == n
 
 
-def hold_the_only_slot(runtime: RuntimeProcess, key: str) -> Generator[None, None, None]:
+def hold_the_only_slot(runtime: InProcessRuntime, key: str) -> Generator[None, None, None]:
     """A long streamed request keeps the single slot busy until the caller moves on."""
     body = {
         "model": MODEL,
@@ -54,13 +54,13 @@ def hold_the_only_slot(runtime: RuntimeProcess, key: str) -> Generator[None, Non
 
 
 @pytest.fixture(scope="module")
-def limited(start_runtime: StartRuntime, keys_file: Path) -> RuntimeProcess:
+def limited(start_runtime: StartRuntime, keys_file: Path) -> InProcessRuntime:
     return start_runtime(
         "--api-keys-file", str(keys_file), "--rate-limit-rpm", "3", "--rate-limit-tpm", "1000"
     )
 
 
-def test_rate_limit_is_per_key_and_says_when_to_retry(limited: RuntimeProcess) -> None:
+def test_rate_limit_is_per_key_and_says_when_to_retry(limited: InProcessRuntime) -> None:
     with sdk(limited, API_KEY) as first, sdk(limited, OTHER_KEY) as second:
         for _ in range(3):
             chat(first)
@@ -73,14 +73,14 @@ def test_rate_limit_is_per_key_and_says_when_to_retry(limited: RuntimeProcess) -
         chat(second)  # another key has its own budget
 
 
-def test_request_bigger_than_the_token_limit_is_a_clear_400(limited: RuntimeProcess) -> None:
+def test_request_bigger_than_the_token_limit_is_a_clear_400(limited: InProcessRuntime) -> None:
     with sdk(limited, OTHER_KEY) as client, pytest.raises(openai.BadRequestError) as error:
         chat(client, max_tokens=1500)
     assert "limit of 1000 tokens per minute" in error.value.message
 
 
 @pytest.mark.parametrize("priority", [-1001, 1001, "high"])
-def test_priority_out_of_range_is_rejected(runtime: RuntimeProcess, priority: object) -> None:
+def test_priority_out_of_range_is_rejected(runtime: InProcessRuntime, priority: object) -> None:
     with sdk(runtime, "unused") as client, pytest.raises(openai.BadRequestError) as error:
         chat(client, priority=priority)
     assert error.value.body is not None

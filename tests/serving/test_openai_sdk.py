@@ -7,7 +7,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from tests.serving.conftest import MODEL, scrape
-from tests.serving.runtime_process import RuntimeProcess
+from tests.serving.inprocess import InProcessRuntime
 
 CHAT: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": "Tell me about the operator."}
@@ -158,7 +158,7 @@ def test_second_chat_turn_reuses_the_cached_prefix(client: openai.OpenAI) -> Non
 
 @pytest.mark.asyncio
 async def test_seeded_requests_share_the_batch_and_stay_reproducible(
-    async_client: openai.AsyncOpenAI, runtime: RuntimeProcess
+    async_client: openai.AsyncOpenAI, runtime: InProcessRuntime
 ) -> None:
     async def sample(seed: int) -> str | None:
         reply = await async_client.chat.completions.create(

@@ -1,6 +1,7 @@
 """Auth, overload, disconnects, draining, metrics and BLAS, on real runtime processes."""
 
 import asyncio
+import json
 import signal
 import threading
 import time
@@ -9,9 +10,10 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from starlette.types import Message
 
-from tests.serving.conftest import API_KEY, MODEL, StartRuntime, scrape
-from tests.serving.runtime_process import RuntimeProcess
+from tests.serving.conftest import API_KEY, MODEL, StartProcess, StartRuntime, scrape
+from tests.serving.inprocess import InProcessRuntime, serving_app
 
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hello"}]}
 IN_FLIGHT = f"modelkube_requests_in_flight{{model={MODEL}}}"
@@ -30,14 +32,16 @@ def wait_for(predicate: object, timeout: float = 10.0) -> bool:
 @pytest.mark.parametrize(
     "header", [None, "Bearer wrong-key", "Basic " + API_KEY, "Bearer", "Bearer " + API_KEY + "x"]
 )
-def test_v1_refuses_missing_or_wrong_keys(auth_runtime: RuntimeProcess, header: str | None) -> None:
+def test_v1_refuses_missing_or_wrong_keys(
+    auth_runtime: InProcessRuntime, header: str | None
+) -> None:
     headers = {"authorization": header} if header else {}
     response = httpx.post(f"{auth_runtime.url}/v1/chat/completions", json=CHAT, headers=headers)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_api_key"
 
 
-def test_every_listed_key_is_accepted_and_ops_stay_open(auth_runtime: RuntimeProcess) -> None:
+def test_every_listed_key_is_accepted_and_ops_stay_open(auth_runtime: InProcessRuntime) -> None:
     for key in (API_KEY, "sk-second-key"):
         with openai.OpenAI(base_url=f"{auth_runtime.url}/v1", api_key=key, max_retries=0) as sdk:
             assert sdk.chat.completions.create(
@@ -47,13 +51,13 @@ def test_every_listed_key_is_accepted_and_ops_stay_open(auth_runtime: RuntimePro
         assert httpx.get(f"{auth_runtime.url}{path}").status_code == 200
 
 
-def test_sdk_raises_authentication_error(auth_runtime: RuntimeProcess) -> None:
+def test_sdk_raises_authentication_error(auth_runtime: InProcessRuntime) -> None:
     sdk = openai.OpenAI(base_url=f"{auth_runtime.url}/v1", api_key="nope", max_retries=0)
     with sdk, pytest.raises(openai.AuthenticationError):
         sdk.models.list()
 
 
-def test_keys_never_reach_the_log(auth_runtime: RuntimeProcess) -> None:
+def test_keys_never_reach_the_log(auth_runtime: InProcessRuntime) -> None:
     httpx.post(
         f"{auth_runtime.url}/v1/chat/completions",
         json=CHAT,
@@ -64,7 +68,7 @@ def test_keys_never_reach_the_log(auth_runtime: RuntimeProcess) -> None:
     assert "sk-leaked-if-logged" not in log
 
 
-def test_open_runtime_warns_loudly(runtime: RuntimeProcess) -> None:
+def test_open_runtime_warns_loudly(runtime: InProcessRuntime) -> None:
     assert "no API keys configured: /v1 is open" in runtime.log_path.read_text()
 
 
@@ -95,7 +99,9 @@ def test_full_queue_answers_429_with_retry_after(start_runtime: StartRuntime) ->
 
 
 # -- disconnects -------------------------------------------------------------------------
-def test_disconnect_mid_stream_frees_the_slot_and_stops_generating(runtime: RuntimeProcess) -> None:
+def test_disconnect_mid_stream_frees_the_slot_and_stops_generating(
+    runtime: InProcessRuntime,
+) -> None:
     generated = f"modelkube_generation_tokens_total{{model={MODEL}}}"
     with (
         httpx.Client(timeout=60) as client,
@@ -117,7 +123,7 @@ def test_disconnect_mid_stream_frees_the_slot_and_stops_generating(runtime: Runt
 
 @pytest.mark.asyncio
 async def test_disconnect_while_waiting_for_a_whole_response_cancels_it(
-    runtime: RuntimeProcess,
+    runtime: InProcessRuntime,
 ) -> None:
     async with httpx.AsyncClient(timeout=60) as client:
         task = asyncio.create_task(
@@ -126,15 +132,53 @@ async def test_disconnect_while_waiting_for_a_whole_response_cancels_it(
                 json={**CHAT, "max_tokens": 1800, "ignore_eos": True},
             )
         )
-        await asyncio.sleep(1.0)
+        # Cancel only once it runs: an in-flight gauge at 0 proves nothing otherwise.
+        await asyncio.to_thread(wait_for, lambda: scrape(runtime.url)[IN_FLIGHT] == 1, 10)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert await asyncio.to_thread(wait_for, lambda: scrape(runtime.url)[IN_FLIGHT] == 0, 5)
 
 
+@pytest.mark.asyncio
+@pytest.mark.parametrize("stream", [True, False])
+async def test_client_gone_before_the_first_byte_frees_its_slot(stream: bool) -> None:
+    """The slot is taken before the response starts; a client that leaves then (the generator
+    or the task not started yet) must not keep it."""
+    body = json.dumps({**CHAT, "max_tokens": 50, "stream": stream}).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    messages: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> Message:
+        if messages:
+            return messages.pop(0)
+        return {"type": "http.disconnect"}  # gone as soon as the body was sent
+
+    async def send(_message: Message) -> None:
+        await asyncio.sleep(0.05)  # a slow socket: the disconnect lands before any chunk
+
+    async with serving_app() as app:
+        admission = app.state.runtime.admission
+        await app(scope, receive, send)
+        await asyncio.wait_for(admission.wait_idle(), 10)
+        assert admission.running == 0
+
+
 # -- draining ----------------------------------------------------------------------------
-def test_sigterm_drains_in_flight_requests_then_exits_zero(start_runtime: StartRuntime) -> None:
-    proc = start_runtime()
+def test_sigterm_drains_in_flight_requests_then_exits_zero(start_process: StartProcess) -> None:
+    proc = start_process()
     results: list[tuple[str | None, int]] = []
 
     def stream_one() -> None:
@@ -172,7 +216,7 @@ def test_sigterm_drains_in_flight_requests_then_exits_zero(start_runtime: StartR
 
 
 # -- metrics and BLAS -------------------------------------------------------------------
-def test_metrics_parse_and_move_as_requests_are_served(runtime: RuntimeProcess) -> None:
+def test_metrics_parse_and_move_as_requests_are_served(runtime: InProcessRuntime) -> None:
     before = scrape(runtime.url)
     with openai.OpenAI(base_url=f"{runtime.url}/v1", api_key="x", max_retries=0) as sdk:
         reply = sdk.chat.completions.create(
@@ -197,8 +241,18 @@ def test_metrics_parse_and_move_as_requests_are_served(runtime: RuntimeProcess) 
     assert f"modelkube_requests_queued{{model={MODEL}}}" in after
 
 
-def test_runtime_process_runs_on_openblas(runtime: RuntimeProcess) -> None:
+def test_runtime_process_runs_on_openblas(start_process: StartProcess) -> None:
+    runtime = start_process()
     assert runtime.proc is not None
     maps = Path(f"/proc/{runtime.proc.pid}/maps").read_text()
     assert "libopenblas" in maps
     assert scrape(runtime.url)["modelkube_blas_info{library=openblas}"] == 1
+
+
+def test_a_dead_engine_fails_liveness_so_the_pod_restarts(start_runtime: StartRuntime) -> None:
+    runtime = start_runtime()
+    assert httpx.get(f"{runtime.url}/healthz").status_code == 200
+    engine = runtime.state.engine  # type: ignore[attr-defined]
+    engine.stop()  # the engine thread ends, as it would on a bug that escapes every guard
+    assert httpx.get(f"{runtime.url}/healthz").status_code == 503
+    assert httpx.get(f"{runtime.url}/readyz").status_code == 503

@@ -11,7 +11,7 @@ import pytest
 
 from modelkube_serving.programs.spec import parse_programs
 from tests.serving.conftest import API_KEY, MODEL
-from tests.serving.runtime_process import RuntimeProcess
+from tests.serving.inprocess import InProcessRuntime
 from tests.serving.test_cli import run_cli
 
 PROGRAM = {"name": "qa", "signature": "question -> answer", "instructions": "One word."}
@@ -24,7 +24,7 @@ ROWS = [
 
 
 def optimize(
-    runtime: RuntimeProcess, tmp_path: Path, *extra: str, key: str = API_KEY
+    runtime: InProcessRuntime, tmp_path: Path, *extra: str, key: str = API_KEY
 ) -> tuple[int, list[str], str]:
     (tmp_path / "program.json").write_text(json.dumps({"programs": [PROGRAM]}))
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
@@ -50,7 +50,7 @@ def optimize(
 
 @pytest.mark.slow  # four examples, each called before, while and after compiling, on MLX's CPU
 def test_bootstrap_fewshot_on_unparsable_output_writes_labeled_demos(
-    auth_runtime: RuntimeProcess, tmp_path: Path
+    auth_runtime: InProcessRuntime, tmp_path: Path
 ) -> None:
     output = tmp_path / "optimized.json"
     code, err, out = optimize(auth_runtime, tmp_path, "--max-demos", "2", "--output", str(output))
@@ -75,7 +75,7 @@ def test_bootstrap_fewshot_on_unparsable_output_writes_labeled_demos(
 
 
 def test_a_model_the_service_does_not_serve_exits_2(
-    auth_runtime: RuntimeProcess, tmp_path: Path
+    auth_runtime: InProcessRuntime, tmp_path: Path
 ) -> None:
     code, err, _ = optimize(auth_runtime, tmp_path, "--model", "gpt-4")
     assert code == 2
@@ -86,7 +86,7 @@ def test_a_model_the_service_does_not_serve_exits_2(
 
 
 def test_a_refused_api_key_exits_1_with_one_line(
-    auth_runtime: RuntimeProcess, tmp_path: Path
+    auth_runtime: InProcessRuntime, tmp_path: Path
 ) -> None:
     code, err, _ = optimize(auth_runtime, tmp_path, key="")
     assert code == 1

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from tests.serving.conftest import StartRuntime, scrape
-from tests.serving.runtime_process import RuntimeProcess
+from tests.serving.inprocess import InProcessRuntime
 from tests.serving.test_cli import run_cli
 
 PROGRAMS = {
@@ -25,13 +25,15 @@ PROGRAMS = {
 
 
 @pytest.fixture(scope="module")
-def server(start_runtime: StartRuntime, tmp_path_factory: pytest.TempPathFactory) -> RuntimeProcess:
+def server(
+    start_runtime: StartRuntime, tmp_path_factory: pytest.TempPathFactory
+) -> InProcessRuntime:
     path = tmp_path_factory.mktemp("programs") / "programs.json"
     path.write_text(json.dumps(PROGRAMS))
     return start_runtime("--programs-file", str(path))
 
 
-def test_programs_are_listed_with_their_fields(server: RuntimeProcess) -> None:
+def test_programs_are_listed_with_their_fields(server: InProcessRuntime) -> None:
     body = httpx.get(f"{server.url}/v1/programs", timeout=10).json()
     cards = {p["id"]: p for p in body["data"]}
     assert cards["qa"]["inputs"] == ["question"] and cards["qa"]["outputs"] == ["answer"]
@@ -41,7 +43,7 @@ def test_programs_are_listed_with_their_fields(server: RuntimeProcess) -> None:
 
 
 def test_unparsable_output_is_a_422_with_the_raw_text_and_runs_on_the_engine(
-    server: RuntimeProcess,
+    server: InProcessRuntime,
 ) -> None:
     before = scrape(server.url).get("modelkube_generation_tokens_total{model=tiny}", 0.0)
     response = httpx.post(
@@ -66,7 +68,7 @@ def test_unparsable_output_is_a_422_with_the_raw_text_and_runs_on_the_engine(
     ],
 )
 def test_bad_program_calls_get_openai_errors(
-    server: RuntimeProcess, path: str, body: dict[str, object], status: int, message: str
+    server: InProcessRuntime, path: str, body: dict[str, object], status: int, message: str
 ) -> None:
     response = httpx.post(f"{server.url}{path}", json=body, timeout=30)
     assert response.status_code == status

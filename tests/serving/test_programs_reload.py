@@ -14,7 +14,7 @@ from modelkube_serving.programs.service import ProgramService
 from modelkube_serving.programs.spec import ProgramSpec
 from tests.operator.harness import wait_until
 from tests.serving.conftest import StartRuntime
-from tests.serving.runtime_process import RuntimeProcess
+from tests.serving.inprocess import InProcessRuntime
 from tests.serving.test_cli import run_cli
 
 QA = {"name": "qa", "signature": "question -> answer", "demos": [{"question": "q", "answer": "a"}]}
@@ -115,7 +115,7 @@ async def test_a_missing_file_means_no_programs_until_it_appears(tmp_path: Path)
 
 
 # -- a real runtime ----------------------------------------------------------------------------
-def listed(server: RuntimeProcess) -> list[str]:
+def listed(server: InProcessRuntime) -> list[str]:
     body = httpx.get(f"{server.url}/v1/programs", timeout=10).json()
     return [card["id"] for card in body["data"]]
 

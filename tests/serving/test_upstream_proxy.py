@@ -16,7 +16,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from tests.fault_upstream import Fault, FaultUpstream
 from tests.serving.conftest import MODEL, StartRuntime, scrape
-from tests.serving.runtime_process import RuntimeProcess
+from tests.serving.inprocess import InProcessRuntime
 
 HOSTED = "hosted"  # the name clients use for the proxied model
 UPSTREAM_KEY = "sk-upstream-secret"
@@ -26,7 +26,7 @@ MESSAGES: list[ChatCompletionMessageParam] = [
 ]
 
 
-def proxy_process(tmp_path: Path, upstream_url: str, *extra: str) -> RuntimeProcess:
+def proxy_process(tmp_path: Path, upstream_url: str, *extra: str) -> InProcessRuntime:
     args = [
         "--upstream-provider",
         "custom",
@@ -38,10 +38,9 @@ def proxy_process(tmp_path: Path, upstream_url: str, *extra: str) -> RuntimeProc
         HOSTED,
         *extra,
     ]
-    proc = RuntimeProcess(
-        args, tmp_path / "proxy.log", env={"MODELKUBE_UPSTREAM_API_KEY": UPSTREAM_KEY}
-    )
-    return proc.start(timeout=60)
+    with pytest.MonkeyPatch.context() as env:  # read once, as the process reads it at start
+        env.setenv("MODELKUBE_UPSTREAM_API_KEY", UPSTREAM_KEY)
+        return InProcessRuntime(args, tmp_path / "proxy.log").start(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +53,7 @@ def fault() -> Iterator[FaultUpstream]:
 @pytest.fixture(scope="module")
 def fault_proxy(
     fault: FaultUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RuntimeProcess]:
+) -> Iterator[InProcessRuntime]:
     keys = tmp_path_factory.mktemp("proxy-keys") / "keys"
     keys.write_text(f"{OUR_KEY}\n")
     proc = proxy_process(
@@ -74,7 +73,7 @@ def fault_proxy(
 
 
 @pytest.fixture
-def upstream(fault: FaultUpstream, fault_proxy: RuntimeProcess) -> FaultUpstream:
+def upstream(fault: FaultUpstream, fault_proxy: InProcessRuntime) -> FaultUpstream:
     """The fault upstream, with the proxy's breaker closed again after the last test."""
     fault.reset()
     deadline = time.monotonic() + 10
@@ -93,7 +92,7 @@ def upstream(fault: FaultUpstream, fault_proxy: RuntimeProcess) -> FaultUpstream
 
 
 @pytest.fixture
-def sdk(fault_proxy: RuntimeProcess) -> Iterator[openai.OpenAI]:
+def sdk(fault_proxy: InProcessRuntime) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=f"{fault_proxy.url}/v1", api_key=OUR_KEY, max_retries=0) as c:
         yield c
 
@@ -108,7 +107,7 @@ def _programs_file(directory: Path) -> Path:
 @pytest.fixture(scope="module")
 def tiny_proxy(
     start_runtime: StartRuntime, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[RuntimeProcess, RuntimeProcess]]:
+) -> Iterator[tuple[InProcessRuntime, InProcessRuntime]]:
     upstream = start_runtime()
     proxy = proxy_process(tmp_path_factory.mktemp("tiny-proxy"), f"{upstream.url}/v1")
     yield upstream, proxy
@@ -116,7 +115,7 @@ def tiny_proxy(
 
 
 def test_answers_match_the_upstream_called_directly(
-    tiny_proxy: tuple[RuntimeProcess, RuntimeProcess],
+    tiny_proxy: tuple[InProcessRuntime, InProcessRuntime],
 ) -> None:
     upstream, proxy = tiny_proxy
     direct = openai.OpenAI(base_url=f"{upstream.url}/v1", api_key="x", max_retries=0)
@@ -153,7 +152,7 @@ def test_answers_match_the_upstream_called_directly(
 
 
 def test_an_unknown_model_and_bad_bodies_are_ours_to_refuse(
-    tiny_proxy: tuple[RuntimeProcess, RuntimeProcess],
+    tiny_proxy: tuple[InProcessRuntime, InProcessRuntime],
 ) -> None:
     _, proxy = tiny_proxy
     through = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="x", max_retries=0)
@@ -180,7 +179,7 @@ def test_an_unknown_model_and_bad_bodies_are_ours_to_refuse(
 
 # -- a provider that fails on cue ------------------------------------------------------------
 def test_our_keys_guard_the_proxy_and_the_providers_key_is_sent(
-    upstream: FaultUpstream, fault_proxy: RuntimeProcess, sdk: openai.OpenAI
+    upstream: FaultUpstream, fault_proxy: InProcessRuntime, sdk: openai.OpenAI
 ) -> None:
     with (
         openai.OpenAI(base_url=f"{fault_proxy.url}/v1", api_key="wrong", max_retries=0) as c,
@@ -204,7 +203,7 @@ def test_our_keys_guard_the_proxy_and_the_providers_key_is_sent(
 
 
 def test_429_and_5xx_are_retried_honouring_retry_after(
-    upstream: FaultUpstream, fault_proxy: RuntimeProcess, sdk: openai.OpenAI
+    upstream: FaultUpstream, fault_proxy: InProcessRuntime, sdk: openai.OpenAI
 ) -> None:
     before = scrape(fault_proxy.url).get("modelkube_upstream_retries_total{provider=custom}", 0)
     upstream.then(Fault(429, (("retry-after", "0.2"),)), Fault(503))
@@ -274,7 +273,9 @@ def test_streams_pass_through_and_a_cut_stream_ends_in_an_error_event(
     assert got == ["echo: ", "Tell "]
 
 
-def test_programs_run_on_the_provider(upstream: FaultUpstream, fault_proxy: RuntimeProcess) -> None:
+def test_programs_run_on_the_provider(
+    upstream: FaultUpstream, fault_proxy: InProcessRuntime
+) -> None:
     upstream.then(Fault(content="[[ ## answer ## ]]\n4\n\n[[ ## completed ## ]]"))
     r = httpx.post(
         f"{fault_proxy.url}/v1/programs/qa",
@@ -289,7 +290,7 @@ def test_programs_run_on_the_provider(upstream: FaultUpstream, fault_proxy: Runt
 
 
 def test_a_failing_provider_trips_the_breaker(
-    upstream: FaultUpstream, fault_proxy: RuntimeProcess, sdk: openai.OpenAI
+    upstream: FaultUpstream, fault_proxy: InProcessRuntime, sdk: openai.OpenAI
 ) -> None:
     upstream.then(*[Fault(500)] * 6)  # two calls of three attempts: five failures open it
     for _ in range(2):

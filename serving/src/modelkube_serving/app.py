@@ -1,25 +1,20 @@
-"""The FastAPI application: lifespan, error rendering and request accounting."""
+"""The FastAPI application of each mode: its services, lifespan and routes."""
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from modelkube_native import UpstreamClient
-from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelkube_serving.engine.blas import loaded_blas
 from modelkube_serving.engine.mlx_engine import EngineSettings, MLXEngine
-from modelkube_serving.errors import APIError, InvalidRequest, NotFound, PayloadTooLarge
+from modelkube_serving.error_handlers import install_error_handlers
 from modelkube_serving.metrics import RuntimeMetrics, UpstreamCollector
+from modelkube_serving.middleware import RequestAccounting
 from modelkube_serving.models.adapters import AdapterSpec
 from modelkube_serving.programs.lm import ChatBackend, local_backend
 from modelkube_serving.programs.service import ProgramService
@@ -39,12 +34,6 @@ from modelkube_serving.state import ProxyState, RuntimeState, ServingState
 from modelkube_serving.upstream.providers import UpstreamTarget
 
 log = logging.getLogger("modelkube.serve")
-_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none"}
-_ENDPOINTS = {
-    "/v1/chat/completions": "chat",
-    "/v1/completions": "completions",
-    "/v1/models": "models",
-}
 
 
 @dataclass(frozen=True)
@@ -212,7 +201,7 @@ def _finish(
     app.state.programs = programs
     app.include_router(program_routes.router)
     app.include_router(ops.router)
-    _install_error_handlers(app)
+    install_error_handlers(app)
     app.add_middleware(
         RequestAccounting,
         metrics=state.metrics,
@@ -220,131 +209,3 @@ def _finish(
         max_body_bytes=config.max_body_bytes,
     )
     return app
-
-
-def _error_response(error: APIError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers())
-
-
-def _validation_message(exc: RequestValidationError) -> APIError:
-    first: dict[str, Any] = exc.errors()[0]
-    # Drop "body" and pydantic's union-member tags ("str", "list[int]") from the path.
-    loc = [
-        str(p)
-        for p in first.get("loc", ())
-        if p != "body" and str(p) not in _TYPE_TAGS and "[" not in str(p)
-    ]
-    param = ".".join(loc) or None
-    kind = first.get("type", "")
-    if kind == "json_invalid":
-        return InvalidRequest(
-            "We could not parse the JSON body of your request. It is not valid JSON."
-        )
-    if kind == "extra_forbidden":
-        return InvalidRequest(f"Unrecognized request argument supplied: {param}", param=param)
-    if kind == "missing":
-        return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
-    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-    where = f" at '{param}'" if param else ""
-    return InvalidRequest(f"Invalid value{where}: {message}", param=param)
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    async def api_error(_request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, APIError)
-        return _error_response(exc)
-
-    async def invalid(_request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
-        return _error_response(_validation_message(exc))
-
-    async def http_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, HTTPException)
-        if exc.status_code == 404:
-            return _error_response(NotFound(f"No route for {request.method} {request.url.path}"))
-        error = InvalidRequest(str(exc.detail))
-        error.status_code = exc.status_code
-        return _error_response(error)
-
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return _error_response(APIError("The server had an error while processing your request."))
-
-    app.add_exception_handler(APIError, api_error)
-    app.add_exception_handler(RequestValidationError, invalid)
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected)
-
-
-def _endpoint(path: str) -> str | None:
-    """The `endpoint` label of an API path; None for paths that are not counted."""
-    if path.startswith("/v1/programs/"):
-        return "programs"
-    return _ENDPOINTS.get(path)
-
-
-class RequestAccounting:
-    """Counts API requests by status, and refuses bodies over the size limit up front."""
-
-    def __init__(
-        self, app: ASGIApp, metrics: RuntimeMetrics, model: str, max_body_bytes: int
-    ) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.model = model
-        self.max_body_bytes = max_body_bytes
-        self._counters: dict[tuple[str, str, int], Any] = {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = _endpoint(scope.get("path", "")) if scope["type"] == "http" else None
-        if endpoint is None:
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def send_recording(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            if self._too_large(scope):
-                await self._reject_too_large(send_recording)
-            else:
-                await self.app(scope, receive, send_recording)
-        finally:
-            # The route names the model once it validated it; unknown names stay unlabelled.
-            model = scope.get("state", {}).get("served_model", self.model)
-            self._counter(model, endpoint, status).inc()
-
-    def _counter(self, model: str, endpoint: str, status: int) -> Any:
-        key = (model, endpoint, status)
-        counter = self._counters.get(key)
-        if counter is None:  # a few dozen label sets at most: models x endpoints x statuses
-            counter = self.metrics.requests.labels(
-                model=model, endpoint=endpoint, status=str(status)
-            )
-            self._counters[key] = counter
-        return counter
-
-    def _too_large(self, scope: Scope) -> bool:
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                return value.isdigit() and int(value) > self.max_body_bytes
-        return False
-
-    async def _reject_too_large(self, send: Send) -> None:
-        error = PayloadTooLarge(f"The request body is larger than {self.max_body_bytes} bytes.")
-        body = json.dumps(error.body()).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": error.status_code,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})

@@ -16,6 +16,7 @@ from modelkube_serving.programs.optimize_command import add_parser as add_optimi
 from modelkube_serving.upstream.providers import API_KEY_ENV, PROVIDERS
 
 if TYPE_CHECKING:
+    from modelkube_serving.app import ServeConfig
     from modelkube_serving.upstream.providers import UpstreamTarget
 
 _BLAS_MARK = "MODELKUBE_BLAS_REEXEC"
@@ -233,47 +234,38 @@ def _check_ca_file(path: Path) -> None:
         raise UpstreamConfigError(f"--upstream-ca-file {path} holds no PEM certificate")
 
 
-def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+def parse_serve_args(argv: list[str]) -> argparse.Namespace:
+    """`modelkube serve` arguments, as the command line takes them (also for in-process tests)."""
+    return _parser().parse_args(["serve", *argv])
 
-    from modelkube_serving.app import ServeConfig, create_app
-    from modelkube_serving.auth import KeyFileError, load_api_keys
-    from modelkube_serving.models.uri import ModelSourceError, resolve_model
+
+def serve_config(args: argparse.Namespace) -> "ServeConfig":
+    """The runtime's configuration from `serve` arguments; raises the setup errors `_serve`
+    turns into one line and exit 2."""
+    from modelkube_serving.app import ServeConfig
+    from modelkube_serving.auth import load_api_keys
+    from modelkube_serving.models.uri import resolve_model
     from modelkube_serving.programs.modules import load_programs
-    from modelkube_serving.programs.spec import ProgramSpecError
-    from modelkube_serving.server import DrainingServer
-    from modelkube_serving.services.fine_tuning import FineTuningSetupError, fine_tuning_settings
-    from modelkube_serving.upstream.providers import UpstreamConfigError
+    from modelkube_serving.services.fine_tuning import fine_tuning_settings
 
     log = logging.getLogger("modelkube.serve")
-    try:
-        keys = load_api_keys(args.api_keys_file) if args.api_keys_file else ()
-        upstream = _upstream(args)
-        fine_tuning = (
-            fine_tuning_settings(
-                args.fine_tuning_output_claim, args.fine_tuning_base_model or args.model
-            )
-            if args.fine_tuning_api
-            else None
+    keys = load_api_keys(args.api_keys_file) if args.api_keys_file else ()
+    upstream = _upstream(args)
+    fine_tuning = (
+        fine_tuning_settings(
+            args.fine_tuning_output_claim, args.fine_tuning_base_model or args.model
         )
-        path = resolve_model(args.model, progress=log.info) if upstream is None else None
-        adapters = _resolve_adapters(args.adapter)
-        programs = load_programs(args.programs_file) if args.programs_file else ()
-    except (
-        KeyFileError,
-        ModelSourceError,
-        AdapterSpecError,
-        FineTuningSetupError,
-        ProgramSpecError,
-        UpstreamConfigError,
-    ) as exc:
-        print(f"modelkube serve: error: {exc}", file=sys.stderr)
-        return 2
+        if args.fine_tuning_api
+        else None
+    )
+    path = resolve_model(args.model, progress=log.info) if upstream is None else None
+    adapters = _resolve_adapters(args.adapter)
+    programs = load_programs(args.programs_file) if args.programs_file else ()
     if not keys:
         log.warning(
             "no API keys configured: /v1 is open to anyone who can reach port %d", args.port
         )
-    config = ServeConfig(
+    return ServeConfig(
         model_path=path,
         model_name=args.served_model_name or served_name(args.model or args.upstream_model),
         max_concurrent_requests=args.max_concurrent_requests,
@@ -294,6 +286,31 @@ def _serve(args: argparse.Namespace) -> int:
         upstream_breaker=(args.upstream_breaker_failures, args.upstream_breaker_cooldown),
         upstream_ca_file=args.upstream_ca_file,
     )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from modelkube_serving.app import create_app
+    from modelkube_serving.auth import KeyFileError
+    from modelkube_serving.models.uri import ModelSourceError
+    from modelkube_serving.programs.spec import ProgramSpecError
+    from modelkube_serving.server import DrainingServer
+    from modelkube_serving.services.fine_tuning import FineTuningSetupError
+    from modelkube_serving.upstream.providers import UpstreamConfigError
+
+    try:
+        config = serve_config(args)
+    except (
+        KeyFileError,
+        ModelSourceError,
+        AdapterSpecError,
+        FineTuningSetupError,
+        ProgramSpecError,
+        UpstreamConfigError,
+    ) as exc:
+        print(f"modelkube serve: error: {exc}", file=sys.stderr)
+        return 2
     uv_config = uvicorn.Config(
         "modelkube_serving.app:create_app",
         host=args.host,

@@ -1,14 +1,21 @@
 """Request bodies of the OpenAI endpoints, validated the way OpenAI validates them.
 
-Unknown fields are rejected (OpenAI answers "Unrecognized request argument");
-fields OpenAI accepts but this runtime cannot honour are rejected with a clear
-message unless they hold their neutral value, so nothing is silently ignored.
+Two levels share one set of field rules. The envelopes (`ChatEnvelope`, `CompletionEnvelope`)
+hold what any OpenAI-compatible server checks, and let every other field through: proxy mode
+validates with them and forwards the rest to its provider. The local engine's requests extend
+them: unknown fields are rejected (OpenAI answers "Unrecognized request argument"), and fields
+OpenAI accepts but this runtime cannot honour are rejected with a clear message unless they
+hold their neutral value, so nothing is silently ignored.
+
+`null` is accepted wherever OpenAI's schema marks a field nullable, and means its default:
+some clients send every field, unset ones as null.
 """
 
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
@@ -17,6 +24,13 @@ MAX_STOP_SEQUENCES = 4
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _without_nulls(data: Any) -> Any:
+    """Top-level nulls mean "the default": dropped before validation, so defaults apply."""
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if v is not None}
+    return data
 
 
 class TextPart(_Strict):
@@ -50,15 +64,41 @@ class ResponseFormat(_Strict):
     json_schema: dict[str, Any] | None = None
 
 
-class _SamplingFields(_Strict):
+class _Envelope(BaseModel):
+    """The fields every mode checks alike; other fields pass (proxy mode forwards them)."""
+
+    model_config = ConfigDict(extra="allow")
+
     model: str = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    n: int = Field(default=1, ge=1, le=128)
+    seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
+    stream: bool = False
+    # vLLM's extension: lower values are admitted first when requests queue.
+    priority: int = Field(default=0, ge=-1000, le=1000)
+
+    _nulls = model_validator(mode="before")(_without_nulls)
+
+
+class ChatEnvelope(_Envelope):
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+    def token_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class CompletionEnvelope(_Envelope):
+    prompt: str | list[str] | list[int] | list[list[int]]
+
+
+class _SamplingFields(_Envelope):
+    model_config = ConfigDict(extra="forbid")
+
     n: int = Field(default=1, ge=1, le=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
-    stream: bool = False
     stream_options: StreamOptions | None = None
     presence_penalty: Penalty = 0.0
     frequency_penalty: Penalty = 0.0
@@ -66,12 +106,12 @@ class _SamplingFields(_Strict):
     user: str | None = None
     # vLLM's extension: generate to max_tokens even past end-of-sequence (benchmarks, tests).
     ignore_eos: bool = False
-    # vLLM's extension: lower values are admitted first when requests queue.
-    priority: int = Field(default=0, ge=-1000, le=1000)
 
     @field_validator("stop")
     @classmethod
     def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if value == "":
+            raise ValueError("stop sequences must not be empty")
         if isinstance(value, list):
             if len(value) > MAX_STOP_SEQUENCES:
                 raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences are allowed")

@@ -24,6 +24,10 @@ class ServingState:
         """Still getting ready to serve (the model loading, adapters settling)."""
         return False
 
+    def alive(self) -> bool:
+        """Able to serve again some day; False means only a restart helps."""
+        return True
+
 
 @dataclass(kw_only=True)
 class RuntimeState(ServingState):
@@ -35,6 +39,9 @@ class RuntimeState(ServingState):
 
     def loading(self) -> bool:
         return not self.engine.ready or not self.adapters.settled
+
+    def alive(self) -> bool:
+        return self.engine.alive
 
 
 @dataclass(kw_only=True)

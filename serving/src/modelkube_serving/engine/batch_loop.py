@@ -113,7 +113,8 @@ class BatchLoop:
                 samplers=[make_request_sampler(request.sampling)],
                 stop_sequences=[StopSequences()] if request.ignore_eos else None,
             )
-        except ValueError as exc:
+        except Exception as exc:  # this request fails; the thread serves the others
+            log.exception("request %s: cannot start generating", request.request_id)
             outbox.add(sink, Finished("error", len(prompt), 0, 0, error=str(exc)))
             return
         self.output.add(

@@ -52,7 +52,7 @@ class EngineLoop:
         try:
             command = commands.get(timeout=_IDLE_POLL_S) if block else commands.get_nowait()
             while command[0] != "stop":
-                self._apply_one(command, outbox)
+                self._apply_safely(command, outbox)
                 command = commands.get_nowait()
             self._flush(outbox)
             return False
@@ -60,6 +60,17 @@ class EngineLoop:
             pass
         self._flush(outbox)
         return True
+
+    def _apply_safely(self, command: tuple[Any, ...], outbox: Outbox) -> None:
+        """A command that fails unexpectedly fails its own request, never the thread."""
+        try:
+            self._apply_one(command, outbox)
+        except Exception as exc:
+            log.exception("engine command %s failed", command[0])
+            if command[0] == "submit":
+                request, sink = command[1], command[2]
+                error = f"generation failed: {exc}"
+                outbox.add(sink, Finished("error", len(request.prompt_tokens), 0, 0, error=error))
 
     def _apply_one(self, command: tuple[Any, ...], outbox: Outbox) -> None:
         kind = command[0]

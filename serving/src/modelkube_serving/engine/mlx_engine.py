@@ -84,6 +84,14 @@ class MLXEngine:
         alive = self._thread is not None and self._thread.is_alive()
         return self._loaded.is_set() and self._load_error is None and alive
 
+    @property
+    def alive(self) -> bool:
+        """False once the engine thread has ended after loading: nothing will serve again, so
+        the liveness probe fails and Kubernetes restarts the pod."""
+        if not self._loaded.is_set() or self._load_error is not None:
+            return True  # still loading (a load error ends the process by itself)
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout: float = 10.0) -> None:
         self._commands.put(("stop",))
         if self._thread is not None:

@@ -13,14 +13,20 @@ from mlx_lm.sample_utils import apply_top_p
 from modelkube_serving.engine.types import SamplingParams
 
 Sampler = Callable[[mx.array], mx.array]
+# Below this, sampling is greedy: 1/temperature would overflow float32 to inf, and the logits
+# to NaN, whose "sample" is no token of the vocabulary.
+MIN_TEMPERATURE = 1e-5
+_UINT64 = (1 << 64) - 1
 
 
 def make_request_sampler(params: SamplingParams) -> Sampler | None:
     """None means greedy, which the batch samples for all greedy rows in one call."""
-    if params.temperature == 0.0:
+    if params.temperature < MIN_TEMPERATURE:
         return None
-    seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(4), "little")
-    key = mx.random.key(seed)
+    seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(8), "little")
+    # OpenAI allows any int64; MLX's key takes a uint64 (a negative one raised TypeError on the
+    # engine thread). Two's complement keeps every int64 seed distinct.
+    key = mx.random.key(seed & _UINT64)
     inv_temp = 1.0 / params.temperature
     top_p = params.top_p
 

@@ -9,7 +9,6 @@ the latency the proxy adds to every call.
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import StreamingResponse
 from starlette.routing import Route
 
 from modelkube_serving.routes.deps import (
@@ -19,6 +18,7 @@ from modelkube_serving.routes.deps import (
     require_serving,
     until_disconnect,
 )
+from modelkube_serving.routes.streaming import ClosingStreamingResponse
 from modelkube_serving.services.proxy import Relayed
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
@@ -28,6 +28,11 @@ _EMPTY = Relayed(b"", "application/json")
 @router.get("/models")
 async def list_models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": proxy_state(request).proxy.model_cards()}
+
+
+@router.get("/models/{model_id:path}")
+async def retrieve_model(model_id: str, request: Request) -> dict[str, Any]:
+    return proxy_state(request).proxy.model_card(model_id)
 
 
 async def chat_completions(request: Request) -> Response:
@@ -53,10 +58,14 @@ async def _forward(request: Request, endpoint: str) -> Response:
     slot = await proxy.admit(forward, client_key(request))
     if forward.stream:
         stream = await proxy.open_stream(forward, slot)
-        return StreamingResponse(
-            proxy.relay(forward, slot, stream),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-    relayed = await until_disconnect(request, proxy.complete(forward, slot), _EMPTY)
+
+        def close() -> None:
+            stream.close()
+            slot.release()
+
+        return ClosingStreamingResponse(proxy.relay(forward, slot, stream), close)
+    try:
+        relayed = await until_disconnect(request, proxy.complete(forward, slot), _EMPTY)
+    finally:
+        slot.release()  # a task cancelled before it started never ran its own `finally`
     return Response(relayed.body, media_type=relayed.content_type)

@@ -56,6 +56,7 @@ class CompletionService:
         self.admission = admission
         self.metrics = metrics
         self.model_name = model_name
+        self.created = int(time.time())
 
     # -- preparing ---------------------------------------------------------------------
     def check_model(self, name: str) -> str:
@@ -71,7 +72,15 @@ class CompletionService:
         """`GET /v1/models`: the base model, then every adapter served on it."""
         base = self.model_name
         adapters = [f"{base}:{name}" for name in self.engine.served_adapters()]
-        return [responses.model_card(base)] + [responses.model_card(a, base) for a in adapters]
+        cards = [responses.model_card(a, self.created, base) for a in adapters]
+        return [responses.model_card(base, self.created), *cards]
+
+    def model_card(self, name: str) -> dict[str, Any]:
+        """`GET /v1/models/{name}`: its card, or a 404 unless it is served."""
+        adapter = self.check_model(name)
+        if adapter:
+            return responses.model_card(name, self.created, self.model_name)
+        return responses.model_card(name, self.created)
 
     def prepare_chat(self, req: ChatCompletionRequest) -> Prepared:
         adapter = self.check_model(req.model)
@@ -109,6 +118,9 @@ class CompletionService:
         logprobs: bool,
         top_logprobs: int,
     ) -> Prepared:
+        if not prompt:
+            field = "messages" if kind == "chat" else "prompt"
+            raise InvalidRequest(f"The {field} is empty: it holds no token.", param=field)
         context = self.engine.context_length
         room = context - len(prompt)
         if room <= 0 or (limit is not None and limit > room):

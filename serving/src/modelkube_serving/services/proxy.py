@@ -23,7 +23,7 @@ from modelkube_native import (
     UpstreamTimeoutError,
 )
 
-from modelkube_serving import sse
+from modelkube_serving import bodies, sse
 from modelkube_serving.errors import (
     APIError,
     InvalidRequest,
@@ -34,6 +34,7 @@ from modelkube_serving.errors import (
     UpstreamUnreachable,
 )
 from modelkube_serving.metrics import RuntimeMetrics
+from modelkube_serving.protocol import ChatEnvelope, CompletionEnvelope
 from modelkube_serving.services import responses
 from modelkube_serving.services.admission import Admission, Slot, Ticket
 from modelkube_serving.upstream.providers import UpstreamTarget, error_body, unsupported_endpoint
@@ -78,6 +79,7 @@ class ProxyService:
         self.admission = admission
         self.metrics = metrics
         self.model_name = model_name
+        self.created = int(time.time())
         # Label children looked up once: `labels()` costs more than the update itself.
         labels = {"model": model_name}
         self._ttft = metrics.ttft.labels(**labels)
@@ -87,44 +89,37 @@ class ProxyService:
         self._outcomes: dict[str, Any] = {}
 
     def model_cards(self) -> list[dict[str, Any]]:
-        return [responses.model_card(self.model_name)]
+        return [responses.model_card(self.model_name, self.created)]
+
+    def model_card(self, name: str) -> dict[str, Any]:
+        if name != self.model_name:
+            raise ModelNotFound(f"The model `{name}` does not exist.", param="model")
+        return responses.model_card(name, self.created)
 
     # -- preparing ---------------------------------------------------------------------
     def prepare(self, endpoint: str, raw: bytes) -> Forward:
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidRequest(
-                "We could not parse the JSON body of your request. It is not valid JSON."
-            ) from None
-        if not isinstance(body, dict):
-            raise InvalidRequest("The request body must be a JSON object.")
-        model = body.get("model")
-        if not isinstance(model, str):
-            raise InvalidRequest("Missing required parameter: 'model'.", param="model")
-        if model != self.model_name:
-            raise ModelNotFound(f"The model `{model}` does not exist.", param="model")
+        """Checked by the rules local mode applies to the same fields (`bodies`, the
+        envelopes); every other field goes to the provider as sent."""
+        body = bodies.read_json(raw)
+        envelope: ChatEnvelope | CompletionEnvelope = (
+            bodies.validate(ChatEnvelope, body)
+            if endpoint == "chat"
+            else bodies.validate(CompletionEnvelope, body)
+        )
+        if envelope.model != self.model_name:
+            raise ModelNotFound(f"The model `{envelope.model}` does not exist.", param="model")
         why = unsupported_endpoint(self.target.provider, endpoint)
         if why is not None:
             raise InvalidRequest(why)
-        field = "messages" if endpoint == "chat" else "prompt"
-        if field not in body:
-            raise InvalidRequest(f"Missing required parameter: '{field}'.", param=field)
-        if endpoint == "chat" and not (isinstance(body[field], list) and body[field]):
-            raise InvalidRequest("'messages' must be a non-empty array.", param="messages")
-        stream = body.get("stream", False)
-        if not isinstance(stream, bool):
-            raise InvalidRequest("'stream' must be a boolean.", param="stream")
-        limit = _int_field(body, "max_completion_tokens") or _int_field(body, "max_tokens")
-        priority = body.pop("priority", 0)  # ours (vLLM's), for admission: not the provider's
-        if not isinstance(priority, int) or isinstance(priority, bool) or abs(priority) > 1000:
-            raise InvalidRequest(
-                "'priority' must be an integer in [-1000, 1000].", param="priority"
-            )
+        limit = envelope.token_limit() if isinstance(envelope, ChatEnvelope) else None
+        limit = limit or envelope.max_tokens
+        body.pop("priority", None)  # ours (vLLM's), for admission: not the provider's
         body["model"] = self.target.model
         forwarded = json.dumps(body, separators=(",", ":")).encode()
         cost = len(raw) // _BYTES_PER_TOKEN + (limit or 0)
-        return Forward(endpoint, forwarded, stream, cost, priority, time.perf_counter())
+        return Forward(
+            endpoint, forwarded, envelope.stream, cost, envelope.priority, time.perf_counter()
+        )
 
     async def admit(self, forward: Forward, key: str) -> Slot:
         return await self.admission.acquire(Ticket(key, forward.priority, max(forward.cost, 1)))
@@ -229,15 +224,6 @@ class ProxyService:
         if usage:
             self._prompt_tokens.inc(_count_of(usage, "prompt_tokens"))
             self._generation_tokens.inc(_count_of(usage, "completion_tokens"))
-
-
-def _int_field(body: dict[str, Any], name: str) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidRequest(f"'{name}' must be a non-negative integer.", param=name)
-    return value
 
 
 def _count_of(usage: dict[str, Any], name: str) -> int:

@@ -118,12 +118,13 @@ def usage_chunk(rid: str, obj: str, model: str, created: int, done: Finished) ->
     }
 
 
-def model_card(model_id: str, parent: str | None = None) -> dict[str, Any]:
-    """One `GET /v1/models` entry; an adapter names its base model as `parent`, as vLLM does."""
+def model_card(model_id: str, created: int, parent: str | None = None) -> dict[str, Any]:
+    """One `GET /v1/models` entry; an adapter names its base model as `parent`, as vLLM does.
+    `created` is when the runtime started serving it, the same on every call."""
     card: dict[str, Any] = {
         "id": model_id,
         "object": "model",
-        "created": int(time.time()),
+        "created": created,
         "owned_by": "modelkube",
     }
     if parent is not None:
