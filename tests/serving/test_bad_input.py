@@ -1,5 +1,7 @@
 """Bad input gets an OpenAI error body with the right status, and never crashes the server."""
 
+import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -349,13 +351,52 @@ def test_null_means_the_default_for_nullable_fields(runtime: InProcessRuntime) -
     )
     chat = httpx.post(
         f"{runtime.url}/v1/chat/completions",
-        json={**nulls, "model": MODEL, "messages": MSG, "logprobs": None, "top_logprobs": None},
+        json={
+            **nulls,
+            "model": MODEL,
+            "messages": MSG,
+            "logprobs": None,
+            "top_logprobs": None,
+            "max_completion_tokens": 5,  # max_tokens null: the context would be the limit
+        },
+        timeout=30,
     )
     assert chat.status_code == 200, chat.text
     ChatCompletion.model_validate(chat.json())
     text = httpx.post(
         f"{runtime.url}/v1/completions",
         json={**nulls, "model": MODEL, "prompt": "hi", "logprobs": None, "echo": None},
+        timeout=30,
     )
     assert text.status_code == 200, text.text
     Completion.model_validate(text.json())
+
+
+def test_openapi_documents_what_the_server_does(runtime: InProcessRuntime) -> None:
+    doc = httpx.get(f"{runtime.url}/openapi.json").json()
+    assert '"422"' not in json.dumps(doc["paths"])  # validation errors are 400s here
+    chat = doc["paths"]["/v1/chat/completions"]["post"]
+    assert "text/event-stream" in chat["responses"]["200"]["content"]
+    body = chat["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    name = body.rsplit("/", 1)[1]
+    assert "messages" in doc["components"]["schemas"][name]["properties"]
+    for status in ("400", "404", "413", "429"):
+        error = chat["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+        assert error.endswith("/ErrorResponse")
+    assert "/v1/models/{model_id}" in doc["paths"]
+    metrics = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain; version=0.0.4"]
+    refs = {
+        m.split("/")[-1] for m in re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(doc))
+    }
+    assert refs <= set(doc["components"]["schemas"]), refs - set(doc["components"]["schemas"])
+
+
+def test_models_can_be_retrieved_one_by_one_and_created_holds(
+    runtime: InProcessRuntime, client: openai.OpenAI
+) -> None:
+    listed = client.models.list().data
+    assert client.models.retrieve(MODEL) == listed[0]
+    assert client.models.list().data[0].created == listed[0].created
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("nope")

@@ -154,27 +154,40 @@ def test_answers_match_the_upstream_called_directly(
 def test_an_unknown_model_and_bad_bodies_are_ours_to_refuse(
     tiny_proxy: tuple[InProcessRuntime, InProcessRuntime],
 ) -> None:
-    _, proxy = tiny_proxy
+    local, proxy = tiny_proxy
     through = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="x", max_retries=0)
     with pytest.raises(openai.NotFoundError, match="`tiny` does not exist"):
         through.chat.completions.create(model=MODEL, messages=MESSAGES)
+    # One validator: the proxy refuses what local mode refuses, in the same words.
     for body, message in [
         (b"{not json", "not valid JSON"),
+        (b"", "The request body is empty"),
         (b"[]", "must be a JSON object"),
-        (json.dumps({"model": HOSTED}).encode(), "Missing required parameter: 'messages'"),
-        (json.dumps({"model": HOSTED, "messages": [], "stream": "yes"}).encode(), "non-empty"),
+        (b'{"model": "M"}', "Missing required parameter: 'messages'"),
+        (b'{"model": "M", "messages": []}', "at least 1 item"),
         (
-            json.dumps({"model": HOSTED, "messages": MESSAGES, "max_tokens": -1}).encode(),
+            b'{"model": "M", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
+            "boolean",
+        ),
+        (
+            b'{"model": "M", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}',
             "max_tokens",
         ),
         (
-            json.dumps({"model": HOSTED, "messages": MESSAGES, "priority": 5000}).encode(),
-            "'priority' must be an integer in [-1000, 1000]",
+            b'{"model": "M", "messages": [{"role": "user", "content": "x"}], "priority": 5000}',
+            "priority",
         ),
+        (b'{"model": "M", "messages": [{"role": "user", "content": "x"}], "seed": 1e30}', "seed"),
+        (b'{"model": "M", "messages": [{"role": "user", "content": "\\ud800"}]}', "surrogate"),
     ]:
-        r = httpx.post(f"{proxy.url}/v1/chat/completions", content=body, timeout=10)
-        assert r.status_code == 400, (body, r.text)
-        assert message in r.json()["error"]["message"]
+        answers = []
+        for runtime, name in ((proxy, HOSTED), (local, MODEL)):
+            sent = body.replace(b'"M"', json.dumps(name).encode())
+            r = httpx.post(f"{runtime.url}/v1/chat/completions", content=sent, timeout=10)
+            assert r.status_code == 400, (sent, r.text)
+            answers.append(r.json()["error"])
+        assert message in answers[0]["message"], answers[0]
+        assert answers[0] == answers[1]
 
 
 # -- a provider that fails on cue ------------------------------------------------------------

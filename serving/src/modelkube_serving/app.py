@@ -16,6 +16,7 @@ from modelkube_serving.error_handlers import install_error_handlers
 from modelkube_serving.metrics import RuntimeMetrics, UpstreamCollector
 from modelkube_serving.middleware import RequestAccounting
 from modelkube_serving.models.adapters import AdapterSpec
+from modelkube_serving.openapi import install_openapi
 from modelkube_serving.programs.lm import ChatBackend, local_backend
 from modelkube_serving.programs.service import ProgramService
 from modelkube_serving.programs.spec import ProgramSpec
@@ -202,6 +203,7 @@ def _finish(
     app.include_router(program_routes.router)
     app.include_router(ops.router)
     install_error_handlers(app)
+    install_openapi(app)
     app.add_middleware(
         RequestAccounting,
         metrics=state.metrics,

@@ -23,7 +23,8 @@ MAX_STOP_SEQUENCES = 4
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # JSON types as OpenAI checks them: "yes" is no boolean, "3" no integer.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def _without_nulls(data: Any) -> Any:
@@ -67,7 +68,7 @@ class ResponseFormat(_Strict):
 class _Envelope(BaseModel):
     """The fields every mode checks alike; other fields pass (proxy mode forwards them)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
@@ -95,7 +96,7 @@ class CompletionEnvelope(_Envelope):
 
 
 class _SamplingFields(_Envelope):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     n: int = Field(default=1, ge=1, le=1)
     stop: str | list[str] | None = None
