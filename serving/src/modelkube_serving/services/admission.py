@@ -102,19 +102,20 @@ class Admission:
         if admitted:
             self._changed()
             return Slot(self._release)
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
         self._waiters[number] = waiter
         self._changed()
+        # The scheduler owns the deadline; this timer only asks it to expire who is due.
+        alarm = loop.call_at(loop.time() + deadline - now, self._expire, deadline)
         try:
-            async with asyncio.timeout_at(asyncio.get_running_loop().time() + deadline - now):
-                await waiter
-        except TimeoutError:
-            if not self._give_up(number, waiter):
-                raise self._timed_out() from None
+            await waiter
         except BaseException:
             if self._give_up(number, waiter):
                 self._release()  # handed a slot as the client went away: pass it on
             raise
+        finally:
+            alarm.cancel()
         return Slot(self._release)
 
     def _timed_out(self) -> QueueTimeout:
@@ -125,7 +126,7 @@ class Admission:
         )
 
     def _give_up(self, number: int, waiter: asyncio.Future[None]) -> bool:
-        """A waiter leaves (timeout, client gone): True if it was handed a slot meanwhile."""
+        """A waiter leaves (client gone): True if it was handed a slot meanwhile."""
         self._waiters.pop(number, None)
         if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
             return True
@@ -133,13 +134,21 @@ class Admission:
         self._changed()
         return False
 
+    def _expire(self, due: float) -> None:
+        # `due`, not the clock alone: the loop may run a timer a hair before its time.
+        self._fail_expired(self._core.expire(max(time.monotonic(), due)))
+        self._changed()
+
+    def _fail_expired(self, numbers: list[int]) -> None:
+        for number in numbers:
+            waiter = self._waiters.pop(number, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(self._timed_out())
+
     def _release(self) -> None:
         while True:
             handed, expired = self._core.release(time.monotonic())
-            for number in expired:
-                waiter = self._waiters.pop(number, None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_exception(self._timed_out())
+            self._fail_expired(expired)
             if handed is None:
                 break
             waiter = self._waiters.pop(handed, None)
