@@ -8,7 +8,21 @@ from pathlib import Path
 import httpx
 import pytest
 
+from modelkube_serving.cli import main
 from tests.serving.conftest import StartRuntime
+
+
+def run_main(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str]:
+    """`modelkube ARGS` in this process: the exit code and stderr. The serve command's BLAS
+    re-exec (which would replace pytest itself) is marked done."""
+    monkeypatch.setenv("MODELKUBE_BLAS_REEXEC", "1")
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse's own errors
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -64,38 +78,58 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         ),
     ],
 )
-def test_bad_serve_arguments_fail_with_one_line(args: list[str], message: str) -> None:
-    result = run_cli("serve", *args)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
+def test_bad_serve_arguments_fail_with_one_line(
+    args: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, stderr = run_main(monkeypatch, capsys, "serve", *args)
+    assert code == 2
+    lines = stderr.strip().splitlines()
     assert lines[-1].startswith("modelkube serve: error: ")
     assert message in lines[-1]
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in stderr
 
 
-def test_unreachable_hub_fails_fast_with_one_line() -> None:
-    result = run_cli(
-        "serve", "--model", "hf://example-org/example-model", env={"HF_HUB_OFFLINE": "1"}
-    )
+def test_the_real_command_exits_2_with_one_line() -> None:
+    result = run_cli("serve", "--model", "builtin://huge")
     assert result.returncode == 2
-    assert (
-        "cannot download hf://example-org/example-model" in result.stderr.strip().splitlines()[-1]
-    )
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("modelkube serve: error: unknown built-in model builtin://huge")
     assert "Traceback" not in result.stderr
 
 
-def test_empty_keys_file_is_refused(tmp_path: Path) -> None:
+def test_unreachable_hub_fails_fast_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, stderr = run_main(monkeypatch, capsys, "serve", "--model", "hf://example-org/example")
+    assert code == 2
+    assert "cannot download hf://example-org/example" in stderr.strip().splitlines()[-1]
+    assert "Traceback" not in stderr
+
+
+def test_empty_keys_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     keys = tmp_path / "keys"
     keys.write_text("# nothing but a comment\n\n")
-    result = run_cli("serve", "--model", "builtin://tiny", "--api-keys-file", str(keys))
-    assert result.returncode == 2
-    assert "holds no keys" in result.stderr
+    code, stderr = run_main(
+        monkeypatch, capsys, "serve", "--model", "builtin://tiny", "--api-keys-file", str(keys)
+    )
+    assert code == 2
+    assert "holds no keys" in stderr
 
 
-def test_out_of_range_limits_are_refused_by_the_parser() -> None:
-    result = run_cli("serve", "--model", "builtin://tiny", "--max-concurrent-requests", "0")
-    assert result.returncode == 2
-    assert "must be at least 1" in result.stderr
+def test_out_of_range_limits_are_refused_by_the_parser(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, stderr = run_main(
+        monkeypatch, capsys, "serve", "--model", "builtin://tiny", "--max-concurrent-requests", "0"
+    )
+    assert code == 2
+    assert "must be at least 1" in stderr
 
 
 def test_weights_that_do_not_load_stop_the_server_with_one_line(tmp_path: Path) -> None:
