@@ -14,18 +14,10 @@ from starlette.types import Message
 
 from tests.serving.conftest import API_KEY, MODEL, StartProcess, StartRuntime, scrape
 from tests.serving.inprocess import InProcessRuntime, serving_app
+from tests.waiting import wait_until
 
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hello"}]}
 IN_FLIGHT = f"modelkube_requests_in_flight{{model={MODEL}}}"
-
-
-def wait_for(predicate: object, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(predicate) and predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # -- API keys ---------------------------------------------------------------------------
@@ -83,8 +75,10 @@ def test_full_queue_answers_429_with_retry_after(start_runtime: StartRuntime) ->
             next(lines)  # admitted and generating
             queued = threading.Thread(target=lambda: c2.post(url, json={**CHAT, "max_tokens": 2}))
             queued.start()
-            assert wait_for(
-                lambda: scrape(small.url).get(f"modelkube_requests_queued{{model={MODEL}}}") == 1
+            wait_until(
+                lambda: scrape(small.url).get(f"modelkube_requests_queued{{model={MODEL}}}") == 1,
+                10,
+                "the second request queued",
             )
             refused = httpx.post(url, json={**CHAT, "max_tokens": 2})
             assert refused.status_code == 429
@@ -115,7 +109,7 @@ def test_disconnect_mid_stream_frees_the_slot_and_stops_generating(
         for _ in range(6):
             next(lines)
         assert scrape(runtime.url)[IN_FLIGHT] == 1
-    assert wait_for(lambda: scrape(runtime.url)[IN_FLIGHT] == 0, timeout=5)
+    wait_until(lambda: scrape(runtime.url)[IN_FLIGHT] == 0, 5, "the slot freed")
     before = scrape(runtime.url).get(generated, 0)
     time.sleep(0.5)
     assert scrape(runtime.url).get(generated, 0) == before  # nothing is still decoding for nobody
@@ -133,10 +127,14 @@ async def test_disconnect_while_waiting_for_a_whole_response_cancels_it(
             )
         )
         # Cancel only once it runs: an in-flight gauge at 0 proves nothing otherwise.
-        await asyncio.to_thread(wait_for, lambda: scrape(runtime.url)[IN_FLIGHT] == 1, 10)
+        await asyncio.to_thread(
+            wait_until, lambda: scrape(runtime.url)[IN_FLIGHT] == 1, 10, "the request running"
+        )
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    assert await asyncio.to_thread(wait_for, lambda: scrape(runtime.url)[IN_FLIGHT] == 0, 5)
+    await asyncio.to_thread(
+        wait_until, lambda: scrape(runtime.url)[IN_FLIGHT] == 0, 5, "the slot freed"
+    )
 
 
 @pytest.mark.asyncio
@@ -202,9 +200,9 @@ def test_sigterm_drains_in_flight_requests_then_exits_zero(start_process: StartP
     clients = [threading.Thread(target=stream_one) for _ in range(4)]
     for t in clients:
         t.start()
-    assert wait_for(lambda: scrape(proc.url)[IN_FLIGHT] == 4)
+    wait_until(lambda: scrape(proc.url)[IN_FLIGHT] == 4, 10, "four streams running")
     proc.signal(signal.SIGTERM)
-    assert wait_for(lambda: httpx.get(f"{proc.url}/readyz").status_code == 503, timeout=5)
+    wait_until(lambda: httpx.get(f"{proc.url}/readyz").status_code == 503, 5, "readyz 503")
     refused = httpx.post(f"{proc.url}/v1/chat/completions", json={**CHAT, "max_tokens": 2})
     assert refused.status_code == 503
     assert refused.json()["error"]["code"] == "unavailable"
