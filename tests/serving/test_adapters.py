@@ -21,12 +21,13 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from modelkube_serving.engine.loading import load_model
 from modelkube_serving.engine.variants import build_variant
+from modelkube_serving.models import uri
 from modelkube_serving.models.builtin import ensure_builtin
-from tests.operator.harness import wait_until
 from tests.serving.adapter_files import write_adapter
 from tests.serving.conftest import MODEL, scrape
-from tests.serving.runtime_process import RuntimeProcess
-from tests.serving.test_cli import run_cli
+from tests.serving.inprocess import InProcessRuntime
+from tests.serving.test_cli import run_main
+from tests.waiting import wait_until
 
 CHAT: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": "Tell me about the operator."}
@@ -68,7 +69,7 @@ def server(
     pvc_root: Path,
     configmap: Path,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[RuntimeProcess]:
+) -> Iterator[InProcessRuntime]:
     flags = [f"--adapter={kind}={adapters[kind]}" for kind in KINDS]
     args = [
         "--model",
@@ -78,15 +79,15 @@ def server(
         str(configmap / "adapters.json"),
     ]
     log = tmp_path_factory.mktemp("adapter-runtime") / "runtime.log"
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MODELKUBE_PVC_ROOT", str(pvc_root))
-        proc = RuntimeProcess(args, log).start()
-    yield proc
-    proc.stop()
+    with pytest.MonkeyPatch.context() as env:  # where pvc:// claims are mounted, as in a pod
+        env.setattr(uri, "PVC_MOUNT_ROOT", pvc_root)
+        runtime = InProcessRuntime(args, log).start()
+        yield runtime
+        runtime.stop()
 
 
 @pytest.fixture
-def client(server: RuntimeProcess) -> Iterator[openai.OpenAI]:
+def client(server: InProcessRuntime) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as sdk:
         yield sdk
 
@@ -121,11 +122,11 @@ def write_configmap(directory: Path, adapters: list[dict[str, str]]) -> None:
         link.symlink_to("..data/adapters.json")
 
 
-def served(server: RuntimeProcess) -> list[str]:
+def served(server: InProcessRuntime) -> list[str]:
     return [m["id"] for m in httpx.get(f"{server.url}/v1/models").json()["data"]]
 
 
-def states(server: RuntimeProcess) -> dict[str, dict[str, Any]]:
+def states(server: InProcessRuntime) -> dict[str, dict[str, Any]]:
     return {a["name"]: a for a in httpx.get(f"{server.url}/v1/adapters").json()["data"]}
 
 
@@ -155,7 +156,7 @@ def test_unknown_model_or_adapter_is_model_not_found(client: openai.OpenAI, name
 
 @pytest.mark.asyncio
 async def test_base_and_adapters_decode_side_by_side_with_their_own_output(
-    server: RuntimeProcess, client: openai.OpenAI
+    server: InProcessRuntime, client: openai.OpenAI
 ) -> None:
     names = [MODEL, "tiny:lora", "tiny:dora", "tiny:full"]
     alone = {name: greedy(client, name) for name in names}
@@ -184,7 +185,7 @@ async def test_base_and_adapters_decode_side_by_side_with_their_own_output(
 
 # -- the watched file ------------------------------------------------------------------------
 def test_adapter_in_the_watched_file_loads_reloads_and_unloads_while_the_base_streams(
-    server: RuntimeProcess,
+    server: InProcessRuntime,
     client: openai.OpenAI,
     base: Path,
     adapters: dict[str, Path],
@@ -203,7 +204,7 @@ def test_adapter_in_the_watched_file_loads_reloads_and_unloads_while_the_base_st
 
 
 def watched_file_lifecycle(
-    server: RuntimeProcess,
+    server: InProcessRuntime,
     client: openai.OpenAI,
     base: Path,
     adapters: dict[str, Path],
@@ -271,7 +272,7 @@ class BaseStreams(threading.Thread):
 
 
 def test_bad_adapters_are_reported_and_everything_else_keeps_serving(
-    server: RuntimeProcess,
+    server: InProcessRuntime,
     client: openai.OpenAI,
     base: Path,
     adapters: dict[str, Path],
@@ -335,10 +336,15 @@ def test_a_variant_shares_the_base_model_weights(base: Path, adapters: dict[str,
         (["--adapter", "bad=name"], "no adapter at name"),
     ],
 )
-def test_bad_adapter_flags_fail_with_one_line(flags: list[str], message: str) -> None:
-    result = run_cli("serve", "--model", "builtin://tiny", *flags)
-    assert result.returncode == 2
-    last = result.stderr.strip().splitlines()[-1]
+def test_bad_adapter_flags_fail_with_one_line(
+    flags: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, stderr = run_main(monkeypatch, capsys, "serve", "--model", "builtin://tiny", *flags)
+    assert code == 2
+    last = stderr.strip().splitlines()[-1]
     assert last.startswith("modelkube serve: error: ")
     assert message in last
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in stderr
