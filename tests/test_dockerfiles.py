@@ -6,6 +6,7 @@ dependencies installed from uv.lock.
 """
 
 import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,3 +116,25 @@ def test_runtime_images_build_the_native_core_and_pick_their_mlx() -> None:
     assert "libopenblas0-pthread" in " ".join(cpu[-1].all("RUN"))
     cuda_build = " ".join(cuda[-2].all("RUN"))
     assert "--no-emit-package mlx-cpu" in cuda_build and "mlx[cuda12]" in cuda_build
+
+
+@pytest.mark.parametrize("name", ["runtime-cpu", "runtime-cuda"])
+def test_runtime_images_hold_the_workspace_members_the_runtime_needs(name: str) -> None:
+    """modelkube-serving depends on modelkube-operator (its Kubernetes client): the image must
+    copy the operator's sources too, and its .dockerignore let them through."""
+    manifest = tomllib.loads((REPO / "serving" / "pyproject.toml").read_text())
+    members = {
+        dep.removeprefix("modelkube-")
+        for dep in manifest["project"]["dependencies"]
+        if dep.startswith("modelkube-")
+    }
+    assert members == {"native", "operator"}
+    path = DOCKERFILES[name]
+    copies = [c.split() for c in parse(path)[-2].all("COPY") if not c.startswith("--from")]
+    copied = {source for args in copies for source in args[:-1]}
+    ignore = Path(f"{path}.dockerignore").read_text().splitlines()
+    for member in members:
+        source = member if member == "native" else f"{member}/src"
+        assert source in copied, f"{path.name} does not copy {source}"
+        sources = [line for line in ignore if line.startswith(f"!{member}/")]
+        assert set(sources) - {f"!{member}/pyproject.toml"}, f"{path.name}.dockerignore: {member}"

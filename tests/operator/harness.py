@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import yaml
-from modelkube_operator.rbac import cluster_role
+from modelkube_operator.rbac import RULES
 
 from tests.controlplane.cluster import ControlPlane, write_kubeconfig
 from tests.controlplane.stages import EXIT_CODE_ANNOTATION, MESSAGE_ANNOTATION
@@ -43,7 +43,12 @@ def operator_kubeconfig(cp: ControlPlane) -> Path:
             "kind": "ServiceAccount",
             "metadata": {"name": OPERATOR_SA, "namespace": OPERATOR_NS},
         },
-        cluster_role(OPERATOR_SA),
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": OPERATOR_SA},
+            "rules": RULES,
+        },
         binding,
     ]
     cp.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))

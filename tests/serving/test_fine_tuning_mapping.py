@@ -5,11 +5,11 @@ from typing import Any
 
 import httpx
 import pytest
+from modelkube_operator.k8s.client import ApiError
 from openai.types import FileObject
 from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
 from pydantic import ValidationError
 
-from modelkube_serving.cluster.client import FINETUNEJOBS, KubeError
 from modelkube_serving.errors import (
     APIError,
     InvalidRequest,
@@ -283,8 +283,9 @@ def test_ids_that_name_no_finetunejob_are_not_found(openai_id: str) -> None:
 
 def test_uploaded_file_becomes_a_labelled_configmap() -> None:
     text = checked_text(Upload("train.jsonl", f"{CHAT}\n{CHAT}\n".encode(), "fine-tune"))
-    cm = file_configmap("file-0a1b", "mine.jsonl", text)
+    cm = file_configmap("file-0a1b", "mine.jsonl", text, "team-a")
     assert cm["metadata"]["labels"] == {"modelkube.io/purpose": "fine-tune"}
+    assert cm["metadata"]["namespace"] == "team-a"
     cm["metadata"]["creationTimestamp"] = "2025-01-01T00:00:00Z"
     file = openai_file(cm)
     assert file is not None
@@ -339,7 +340,7 @@ def test_multipart_uploads_parse_as_the_sdk_encodes_them() -> None:
 
 
 def test_rbac_refusals_name_the_missing_permission() -> None:
-    refused = KubeError(403, "Forbidden", "cannot create", "create", FINETUNEJOBS.qualified)
+    refused = ApiError(403, "cannot create", "Forbidden", "create", "finetunejobs.modelkube.io")
     error = as_api_error(refused, "team-a")
     assert isinstance(error, PermissionDenied)
     assert error.status_code == 403

@@ -50,7 +50,7 @@ def test_settings_come_from_the_pods_service_account(sa_dir: Path) -> None:
     settings = fine_tuning_settings("adapters", "hf://org/model@main")
     assert settings.credentials.server == "https://10.96.0.1:443"
     assert settings.credentials.namespace == "team-a"
-    assert settings.credentials.token() == "t0k3n"
+    assert settings.credentials.token == "t0k3n"
     assert (settings.output_claim, settings.base_model_uri) == ("adapters", "hf://org/model@main")
 
 

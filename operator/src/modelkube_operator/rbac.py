@@ -1,4 +1,4 @@
-"""The operator's permissions, written once: the ClusterRole the chart and the e2e tests use.
+"""The operator's permissions, written once: the ClusterRole's rules (chart, e2e tests).
 
 Every verb and resource is listed explicitly: no wildcards.
 """
@@ -48,12 +48,3 @@ RULES: list[dict[str, Any]] = [
     # kopf watches namespaces when it serves several of them.
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": READ},
 ]
-
-
-def cluster_role(name: str = "modelkube-operator") -> dict[str, Any]:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": name},
-        "rules": RULES,
-    }

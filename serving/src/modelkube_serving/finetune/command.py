@@ -51,7 +51,8 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Heavy imports (MLX) only once the arguments are known to be good.
-    from modelkube_serving.cluster.credentials import ClusterCredentialsError, in_cluster
+    from modelkube_operator.k8s.credentials import CredentialsError, in_cluster
+
     from modelkube_serving.finetune.dataset import DatasetError
     from modelkube_serving.finetune.status_report import StatusReporter
     from modelkube_serving.finetune.trainer import Interrupted, TrainingError, finetune
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     _stop_on_sigterm(stop)
     try:
         cluster = in_cluster() if args.report_to_finetunejob else None
-    except ClusterCredentialsError as exc:
+    except CredentialsError as exc:
         return _fail(f"cannot report to FineTuneJob {args.report_to_finetunejob}: {exc}")
 
     def tracker_for(start: int, resuming: bool) -> Tracker:

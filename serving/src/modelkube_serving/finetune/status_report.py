@@ -3,22 +3,23 @@
 The pod's service account may patch `finetunejobs/status` of its own FineTuneJob and nothing
 else (the operator creates that Role per job), so no cluster-wide write is ever granted. A
 thread sends the latest snapshot: at once for a milestone (a loss, a phase change), otherwise
-at most every `interval_s`, so a slow API server never slows training.
+at most every `interval_s`, so a slow API server never slows training. The thread runs the
+shared async client in an event loop of its own.
 """
 
+import asyncio
 import datetime
-import json
 import logging
 import threading
 from typing import Any
 
-import httpx
+from modelkube_operator.api import API_VERSION
+from modelkube_operator.k8s.client import ApiError, Kube
+from modelkube_operator.k8s.credentials import Credentials
 
-from modelkube_serving.cluster.credentials import InCluster
 from modelkube_serving.finetune.progress import Snapshot
 
 log = logging.getLogger("modelkube.finetune")
-GROUP_VERSION = "modelkube.io/v1alpha1"
 FIELD_MANAGER = "modelkube-finetune"
 
 
@@ -41,14 +42,11 @@ def progress_patch(s: Snapshot, now: datetime.datetime) -> dict[str, Any]:
 
 
 class StatusReporter:
-    def __init__(self, cluster: InCluster, name: str, interval_s: float = 5.0) -> None:
-        self._url = (
-            f"{cluster.server}/apis/{GROUP_VERSION}/namespaces/{cluster.namespace}"
-            f"/finetunejobs/{name}/status"
-        )
-        self._cluster = cluster
+    def __init__(self, cluster: Credentials, name: str, interval_s: float = 5.0) -> None:
+        self._name = name
+        self._namespace = cluster.namespace
         self._interval = interval_s
-        self._client = httpx.Client(verify=str(cluster.ca_file), timeout=10.0)
+        self._kube = Kube(cluster, FIELD_MANAGER, timeout_s=10.0)
         self._lock = threading.Lock()
         self._pending: Snapshot | None = None
         self._wake = threading.Event()
@@ -68,50 +66,37 @@ class StatusReporter:
         self._closing = True
         self._wake.set()
         self._thread.join(timeout=15)
-        self._client.close()
 
     def _run(self) -> None:
-        while True:
-            self._wake.wait(self._interval)
-            self._wake.clear()
-            closing = self._closing  # read before taking the snapshot: the last one is sent
-            with self._lock:
-                snapshot, self._pending = self._pending, None
-            if snapshot is not None:
-                self._send(snapshot)
-            if closing:
-                return
-
-    def _send(self, snapshot: Snapshot) -> None:
-        body = progress_patch(snapshot, datetime.datetime.now(datetime.UTC))
+        loop = asyncio.new_event_loop()
         try:
-            response = self._client.patch(
-                self._url,
-                params={"fieldManager": FIELD_MANAGER},
-                content=json.dumps(body),
-                headers={
-                    "Authorization": f"Bearer {self._cluster.token()}",
-                    "Content-Type": "application/merge-patch+json",
-                },
+            while True:
+                self._wake.wait(self._interval)
+                self._wake.clear()
+                closing = self._closing  # read before taking the snapshot: the last one is sent
+                with self._lock:
+                    snapshot, self._pending = self._pending, None
+                if snapshot is not None:
+                    loop.run_until_complete(self._send(snapshot))
+                if closing:
+                    return
+        finally:
+            loop.run_until_complete(self._kube.close())
+            loop.close()
+
+    async def _send(self, snapshot: Snapshot) -> None:
+        patch = progress_patch(snapshot, datetime.datetime.now(datetime.UTC))
+        try:
+            await self._kube.merge_patch(
+                API_VERSION, "FineTuneJob", self._namespace, self._name, patch, subresource="status"
             )
-        except (httpx.HTTPError, OSError) as exc:
+        except (ApiError, OSError) as exc:  # OSError: the token file is gone
             self._failed(str(exc))
             return
-        if response.status_code >= 400:
-            self._failed(f"HTTP {response.status_code}: {_message(response)}")
-        else:
-            self._failures = 0
+        self._failures = 0
 
     def _failed(self, why: str) -> None:
         # Training goes on without its status: losing a report must never lose the run.
         self._failures += 1
         if self._failures in (1, 10) or self._failures % 100 == 0:
             log.warning("cannot report progress to the FineTuneJob status: %s", why)
-
-
-def _message(response: httpx.Response) -> str:
-    try:
-        message: str = response.json().get("message", "")
-    except ValueError:
-        message = response.text[:200]
-    return message

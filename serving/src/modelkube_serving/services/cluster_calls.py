@@ -5,9 +5,10 @@ deploys it knows which Role rule to add, instead of reading a 500.
 """
 
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from modelkube_serving.cluster.client import KubeError
+from modelkube_operator.k8s.client import ApiError
+
 from modelkube_serving.errors import (
     APIError,
     ClusterError,
@@ -17,6 +18,7 @@ from modelkube_serving.errors import (
 )
 
 T = TypeVar("T")
+Obj = dict[str, Any]
 
 
 async def checked(
@@ -25,32 +27,40 @@ async def checked(
     not_found: APIError | None = None,
     conflict: APIError | None = None,
 ) -> T:
-    """Await `work`; a KubeError becomes the APIError that says what went wrong."""
+    """Await `work`; an ApiError becomes the APIError that says what went wrong."""
     try:
         return await work
-    except KubeError as exc:
+    except ApiError as exc:
         raise as_api_error(exc, namespace, not_found, conflict) from exc
 
 
+async def found(work: Awaitable[Obj | None], namespace: str, missing: APIError) -> Obj:
+    """Await a get; no such object becomes `missing`."""
+    obj = await checked(work, namespace)
+    if obj is None:
+        raise missing
+    return obj
+
+
 def as_api_error(
-    exc: KubeError,
+    exc: ApiError,
     namespace: str,
     not_found: APIError | None = None,
     conflict: APIError | None = None,
 ) -> APIError:
-    if exc.code == 403:
+    if exc.status == 403:
         return PermissionDenied(
             f"The runtime's service account may not {exc.verb} {exc.resource} in namespace "
             f"{namespace}: grant it a Role allowing '{exc.verb}' on '{exc.resource}' "
             f"(Kubernetes said: {exc.message})"
         )
-    if exc.code == 404 and not_found is not None:
+    if exc.status == 404 and not_found is not None:
         return not_found
-    if exc.code == 409:
+    if exc.status == 409:
         return conflict or Conflict(exc.message)
-    if exc.code in (400, 422):
+    if exc.status in (400, 422):
         return InvalidRequest(f"Kubernetes refused the {exc.resource}: {exc.message}")
-    if exc.code == 401:
+    if exc.status == 401:
         return ClusterError(
             f"The Kubernetes API server rejected the runtime's service-account token: {exc.message}"
         )

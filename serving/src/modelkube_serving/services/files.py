@@ -7,11 +7,12 @@ what a FineTuneJob's `spec.dataset.configMapRef` mounts into the training pod.
 import secrets
 from typing import Any
 
-from modelkube_serving.cluster.client import CONFIGMAPS, KubeClient
+from modelkube_operator.k8s.client import Kube
+
 from modelkube_serving.errors import InvalidRequest, NotFound, PayloadTooLarge
 from modelkube_serving.finetune.dataset import Dataset, DatasetError, parse_jsonl
 from modelkube_serving.protocol_fine_tuning import Upload
-from modelkube_serving.services.cluster_calls import checked
+from modelkube_serving.services.cluster_calls import checked, found
 from modelkube_serving.services.fine_tuning_mapping import page, unix
 
 Obj = dict[str, Any]
@@ -53,12 +54,13 @@ def too_large(what: str) -> PayloadTooLarge:
     )
 
 
-def file_configmap(file_id: str, filename: str, text: str) -> Obj:
+def file_configmap(file_id: str, filename: str, text: str, namespace: str) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
             "name": file_id,
+            "namespace": namespace,
             "labels": {PURPOSE_LABEL: PURPOSE},
             "annotations": {FILENAME_ANNOTATION: filename},
         },
@@ -91,14 +93,15 @@ def valid_file_id(file_id: str) -> bool:
 
 
 class FilesService:
-    def __init__(self, kube: KubeClient, namespace: str) -> None:
+    def __init__(self, kube: Kube, namespace: str) -> None:
         self.kube = kube
         self.namespace = namespace
 
     async def upload(self, upload: Upload) -> Obj:
         text = checked_text(upload)
-        body = file_configmap(f"file-{secrets.token_hex(12)}", upload.filename, text)
-        created = await checked(self.kube.create(CONFIGMAPS, self.namespace, body), self.namespace)
+        file_id = f"file-{secrets.token_hex(12)}"
+        body = file_configmap(file_id, upload.filename, text, self.namespace)
+        created = await checked(self.kube.create(body), self.namespace)
         file = openai_file(created)
         assert file is not None
         return file
@@ -113,7 +116,8 @@ class FilesService:
         if purpose not in (None, PURPOSE):
             return page([], None, limit)  # only fine-tuning files live here
         selector = f"{PURPOSE_LABEL}={PURPOSE}"
-        items = await checked(self.kube.list(CONFIGMAPS, self.namespace, selector), self.namespace)
+        work = self.kube.list("v1", "ConfigMap", self.namespace, selector)
+        items = await checked(work, self.namespace)
         files = [f for f in map(openai_file, items) if f is not None]
         files.sort(key=lambda f: (f["created_at"], f["id"]), reverse=order != "asc")
         return page(files, after, limit)
@@ -132,8 +136,8 @@ class FilesService:
     async def _configmap(self, file_id: str, missing: InvalidRequest | NotFound) -> Obj:
         if not valid_file_id(file_id):
             raise missing
-        work = self.kube.get(CONFIGMAPS, self.namespace, file_id)
-        return await checked(work, self.namespace, not_found=missing)
+        work = self.kube.get("v1", "ConfigMap", self.namespace, file_id)
+        return await found(work, self.namespace, missing)
 
 
 def _no_such_file(file_id: str) -> NotFound:

@@ -9,12 +9,14 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from modelkube_serving.cluster.client import FINETUNEJOBS, KubeClient
-from modelkube_serving.cluster.credentials import ClusterCredentialsError, InCluster, in_cluster
+from modelkube_operator.api import API_VERSION
+from modelkube_operator.k8s.client import Kube
+from modelkube_operator.k8s.credentials import Credentials, CredentialsError, in_cluster
+
 from modelkube_serving.errors import Conflict, InvalidRequest, NotFound
 from modelkube_serving.finetune.dataset import DatasetError, split_validation
 from modelkube_serving.protocol_fine_tuning import FineTuningJobCreate
-from modelkube_serving.services.cluster_calls import checked
+from modelkube_serving.services.cluster_calls import checked, found
 from modelkube_serving.services.files import FilesService
 from modelkube_serving.services.fine_tuning_events import openai_events
 from modelkube_serving.services.fine_tuning_mapping import (
@@ -32,6 +34,7 @@ from modelkube_serving.services.fine_tuning_mapping import (
 )
 
 Obj = dict[str, Any]
+FIELD_MANAGER = "modelkube-runtime"
 _BASE_SCHEMES = ("builtin://", "hf://", "pvc://")
 _DNS_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
 
@@ -42,7 +45,7 @@ class FineTuningSetupError(Exception):
 
 @dataclass(frozen=True)
 class FineTuningSettings:
-    credentials: InCluster
+    credentials: Credentials
     output_claim: str
     base_model_uri: str
 
@@ -60,9 +63,7 @@ def fine_tuning_settings(output_claim: str | None, base_model_uri: str) -> FineT
         )
     try:
         credentials = in_cluster()
-        if not credentials.ca_file.is_file():
-            raise ClusterCredentialsError(f"no CA certificate at {credentials.ca_file}")
-    except (ClusterCredentialsError, OSError) as exc:
+    except (CredentialsError, OSError) as exc:
         raise FineTuningSetupError(
             f"--fine-tuning-api needs in-cluster credentials: {exc}"
         ) from exc
@@ -72,7 +73,7 @@ def fine_tuning_settings(output_claim: str | None, base_model_uri: str) -> FineT
 class FineTuningService:
     def __init__(self, settings: FineTuningSettings, model_name: str) -> None:
         self.namespace = settings.credentials.namespace
-        self.kube = KubeClient(settings.credentials)
+        self.kube = Kube(settings.credentials, FIELD_MANAGER, timeout_s=10.0)
         self.files = FilesService(self.kube, self.namespace)
         self.target = Target(
             model_name, settings.base_model_uri, settings.output_claim, self.namespace
@@ -94,7 +95,7 @@ class FineTuningService:
             f"A fine-tuning job named {name} already exists; choose another suffix.",
             param="suffix",
         )
-        work = self.kube.create(FINETUNEJOBS, self.namespace, body)
+        work = self.kube.create(body)
         created = await checked(work, self.namespace, conflict=taken)
         return openai_job(created, self.target)
 
@@ -103,7 +104,7 @@ class FineTuningService:
 
     async def list(self, after: str | None, limit: int) -> Obj:
         selector = f"{MODEL_SERVICE_LABEL}={self.target.model_name}"
-        work = self.kube.list(FINETUNEJOBS, self.namespace, selector)
+        work = self.kube.list(API_VERSION, "FineTuneJob", self.namespace, selector)
         ftjs = newest_first(await checked(work, self.namespace))
         return page([openai_job(o, self.target) for o in ftjs], after, limit)
 
@@ -118,9 +119,8 @@ class FineTuningService:
                 "metadata": {"annotations": {CANCELLED_ANNOTATION: now}},
                 "spec": {"suspend": True},
             }
-            work = self.kube.merge_patch(
-                FINETUNEJOBS, self.namespace, ftj["metadata"]["name"], patch
-            )
+            name = ftj["metadata"]["name"]
+            work = self.kube.merge_patch(API_VERSION, "FineTuneJob", self.namespace, name, patch)
             ftj = await checked(work, self.namespace, not_found=_no_such_job(job_id))
         return openai_job(ftj, self.target)
 
@@ -128,12 +128,12 @@ class FineTuningService:
         return page(openai_events(await self._get(job_id), self.target), after, limit)
 
     async def aclose(self) -> None:
-        await self.kube.aclose()
+        await self.kube.close()
 
     async def _get(self, job_id: str) -> Obj:
         name = resource_name(job_id)
-        work = self.kube.get(FINETUNEJOBS, self.namespace, name)
-        ftj = await checked(work, self.namespace, not_found=_no_such_job(job_id))
+        work = self.kube.get(API_VERSION, "FineTuneJob", self.namespace, name)
+        ftj = await found(work, self.namespace, _no_such_job(job_id))
         if ftj["metadata"].get("labels", {}).get(MODEL_SERVICE_LABEL) != self.target.model_name:
             raise _no_such_job(job_id)  # another model's job: not this API's to show
         return ftj

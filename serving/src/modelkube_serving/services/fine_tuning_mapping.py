@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from modelkube_operator.api import API_VERSION
+
 from modelkube_serving.errors import InvalidRequest, ModelNotFound, NotFound
 from modelkube_serving.protocol_fine_tuning import FineTuningJobCreate, Hyperparameters
 
 Obj = dict[str, Any]
-API_VERSION = "modelkube.io/v1alpha1"
 JOB_PREFIX = "ftjob-"
 MODEL_SERVICE_LABEL = "modelkube.io/model-service"
 EPOCHS_ANNOTATION = "modelkube.io/n-epochs"

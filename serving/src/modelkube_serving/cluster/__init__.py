@@ -1,1 +1,0 @@
-"""Talking to the Kubernetes API from inside a pod: the trainer's progress, the fine-tuning API."""
