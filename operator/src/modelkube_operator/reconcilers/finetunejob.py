@@ -36,18 +36,10 @@ async def reconcile_finetunejob(kube: Kube, body: Mapping[str, Any]) -> list[Obj
             # Its Job was deleted after it ended (by hand or a TTL): never train again unasked.
             return []
         if existing is None:
-            try:
-                for obj in build_trainer_rbac(owner):
-                    await kube.apply(obj)
-                # A Job's pod template is immutable: create it once, then only watch it.
-                job = await kube.apply(build_job(owner, spec))
-            except ApiError as exc:
-                if not rejected(exc):
-                    raise
-                # e.g. a name over 63 characters: the API server takes the FineTuneJob, but
-                # not a Job by that name (its pods carry the name in a label).
-                message = f"the API server refused the training Job: {exc.message}"
-                raise await invalid(kube, owner, previous, message) from exc
+            for obj in build_trainer_rbac(owner):
+                await _apply(kube, owner, previous, obj)
+            # A Job's pod template is immutable: create it once, then only watch it.
+            job = await _apply(kube, owner, previous, build_job(owner, spec))
         elif bool(existing["spec"].get("suspend")) != spec.suspend and not finished(previous):
             # Suspending stops the pod (it checkpoints on SIGTERM); resuming starts a new one.
             job = await kube.merge_patch(
@@ -64,6 +56,19 @@ async def reconcile_finetunejob(kube: Kube, body: Mapping[str, Any]) -> list[Obj
             "adapterURI": spec.output.uri if succeeded else "",
         }
         return await write_status(kube, owner, FineTuneJobStatus, previous, conds, fields)
+
+
+async def _apply(kube: Kube, owner: Owner, previous: Mapping[str, Any], obj: Obj) -> Obj:
+    try:
+        return await kube.apply(obj)
+    except ApiError as exc:
+        if not rejected(exc):
+            raise
+        # e.g. a name over 63 characters: the API server takes the FineTuneJob, but not the
+        # objects named or labelled after it.
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        message = f"the API server refused {kind} {name}: {exc.message}"
+        raise await invalid(kube, owner, previous, message) from exc
 
 
 async def invalid(kube: Kube, owner: Owner, previous: Mapping[str, Any], message: str) -> SpecError:
