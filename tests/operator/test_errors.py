@@ -1,12 +1,16 @@
 """A reconcile's failures, classified into kopf's retry policy; the per-object lock table."""
 
 import asyncio
+from typing import Any, cast
 
 import aiohttp
 import kopf
 import pytest
 from modelkube_operator.builders.common import Owner
-from modelkube_operator.handlers.errors import BACKOFF_MAX_S, backoff, may_pass, to_kopf
+from modelkube_operator.handlers import modelservice
+from modelkube_operator.handlers.errors import BACKOFF_MAX_S, backoff, may_pass, settle, to_kopf
+from modelkube_operator.handlers.resync import resync_once
+from modelkube_operator.handlers.state import OperatorState
 from modelkube_operator.k8s.client import ApiError, Kube
 from modelkube_operator.k8s.credentials import Credentials
 from modelkube_operator.reconcilers.common import lock_for, locks_held
@@ -93,3 +97,34 @@ async def test_the_lock_table_keeps_only_locks_in_use() -> None:
     assert order.index("first out") < order.index("second in")
     # Every object reconciled, deleted or not, leaves nothing behind.
     assert locks_held() == before
+
+
+@pytest.mark.asyncio
+async def test_a_passing_failure_outside_kopfs_retries_is_retried_by_the_resync() -> None:
+    # A ModelService whose reconcile meets an API server that does not answer (a real
+    # connection to a closed port), as a child's event or the resync would run it.
+    body = {
+        "apiVersion": "modelkube.io/v1alpha1",
+        "kind": "ModelService",
+        "metadata": {"name": "m", "namespace": "ns", "uid": "u", "generation": 1},
+        "spec": {"model": {"uri": "builtin://tiny"}},
+        "status": {"observedGeneration": 1},
+    }
+    key = ("ModelService", "ns", "m")
+    owners: dict[Any, list[dict[str, Any]]] = {key: [body]}
+    no_children: dict[Any, list[str]] = {key: ["ConfigMap", "Deployment", "Service"]}
+    state = OperatorState(kube=Kube(Credentials(server=f"http://127.0.0.1:{free_port()}")))
+    try:
+        index = cast(Any, owners)
+        await settle(
+            state, body, modelservice.reconcile(state, body, cast(Any, no_children), cast(Any, {}))
+        )
+        assert state.retry == {key}
+        # In sync by the indexes, so only the retry makes the pass reconcile it, and fail again.
+        await resync_once(state, index, cast(Any, no_children), cast(Any, {}), set())
+        assert state.retry == {key}
+        owners.clear()  # deleted: nothing retries it any more
+        await resync_once(state, index, cast(Any, no_children), cast(Any, {}), set())
+        assert state.retry == set()
+    finally:
+        await state.kube.close()
