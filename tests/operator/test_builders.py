@@ -7,7 +7,7 @@ from modelkube_operator.api.modelservice import ModelServiceSpec
 from modelkube_operator.builders.adapters import AdapterPlan, plan_adapters
 from modelkube_operator.builders.common import Owner
 from modelkube_operator.builders.monitoring import build_servicemonitor
-from modelkube_operator.builders.networking import build_service, service_url
+from modelkube_operator.builders.networking import build_service, service_name_problem, service_url
 from modelkube_operator.builders.programs import ProgramPlan
 from modelkube_operator.builders.runtime import build_configmap, build_deployment, settings_hash
 from modelkube_operator.builders.scaling import build_hpa, build_pdb
@@ -288,3 +288,10 @@ def test_finetune_status_from_job_conditions() -> None:
     assert job_conditions(failed)[2].reason == "BackoffLimitExceeded"
     running = {"status": {"active": 1}}
     assert job_conditions(running)[0].status
+
+
+def test_a_service_needs_a_dns_label_where_a_modelservice_takes_a_subdomain() -> None:
+    for name in ("tiny", "a", "llama-3-8b", "m" * 63):
+        assert service_name_problem(name) == "", name
+    for name in ("my.model", "3b", "-a", "a-", "m" * 64):
+        assert "DNS-1035 label" in service_name_problem(name), name

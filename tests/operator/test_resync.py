@@ -48,6 +48,8 @@ def test_expected_children_follow_the_spec() -> None:
 
 def test_unusable_spec_expects_nothing_and_finished_job_expects_anything() -> None:
     assert expected_children(owner("ModelService", "bad", {"model": {}})) == frozenset()
+    # A name no Service can have: nothing is made, so nothing is missing.
+    assert expected_children(ms("my.model")) == frozenset()
     done = ftj("t", conditions=[{"type": "Succeeded", "status": "True"}])
     assert expected_children(done) is None
 

@@ -79,7 +79,7 @@ def _run_chart(args: argparse.Namespace) -> int:
 def _run_operator(args: argparse.Namespace) -> int:
     import kopf
 
-    import modelkube_operator.handlers  # noqa: F401 - importing registers the handlers
+    import modelkube_operator.handlers.registration  # noqa: F401 - importing registers them
 
     if not args.all_namespaces and not args.namespace:
         print(

@@ -2,6 +2,7 @@
 
 import asyncio
 import datetime
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,9 +10,16 @@ from pydantic import BaseModel, ValidationError
 
 from modelkube_operator.builders.common import Obj, Owner
 from modelkube_operator.k8s.client import FIELD_MANAGER, Kube
+from modelkube_operator.reconcilers.errors import INVALID_SPEC, SpecError, says_new
 from modelkube_operator.status.conditions import Cond, merge_conditions, transitions
 
-_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+# Weak values: a lock stays in the table only while a reconcile holds it or waits for it, so
+# the table never outgrows the reconciles in flight (a deleted object leaves nothing behind).
+# A lock still held when its object is deleted and re-created by the same name keeps
+# serialising the new object's reconciles behind the old one's.
+_locks: "weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock]" = (
+    weakref.WeakValueDictionary()
+)
 
 
 def owner_of(body: Mapping[str, Any]) -> Owner:
@@ -57,8 +65,18 @@ def changed_by_others(child: Mapping[str, Any]) -> bool:
 
 
 def lock_for(owner: Owner) -> asyncio.Lock:
-    """Handlers and child events may reconcile one object at once; serialise them."""
-    return _locks.setdefault((owner.kind, owner.namespace, owner.name), asyncio.Lock())
+    """Handlers and child events may reconcile one object at once; serialise them. Hold the
+    lock returned while it is needed: the table keeps it only as long as someone does."""
+    key = (owner.kind, owner.namespace, owner.name)
+    lock = _locks.get(key)
+    if lock is None:
+        lock = _locks[key] = asyncio.Lock()
+    return lock
+
+
+def locks_held() -> int:
+    """How many objects have a lock in the table now (for tests and debugging)."""
+    return len(_locks)
 
 
 def now() -> str:
@@ -91,6 +109,23 @@ async def write_status(
         subresource="status",
     )
     return transitions(old_conditions, merged)
+
+
+async def invalid_spec(
+    kube: Kube,
+    owner: Owner,
+    schema: type[BaseModel],
+    previous: Mapping[str, Any],
+    condition: str,
+    message: str,
+) -> SpecError:
+    """Say in status that the spec cannot work, and return the error to raise: the handlers
+    then stop retrying it until the spec changes."""
+    fresh = says_new(previous, condition, message)
+    await write_status(
+        kube, owner, schema, previous, [Cond(condition, False, INVALID_SPEC, message)], {}
+    )
+    return SpecError(message, fresh)
 
 
 def _same(old: list[Obj], new: list[Obj]) -> bool:

@@ -8,13 +8,21 @@ from pydantic import ValidationError
 from modelkube_operator.api.finetunejob import FineTuneJobSpec, FineTuneJobStatus
 from modelkube_operator.builders.common import Obj, Owner
 from modelkube_operator.builders.training import build_job, build_trainer_rbac
-from modelkube_operator.k8s.client import Kube
-from modelkube_operator.reconcilers.common import lock_for, owner_of, spec_error, write_status
-from modelkube_operator.status.conditions import Cond
+from modelkube_operator.k8s.client import ApiError, Kube
+from modelkube_operator.reconcilers.common import (
+    invalid_spec,
+    lock_for,
+    owner_of,
+    spec_error,
+    write_status,
+)
+from modelkube_operator.reconcilers.errors import SpecError, rejected
 from modelkube_operator.status.finetunejob import finished, job_conditions, times, trainer_message
 
 
 async def reconcile_finetunejob(kube: Kube, body: Mapping[str, Any]) -> list[Obj]:
+    """Create the Job once, follow its suspension, and status from it; return the condition
+    transitions. Raises SpecError (after saying so in status) when the spec cannot work."""
     owner = owner_of(body)
     async with lock_for(owner):
         previous = body.get("status") or {}
@@ -22,23 +30,16 @@ async def reconcile_finetunejob(kube: Kube, body: Mapping[str, Any]) -> list[Obj
             spec = FineTuneJobSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
             message = spec_error(exc)
-            return await write_status(
-                kube,
-                owner,
-                FineTuneJobStatus,
-                previous,
-                [Cond("Succeeded", False, "InvalidSpec", message)],
-                {},
-            )
+            raise await invalid(kube, owner, previous, message) from exc
         existing = await kube.get("batch/v1", "Job", owner.namespace, owner.name)
         if existing is None and finished(previous):
             # Its Job was deleted after it ended (by hand or a TTL): never train again unasked.
             return []
         if existing is None:
             for obj in build_trainer_rbac(owner):
-                await kube.apply(obj)
+                await _apply(kube, owner, previous, obj)
             # A Job's pod template is immutable: create it once, then only watch it.
-            job = await kube.apply(build_job(owner, spec))
+            job = await _apply(kube, owner, previous, build_job(owner, spec))
         elif bool(existing["spec"].get("suspend")) != spec.suspend and not finished(previous):
             # Suspending stops the pod (it checkpoints on SIGTERM); resuming starts a new one.
             job = await kube.merge_patch(
@@ -55,6 +56,23 @@ async def reconcile_finetunejob(kube: Kube, body: Mapping[str, Any]) -> list[Obj
             "adapterURI": spec.output.uri if succeeded else "",
         }
         return await write_status(kube, owner, FineTuneJobStatus, previous, conds, fields)
+
+
+async def _apply(kube: Kube, owner: Owner, previous: Mapping[str, Any], obj: Obj) -> Obj:
+    try:
+        return await kube.apply(obj)
+    except ApiError as exc:
+        if not rejected(exc):
+            raise
+        # e.g. a name over 63 characters: the API server takes the FineTuneJob, but not the
+        # objects named or labelled after it.
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        message = f"the API server refused {kind} {name}: {exc.message}"
+        raise await invalid(kube, owner, previous, message) from exc
+
+
+async def invalid(kube: Kube, owner: Owner, previous: Mapping[str, Any], message: str) -> SpecError:
+    return await invalid_spec(kube, owner, FineTuneJobStatus, previous, "Succeeded", message)
 
 
 async def _trainer_error(kube: Kube, owner: Owner, job: Obj) -> str:

@@ -1,14 +1,18 @@
 """ModelService → ConfigMap, Deployment, Service, HPA or KEDA ScaledObject, PDB, ServiceMonitor,
 and its status.
 
-A spec change (or resume, or the resync timer) reconciles everything. A child's event only
-re-applies that child, which corrects drift, and refreshes status when the child is the
-Deployment: a burst of N new ModelServices then costs a few API calls per child event, not a
-full reconcile each.
+One level-based reconcile serves every trigger. A spec change (or resume, or the resync timer)
+applies every child. A child's event runs the same reconcile but applies only that child, and
+only when someone else changed it or it is gone (its managedFields say so): the operator's own
+applies then cause no further applies, and a burst of N new ModelServices costs a few API
+calls per child event, not a full re-apply each. The status is written whenever the reconcile
+knows the Deployment's state: always for the owner's own events, for a child's only when the
+child is the Deployment.
 """
 
 import time
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,7 +21,11 @@ from modelkube_operator.api.modelservice import ModelServiceSpec, ModelServiceSt
 from modelkube_operator.builders.adapters import AdapterPlan, plan_adapters
 from modelkube_operator.builders.common import Obj, Owner, selector_labels
 from modelkube_operator.builders.monitoring import build_servicemonitor
-from modelkube_operator.builders.networking import build_service, service_url
+from modelkube_operator.builders.networking import (
+    build_service,
+    service_name_problem,
+    service_url,
+)
 from modelkube_operator.builders.programs import ProgramPlan
 from modelkube_operator.builders.runtime import build_configmap, build_deployment, settings_hash
 from modelkube_operator.builders.runtime_access import build_runtime_access, runtime_account
@@ -27,16 +35,17 @@ from modelkube_operator.builders.scaling import (
     build_pdb,
     build_scaledobject,
 )
-from modelkube_operator.k8s.client import Kube
+from modelkube_operator.k8s.client import ApiError, Kube
 from modelkube_operator.reconcilers.common import (
     changed_by_others,
+    invalid_spec,
     lock_for,
     owner_of,
     spec_error,
     write_status,
 )
+from modelkube_operator.reconcilers.errors import SpecError, rejected
 from modelkube_operator.reconcilers.programs import resolve_programs
-from modelkube_operator.status.conditions import Cond
 from modelkube_operator.status.modelservice import (
     adapters_condition,
     auth_condition,
@@ -63,41 +72,109 @@ _API_VERSIONS = {
 }
 
 
+@dataclass(frozen=True)
+class ChildEvent:
+    """The event of one child that triggered a reconcile (a watch event's object)."""
+
+    body: Mapping[str, Any]
+    deleted: bool
+
+    @property
+    def kind(self) -> str:
+        return str(self.body["kind"])
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+
 async def reconcile_modelservice(
     kube: Kube,
     body: Mapping[str, Any],
     present: Collection[str] | None = None,
     jobs: Mapping[str, Mapping[str, Any]] | None = None,
+    child: ChildEvent | None = None,
 ) -> list[Obj]:
-    """Bring every child and the status in line with the spec; return condition transitions.
+    """Bring the children and the status in line with the spec; return condition transitions.
 
     `present` names the child kinds known to exist (None: unknown), so an optional child that
     is not there costs no DELETE. One created since is removed by its own event. `jobs`: the
     FineTuneJobs in the namespace by name, whose adapters the service may serve. The
     ConfigMaps of compiled programs are read here, one GET each (none without compiledRef).
+    `child`: the child event that triggered this reconcile, None for the owner's own.
+
+    Raises SpecError, after saying so in status, when the spec cannot work.
     """
     owner = owner_of(body)
     async with lock_for(owner):
+        previous = body.get("status") or {}
         spec, error = _parse(body)
-        if spec is None:
-            # Past the schema but unusable: say so in status instead of crash-looping.
-            invalid = [Cond("Ready", False, "InvalidSpec", error)]
-            return await write_status(
-                kube, owner, ModelServiceStatus, body.get("status") or {}, invalid, {}
-            )
-        crd_present = await _crd_exists(kube, SERVICEMONITOR_CRD)
+        # Past the schema but unusable: say so in status instead of crash-looping.
+        problem = error or service_name_problem(owner.name)
+        if spec is None or problem:
+            raise await _invalid(kube, owner, previous, problem)
+        monitors = await _crd_exists(kube, SERVICEMONITOR_CRD)
         keda = await _crd_exists(kube, KEDA_CRD)
         plan = plan_adapters(owner.name, spec, jobs or {})
-        programs = await resolve_programs(kube, owner.namespace, spec)
-        deployment: Obj = {}
-        wanted = desired_children(owner, spec, crd_present, plan, programs, keda)
-        for kind, obj in wanted.items():
-            if obj is not None:
-                applied = await kube.apply(obj)
+        # Only the ConfigMap's data and the status read the programs: other child events
+        # leave their ConfigMaps unread (and the ConfigMap and Deployment unapplied).
+        reads_programs = child is None or child.kind in ("ConfigMap", "Deployment")
+        programs = (
+            await resolve_programs(kube, owner.namespace, spec) if reads_programs else ProgramPlan()
+        )
+        deployment: Obj | None = dict(child.body) if child and child.kind == "Deployment" else None
+        for kind, obj in desired_children(owner, spec, monitors, plan, programs, keda).items():
+            if obj is not None and _to_apply(obj, child):
+                applied = await _apply(kube, owner, previous, obj)
                 deployment = applied if kind == "Deployment" else deployment
-            elif (present is None or kind in present) and _served(kind, crd_present, keda):
+            elif obj is None and _to_delete(kind, owner, present, child, monitors, keda):
                 await kube.delete(_API_VERSIONS[kind], kind, owner.namespace, _name(kind, owner))
+        if deployment is None:
+            return []  # the status needs the Deployment's state, which this event lacks
         return await _write_status(kube, owner, spec, body, deployment, plan, programs)
+
+
+def _to_apply(obj: Obj, child: ChildEvent | None) -> bool:
+    """Every wanted child on the owner's events; on a child's, that child if it is gone or
+    someone else wrote it since our last apply (drift)."""
+    if child is None:
+        return True
+    if (obj["kind"], obj["metadata"]["name"]) != (child.kind, child.name):
+        return False
+    return child.deleted or changed_by_others(child.body)
+
+
+def _to_delete(
+    kind: str,
+    owner: Owner,
+    present: Collection[str] | None,
+    child: ChildEvent | None,
+    monitors: bool,
+    keda: bool,
+) -> bool:
+    """An unwanted child: on the owner's events, each kind that may exist; on a child's, that
+    child if it still exists."""
+    if child is None:
+        return (present is None or kind in present) and _served(kind, monitors, keda)
+    return kind == child.kind and not child.deleted and child.name == _name(kind, owner)
+
+
+async def _apply(kube: Kube, owner: Owner, previous: Mapping[str, Any], obj: Obj) -> Obj:
+    try:
+        return await kube.apply(obj)
+    except ApiError as exc:
+        if not rejected(exc):
+            raise
+        # The spec passed its schema but implies an object the API server refuses.
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        message = f"the API server refused {kind} {name}: {exc.message}"
+        raise await _invalid(kube, owner, previous, message) from exc
+
+
+async def _invalid(
+    kube: Kube, owner: Owner, previous: Mapping[str, Any], message: str
+) -> SpecError:
+    return await invalid_spec(kube, owner, ModelServiceStatus, previous, "Ready", message)
 
 
 def _served(kind: str, servicemonitors: bool, keda: bool) -> bool:
@@ -109,41 +186,6 @@ def _name(kind: str, owner: Owner) -> str:
     return (
         runtime_account(owner) if kind in ("ServiceAccount", "Role", "RoleBinding") else owner.name
     )
-
-
-async def reconcile_child(
-    kube: Kube,
-    body: Mapping[str, Any],
-    child: Mapping[str, Any],
-    deleted: bool,
-    jobs: Mapping[str, Mapping[str, Any]] | None = None,
-) -> list[Obj]:
-    """One child changed or vanished: re-apply it if someone else changed it or it is gone,
-    remove it if unwanted; a Deployment refreshes status."""
-    owner = owner_of(body)
-    async with lock_for(owner):
-        spec, _ = _parse(body)
-        if spec is None:
-            return []
-        kind, name = child["kind"], child["metadata"]["name"]
-        plan = plan_adapters(owner.name, spec, jobs or {})
-        # Only the ConfigMap's data and the status read the programs.
-        needs_programs = kind in ("ConfigMap", "Deployment")
-        programs = (
-            await resolve_programs(kube, owner.namespace, spec) if needs_programs else ProgramPlan()
-        )
-        # Whether an HPA is wanted depends on whether KEDA is there to replace it.
-        keda = kind == "ScaledObject" or await _crd_exists(kube, KEDA_CRD)
-        desired = desired_children(owner, spec, True, plan, programs, keda).get(kind)
-        if desired is None and not deleted and name == owner.name:
-            await kube.delete(_API_VERSIONS[kind], kind, owner.namespace, name)
-        if desired is None or desired["metadata"]["name"] != name:
-            return []
-        drifted = deleted or changed_by_others(child)
-        applied = await kube.apply(desired) if drifted else dict(child)
-        if child["kind"] != "Deployment":
-            return []
-        return await _write_status(kube, owner, spec, body, applied, plan, programs)
 
 
 def desired_children(

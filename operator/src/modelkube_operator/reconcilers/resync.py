@@ -14,8 +14,10 @@ from pydantic import ValidationError
 from modelkube_operator.api.finetunejob import FineTuneJobSpec
 from modelkube_operator.api.modelservice import ModelServiceSpec
 from modelkube_operator.builders.adapters import AdapterPlan
+from modelkube_operator.builders.networking import service_name_problem
 from modelkube_operator.builders.programs import ProgramPlan
 from modelkube_operator.reconcilers.common import owner_of
+from modelkube_operator.reconcilers.errors import INVALID_SPEC
 from modelkube_operator.reconcilers.modelservice import desired_children
 from modelkube_operator.status.finetunejob import finished
 
@@ -31,7 +33,7 @@ def owner_key(kind: str, namespace: str, name: str) -> OwnerKey:
 
 
 def expected_children(body: Mapping[str, Any]) -> frozenset[str] | None:
-    """The watched child kinds that should exist for this resource (none if its spec is unusable).
+    """The watched child kinds that should exist for this resource (none if its spec cannot work).
 
     None when it does not matter: a finished FineTuneJob may lose its Job and stays finished.
     """
@@ -41,6 +43,8 @@ def expected_children(body: Mapping[str, Any]) -> frozenset[str] | None:
             return None if finished(body.get("status") or {}) else frozenset({"Job"})
         spec = ModelServiceSpec.model_validate(body.get("spec") or {})
     except ValidationError:
+        return frozenset()
+    if service_name_problem(body["metadata"]["name"]):
         return frozenset()
     wanted = desired_children(owner_of(body), spec, False, AdapterPlan(), ProgramPlan())
     return frozenset(kind for kind, obj in wanted.items() if obj is not None) & _judged(body)
@@ -100,7 +104,7 @@ def not_ready(owners: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         if (
             ready is not None
             and ready.get("status") != "True"
-            and ready.get("reason") != "InvalidSpec"
+            and ready.get("reason") != INVALID_SPEC
         ):
             stuck.append(body)
     return stuck
