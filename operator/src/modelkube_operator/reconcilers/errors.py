@@ -29,7 +29,8 @@ class SpecError(Exception):
 def passing(error: ApiError) -> bool:
     """Whether the API server's refusal may pass by itself (retry with backoff); any other
     4xx refuses the request as built, and sending it again gets the same answer."""
-    return error.status in _PASSING or error.status >= 500
+    # status 0: the server could not be reached at all (the client's transport failures).
+    return error.transient or error.status in _PASSING
 
 
 def rejected(error: ApiError) -> bool:
