@@ -78,10 +78,6 @@ impl Admission {
         Ok((released.next, released.expired))
     }
 
-    fn expire(&self, now: f64) -> Vec<u64> {
-        self.scheduler().expire(now)
-    }
-
     #[getter]
     fn running(&self) -> usize {
         self.scheduler().running()

@@ -3,7 +3,7 @@
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from modelkube_serving.protocol import ChatCompletionRequest, CompletionRequest
 from modelkube_serving.routes.deps import (
@@ -43,5 +43,5 @@ async def _complete(request: Request, prepared: Prepared) -> Any:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    body = await until_disconnect(request, service.collect(prepared, slot), {})
-    return JSONResponse(body)
+    body = await until_disconnect(request, service.collect(prepared, slot), b"")
+    return Response(body, media_type="application/json")
