@@ -92,7 +92,7 @@ impl Vocabulary {
                 Some(Some(bytes)) => Cow::Borrowed(bytes),
                 _ => Cow::Borrowed(&[]),
             },
-            None => Cow::Owned(self.window_decode(&[id], false).into_bytes()),
+            None => Cow::Owned(self.window_decode(&[id]).into_bytes()),
         }
     }
 
@@ -111,11 +111,10 @@ impl Vocabulary {
         Ok(out)
     }
 
-    fn window_decode(&self, ids: &[u32], skip_special: bool) -> String {
-        // Ids were checked against the vocabulary, so decoding cannot fail on them.
-        self.tokenizer
-            .decode(ids, skip_special)
-            .unwrap_or_default()
+    fn window_decode(&self, ids: &[u32]) -> String {
+        // Ids were checked against the vocabulary, so decoding cannot fail on them. Special
+        // tokens to skip never reach the window.
+        self.tokenizer.decode(ids, false).unwrap_or_default()
     }
 }
 
@@ -200,7 +199,7 @@ impl StreamDecoder {
                 shown,
             } => {
                 ids.push(id);
-                let now = vocab.window_decode(ids, false);
+                let now = vocab.window_decode(ids);
                 if now.len() > shown.len() && !now.ends_with('\u{FFFD}') {
                     if let Some(new) = now.get(shown.len()..) {
                         out.push_str(new);
@@ -209,7 +208,7 @@ impl StreamDecoder {
                     // the window's first token specially); older ones go.
                     ids.drain(..*context);
                     *context = ids.len();
-                    *shown = vocab.window_decode(ids, false);
+                    *shown = vocab.window_decode(ids);
                 }
                 Ok(())
             }

@@ -423,7 +423,10 @@ mod tests {
         }
         assert_eq!(last.unwrap().text, "a<|endoftext|>b");
         assert_eq!(v.decode(&[0, 5, 1], false, true).unwrap(), "ab");
-        assert_eq!(v.decode(&[0, 5, 1], false, false).unwrap(), "a<|endoftext|>b");
+        assert_eq!(
+            v.decode(&[0, 5, 1], false, false).unwrap(),
+            "a<|endoftext|>b"
+        );
     }
 
     #[test]
