@@ -61,7 +61,6 @@ class BatchLoop:
         self,
         generator: BatchGenerator,
         cache: PromptCache,
-        tokenizer: Any,
         output: OutputPath,
         metrics: RuntimeMetrics,
         model_name: str,
@@ -69,7 +68,6 @@ class BatchLoop:
     ) -> None:
         self.gen = generator
         self.cache = cache
-        self.tokenizer = tokenizer
         self.output = output
         self.metrics = metrics
         self.labels = {"model": model_name}
@@ -167,7 +165,7 @@ class BatchLoop:
             running.completion_tokens = result.completion_tokens
             if result.finish is None:
                 outbox.add(running.sink, TextDelta(result.tokens, result.data))
-            elif uid in done:  # a stop string on the last token says "stop"
+            elif uid in done:  # its reason is the output path's: a stop string says "stop"
                 r = done[uid]
                 self.cache.insert_cache(r.all_tokens[:], r.prompt_cache)
                 self._finish(uid, result.finish, outbox, data=result.data)

@@ -172,9 +172,7 @@ class MLXEngine:
             max_bytes=self._settings.prefix_cache_bytes,
         )
         output = OutputPath(self._vocabulary)
-        return BatchLoop(
-            generator, prefix_cache, self._tokenizer, output, self._metrics, name, self._deliver
-        )
+        return BatchLoop(generator, prefix_cache, output, self._metrics, name, self._deliver)
 
     def _deliver(self, items: list[tuple[EventSink, EngineEvent]]) -> None:
         self._call_soon(_deliver, items)
