@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelkube_serving import sse
-from modelkube_serving.services import responses
 
 
 @dataclass
@@ -71,13 +70,23 @@ class PythonOutputPath:
             match = match_stops(text[req.emitted_chars :], req.stops, finish is not None)
             req.emitted_chars += len(match.emit)
             if match.emit:
-                chunk = responses.chat_chunk(req.rid, self.model, 0, {"content": match.emit}, None)
+                chunk = _chat_chunk(req.rid, self.model, {"content": match.emit}, None)
                 frames.append(sse.frame(chunk))
             if finish is not None or match.stopped:
-                chunk = responses.chat_chunk(req.rid, self.model, 0, {}, finish or "stop")
+                chunk = _chat_chunk(req.rid, self.model, {}, finish or "stop")
                 frames.append(sse.frame(chunk))
                 del self.requests[handle]
         return frames
+
+
+def _chat_chunk(rid: str, model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    return {
+        "id": rid,
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
 
 
 class PythonScheduler:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlx_lm.tokenizer_utils import load as load_mlx_tokenizer
-from modelkube_native import OutputPath, Vocabulary
+from modelkube_native import FinishReason, OutputPath, RenderSpec, Vocabulary
 from tokenizers import Tokenizer
 
 from bench.native.baselines import PythonOutputPath
@@ -31,6 +31,9 @@ def token_streams(model_dir: Path, batch: int) -> list[list[int]]:
 
 
 Step = list[tuple[int, int | None, str | None]]
+NativeStep = list[
+    tuple[int, int | None, FinishReason | None, tuple[float, list[int], list[float]] | None]
+]
 
 
 def _steps(streams: list[list[int]]) -> list[Step]:
@@ -41,10 +44,16 @@ def _steps(streams: list[list[int]]) -> list[Step]:
     return steps
 
 
-def native_path(vocab: Vocabulary, steps: list[Step]) -> None:
-    out = OutputPath(vocab, "tiny")
+def _native_steps(steps: list[Step]) -> list[NativeStep]:
+    finish = {None: None, "length": FinishReason.LENGTH}
+    return [[(h, token, finish[f], None) for h, token, f in step] for step in steps]
+
+
+def native_path(vocab: Vocabulary, steps: list[NativeStep]) -> None:
+    out = OutputPath(vocab)
     for h in range(len(steps[0])):
-        out.add(h, f"chatcmpl-{h}", chat=True, stream=True, created=0, stops=list(STOPS))
+        render = RenderSpec(f"chatcmpl-{h}", "tiny", chat=True, stream=True, created=0)
+        out.add(h, render, stops=list(STOPS))
     for step in steps:
         out.step(step)
 
@@ -65,7 +74,7 @@ def run(batches: tuple[int, ...] = (1, 8, 32), rounds: int = 15) -> list[dict[st
     for batch in batches:
         steps = _steps(token_streams(model_dir, batch))
         contenders: dict[str, Callable[[], None]] = {
-            "native": functools.partial(native_path, vocab, steps),
+            "native": functools.partial(native_path, vocab, _native_steps(steps)),
             "python": functools.partial(python_path, mlx_tokenizer, steps),
         }
         times = interleaved(contenders, rounds)

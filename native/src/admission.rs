@@ -78,6 +78,8 @@ impl Admission {
         Ok((released.next, released.expired))
     }
 
+    /// The queued tickets whose deadline has passed, removed: the scheduler alone decides who
+    /// expired; the runtime calls this from a timer set at a waiter's deadline.
     fn expire(&self, now: f64) -> Vec<u64> {
         self.scheduler().expire(now)
     }

@@ -13,7 +13,11 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<output::Vocabulary>()?;
+    m.add_class::<output::FinishReason>()?;
+    m.add_class::<output::RenderSpec>()?;
+    m.add_class::<output::StepResult>()?;
     m.add_class::<output::OutputPath>()?;
+    m.add_function(wrap_pyfunction!(output::error_frame, m)?)?;
     m.add_class::<admission::Admission>()?;
     m.add_class::<prefix::PrefixIndex>()?;
     m.add_class::<upstream::UpstreamClient>()?;

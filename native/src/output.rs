@@ -1,10 +1,11 @@
-//! `Vocabulary` and `OutputPath`: the engine thread's one call per step.
+//! `Vocabulary`, `RenderSpec` and `OutputPath`: the engine thread's one call per step, and
+//! every byte of a completion's response.
 
 use std::sync::Arc;
 
-use modelkube_core::chunks::Endpoint;
 use modelkube_core::detok;
-use modelkube_core::output::{self, Finish, RequestSpec, StepInput};
+use modelkube_core::output::{self, Logprobs, RequestSpec, StepInput};
+use modelkube_core::render::{self, Endpoint, ErrorBody, Finish, Renderer};
 use modelkube_core::CoreError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -12,16 +13,37 @@ use pyo3::types::PyBytes;
 use crate::errors::to_py;
 use crate::gil::without_gil;
 
-/// One step's report for one request:
-/// (handle, text, frame, finish_reason, completion_tokens, tokens since the last report).
-type StepRow<'py> = (
-    u64,
-    String,
-    Option<Bound<'py, PyBytes>>,
-    Option<&'static str>,
-    u64,
-    u64,
-);
+/// Why a completion ended: OpenAI's `finish_reason`.
+#[pyclass(
+    eq,
+    frozen,
+    from_py_object,
+    module = "modelkube_native._native",
+    rename_all = "UPPERCASE"
+)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    Length,
+}
+
+impl From<FinishReason> for Finish {
+    fn from(reason: FinishReason) -> Self {
+        match reason {
+            FinishReason::Stop => Finish::Stop,
+            FinishReason::Length => Finish::Length,
+        }
+    }
+}
+
+impl From<Finish> for FinishReason {
+    fn from(finish: Finish) -> Self {
+        match finish {
+            Finish::Stop => FinishReason::Stop,
+            Finish::Length => FinishReason::Length,
+        }
+    }
+}
 
 #[pyclass(frozen, module = "modelkube_native._native")]
 pub struct Vocabulary {
@@ -43,8 +65,8 @@ impl Vocabulary {
         self.inner.size()
     }
 
-    #[pyo3(signature = (ids, strict = false))]
-    fn decode(&self, ids: Vec<i64>, strict: bool) -> PyResult<String> {
+    #[pyo3(signature = (ids, strict = false, skip_special_tokens = true))]
+    fn decode(&self, ids: Vec<i64>, strict: bool, skip_special_tokens: bool) -> PyResult<String> {
         let mut checked = Vec::with_capacity(ids.len());
         for id in ids {
             if !self.inner.contains(id) {
@@ -56,65 +78,148 @@ impl Vocabulary {
             }
             checked.push(id as u32);
         }
-        self.inner.decode(&checked, strict).map_err(to_py)
+        self.inner
+            .decode(&checked, strict, skip_special_tokens)
+            .map_err(to_py)
     }
 }
+
+/// How one request's response is rendered, decided by the service from the request.
+#[pyclass(frozen, module = "modelkube_native._native")]
+pub struct RenderSpec {
+    inner: Arc<Renderer>,
+}
+
+#[pymethods]
+impl RenderSpec {
+    // Keyword arguments from Python: the bools are named at every call site.
+    #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
+    #[new]
+    #[pyo3(signature = (
+        request_id, model, *, chat, stream, created, include_usage = false, logprobs = false,
+        top_logprobs = 0
+    ))]
+    fn new(
+        request_id: String,
+        model: String,
+        chat: bool,
+        stream: bool,
+        created: i64,
+        include_usage: bool,
+        logprobs: bool,
+        top_logprobs: usize,
+    ) -> Self {
+        let spec = render::RenderSpec {
+            request_id,
+            model,
+            endpoint: if chat { Endpoint::Chat } else { Endpoint::Text },
+            stream,
+            include_usage,
+            created,
+            logprobs,
+            top_logprobs,
+        };
+        Self {
+            inner: Arc::new(Renderer::new(spec)),
+        }
+    }
+
+    #[getter]
+    fn request_id(&self) -> &str {
+        &self.inner.spec().request_id
+    }
+
+    #[getter]
+    fn stream(&self) -> bool {
+        self.inner.spec().stream
+    }
+
+    /// The frames a stream opens with: the role chunk of a chat completion, none for text.
+    fn start<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let mut out = Vec::with_capacity(192);
+        self.inner.start(&mut out);
+        PyBytes::new(py, &out)
+    }
+}
+
+/// An error in the middle of a stream: an OpenAI error body as an SSE data frame.
+#[pyfunction]
+#[pyo3(signature = (message, error_type, *, param = None, code = None))]
+pub fn error_frame<'py>(
+    py: Python<'py>,
+    message: &str,
+    error_type: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Bound<'py, PyBytes> {
+    let mut out = Vec::with_capacity(128 + message.len());
+    let body = ErrorBody {
+        message,
+        kind: error_type,
+        param,
+        code,
+    };
+    Renderer::error(body, &mut out);
+    PyBytes::new(py, &out)
+}
+
+/// One request's report after a step.
+#[pyclass(frozen, get_all, module = "modelkube_native._native")]
+pub struct StepResult {
+    handle: u64,
+    /// Streaming: the new text. Not streaming: empty until it finishes, then all of it.
+    text: String,
+    /// The bytes to write: SSE chunks when streaming, the JSON body at the finish otherwise.
+    data: Option<Py<PyBytes>>,
+    finish: Option<FinishReason>,
+    completion_tokens: u64,
+    /// Tokens since the request last reported.
+    tokens: u64,
+}
+
+/// One request's input to a step: (handle, token or None, finish or None,
+/// (logprob, top ids, top logprobs) or None).
+type StepRow = (
+    u64,
+    Option<i64>,
+    Option<FinishReason>,
+    Option<(f64, Vec<u32>, Vec<f64>)>,
+);
 
 #[pyclass(frozen, module = "modelkube_native._native")]
 pub struct OutputPath {
     inner: output::OutputPath,
 }
 
-fn finish_of(reason: Option<&str>) -> PyResult<Option<Finish>> {
-    match reason {
-        None => Ok(None),
-        Some("stop") => Ok(Some(Finish::Stop)),
-        Some("length") => Ok(Some(Finish::Length)),
-        Some(other) => Err(to_py(CoreError::InvalidArgument(format!(
-            "finish reason must be 'stop' or 'length', not {other:?}"
-        )))),
-    }
-}
-
 #[pymethods]
 impl OutputPath {
     #[new]
-    #[pyo3(signature = (vocabulary, model, strict_utf8 = false))]
-    fn new(vocabulary: &Vocabulary, model: String, strict_utf8: bool) -> Self {
+    #[pyo3(signature = (vocabulary, strict_utf8 = false))]
+    fn new(vocabulary: &Vocabulary, strict_utf8: bool) -> Self {
         Self {
-            inner: output::OutputPath::new(Arc::clone(&vocabulary.inner), model, strict_utf8),
+            inner: output::OutputPath::new(Arc::clone(&vocabulary.inner), strict_utf8),
         }
     }
 
-    // Keyword arguments from Python: the bools are named at every call site.
-    #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
     #[pyo3(signature = (
-        handle, request_id, *, chat, stream, created, frames = true, include_usage = false,
-        stops = Vec::new(), prompt_tokens = 0, cached_tokens = 0
+        handle, render, *, stops = Vec::new(), prompt_tokens = 0, cached_tokens = 0,
+        skip_special_tokens = true
     ))]
     fn add(
         &self,
         handle: u64,
-        request_id: String,
-        chat: bool,
-        stream: bool,
-        created: i64,
-        frames: bool,
-        include_usage: bool,
+        render: &RenderSpec,
         stops: Vec<String>,
         prompt_tokens: u64,
         cached_tokens: u64,
+        skip_special_tokens: bool,
     ) -> PyResult<()> {
         let spec = RequestSpec {
-            request_id,
-            endpoint: if chat { Endpoint::Chat } else { Endpoint::Text },
-            created,
-            stream,
-            frames,
-            include_usage,
+            render: Arc::clone(&render.inner),
             stops,
             prompt_tokens,
             cached_tokens,
+            skip_special_tokens,
         };
         self.inner.add(handle, spec).map_err(to_py)
     }
@@ -123,34 +228,41 @@ impl OutputPath {
         self.inner.discard(handle).map_err(to_py)
     }
 
-    /// One engine step: `(handle, token or None, finish reason or None)` per request.
-    fn step<'py>(
-        &self,
-        py: Python<'py>,
-        inputs: Vec<(u64, Option<i64>, Option<String>)>,
-    ) -> PyResult<Vec<StepRow<'py>>> {
+    /// One engine step for the whole batch; a result for each request with news.
+    fn step(&self, py: Python<'_>, inputs: Vec<StepRow>) -> PyResult<Vec<StepResult>> {
         let mut parsed = Vec::with_capacity(inputs.len());
-        for (handle, token, finish) in inputs {
+        for (handle, token, finish, logprobs) in inputs {
+            let logprobs = match logprobs {
+                None => None,
+                Some((logprob, ids, values)) => {
+                    if ids.len() != values.len() {
+                        return Err(to_py(CoreError::InvalidArgument(format!(
+                            "{} top logprob ids but {} values",
+                            ids.len(),
+                            values.len()
+                        ))));
+                    }
+                    let top = ids.into_iter().zip(values).collect();
+                    Some(Logprobs { logprob, top })
+                }
+            };
             parsed.push(StepInput {
                 handle,
                 token,
-                finish: finish_of(finish.as_deref())?,
+                finish: finish.map(Finish::from),
+                logprobs,
             });
         }
         let outputs = without_gil(py, || self.inner.step(&parsed)).map_err(to_py)?;
         Ok(outputs
             .into_iter()
-            .map(|o| {
-                let frame = o.frame.map(|f| PyBytes::new(py, &f));
-                let finish = o.finish.map(Finish::as_str);
-                (
-                    o.handle,
-                    o.text,
-                    frame,
-                    finish,
-                    o.completion_tokens,
-                    o.tokens,
-                )
+            .map(|o| StepResult {
+                handle: o.handle,
+                text: o.text,
+                data: o.data.map(|d| PyBytes::new(py, &d).unbind()),
+                finish: o.finish.map(FinishReason::from),
+                completion_tokens: o.completion_tokens,
+                tokens: o.tokens,
             })
             .collect())
     }

@@ -1,11 +1,20 @@
 """The runtime through the official openai client: sync, async and streaming."""
 
 import asyncio
+from typing import Any
 
+import httpx
 import openai
 import pytest
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types import Completion
+from openai.types.chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessageParam,
+    ChatCompletionTokenLogprob,
+)
 
+from tests.openai_wire import chat_chunks, sse_payloads, text_chunks
 from tests.serving.conftest import MODEL, scrape
 from tests.serving.inprocess import InProcessRuntime
 
@@ -220,3 +229,85 @@ async def test_sixteen_concurrent_streams_complete_with_correct_usage(
         else:
             assert finish == "stop" and 0 < usage < 24 + i
     assert sum(finish == "length" for _, finish, _ in results) >= 8
+
+
+def post(runtime: InProcessRuntime, path: str, body: dict[str, Any]) -> httpx.Response:
+    response = httpx.post(f"{runtime.url}/v1/{path}", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_streamed_chat_chunks_are_valid_and_carry_the_unstreamed_logprobs(
+    runtime: InProcessRuntime,
+) -> None:
+    body = {
+        "model": MODEL,
+        "messages": CHAT,
+        "max_tokens": 12,
+        "temperature": 0,
+        "logprobs": True,
+        "top_logprobs": 2,
+    }
+    whole = ChatCompletion.model_validate_json(post(runtime, "chat/completions", body).content)
+    raw = post(runtime, "chat/completions", {**body, "stream": True}).content
+    chunks = chat_chunks(sse_payloads(raw))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    streamed = [i for c in chunks if c.choices and c.choices[0].logprobs for i in content(c)]
+    expected = whole.choices[0].logprobs and whole.choices[0].logprobs.content
+    assert expected and len(streamed) == len(expected) == 12
+    assert [i.token for i in streamed] == [i.token for i in expected]
+    assert [i.bytes for i in streamed] == [i.bytes for i in expected]
+    for got, want in zip(streamed, expected, strict=True):
+        assert got.logprob == pytest.approx(want.logprob, abs=1e-3)
+        assert len(got.top_logprobs) == 2
+    assert b"".join(bytes(i.bytes or []) for i in expected).decode() == text
+
+
+def content(chunk: ChatCompletionChunk) -> list[ChatCompletionTokenLogprob]:
+    logprobs = chunk.choices[0].logprobs
+    return list(logprobs.content or []) if logprobs else []
+
+
+def test_completion_text_offsets_point_into_the_text_streamed_or_not(
+    runtime: InProcessRuntime,
+) -> None:
+    body = {
+        "model": MODEL,
+        "prompt": "The operator",
+        "max_tokens": 16,
+        "temperature": 0,
+        "logprobs": 1,
+    }
+    whole = Completion.model_validate_json(post(runtime, "completions", body).content)
+    choice = whole.choices[0]
+    assert choice.logprobs is not None and choice.logprobs.tokens is not None
+    offsets = choice.logprobs.text_offset
+    assert offsets and len(offsets) == len(choice.logprobs.tokens) == 16
+    assert offsets[0] == 0 and offsets == sorted(offsets) and offsets[-1] < len(choice.text)
+    for offset, token in zip(offsets, choice.logprobs.tokens, strict=True):
+        if "\ufffd" not in token:
+            assert choice.text[offset : offset + len(token)] == token
+    raw = post(runtime, "completions", {**body, "stream": True}).content
+    chunks = text_chunks(sse_payloads(raw))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == choice.text
+    streamed = [
+        o
+        for c in chunks
+        if c.choices and c.choices[0].logprobs
+        for o in c.choices[0].logprobs.text_offset or []
+    ]
+    assert streamed == offsets
+    assert chunks[-1].choices[0].finish_reason == "length"
+
+
+def test_usage_chunk_and_unstreamed_body_validate(runtime: InProcessRuntime) -> None:
+    body = {"model": MODEL, "prompt": "The operator", "max_tokens": 4}
+    stream = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    chunks = text_chunks(sse_payloads(post(runtime, "completions", stream).content))
+    usage = chunks[-1].usage
+    assert not chunks[-1].choices and usage is not None and usage.completion_tokens == 4
+    chat = {"model": MODEL, "messages": CHAT, "max_tokens": 4}
+    reply = ChatCompletion.model_validate_json(post(runtime, "chat/completions", chat).content)
+    assert reply.choices[0].logprobs is None and reply.usage and reply.usage.total_tokens > 4

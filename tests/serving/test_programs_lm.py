@@ -7,6 +7,7 @@ import dspy
 import pytest
 import pytest_asyncio
 from dspy.utils.exceptions import AdapterParseError
+from openai.types.chat import ChatCompletion
 
 from modelkube_serving.engine.mlx_engine import EngineSettings, MLXEngine
 from modelkube_serving.metrics import GENERATION_TOKENS, RuntimeMetrics
@@ -52,8 +53,9 @@ async def greedy(service: CompletionService, text: str) -> str:
         }
     )
     prepared = service.prepare_chat(body)
-    reply = await service.collect(prepared, await service.admit(prepared, "test"))
-    content: str = reply["choices"][0]["message"]["content"]
+    raw = await service.collect(prepared, await service.admit(prepared, "test"))
+    content = ChatCompletion.model_validate_json(raw).choices[0].message.content
+    assert content is not None
     return content
 
 

@@ -5,6 +5,7 @@
 //! prefix. Other decoders (SentencePiece-style `Metaspace`, byte fallback) go through the
 //! `tokenizers` crate over a sliding window, the algorithm of its `DecodeStream`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::str::FromStr;
 
@@ -18,6 +19,9 @@ pub struct Vocabulary {
     tokenizer: Tokenizer,
     /// Each token's bytes, when the decoder is plain byte-level BPE.
     token_bytes: Option<Vec<Option<Box<[u8]>>>>,
+    /// Which ids are special tokens (`added_tokens` with `"special": true`: end of text,
+    /// turn markers), by id; they are no generated text unless a request asks for them.
+    special: Vec<bool>,
     size: usize,
 }
 
@@ -39,9 +43,18 @@ impl Vocabulary {
         let size = vocab.values().max().map_or(0, |&m| m as usize + 1);
         let token_bytes = matches!(tokenizer.get_decoder(), Some(DecoderWrapper::ByteLevel(_)))
             .then(|| byte_table(&vocab, size));
+        let mut special = vec![false; size];
+        for (id, token) in tokenizer.get_added_tokens_decoder() {
+            if token.special {
+                if let Some(flag) = special.get_mut(id as usize) {
+                    *flag = true;
+                }
+            }
+        }
         Ok(Self {
             tokenizer,
             token_bytes,
+            special,
             size,
         })
     }
@@ -66,9 +79,26 @@ impl Vocabulary {
         }
     }
 
-    /// The whole text of `ids` (special tokens included, as mlx-lm's detokenizers do).
-    pub fn decode(&self, ids: &[u32], strict: bool) -> CoreResult<String> {
-        let mut stream = StreamDecoder::new(self);
+    /// Whether `id` is a special token (ids outside the vocabulary are not).
+    pub fn is_special(&self, id: u32) -> bool {
+        self.special.get(id as usize).copied().unwrap_or(false)
+    }
+
+    /// One token's own bytes, as a logprob entry shows them (a byte-level token may be part
+    /// of a UTF-8 sequence). `id` must be in the vocabulary.
+    pub fn token_bytes(&self, id: u32) -> Cow<'_, [u8]> {
+        match &self.token_bytes {
+            Some(table) => match table.get(id as usize) {
+                Some(Some(bytes)) => Cow::Borrowed(bytes),
+                _ => Cow::Borrowed(&[]),
+            },
+            None => Cow::Owned(self.window_decode(&[id]).into_bytes()),
+        }
+    }
+
+    /// The whole text of `ids`; special tokens are left out when `skip_special`.
+    pub fn decode(&self, ids: &[u32], strict: bool, skip_special: bool) -> CoreResult<String> {
+        let mut stream = StreamDecoder::new(self, skip_special);
         let mut out = String::new();
         for &id in ids {
             stream
@@ -82,7 +112,8 @@ impl Vocabulary {
     }
 
     fn window_decode(&self, ids: &[u32]) -> String {
-        // Ids were checked against the vocabulary, so decoding cannot fail on them.
+        // Ids were checked against the vocabulary, so decoding cannot fail on them. Special
+        // tokens to skip never reach the window.
         self.tokenizer.decode(ids, false).unwrap_or_default()
     }
 }
@@ -104,9 +135,15 @@ impl StreamError {
     }
 }
 
-/// One request's decoding state.
+/// One request's decoding state: its decoder's, and whether special tokens are skipped.
 #[derive(Debug, Clone)]
-pub enum StreamDecoder {
+pub struct StreamDecoder {
+    state: DecodeState,
+    skip_special: bool,
+}
+
+#[derive(Debug, Clone)]
+enum DecodeState {
     /// Bytes of an incomplete UTF-8 sequence, waiting for the next token.
     Bytes(Vec<u8>),
     /// `DecodeStream`'s window: the ids of the last emission (`context` of them, already
@@ -120,15 +157,19 @@ pub enum StreamDecoder {
 }
 
 impl StreamDecoder {
-    pub fn new(vocab: &Vocabulary) -> Self {
-        if vocab.is_byte_level() {
-            StreamDecoder::Bytes(Vec::with_capacity(4))
+    pub fn new(vocab: &Vocabulary, skip_special: bool) -> Self {
+        let state = if vocab.is_byte_level() {
+            DecodeState::Bytes(Vec::with_capacity(4))
         } else {
-            StreamDecoder::Window {
+            DecodeState::Window {
                 ids: Vec::new(),
                 context: 0,
                 shown: String::new(),
             }
+        };
+        Self {
+            state,
+            skip_special,
         }
     }
 
@@ -140,8 +181,11 @@ impl StreamDecoder {
         strict: bool,
         out: &mut String,
     ) -> Result<(), StreamError> {
-        match self {
-            StreamDecoder::Bytes(pending) => {
+        if self.skip_special && vocab.is_special(id) {
+            return Ok(());
+        }
+        match &mut self.state {
+            DecodeState::Bytes(pending) => {
                 if let Some(Some(bytes)) =
                     vocab.token_bytes.as_ref().and_then(|t| t.get(id as usize))
                 {
@@ -149,7 +193,7 @@ impl StreamDecoder {
                 }
                 drain_utf8(pending, strict, false, out)
             }
-            StreamDecoder::Window {
+            DecodeState::Window {
                 ids,
                 context,
                 shown,
@@ -173,9 +217,9 @@ impl StreamDecoder {
 
     /// The stream ended: whatever is still held is emitted (or, strictly, is an error).
     pub fn finish(&mut self, strict: bool, out: &mut String) -> Result<(), StreamError> {
-        match self {
-            StreamDecoder::Bytes(pending) => drain_utf8(pending, strict, true, out),
-            StreamDecoder::Window { .. } => Ok(()),
+        match &mut self.state {
+            DecodeState::Bytes(pending) => drain_utf8(pending, strict, true, out),
+            DecodeState::Window { .. } => Ok(()),
         }
     }
 }

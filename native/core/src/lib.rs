@@ -3,12 +3,12 @@
 //! Nothing here knows about Python; the `modelkube-native` crate binds it.
 
 pub mod admission;
-pub mod chunks;
 pub mod detok;
 pub mod error;
 pub mod output;
 pub mod prefix;
 pub mod ratelimit;
+pub mod render;
 pub mod stops;
 pub mod upstream;
 

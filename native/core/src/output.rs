@@ -1,78 +1,84 @@
 //! The per-token output path: one call per engine step for the whole batch.
 //!
-//! Each request registered here is detokenized incrementally, has its stop strings applied
-//! across token boundaries, and, when streaming, gets its SSE frames rendered; non-streaming
-//! requests accumulate their text until they finish.
+//! Each request registered here is detokenized incrementally (special tokens left out unless
+//! it asks for them), has its stop strings applied across token boundaries, and has its
+//! response rendered: SSE chunks as it streams, or the whole JSON body when it finishes.
+//! A token's logprob entry goes out with the chunk that shows the token's text, so text held
+//! back for a possible stop string holds its logprobs too, and the tokens of a stop string
+//! that cut the text have none.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::chunks::{ChunkFormat, Endpoint, Usage};
 use crate::detok::{StreamDecoder, Vocabulary};
 use crate::error::{CoreError, CoreResult};
+use crate::render::{Finish, Renderer, TokenLogprob, Usage, DONE};
 use crate::stops::StopMatcher;
 
 /// How many finished handles are remembered, to tell "finished" from "unknown" in errors.
 const FINISHED_MEMORY: usize = 4096;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Finish {
-    Stop,
-    Length,
-}
-
-impl Finish {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Finish::Stop => "stop",
-            Finish::Length => "length",
-        }
-    }
-}
-
 /// How a request is registered.
 #[derive(Debug, Clone)]
 pub struct RequestSpec {
-    pub request_id: String,
-    pub endpoint: Endpoint,
-    pub created: i64,
-    pub stream: bool,
-    /// Whether to render SSE frames (off when the caller adds logprobs to its own chunks).
-    pub frames: bool,
-    pub include_usage: bool,
+    pub render: Arc<Renderer>,
     pub stops: Vec<String>,
     pub prompt_tokens: u64,
     pub cached_tokens: u64,
+    pub skip_special_tokens: bool,
+}
+
+/// A generated token's logprob and its most likely alternatives, from the engine.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Logprobs {
+    pub logprob: f64,
+    pub top: Vec<(u32, f64)>,
 }
 
 /// One token of one request in a step; `token` is None when there is none to show (EOS).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StepInput {
     pub handle: u64,
     pub token: Option<i64>,
     pub finish: Option<Finish>,
+    /// Only read for requests that asked for logprobs.
+    pub logprobs: Option<Logprobs>,
 }
 
 /// What one request has to report after a step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepOutput {
     pub handle: u64,
-    /// Streaming: the new text. Non-streaming: empty until it finishes, then all of it.
+    /// Streaming: the new text. Not streaming: empty until it finishes, then all of it.
     pub text: String,
-    /// Streaming with frames: the SSE bytes to write (the finish and usage chunks included).
-    pub frame: Option<Vec<u8>>,
+    /// What to write: streaming, the SSE chunks of this step (with the finish, the usage
+    /// chunk and `[DONE]` at the end); not streaming, the JSON body once it finishes.
+    pub data: Option<Vec<u8>>,
     pub finish: Option<Finish>,
     pub completion_tokens: u64,
     /// Tokens since this request last reported.
     pub tokens: u64,
 }
 
+/// An entry waiting for its token's text to be shown: it begins at `offset` and ends at
+/// `end`, in characters of the decoded text.
+#[derive(Debug)]
+struct Pending {
+    entry: TokenLogprob,
+    end: u64,
+}
+
 struct Request {
     spec: RequestSpec,
-    format: Option<ChunkFormat>,
     decoder: StreamDecoder,
     stops: StopMatcher,
+    /// Not streaming: the text so far.
     text: String,
+    decoded_chars: u64,
+    shown_chars: u64,
+    pending: VecDeque<Pending>,
+    /// Not streaming: the logprob entries so far.
+    logprobs: Vec<TokenLogprob>,
     completion_tokens: u64,
     unreported: u64,
 }
@@ -108,16 +114,14 @@ impl Table {
 /// Every running request's output state; safe to share between threads.
 pub struct OutputPath {
     vocab: Arc<Vocabulary>,
-    model: String,
     strict_utf8: bool,
     table: Mutex<Table>,
 }
 
 impl OutputPath {
-    pub fn new(vocab: Arc<Vocabulary>, model: String, strict_utf8: bool) -> Self {
+    pub fn new(vocab: Arc<Vocabulary>, strict_utf8: bool) -> Self {
         Self {
             vocab,
-            model,
             strict_utf8,
             table: Mutex::new(Table::default()),
         }
@@ -144,14 +148,15 @@ impl OutputPath {
             return Err(CoreError::DuplicateRequest(handle.to_string()));
         }
         table.finished.remove(&handle);
-        let format = (spec.stream && spec.frames)
-            .then(|| ChunkFormat::new(spec.endpoint, &spec.request_id, &self.model, spec.created));
         let request = Request {
             stops: StopMatcher::new(spec.stops.clone()),
-            decoder: StreamDecoder::new(&self.vocab),
+            decoder: StreamDecoder::new(&self.vocab, spec.skip_special_tokens),
             spec,
-            format,
             text: String::new(),
+            decoded_chars: 0,
+            shown_chars: 0,
+            pending: VecDeque::new(),
+            logprobs: Vec::new(),
             completion_tokens: 0,
             unreported: 0,
         };
@@ -177,10 +182,16 @@ impl OutputPath {
             let Some(request) = table.running.get(&input.handle) else {
                 return Err(table.missing(input.handle));
             };
-            if let Some(token) = input.token {
+            let id = || request.spec.render.spec().request_id.clone();
+            let alternatives = input.logprobs.iter().flat_map(|l| l.top.iter());
+            let tokens = input
+                .token
+                .into_iter()
+                .chain(alternatives.map(|&(t, _)| i64::from(t)));
+            for token in tokens {
                 if !self.vocab.contains(token) {
                     return Err(CoreError::TokenId {
-                        request: request.spec.request_id.clone(),
+                        request: id(),
                         token,
                         vocab_size: self.vocab.size(),
                     });
@@ -207,7 +218,9 @@ impl OutputPath {
 
     fn advance(&self, input: &StepInput, request: &mut Request) -> CoreResult<Option<StepOutput>> {
         let strict = self.strict_utf8;
-        let id = &request.spec.request_id;
+        let render = Arc::clone(&request.spec.render);
+        let spec = render.spec();
+        let id = &spec.request_id;
         let mut decoded = String::new();
         if let Some(token) = input.token {
             request.completion_tokens += 1;
@@ -216,6 +229,19 @@ impl OutputPath {
                 .decoder
                 .push(&self.vocab, token as u32, strict, &mut decoded)
                 .map_err(|e| e.for_request(id))?;
+            let start = request.decoded_chars;
+            request.decoded_chars += decoded.chars().count() as u64;
+            if let (true, Some(lp)) = (spec.logprobs, &input.logprobs) {
+                request.pending.push_back(Pending {
+                    entry: TokenLogprob {
+                        token: token as u32,
+                        logprob: lp.logprob,
+                        top: lp.top.clone(),
+                        offset: start,
+                    },
+                    end: request.decoded_chars,
+                });
+            }
         }
         if input.finish.is_some() {
             request
@@ -227,51 +253,246 @@ impl OutputPath {
         let stopped = request
             .stops
             .push(&decoded, &mut shown, input.finish.is_some());
+        request.shown_chars += shown.chars().count() as u64;
         let finish = if stopped {
             Some(Finish::Stop)
         } else {
             input.finish
         };
+        let released = release(request, finish.is_some(), stopped);
         let first = request.completion_tokens == 1 && input.token.is_some();
-        if shown.is_empty() && finish.is_none() && !first {
+        if shown.is_empty() && released.is_empty() && finish.is_none() && !first {
             return Ok(None);
         }
         let tokens = std::mem::take(&mut request.unreported);
-        let text = if request.spec.stream {
-            shown
-        } else {
-            request.text.push_str(&shown);
-            if finish.is_some() {
-                std::mem::take(&mut request.text)
-            } else {
-                String::new()
-            }
+        let usage = Usage {
+            prompt_tokens: request.spec.prompt_tokens,
+            completion_tokens: request.completion_tokens,
+            cached_tokens: request.spec.cached_tokens,
         };
-        let frame = request.format.as_ref().and_then(|format| {
-            let mut frame = Vec::with_capacity(160 + text.len());
-            if !text.is_empty() {
-                format.delta(&text, &mut frame);
+        let (text, data) = if spec.stream {
+            let mut frames = Vec::with_capacity(192 + shown.len());
+            if !shown.is_empty() || !released.is_empty() {
+                render.delta(&self.vocab, &shown, &released, &mut frames);
             }
             if let Some(finish) = finish {
-                format.finish(finish.as_str(), &mut frame);
-                if request.spec.include_usage {
-                    let usage = Usage {
-                        prompt_tokens: request.spec.prompt_tokens,
-                        completion_tokens: request.completion_tokens,
-                        cached_tokens: request.spec.cached_tokens,
-                    };
-                    format.usage(usage, &mut frame);
-                }
+                render.finish(finish, &mut frames);
+                render.usage(usage, &mut frames);
+                frames.extend_from_slice(DONE);
             }
-            (!frame.is_empty()).then_some(frame)
-        });
+            (shown, (!frames.is_empty()).then_some(frames))
+        } else {
+            request.text.push_str(&shown);
+            request.logprobs.extend(released);
+            match finish {
+                Some(finish) => {
+                    let text = std::mem::take(&mut request.text);
+                    let mut body = Vec::with_capacity(256 + text.len());
+                    render.body(
+                        &self.vocab,
+                        &text,
+                        &request.logprobs,
+                        finish,
+                        usage,
+                        &mut body,
+                    );
+                    (text, Some(body))
+                }
+                None => (String::new(), None),
+            }
+        };
         Ok(Some(StepOutput {
             handle: input.handle,
             text,
-            frame,
+            data,
             finish,
             completion_tokens: request.completion_tokens,
             tokens,
         }))
+    }
+}
+
+/// The logprob entries whose tokens' text is shown now. Once a stop string cut the text,
+/// the tokens that begin at or after the cut are the stop string's, and get none.
+fn release(request: &mut Request, finished: bool, stopped: bool) -> Vec<TokenLogprob> {
+    let shown = request.shown_chars;
+    let mut out = Vec::new();
+    while let Some(front) = request.pending.front() {
+        let ready = if stopped {
+            front.entry.offset < shown
+        } else if finished {
+            true
+        } else if front.end > front.entry.offset {
+            front.end <= shown
+        } else {
+            // No text of its own (a skipped special token, or bytes of a character not
+            // complete yet): it goes with the text that follows it.
+            front.end < shown
+        };
+        if !ready {
+            break;
+        }
+        if let Some(p) = request.pending.pop_front() {
+            out.push(p.entry);
+        }
+    }
+    if finished {
+        request.pending.clear();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::{Endpoint, RenderSpec};
+
+    // The test vocabulary of `render`: a=0 b=1 space=2, the bytes of "é" 3 and 4,
+    // <|endoftext|>=5 (special).
+    fn vocab() -> Arc<Vocabulary> {
+        Arc::new(crate::render::tests::vocab())
+    }
+
+    fn spec(endpoint: Endpoint, stream: bool, stops: &[&str]) -> RequestSpec {
+        RequestSpec {
+            render: Arc::new(Renderer::new(RenderSpec {
+                request_id: "r".into(),
+                model: "m".into(),
+                endpoint,
+                stream,
+                include_usage: false,
+                created: 0,
+                logprobs: true,
+                top_logprobs: 0,
+            })),
+            stops: stops.iter().map(|s| (*s).to_string()).collect(),
+            prompt_tokens: 1,
+            cached_tokens: 0,
+            skip_special_tokens: true,
+        }
+    }
+
+    fn input(token: i64, last: bool) -> StepInput {
+        StepInput {
+            handle: 1,
+            token: Some(token),
+            finish: last.then_some(Finish::Length),
+            logprobs: Some(Logprobs {
+                logprob: -(token as f64),
+                top: vec![],
+            }),
+        }
+    }
+
+    /// Every step's outputs for `tokens`, the last one finishing by length.
+    fn run(out: &OutputPath, tokens: &[i64]) -> Vec<StepOutput> {
+        let mut rows = vec![];
+        for (i, &t) in tokens.iter().enumerate() {
+            let got = out.step(&[input(t, i + 1 == tokens.len())]).unwrap();
+            let done = got.iter().any(|o| o.finish.is_some());
+            rows.extend(got);
+            if done {
+                break;
+            }
+        }
+        rows
+    }
+
+    fn frames(rows: &[StepOutput]) -> String {
+        rows.iter()
+            .filter_map(|r| r.data.as_deref())
+            .map(|d| String::from_utf8(d.to_vec()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn special_tokens_are_no_text_unless_asked() {
+        let v = vocab();
+        let out = OutputPath::new(Arc::clone(&v), false);
+        out.add(1, spec(Endpoint::Text, false, &[])).unwrap();
+        let rows = run(&out, &[0, 5, 1]);
+        assert_eq!(rows.last().unwrap().text, "ab");
+        let mut keep = spec(Endpoint::Text, false, &[]);
+        keep.skip_special_tokens = false;
+        out.add(2, keep).unwrap();
+        let mut last = None;
+        for (i, t) in [0, 5, 1].into_iter().enumerate() {
+            let mut step = input(t, i == 2);
+            step.handle = 2;
+            last = out.step(&[step]).unwrap().pop();
+        }
+        assert_eq!(last.unwrap().text, "a<|endoftext|>b");
+        assert_eq!(v.decode(&[0, 5, 1], false, true).unwrap(), "ab");
+        assert_eq!(
+            v.decode(&[0, 5, 1], false, false).unwrap(),
+            "a<|endoftext|>b"
+        );
+    }
+
+    #[test]
+    fn text_offsets_count_characters_into_the_returned_text() {
+        let out = OutputPath::new(vocab(), false);
+        out.add(1, spec(Endpoint::Text, false, &[])).unwrap();
+        // "a", "é" in two tokens, a skipped special, " ", "b": "aé b"
+        let rows = run(&out, &[0, 3, 4, 5, 2, 1]);
+        let body = frames(&rows);
+        assert!(body.contains("\"text\":\"aé b\""), "{body}");
+        assert!(body.contains("\"text_offset\":[0,1,1,2,2,3]"), "{body}");
+    }
+
+    #[test]
+    fn streamed_offsets_and_logprobs_agree_with_the_body() {
+        let out = OutputPath::new(vocab(), false);
+        out.add(1, spec(Endpoint::Text, true, &[])).unwrap();
+        let streamed = frames(&run(&out, &[0, 3, 4, 5, 2, 1]));
+        let offsets: Vec<&str> = streamed
+            .split("\"text_offset\":[")
+            .skip(1)
+            .map(|s| &s[..s.find(']').unwrap()])
+            .collect();
+        // "é" waits for its second byte: its first token goes out with it.
+        assert_eq!(offsets, ["0", "1,1", "2,2", "3"]);
+        assert!(streamed.ends_with("data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn a_stop_string_holds_its_tokens_logprobs_and_drops_them() {
+        let out = OutputPath::new(vocab(), false);
+        out.add(1, spec(Endpoint::Text, true, &[" b"])).unwrap();
+        let rows = run(&out, &[0, 2, 1, 0]);
+        let streamed = frames(&rows);
+        assert_eq!(rows.last().unwrap().finish, Some(Finish::Stop));
+        // " " is held as the start of " b", then cut: only "a" is shown, with its entry.
+        assert!(streamed.contains("\"text\":\"a\",\"logprobs\":{\"tokens\":[\"a\"]"));
+        assert_eq!(streamed.matches("\"tokens\":").count(), 1, "{streamed}");
+        assert_eq!(rows.last().unwrap().completion_tokens, 3);
+    }
+
+    #[test]
+    fn a_stream_that_asked_no_logprobs_shows_none() {
+        let out = OutputPath::new(vocab(), false);
+        let mut quiet = spec(Endpoint::Chat, true, &[]);
+        quiet.render = Arc::new(Renderer::new(RenderSpec {
+            logprobs: false,
+            ..quiet.render.spec().clone()
+        }));
+        out.add(1, quiet).unwrap();
+        let streamed = frames(&run(&out, &[0, 1]));
+        assert!(!streamed.contains("\"content\":["));
+        assert_eq!(streamed.matches("\"logprobs\":null").count(), 3);
+    }
+
+    #[test]
+    fn a_bad_alternative_fails_the_step_before_any_change() {
+        let v = vocab();
+        let out = OutputPath::new(Arc::clone(&v), false);
+        out.add(1, spec(Endpoint::Chat, true, &[])).unwrap();
+        let mut bad = input(0, false);
+        bad.logprobs = Some(Logprobs {
+            logprob: -1.0,
+            top: vec![(v.size() as u32, -1.0)],
+        });
+        assert!(matches!(out.step(&[bad]), Err(CoreError::TokenId { .. })));
+        assert_eq!(run(&out, &[0])[0].completion_tokens, 1);
     }
 }

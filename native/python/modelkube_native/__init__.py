@@ -3,13 +3,17 @@ upstream HTTP client."""
 
 from modelkube_native._native import (
     Admission,
+    FinishReason,
     OutputPath,
     PrefixIndex,
+    RenderSpec,
+    StepResult,
     UpstreamClient,
     UpstreamResponse,
     UpstreamStream,
     Vocabulary,
     __version__,
+    error_frame,
 )
 from modelkube_native.errors import (
     CircuitOpenError,
@@ -34,6 +38,7 @@ __all__ = [
     "Admission",
     "CircuitOpenError",
     "DuplicateRequestError",
+    "FinishReason",
     "InvalidArgumentError",
     "InvalidUtf8Error",
     "NativeError",
@@ -41,7 +46,9 @@ __all__ = [
     "PrefixIndex",
     "QueueFullError",
     "RateLimitedError",
+    "RenderSpec",
     "RequestFinishedError",
+    "StepResult",
     "TokenIdError",
     "TokenizerFileError",
     "TokenizerParseError",
@@ -55,4 +62,5 @@ __all__ = [
     "UpstreamTimeoutError",
     "Vocabulary",
     "__version__",
+    "error_frame",
 ]

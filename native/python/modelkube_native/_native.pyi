@@ -2,17 +2,21 @@
 
 import os
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from typing import final
+from typing import ClassVar, final
 
 __all__ = [
     "Admission",
+    "FinishReason",
     "OutputPath",
     "PrefixIndex",
+    "RenderSpec",
+    "StepResult",
     "UpstreamClient",
     "UpstreamResponse",
     "UpstreamStream",
     "Vocabulary",
     "__version__",
+    "error_frame",
 ]
 
 __version__: str
@@ -24,33 +28,89 @@ class Vocabulary:
     def __new__(cls, path: str) -> Vocabulary: ...
     @property
     def size(self) -> int: ...
-    def decode(self, ids: list[int], strict: bool = False) -> str: ...
+    def decode(
+        self, ids: list[int], strict: bool = False, skip_special_tokens: bool = True
+    ) -> str: ...
 
 @final
-class OutputPath:
-    """Every running request's detokenizer, stop strings and SSE framing."""
+class FinishReason:
+    """Why a completion ended: OpenAI's `finish_reason`."""
+
+    STOP: ClassVar[FinishReason]
+    LENGTH: ClassVar[FinishReason]
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+    def __int__(self) -> int: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
+
+@final
+class RenderSpec:
+    """How one request's response is rendered, decided by the service from the request."""
 
     def __new__(
-        cls, vocabulary: Vocabulary, model: str, strict_utf8: bool = False
-    ) -> OutputPath: ...
-    def add(
-        self,
-        handle: int,
+        cls,
         request_id: str,
+        model: str,
         *,
         chat: bool,
         stream: bool,
         created: int,
-        frames: bool = True,
         include_usage: bool = False,
+        logprobs: bool = False,
+        top_logprobs: int = 0,
+    ) -> RenderSpec: ...
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def stream(self) -> bool: ...
+    def start(self) -> bytes: ...
+
+def error_frame(
+    message: str, error_type: str, *, param: str | None = None, code: str | None = None
+) -> bytes:
+    """An error in the middle of a stream: an OpenAI error body as an SSE data frame."""
+
+@final
+class StepResult:
+    """One request's report after a step."""
+
+    @property
+    def handle(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def data(self) -> bytes | None: ...
+    @property
+    def finish(self) -> FinishReason | None: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def tokens(self) -> int: ...
+
+@final
+class OutputPath:
+    """Every running request's detokenizer, stop strings, logprobs and rendering."""
+
+    def __new__(cls, vocabulary: Vocabulary, strict_utf8: bool = False) -> OutputPath: ...
+    def add(
+        self,
+        handle: int,
+        render: RenderSpec,
+        *,
         stops: list[str] = ...,
         prompt_tokens: int = 0,
         cached_tokens: int = 0,
+        skip_special_tokens: bool = True,
     ) -> None: ...
     def discard(self, handle: int) -> None: ...
     def step(
-        self, inputs: list[tuple[int, int | None, str | None]]
-    ) -> list[tuple[int, str, bytes | None, str | None, int, int]]: ...
+        self,
+        inputs: list[
+            tuple[int, int | None, FinishReason | None, tuple[float, list[int], list[float]] | None]
+        ],
+    ) -> list[StepResult]:
+        """One engine step for the whole batch: per request (handle, token or None, finish or
+        None, (logprob, top ids, top logprobs) or None); a result for each with news."""
     def __len__(self) -> int: ...
 
 @final

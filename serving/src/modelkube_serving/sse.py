@@ -1,9 +1,8 @@
-"""Server-sent events framing for streamed completions."""
+"""Server-sent events framing for the proxy's own frames (local completions are framed by
+the native renderer)."""
 
 import json
 from typing import Any
-
-DONE = b"data: [DONE]\n\n"
 
 
 def frame(payload: dict[str, Any]) -> bytes:

@@ -1,8 +1,8 @@
 """One model variant's batch: admits, decodes and cancels requests on one BatchGenerator.
 
 Everything here runs on the engine thread, and the loop alone owns its requests' state. Each
-step's tokens go through the native output path in one call: detokenized, stop strings
-applied, SSE frames rendered.
+step's tokens (and logprobs, computed here from MLX) go through the native output path in one
+call: detokenized, stop strings applied, the response rendered.
 """
 
 import contextlib
@@ -14,7 +14,7 @@ from typing import Any, cast
 import mlx.core as mx
 from mlx_lm.generate import BatchGenerator, StopSequences
 from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
-from modelkube_native import OutputPath
+from modelkube_native import FinishReason, OutputPath, RenderSpec
 
 from modelkube_serving.engine.prompt_cache import PromptCache
 from modelkube_serving.engine.sampling import make_request_sampler
@@ -22,16 +22,20 @@ from modelkube_serving.engine.types import (
     EngineEvent,
     EventSink,
     Finished,
-    FinishReason,
     GenerationRequest,
+    Outcome,
     TextDelta,
-    TokenLogprob,
 )
 from modelkube_serving.metrics import RuntimeMetrics
 
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[list[tuple[EventSink, EngineEvent]]], None]
+
+# mlx-lm's finish reasons: "stop" at a stop (end-of-sequence) token, "length" at max_tokens.
+_FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
+# A sampled token's logprob, with the ids and logprobs of the likeliest alternatives.
+Logprobs = tuple[float, list[int], list[float]]
 
 
 @dataclass
@@ -57,7 +61,6 @@ class BatchLoop:
         self,
         generator: BatchGenerator,
         cache: PromptCache,
-        tokenizer: Any,
         output: OutputPath,
         metrics: RuntimeMetrics,
         model_name: str,
@@ -65,7 +68,6 @@ class BatchLoop:
     ) -> None:
         self.gen = generator
         self.cache = cache
-        self.tokenizer = tokenizer
         self.output = output
         self.metrics = metrics
         self.labels = {"model": model_name}
@@ -90,7 +92,9 @@ class BatchLoop:
                 self._finish(uid, "error", outbox, error=f"generation failed: {exc}")
             self.flush(outbox)
 
-    def admit(self, request: GenerationRequest, sink: EventSink, outbox: Outbox) -> None:
+    def admit(
+        self, request: GenerationRequest, render: RenderSpec, sink: EventSink, outbox: Outbox
+    ) -> None:
         prompt = request.prompt_tokens
         cache, rest = self.cache.fetch_nearest_cache(prompt)
         if cache is not None and not rest:
@@ -119,15 +123,11 @@ class BatchLoop:
             return
         self.output.add(
             uid,
-            request.request_id,
-            chat=request.chat,
-            stream=request.stream,
-            created=request.created,
-            frames=not request.logprobs,  # logprob chunks are rendered by the service
-            include_usage=request.include_usage,
+            render,
             stops=list(request.stop),
             prompt_tokens=len(prompt),
             cached_tokens=cached,
+            skip_special_tokens=request.skip_special_tokens,
         )
         self.running[uid] = _Running(request, sink, cached)
         self.uids[request.request_id] = uid
@@ -147,74 +147,45 @@ class BatchLoop:
             return
         self.metrics.batch_size.labels(**self.labels).observe(len(responses))
         outbox = Outbox()
-        steps: list[tuple[int, int | None, str | None]] = []
-        logprobs: dict[int, tuple[TokenLogprob, ...]] = {}
+        steps: list[tuple[int, int | None, FinishReason | None, Logprobs | None]] = []
         done: dict[int, Any] = {}
         for r in responses:
             running = self.running.get(r.uid)
             if running is None:
                 continue
             eos = r.finish_reason == "stop"
-            steps.append((r.uid, None if eos else r.token, r.finish_reason))
-            if running.request.logprobs and not eos:
-                logprobs[r.uid] = self._logprobs(running.request, r.token, r.logprobs)
+            finish = None if r.finish_reason is None else _FINISH[r.finish_reason]
+            wants = running.request.logprobs and not eos
+            lp = _logprobs(running.request.top_logprobs, r.token, r.logprobs) if wants else None
+            steps.append((r.uid, None if eos else r.token, finish, lp))
             if r.finish_reason is not None:
                 done[r.uid] = r
-        stopped: dict[int, tuple[str, bytes | None]] = {}
-        for uid, text, frame, finish, completion_tokens, tokens in self.output.step(steps):
-            running = self.running[uid]
-            running.completion_tokens = completion_tokens
-            lp = logprobs.pop(uid, ())
-            if finish is None:
-                outbox.add(running.sink, TextDelta(text, tokens, lp, frame))
-                continue
-            if running.request.stream and frame is None:
-                # Logprob chunks are the service's to render: hand it the last delta.
-                if text or lp:
-                    outbox.add(running.sink, TextDelta(text, tokens, lp))
-                text = ""
-            elif lp:
-                outbox.add(running.sink, TextDelta("", tokens, lp))
-            if uid in done:
+        stopped: dict[int, tuple[FinishReason, bytes | None]] = {}
+        for result in self.output.step(steps):
+            uid, running = result.handle, self.running[result.handle]
+            running.completion_tokens = result.completion_tokens
+            if result.finish is None:
+                outbox.add(running.sink, TextDelta(result.tokens, result.data))
+            elif uid in done:  # its reason is the output path's: a stop string says "stop"
                 r = done[uid]
                 self.cache.insert_cache(r.all_tokens[:], r.prompt_cache)
-                reason = cast(FinishReason, finish)  # a stop string on the last token says "stop"
-                self._finish(uid, reason, outbox, text=text, frame=frame)
-            else:
-                stopped[uid] = (text, frame)  # a stop string ended it; the batch still has it
-        for uid, lp in logprobs.items():  # tokens whose text is held back for now
-            outbox.add(self.running[uid].sink, TextDelta("", 0, lp))
+                self._finish(uid, result.finish, outbox, data=result.data)
+            else:  # a stop string ended it; the batch still has it
+                stopped[uid] = (result.finish, result.data)
         if stopped:
             for cache, tokens in self.gen.remove(stopped, return_prompt_caches=True).values():
                 self.cache.insert_cache(tokens[:], cache)
-            for uid, (text, frame) in stopped.items():
-                self._finish(uid, "stop", outbox, text=text, frame=frame)
+            for uid, (finish, data) in stopped.items():
+                self._finish(uid, finish, outbox, data=data)
         self.flush(outbox)
-
-    def _logprobs(
-        self, request: GenerationRequest, token: int, row: mx.array
-    ) -> tuple[TokenLogprob, ...]:
-        if not request.logprobs:
-            return ()
-        decode = self.tokenizer.decode
-        top: tuple[tuple[str, float], ...] = ()
-        if request.top_logprobs:
-            k = request.top_logprobs
-            ids = mx.argpartition(-row, k - 1)[:k]
-            order = mx.argsort(-row[ids])
-            top_ids = cast(list[int], ids[order].tolist())
-            top_values = cast(list[float], row[ids][order].tolist())
-            top = tuple((decode([i]), v) for i, v in zip(top_ids, top_values, strict=True))
-        return (TokenLogprob(decode([token]), cast(float, row[token].item()), top),)
 
     def _finish(
         self,
         uid: int,
-        reason: FinishReason,
+        reason: Outcome,
         outbox: Outbox,
         error: str | None = None,
-        text: str | None = None,
-        frame: bytes | None = None,
+        data: bytes | None = None,
     ) -> None:
         """The request is done; if the output path has not finished it, it is discarded."""
         running = self.running.pop(uid)
@@ -230,15 +201,14 @@ class BatchLoop:
                 running.completion_tokens,
                 running.cached_tokens,
                 error,
-                text=text,
-                frame=frame,
+                data,
             ),
         )
 
     def cancel_all(self) -> None:
         outbox = Outbox()
         for uid in list(self.running):
-            self._finish(uid, "cancelled", outbox)
+            self._finish(uid, "cancelled", outbox, error="the engine stopped before it finished")
         self.flush(outbox)
 
     def close(self) -> None:
@@ -251,3 +221,15 @@ class BatchLoop:
     def flush(self, outbox: Outbox) -> None:
         if outbox.items:
             self.deliver(outbox.items)
+
+
+def _logprobs(top_n: int, token: int, row: mx.array) -> Logprobs:
+    """The sampled token's logprob and the `top_n` likeliest alternatives, from the step's
+    logprob row; the output path names the tokens."""
+    if not top_n:
+        return cast(float, row[token].item()), [], []
+    ids = mx.argpartition(-row, top_n - 1)[:top_n]
+    ids = ids[mx.argsort(-row[ids])]
+    top_ids = cast(list[int], ids.tolist())
+    top_values = cast(list[float], row[ids].tolist())
+    return cast(float, row[token].item()), top_ids, top_values

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from modelkube_native import RenderSpec
+
 from modelkube_serving.engine.batch_loop import BatchLoop, Deliver, Outbox
 from modelkube_serving.engine.types import EventSink, Finished, GenerationRequest
 
@@ -75,7 +77,7 @@ class EngineLoop:
     def _apply_one(self, command: tuple[Any, ...], outbox: Outbox) -> None:
         kind = command[0]
         if kind == "submit":
-            self._submit(command[1], command[2], outbox)
+            self._submit(command[1], command[2], command[3], outbox)
         elif kind == "cancel":
             for loop in self._loops():
                 if loop.cancel(command[1], outbox):
@@ -86,7 +88,9 @@ class EngineLoop:
         elif kind == "unload":
             self._retire(command[1])
 
-    def _submit(self, request: GenerationRequest, sink: EventSink, outbox: Outbox) -> None:
+    def _submit(
+        self, request: GenerationRequest, render: RenderSpec, sink: EventSink, outbox: Outbox
+    ) -> None:
         loop = self.live.get(request.adapter)
         if loop is None:  # unloaded since the service checked: a draining one still serves
             loop = next((lp for name, lp in self.draining if name == request.adapter), None)
@@ -94,7 +98,7 @@ class EngineLoop:
             error = f"adapter {request.adapter!r} is not loaded"
             outbox.add(sink, Finished("error", len(request.prompt_tokens), 0, 0, error=error))
             return
-        loop.admit(request, sink, outbox)
+        loop.admit(request, render, sink, outbox)
 
     def _load(self, name: str, path: Path, done: LoadDone) -> None:
         started = time.perf_counter()

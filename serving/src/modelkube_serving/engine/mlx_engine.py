@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlx_lm.generate import BatchGenerator
-from modelkube_native import OutputPath, Vocabulary
+from modelkube_native import OutputPath, RenderSpec, Vocabulary
 
 from modelkube_serving.engine.batch_loop import BatchLoop
 from modelkube_serving.engine.engine_loop import Commands, EngineLoop, LoadDone
@@ -108,8 +108,8 @@ class MLXEngine:
         tokens: list[int] = self._tokenizer.encode(text)
         return tokens
 
-    def submit(self, request: GenerationRequest, sink: EventSink) -> None:
-        self._commands.put(("submit", request, sink))
+    def submit(self, request: GenerationRequest, render: RenderSpec, sink: EventSink) -> None:
+        self._commands.put(("submit", request, render, sink))
 
     def cancel(self, request_id: str) -> None:
         self._commands.put(("cancel", request_id))
@@ -165,7 +165,7 @@ class MLXEngine:
         return self._make_loop(model, f"{self.model_name}:{adapter}")
 
     def _make_loop(self, model: Any, name: str) -> BatchLoop:
-        """A variant's own generator, prefix cache and output path (its chunks' model name)."""
+        """A variant's own generator, prefix cache and output path."""
         assert self._vocabulary is not None
         generator = BatchGenerator(
             model,
@@ -179,10 +179,8 @@ class MLXEngine:
             max_entries=self._settings.prefix_cache_entries,
             max_bytes=self._settings.prefix_cache_bytes,
         )
-        output = OutputPath(self._vocabulary, name)
-        return BatchLoop(
-            generator, prefix_cache, self._tokenizer, output, self._metrics, name, self._deliver
-        )
+        output = OutputPath(self._vocabulary)
+        return BatchLoop(generator, prefix_cache, output, self._metrics, name, self._deliver)
 
     def _deliver(self, items: list[tuple[EventSink, EngineEvent]]) -> None:
         self._call_soon(_deliver, items)

@@ -4,7 +4,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-FinishReason = Literal["stop", "length", "cancelled", "error"]
+from modelkube_native import FinishReason, RenderSpec
+
+# A request ends with OpenAI's finish reason, or did not end normally.
+Outcome = FinishReason | Literal["cancelled", "error"]
 
 
 @dataclass(frozen=True)
@@ -24,43 +27,30 @@ class GenerationRequest:
     logprobs: bool = False
     top_logprobs: int = 0
     ignore_eos: bool = False
-    # How the output path renders the response: chunk kind, SSE frames, the usage chunk.
-    chat: bool = True
-    stream: bool = False
-    include_usage: bool = False
-    created: int = 0
+    # Special tokens (end of text, turn markers) are no text unless asked for.
+    skip_special_tokens: bool = True
     # Which variant generates it: an adapter's name, or "" for the base model.
     adapter: str = ""
 
 
 @dataclass(frozen=True)
-class TokenLogprob:
-    token: str
-    logprob: float
-    top: tuple[tuple[str, float], ...] = ()
-
-
-@dataclass(frozen=True)
 class TextDelta:
-    text: str
     tokens: int
-    logprobs: tuple[TokenLogprob, ...] = ()
-    # The SSE bytes for this delta, rendered by the native output path (streaming requests
-    # without logprobs).
-    frame: bytes | None = None
+    # What to write to the client, rendered by the native output path: SSE chunks when
+    # streaming; None when there is nothing yet, and always when not streaming.
+    data: bytes | None = None
 
 
 @dataclass(frozen=True)
 class Finished:
-    reason: FinishReason
+    reason: Outcome
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int
     error: str | None = None
-    # Non-streaming: the whole text. Streaming: the SSE bytes of the last delta, the finish
-    # chunk and (if asked) the usage chunk, when the output path renders frames.
-    text: str | None = None
-    frame: bytes | None = None
+    # The last bytes to write: streaming, the last chunks (finish, usage, [DONE]); not
+    # streaming, the whole JSON response. None when it did not finish normally.
+    data: bytes | None = None
 
 
 EngineEvent = TextDelta | Finished
@@ -78,7 +68,9 @@ class Engine(Protocol):
 
     def encode(self, text: str) -> list[int]: ...
 
-    def submit(self, request: GenerationRequest, sink: EventSink) -> None: ...
+    def submit(self, request: GenerationRequest, render: RenderSpec, sink: EventSink) -> None:
+        """Generate `request`; its response is rendered as `render` says."""
+        ...
 
     def cancel(self, request_id: str) -> None: ...
 

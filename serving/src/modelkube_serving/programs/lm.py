@@ -8,6 +8,7 @@ forwarded) with ordinary traffic and show in the same token metrics.
 """
 
 import asyncio
+import json
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,7 +43,8 @@ def local_backend(service: CompletionService) -> ChatBackend:
     async def chat(body: dict[str, Any], key: str) -> dict[str, Any]:
         prepared = service.prepare_chat(ChatCompletionRequest.model_validate(body))
         slot = await service.admit(prepared, key)
-        return await service.collect(prepared, slot)
+        answer: dict[str, Any] = json.loads(await service.collect(prepared, slot))
+        return answer
 
     return ChatBackend(service.model_name, chat)
 

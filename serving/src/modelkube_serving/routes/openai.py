@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from modelkube_serving import bodies
 from modelkube_serving.protocol import ChatCompletionRequest, CompletionRequest
@@ -59,7 +59,7 @@ async def _complete(request: Request, prepared: Prepared) -> Any:
         # generator, whose own `finally` would then never run.
         return ClosingStreamingResponse(service.stream(prepared, slot), slot.release)
     try:
-        body = await until_disconnect(request, service.collect(prepared, slot), {})
+        body = await until_disconnect(request, service.collect(prepared, slot), b"")
     finally:
         slot.release()  # a task cancelled before it started never ran its own `finally`
-    return JSONResponse(body)
+    return Response(body, media_type="application/json")

@@ -1,13 +1,15 @@
 """Chat and text completions: from a validated request to a response or an SSE stream."""
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelkube_serving import sse
+from modelkube_native import RenderSpec, error_frame
+
 from modelkube_serving.engine.types import (
     Engine,
     EngineEvent,
@@ -15,9 +17,9 @@ from modelkube_serving.engine.types import (
     GenerationRequest,
     SamplingParams,
     TextDelta,
-    TokenLogprob,
 )
 from modelkube_serving.errors import (
+    APIError,
     ContextLengthExceeded,
     EngineFailure,
     InvalidRequest,
@@ -40,12 +42,22 @@ class Prepared:
     arrived: float
     priority: int = 0
     model: str = ""  # the name it asked for: the base model's, or "<base>:<adapter>"
+    created: int = field(default_factory=lambda: int(time.time()))
 
-
-@dataclass
-class Collected:
-    text: list[str] = field(default_factory=list)
-    logprobs: list[TokenLogprob] = field(default_factory=list)
+    @functools.cached_property
+    def render(self) -> RenderSpec:
+        """How its response is rendered: every byte of it comes from the native renderer."""
+        g = self.generation
+        return RenderSpec(
+            g.request_id,
+            self.model,
+            chat=self.kind == "chat",
+            stream=self.stream,
+            created=self.created,
+            include_usage=self.include_usage,
+            logprobs=g.logprobs,
+            top_logprobs=g.top_logprobs,
+        )
 
 
 class CompletionService:
@@ -139,10 +151,6 @@ class CompletionService:
             logprobs=logprobs,
             top_logprobs=top_logprobs,
             ignore_eos=req.ignore_eos,
-            chat=kind == "chat",
-            stream=req.stream,
-            include_usage=req.include_usage,
-            created=int(time.time()),
             adapter=adapter,
         )
         arrived = time.perf_counter()
@@ -171,7 +179,7 @@ class CompletionService:
         if not self.engine.serves(request.adapter):  # unloaded since it was admitted
             slot.release()
             self.check_model(prepared.model)
-        self.engine.submit(request, queue.put_nowait)
+        self.engine.submit(request, prepared.render, queue.put_nowait)
         try:
             while True:
                 event = await queue.get()
@@ -200,80 +208,38 @@ class CompletionService:
         if first is not None and done.completion_tokens > 1:
             m.tpot.labels(**labels).observe((now - first) / (done.completion_tokens - 1))
 
-    async def collect(self, prepared: Prepared, slot: Slot) -> dict[str, Any]:
-        acc = Collected()
+    async def collect(self, prepared: Prepared, slot: Slot) -> bytes:
+        """The JSON response, as the native output path rendered it."""
         done: Finished | None = None
         async for event in self.events(prepared, slot):
-            if isinstance(event, TextDelta):
-                acc.text.append(event.text)
-                acc.logprobs.extend(event.logprobs)
-            else:
+            if isinstance(event, Finished):
                 done = event
         assert done is not None
-        _raise_on_error(done)
-        text = done.text if done.text is not None else "".join(acc.text)
-        rid, model = prepared.generation.request_id, prepared.model
-        if prepared.kind == "chat":
-            lp = responses.chat_logprobs(acc.logprobs) if prepared.generation.logprobs else None
-            return responses.chat_completion(rid, model, text, done, lp)
-        lp = responses.completion_logprobs(acc.logprobs) if prepared.generation.logprobs else None
-        return responses.text_completion(rid, model, text, done, lp)
+        if done.data is None:
+            raise _failure(done)
+        return done.data
 
     async def stream(self, prepared: Prepared, slot: Slot) -> AsyncIterator[bytes]:
-        """The engine's frames as they come; only logprob chunks are rendered here."""
-        request = prepared.generation
-        rid, model, created = request.request_id, prepared.model, request.created
-        chat = prepared.kind == "chat"
-        want_lp = prepared.generation.logprobs
-        if chat:
-            yield sse.frame(
-                responses.chat_chunk(
-                    rid, model, created, {"role": "assistant", "content": ""}, None
-                )
-            )
-        async for event in self._stream_events(prepared, slot):
-            if event.frame is not None:
-                yield event.frame
-                continue
-            if isinstance(event, TextDelta):
-                if not event.text and not event.logprobs:
-                    continue
-                lp = _chunk_logprobs(chat, event.logprobs) if want_lp else None
-                if chat:
-                    yield sse.frame(
-                        responses.chat_chunk(rid, model, created, {"content": event.text}, None, lp)
-                    )
-                else:
-                    yield sse.frame(responses.text_chunk(rid, model, created, event.text, None, lp))
-                continue
-            if event.reason == "error":
-                yield sse.frame(EngineFailure(event.error or "generation failed").body())
-                return
-            if chat:
-                yield sse.frame(responses.chat_chunk(rid, model, created, {}, event.reason))
-            else:
-                yield sse.frame(responses.text_chunk(rid, model, created, "", event.reason))
-            if prepared.include_usage:
-                obj = "chat.completion.chunk" if chat else "text_completion"
-                yield sse.frame(responses.usage_chunk(rid, obj, model, created, event))
-        yield sse.DONE
-
-    async def _stream_events(self, prepared: Prepared, slot: Slot) -> AsyncIterator[EngineEvent]:
-        """The events; an adapter unloaded before the request reached it ends the stream
-        with the error body, as the response has started already."""
+        """The SSE frames of the response as they come, all rendered natively: the role
+        chunk first, then the engine's chunks, or an error frame if it fails."""
+        start = prepared.render.start()
+        if start:
+            yield start
         try:
             async for event in self.events(prepared, slot):
-                yield event
-        except ModelNotFound as exc:
-            yield Finished("error", 0, 0, 0, error=exc.message, frame=sse.frame(exc.body()))
+                if event.data is not None:
+                    yield event.data
+                elif isinstance(event, Finished):
+                    yield _error_frame(_failure(event))
+        except ModelNotFound as exc:  # an adapter unloaded before the request reached it
+            yield _error_frame(exc)
 
 
-def _chunk_logprobs(chat: bool, items: tuple[TokenLogprob, ...]) -> dict[str, Any]:
-    return (
-        responses.chat_logprobs(list(items)) if chat else responses.completion_logprobs(list(items))
-    )
+def _failure(done: Finished) -> EngineFailure:
+    """A request that ended without a response: it failed, or the engine stopped."""
+    return EngineFailure(done.error or "generation failed")
 
 
-def _raise_on_error(done: Finished) -> None:
-    if done.reason == "error":
-        raise EngineFailure(done.error or "generation failed")
+def _error_frame(exc: APIError) -> bytes:
+    """A failure once the stream has started: the status is sent, so it is a frame."""
+    return error_frame(exc.message, exc.error_type, param=exc.param, code=exc.code)
