@@ -10,10 +10,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 import pytest
+from mlx.utils import tree_unflatten
 from mlx_lm import load
 
 from modelkube_serving.cli import served_name
@@ -55,49 +56,63 @@ def u32(value: int) -> mx.array:
     return mx.array(value, dtype=mx.uint32)
 
 
-def write_tiny_gguf(path: Path, architecture: str = "llama") -> Path:
+def tokenizer_metadata() -> dict[str, Any]:
+    """builtin://tiny's byte-level BPE vocabulary as llama.cpp's converter stores it."""
     base = ensure_builtin("tiny")
-    config = json.loads((base / "config.json").read_text())
     spec = json.loads((base / "tokenizer.json").read_text())
-    tokens = [""] * config["vocab_size"]
+    size = 1 + max(spec["model"]["vocab"].values())
+    tokens = [""] * size
     for token, token_id in spec["model"]["vocab"].items():
         tokens[token_id] = token
-    types = [1] * len(tokens)
+    types = [1] * size
     for added in spec["added_tokens"]:
         tokens[added["id"]] = added["content"]
         types[added["id"]] = 3 if added["special"] else 4
-    merges = [m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]]
-    weights = mx.load(str(base / "model.safetensors"))
-    assert isinstance(weights, dict)
-    tensors: dict[str, mx.array] = {}
-    for name, value in weights.items():
-        if ".q_proj." in name:
-            value = llamacpp_permute(value, config["num_attention_heads"])
-        elif ".k_proj." in name:
-            value = llamacpp_permute(value, config["num_key_value_heads"])
-        tensors[gguf_name(name)] = value
-    meta: dict[str, Any] = {
-        "general.architecture": architecture,
-        "llama.block_count": u32(config["num_hidden_layers"]),
-        "llama.context_length": u32(config["max_position_embeddings"]),
-        "llama.embedding_length": u32(config["hidden_size"]),
-        "llama.feed_forward_length": u32(config["intermediate_size"]),
-        "llama.attention.head_count": u32(config["num_attention_heads"]),
-        "llama.attention.head_count_kv": u32(config["num_key_value_heads"]),
-        "llama.attention.layer_norm_rms_epsilon": mx.array(config["rms_norm_eps"]),
-        "llama.rope.freq_base": mx.array(config["rope_theta"]),
+    template = json.loads((base / "tokenizer_config.json").read_text())["chat_template"]
+    return {
         "tokenizer.ggml.model": "gpt2",
         "tokenizer.ggml.pre": "gpt2",
         "tokenizer.ggml.tokens": tokens,
         "tokenizer.ggml.token_type": mx.array(types, dtype=mx.int32),
-        "tokenizer.ggml.merges": merges,
-        "tokenizer.ggml.eos_token_id": u32(config["eos_token_id"]),
-        "tokenizer.chat_template": json.loads((base / "tokenizer_config.json").read_text())[
-            "chat_template"
+        "tokenizer.ggml.merges": [
+            m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]
         ],
+        "tokenizer.ggml.eos_token_id": u32(1),
+        "tokenizer.chat_template": template,
+    }
+
+
+def write_gguf(path: Path, arch: str, config: dict[str, Any], weights: dict[str, mx.array]) -> Path:
+    """`weights` (mlx-lm names) and `config` as llama.cpp writes a GGUF file of `arch`."""
+    tensors: dict[str, mx.array] = {}
+    for name, value in weights.items():
+        if arch == "llama" and ".q_proj." in name:
+            value = llamacpp_permute(value, config["num_attention_heads"])
+        elif arch == "llama" and ".k_proj." in name:
+            value = llamacpp_permute(value, config["num_key_value_heads"])
+        tensors[gguf_name(name)] = value
+    meta: dict[str, Any] = {
+        "general.architecture": arch,
+        f"{arch}.block_count": u32(config["num_hidden_layers"]),
+        f"{arch}.context_length": u32(config["max_position_embeddings"]),
+        f"{arch}.embedding_length": u32(config["hidden_size"]),
+        f"{arch}.feed_forward_length": u32(config["intermediate_size"]),
+        f"{arch}.attention.head_count": u32(config["num_attention_heads"]),
+        f"{arch}.attention.head_count_kv": u32(config["num_key_value_heads"]),
+        f"{arch}.attention.layer_norm_rms_epsilon": mx.array(config["rms_norm_eps"]),
+        f"{arch}.rope.freq_base": mx.array(config["rope_theta"]),
+        **tokenizer_metadata(),
     }
     mx.save_gguf(str(path), tensors, meta)
     return path
+
+
+def write_tiny_gguf(path: Path, architecture: str = "llama") -> Path:
+    base = ensure_builtin("tiny")
+    config = json.loads((base / "config.json").read_text())
+    weights = mx.load(str(base / "model.safetensors"))
+    assert isinstance(weights, dict)
+    return write_gguf(path, architecture, config, weights)
 
 
 @pytest.fixture
@@ -185,3 +200,21 @@ def test_hub_gguf_uris_name_a_file() -> None:
     assert split_hf_file("org/repo@v1/sub/m.gguf") == ("org/repo", "v1", "sub/m.gguf")
     assert served_name("hf://org/repo/SmolLM2.Q4_1.gguf") == "SmolLM2.Q4_1"
     assert served_name("pvc://claim/dir/model.gguf") == "model"
+
+
+def test_qwen2_converts_without_unpermuting(tmp_path: Path, cache: Path) -> None:
+    from mlx.utils import tree_flatten
+    from mlx_lm.models import qwen2
+
+    config = json.loads((ensure_builtin("tiny") / "config.json").read_text())
+    config.update(model_type="qwen2", rope_theta=1000000.0, rms_norm_eps=1e-6)
+    mx.random.seed(3)
+    reference = qwen2.Model(qwen2.ModelArgs.from_dict(config))
+    flat = cast(list[tuple[str, mx.array]], tree_flatten(reference.parameters()))
+    params = {k: mx.random.normal(v.shape) * 0.05 for k, v in flat}
+    reference.update(tree_unflatten(list(params.items())))
+    assert any(k.endswith("q_proj.bias") for k in params)  # qwen2's attention has biases
+    source = write_gguf(tmp_path / "q.gguf", "qwen2", config, params)
+    model, _ = load(str(resolve_model(str(source), dtype="float32")))
+    ids = mx.array([[5, 17, 300, 2, 99, 1000]])
+    assert mx.allclose(model(ids), reference(ids), atol=1e-4).item()
