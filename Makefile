@@ -52,7 +52,7 @@ python-deps: $(UV)
 	$(UV) sync --frozen --all-packages
 
 models: python-deps
-	$(RUN) modelkube models create tiny
+	$(RUN) modelkube models create tiny smollm2-135m-instruct
 
 # etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok and helm, built from their
 # Go modules (tests/controlplane/gomod) and cached by version: only the first run pays the build.

@@ -1,7 +1,9 @@
 """`make demo`: serve builtin://tiny and talk to it through the official openai client.
 
-The model has random weights, so its words are nonsense; everything around them is real:
-the MLX engine, continuous batching, the OpenAI protocol, streaming and metrics.
+That model has random weights, so its words are nonsense; everything around them is real:
+the MLX engine, continuous batching, the OpenAI protocol, streaming and metrics. Then a
+real model answers: builtin://smollm2-135m-instruct, SmolLM2-135M-Instruct converted from
+the GGUF file its Python package ships.
 """
 
 import os
@@ -16,6 +18,7 @@ from openai.types import CompletionUsage
 
 PORT = int(os.environ.get("MODELKUBE_DEMO_PORT", "8000"))
 URL = f"http://127.0.0.1:{PORT}"
+REAL_MODEL = "builtin://smollm2-135m-instruct"
 
 
 def say(text: str) -> None:
@@ -45,20 +48,37 @@ def describe(usage: CompletionUsage | None) -> str:
     return f"usage: prompt={prompt} (cached {cached}) completion={completion}"
 
 
+def serve(model: str) -> subprocess.Popen[bytes]:
+    say(f"starting: modelkube serve --model {model} --port {PORT}")
+    command = ["serve", "--model", model, "--port", str(PORT)]
+    return subprocess.Popen([sys.executable, "-m", "modelkube_serving", *command])
+
+
+def real_model() -> None:
+    """A real instruct model answers through the same runtime and client."""
+    proc = serve(REAL_MODEL)
+    try:
+        wait_ready(proc, timeout=300)  # the first start converts the GGUF file once
+        client = openai.OpenAI(base_url=f"{URL}/v1", api_key="not-needed")
+        for question in ("What is the capital of France?", "Name three primary colors."):
+            say(f"chat completion on {REAL_MODEL}: {question!r}")
+            started = time.monotonic()
+            reply = client.chat.completions.create(
+                model=REAL_MODEL.removeprefix("builtin://"),
+                messages=[{"role": "user", "content": question}],
+                max_tokens=48,
+                temperature=0,
+            )
+            seconds = time.monotonic() - started
+            print(f"assistant: {reply.choices[0].message.content}")
+            print(f"{describe(reply.usage)} in {seconds:.1f} s")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
 def main() -> None:
-    say(f"starting: modelkube serve --model builtin://tiny --port {PORT}")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "modelkube_serving",
-            "serve",
-            "--model",
-            "builtin://tiny",
-            "--port",
-            str(PORT),
-        ]
-    )
+    proc = serve("builtin://tiny")
     try:
         wait_ready(proc)
         print(f"ready: {httpx.get(f'{URL}/readyz').json()}")
@@ -107,6 +127,7 @@ def main() -> None:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)
     print(f"runtime exited with code {code}")
+    real_model()
 
 
 if __name__ == "__main__":

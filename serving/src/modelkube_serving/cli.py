@@ -12,6 +12,7 @@ from modelkube_serving.argtypes import non_negative, positive, positive_float
 from modelkube_serving.engine.blas import find_openblas
 from modelkube_serving.finetune.command import add_parser as add_finetune_parser
 from modelkube_serving.models.adapters import AdapterSpec, AdapterSpecError, parse_adapter_arg
+from modelkube_serving.models.gguf import DTYPES
 from modelkube_serving.programs.optimize_command import add_parser as add_optimize_parser
 from modelkube_serving.upstream.providers import API_KEY_ENV, PROVIDERS
 
@@ -26,7 +27,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelkube", description="modelkube runtime")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve a model through the OpenAI API")
-    serve.add_argument("--model", help="builtin://tiny, hf://org/name, pvc://claim/path or a path")
+    serve.add_argument(
+        "--model",
+        help="builtin://tiny, hf://org/name, pvc://claim/path or a path; any may name a .gguf file",
+    )
+    serve.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="auto",
+        help="a GGUF model's weights: float32 (dequantized), keep (as in the file), "
+        "auto (float32 on the CPU, keep on an accelerator)",
+    )
     serve.add_argument("--served-model-name", help="the name clients use (default: from the URI)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -117,7 +128,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     models = sub.add_parser("models", help="manage built-in models")
     models.add_argument("action", choices=["create"])
-    models.add_argument("names", nargs="+", help="tiny, small")
+    models.add_argument("names", nargs="+", help="tiny, small, smollm2-135m-instruct")
+    models.add_argument("--dtype", choices=DTYPES, default="auto", help="as for serve")
     add_finetune_parser(sub)
     add_optimize_parser(sub)
     # Other distributions (the operator, ...) add their subcommands through this entry-point group.
@@ -135,7 +147,8 @@ def _adapter(text: str) -> AdapterSpec:
 
 def served_name(uri: str) -> str:
     name = uri.rstrip("/").rsplit("/", 1)[-1]
-    return name.split("@", 1)[0] or uri
+    name = name.split("@", 1)[0] or uri
+    return name[: -len(".gguf")] if name.lower().endswith(".gguf") else name
 
 
 def _reexec_with_openblas() -> None:
@@ -166,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.command == "models":
-        return _create_models(args.names)
+        return _create_models(args.names, args.dtype)
     if args.command in ("serve", "finetune"):
         _reexec_with_openblas()
     if args.command != "serve":
@@ -175,12 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     return _serve(args)
 
 
-def _create_models(names: list[str]) -> int:
+def _create_models(names: list[str], dtype: str) -> int:
     from modelkube_serving.models.uri import ModelSourceError, resolve_model
 
     for name in names:
         try:
-            print(resolve_model(f"builtin://{name}", progress=print))
+            print(resolve_model(f"builtin://{name}", progress=print, dtype=dtype))
         except ModelSourceError as exc:
             print(f"modelkube models: error: {exc}", file=sys.stderr)
             return 2
@@ -258,7 +271,9 @@ def serve_config(args: argparse.Namespace) -> "ServeConfig":
         if args.fine_tuning_api
         else None
     )
-    path = resolve_model(args.model, progress=log.info) if upstream is None else None
+    path = (
+        resolve_model(args.model, progress=log.info, dtype=args.dtype) if upstream is None else None
+    )
     adapters = _resolve_adapters(args.adapter)
     programs = load_programs(args.programs_file) if args.programs_file else ()
     if not keys:
