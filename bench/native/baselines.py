@@ -5,11 +5,10 @@ detokenizer, stop strings matched in Python, and `json.dumps` per SSE chunk.
 """
 
 import heapq
+import json
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
-
-from modelkube_serving import sse
 
 
 @dataclass
@@ -71,10 +70,10 @@ class PythonOutputPath:
             req.emitted_chars += len(match.emit)
             if match.emit:
                 chunk = _chat_chunk(req.rid, self.model, {"content": match.emit}, None)
-                frames.append(sse.frame(chunk))
+                frames.append(_sse_frame(chunk))
             if finish is not None or match.stopped:
                 chunk = _chat_chunk(req.rid, self.model, {}, finish or "stop")
-                frames.append(sse.frame(chunk))
+                frames.append(_sse_frame(chunk))
                 del self.requests[handle]
         return frames
 
@@ -161,3 +160,12 @@ class PythonScheduler:
                 turn.rotate(-1)
             del self._levels[priority]
         return None
+
+
+def _sse_frame(payload: dict[str, Any]) -> bytes:
+    """The pure-Python SSE framing the native renderer replaced."""
+    return (
+        b"data: "
+        + json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        + b"\n\n"
+    )

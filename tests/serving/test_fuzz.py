@@ -77,6 +77,7 @@ SAMPLING: dict[str, st.SearchStrategy[Any]] = {
     "logit_bias": st.none() | st.dictionaries(st.text(max_size=4), st.floats(-100, 100)),
     "user": st.none() | texts,
     "ignore_eos": st.none() | st.booleans(),
+    "skip_special_tokens": st.none() | st.booleans(),
     "priority": st.none() | st.integers(min_value=-1001, max_value=1001),
 }
 content = texts | st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": texts}))

@@ -107,6 +107,9 @@ class _SamplingFields(_Envelope):
     user: str | None = None
     # vLLM's extension: generate to max_tokens even past end-of-sequence (benchmarks, tests).
     ignore_eos: bool = False
+    # vLLM's extension: special tokens (<|endoftext|>, <|im_end|>) are left out of the text
+    # unless false.
+    skip_special_tokens: bool = True
 
     @field_validator("stop")
     @classmethod

@@ -151,6 +151,7 @@ class CompletionService:
             logprobs=logprobs,
             top_logprobs=top_logprobs,
             ignore_eos=req.ignore_eos,
+            skip_special_tokens=req.skip_special_tokens,
             adapter=adapter,
         )
         arrived = time.perf_counter()

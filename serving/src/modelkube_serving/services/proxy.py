@@ -21,9 +21,10 @@ from modelkube_native import (
     UpstreamError,
     UpstreamStream,
     UpstreamTimeoutError,
+    error_frame,
 )
 
-from modelkube_serving import bodies, sse
+from modelkube_serving import bodies
 from modelkube_serving.errors import (
     APIError,
     InvalidRequest,
@@ -176,7 +177,10 @@ class ProxyService:
                 yield chunk
         except UpstreamError as exc:
             outcome = "cut"
-            yield sse.frame(self._failed(exc, count=False).body())
+            failed = self._failed(exc, count=False)
+            yield error_frame(
+                failed.message, failed.error_type, param=failed.param, code=failed.code
+            )
         finally:
             self._count(outcome)
             stream.close()
