@@ -4,8 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from modelkube_operator.rbac import RULES
 from tests.controlplane.cluster import ControlPlane, write_kubeconfig
 from tests.controlplane.stages import EXIT_CODE_ANNOTATION, MESSAGE_ANNOTATION
 from tests.serving.runtime_process import free_port
+from tests.waiting import wait_until as wait_until  # the one wait, re-exported
 
 OPERATOR_NS = "modelkube-system"
 OPERATOR_SA = "modelkube-operator"
@@ -126,15 +125,20 @@ class OperatorProcess:
         return self.log_path.read_text(errors="replace")[-5000:]
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    """The condition `type_` in an object's status, or {} while it has none."""
+    for cond in (obj or {}).get("status", {}).get("conditions", []):
+        if cond["type"] == type_:
+            return dict(cond)
+    return {}
+
+
+def with_condition(
+    cp: ControlPlane, kind: str, namespace: str, name: str, type_: str
+) -> dict[str, Any] | None:
+    """The object once its condition `type_` is True, else None (for wait_until)."""
+    obj = get_json(cp, kind, name, "-n", namespace)
+    return obj if condition(obj, type_).get("status") == "True" else None
 
 
 def get_json(cp: ControlPlane, *args: str) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ from tests.operator.harness import (
     finish_training_pod,
     get_json,
     wait_until,
+    with_condition,
 )
 
 
@@ -45,14 +46,6 @@ def submit(cp: ControlPlane, namespace: str, name: str) -> None:
     cp.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(docs))
 
 
-def condition(cp: ControlPlane, namespace: str, name: str, type_: str) -> dict[str, Any] | None:
-    obj = get_json(cp, "finetunejob", name, "-n", namespace) or {}
-    for cond in obj.get("status", {}).get("conditions", []):
-        if cond["type"] == type_ and cond["status"] == "True":
-            return obj
-    return None
-
-
 def test_succeeded_job_shows_in_status_with_the_adapter(
     control_plane: ControlPlane, operator: OperatorProcess, namespace: str
 ) -> None:
@@ -63,7 +56,9 @@ def test_succeeded_job_shows_in_status_with_the_adapter(
     assert args[:2] == ["finetune", "--base"]
     finish_training_pod(cp, namespace, "tune", 0)
     ftj = wait_until(
-        lambda: condition(cp, namespace, "tune", "Succeeded"), 60, f"Succeeded\n{operator.log()}"
+        lambda: with_condition(cp, "finetunejob", namespace, "tune", "Succeeded"),
+        60,
+        f"Succeeded\n{operator.log()}",
     )
     assert ftj["status"]["adapterURI"] == "pvc://adapters/tune"
     assert ftj["status"]["completionTime"]
@@ -75,7 +70,7 @@ def test_succeeded_job_shows_in_status_with_the_adapter(
     while time.monotonic() < deadline:
         assert get_json(cp, "job", "tune", "-n", namespace) is None, "the Job was recreated"
         time.sleep(0.5)
-    assert condition(cp, namespace, "tune", "Succeeded") is not None
+    assert with_condition(cp, "finetunejob", namespace, "tune", "Succeeded") is not None
 
 
 def test_failed_job_shows_in_status(
@@ -87,7 +82,9 @@ def test_failed_job_shows_in_status(
     for _ in range(3):  # backoffLimit 2: the first pod and two retries fail
         finish_training_pod(cp, namespace, name, 1, "out of memory")
     ftj = wait_until(
-        lambda: condition(cp, namespace, name, "Failed"), 120, f"Failed\n{operator.log()}"
+        lambda: with_condition(cp, "finetunejob", namespace, name, "Failed"),
+        120,
+        f"Failed\n{operator.log()}",
     )
     failed = next(c for c in ftj["status"]["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "BackoffLimitExceeded"
@@ -104,7 +101,9 @@ def test_bad_data_fails_at_once_with_the_trainers_error(
     error = "train.jsonl line 1: no assistant message: nothing to learn"
     finish_training_pod(cp, namespace, "baddata", 2, error)
     ftj = wait_until(
-        lambda: condition(cp, namespace, "baddata", "Failed"), 60, f"Failed\n{operator.log()}"
+        lambda: with_condition(cp, "finetunejob", namespace, "baddata", "Failed"),
+        60,
+        f"Failed\n{operator.log()}",
     )
     failed = next(c for c in ftj["status"]["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "PodFailurePolicy"

@@ -22,7 +22,13 @@ import yaml
 
 from tests.controlplane.cluster import ControlPlane
 from tests.finetune.conftest import CHAT
-from tests.operator.harness import OperatorProcess, finish_training_pod, get_json, wait_until
+from tests.operator.harness import (
+    OperatorProcess,
+    condition,
+    finish_training_pod,
+    get_json,
+    wait_until,
+)
 from tests.operator.test_finetunejob_e2e import storage
 from tests.serving.runtime_process import RuntimeProcess
 
@@ -47,13 +53,6 @@ JOB = {
     },
 }
 PROMPT = [{"role": "user", "content": "Say the color red."}]
-
-
-def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
-    for cond in (obj or {}).get("status", {}).get("conditions", []):
-        if cond["type"] == type_:
-            return dict(cond)
-    return {}
 
 
 def service_account_dir(cp: ControlPlane, namespace: str, account: str, where: Path) -> Path:

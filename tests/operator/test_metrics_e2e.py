@@ -11,8 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.controlplane.cluster import ControlPlane
 from tests.observability.prometheus import Prometheus, Target
 from tests.observability.queries import alerts, dashboards, fill, panel_queries
-from tests.operator.harness import OPERATOR_NS, OperatorProcess, wait_until
-from tests.operator.test_finetunejob_e2e import condition as job_condition
+from tests.operator.harness import OPERATOR_NS, OperatorProcess, wait_until, with_condition
 from tests.operator.test_finetunejob_e2e import submit
 from tests.operator.test_modelservice_e2e import apply, modelservice, ready
 
@@ -60,7 +59,9 @@ def test_operator_metrics_through_prometheus(
     apply(cp, namespace, modelservice("chat", replicas=1))
     wait_until(lambda: ready(cp, namespace, "chat"), 30, f"chat Ready\n{operator.log()}")
     submit(cp, namespace, "tune")
-    wait_until(lambda: job_condition(cp, namespace, "tune", "Running"), 60, "tune Running")
+    wait_until(
+        lambda: with_condition(cp, "finetunejob", namespace, "tune", "Running"), 60, "tune Running"
+    )
     report_progress(cp, namespace, "tune")
 
     ms = f"modelservice=chat,namespace={namespace}"

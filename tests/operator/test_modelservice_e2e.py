@@ -5,7 +5,7 @@ from typing import Any
 import yaml
 
 from tests.controlplane.cluster import ControlPlane
-from tests.operator.harness import REPO, OperatorProcess, get_json, wait_until
+from tests.operator.harness import REPO, OperatorProcess, condition, get_json, wait_until
 
 CHILDREN = ("deployment", "service", "configmap")
 
@@ -23,19 +23,10 @@ def modelservice(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
-    for cond in (obj or {}).get("status", {}).get("conditions", []):
-        if cond["type"] == type_:
-            return dict(cond)
-    return None
-
-
 def ready(cp: ControlPlane, namespace: str, name: str) -> dict[str, Any] | None:
     ms = get_json(cp, "modelservice", name, "-n", namespace)
     cond = condition(ms, "Ready")
-    return (
-        ms if cond and cond["status"] == "True" and cond["reason"] == "AllReplicasReady" else None
-    )
+    return ms if cond.get("status") == "True" and cond["reason"] == "AllReplicasReady" else None
 
 
 def test_example_becomes_ready_with_its_children(
@@ -48,7 +39,7 @@ def test_example_becomes_ready_with_its_children(
     assert ms["status"]["url"] == f"http://tiny.{namespace}.svc:8000/v1"
     assert ms["status"]["servedModels"] == ["tiny"]
     assert ms["status"]["observedGeneration"] == ms["metadata"]["generation"]
-    assert condition(ms, "APIKeysRequired")["reason"] == "NoAPIKeys"  # type: ignore[index]
+    assert condition(ms, "APIKeysRequired")["reason"] == "NoAPIKeys"
     deployment = get_json(cp, "deployment", "tiny", "-n", namespace)
     assert deployment is not None
     assert deployment["spec"]["replicas"] == 2

@@ -8,8 +8,8 @@ from typing import Any
 import yaml
 
 from tests.controlplane.cluster import ControlPlane
-from tests.operator.harness import REPO, OperatorProcess, get_json, wait_until
-from tests.operator.test_modelservice_e2e import apply, condition, modelservice
+from tests.operator.harness import REPO, OperatorProcess, condition, get_json, wait_until
+from tests.operator.test_modelservice_e2e import apply, modelservice
 
 EXAMPLE = REPO / "examples" / "modelservice-program.yaml"
 
