@@ -126,11 +126,6 @@ def test_streaming_with_a_stop_string_on_multibyte_text(client: openai.OpenAI) -
     assert stopped.choices[0].finish_reason == "stop"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="logprobs carry each token's text decoded alone, so a token holding part of a "
-    "UTF-8 character reports U+FFFD's bytes instead of its own (services/responses.py)",
-)
 def test_logprob_bytes_rebuild_multibyte_text(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
         model=MODEL,
