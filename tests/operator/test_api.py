@@ -36,13 +36,16 @@ def test_modelservice_crd_has_scale_printer_columns_and_names() -> None:
     crd = build_crd(MODELSERVICE)
     version = crd["spec"]["versions"][0]
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+    columns = version["additionalPrinterColumns"]
+    assert [c["name"] for c in columns if not c.get("priority")] == [
         "Ready",
         "Model",
         "Replicas",
-        "URL",
         "Age",
     ]
+    # `kubectl get -o wide` adds the rest.
+    assert [c["name"] for c in columns if c.get("priority")] == ["Image", "URL", "Reason"]
+    assert {c["name"]: c["jsonPath"] for c in columns}["Replicas"] == ".status.replicasSummary"
     assert crd["spec"]["names"]["shortNames"] == ["ms"]
     assert crd["spec"]["names"]["categories"] == ["modelkube"]
 
