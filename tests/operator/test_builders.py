@@ -323,6 +323,9 @@ def test_images_come_from_the_operator_unless_the_spec_pins_one() -> None:
     gpu = spec(runtime={"resources": {"limits": {"nvidia.com/gpu": "1"}}})
     assert _runtime(gpu)["image"] == "reg.local/runtime:2-cuda"
     assert _runtime(spec(runtime={"image": "mine:1"}))["image"] == "mine:1"
+    # Objects made under the old CRD carry its default image: they follow the operator too.
+    legacy = spec(runtime={"image": "ghcr.io/modelkube/runtime:0.1.0"})
+    assert _runtime(legacy)["image"] == "reg.local/runtime:2"
     assert _job_pod({})["containers"][0]["image"] == "reg.local/runtime:2"
     trainer = Images(runtime="r:1", runtime_cuda="r:1-cuda", trainer="t:1")
     assert _job_pod({}, trainer)["containers"][0]["image"] == "t:1"

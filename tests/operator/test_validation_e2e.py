@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from tests.controlplane.cluster import ControlPlane
+from tests.operator.harness import wait_until
 
 MS = {"model": {"uri": "builtin://tiny"}}
 GROQ = {"provider": "groq", "model": "llama-3.1-8b-instant"}
@@ -423,3 +424,26 @@ def test_api_server_accepts_valid_edges(
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("field", "words"),
+    [
+        ("modelservice.spec", "What to serve and how"),
+        ("modelservice.status", "What the operator observed"),
+        ("modelservice.spec.runtime.env.name", "not MODELKUBE_* nor HF_HOME"),
+        ("modelservice.spec.runtime.env.value", "The variable's value"),
+        ("modelservice.spec.runtime.image", "the operator's configured image"),
+        ("finetunejob.spec.trainer.ttlSecondsAfterFinished", "does not train again"),
+    ],
+)
+def test_kubectl_explain_describes_the_fields(
+    control_plane: ControlPlane, field: str, words: str
+) -> None:
+    def explained() -> str:
+        done = control_plane.kubectl("explain", field, check=False)
+        return done.stdout if done.returncode == 0 else ""
+
+    # The API server publishes a new CRD's OpenAPI a moment after it is established.
+    text = wait_until(explained, 30, f"kubectl explain {field}")
+    assert words in " ".join(text.split())

@@ -192,9 +192,16 @@ def _probe(path: str, period: int, failures: int) -> Obj:
     }
 
 
+# What the CRD used to write into every ModelService as its default: such an image was never
+# chosen by the user, so it follows the operator's configuration like an empty one.
+LEGACY_DEFAULT_IMAGE = "ghcr.io/modelkube/runtime:0.1.0"
+
+
 def runtime_image(spec: ModelServiceSpec, images: Images) -> str:
     """The spec's image, else the operator's (its CUDA image for a pod that asks for a GPU)."""
-    return spec.runtime.image or images.serving(wants_gpu(spec.runtime))
+    if spec.runtime.image and spec.runtime.image != LEGACY_DEFAULT_IMAGE:
+        return spec.runtime.image
+    return images.serving(wants_gpu(spec.runtime))
 
 
 def _container(owner: Owner, spec: ModelServiceSpec, mounts: list[Obj], images: Images) -> Obj:
