@@ -490,3 +490,25 @@ def test_runtime_owned_env_names_cover_what_the_builders_set() -> None:
     names = [e["name"] for e in _runtime(s)["env"]]
     names += [e["name"] for e in _job_pod({})["containers"][0]["env"]]
     assert all(n.startswith(RESERVED_ENV_PREFIX) or n in RESERVED_ENV for n in names), names
+
+
+def test_the_model_cache_is_a_claim_when_the_spec_names_one() -> None:
+    def cache(s: ModelServiceSpec) -> dict[str, Any]:
+        pod = build_deployment(OWNER, s, NONE, "h", IMAGES)["spec"]["template"]["spec"]
+        volume: dict[str, Any] = next(v for v in pod["volumes"] if v["name"] == "cache")
+        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "cache")
+        assert mount["mountPath"] == "/var/cache/modelkube" and not mount.get("readOnly")
+        return volume
+
+    assert cache(spec()) == {"name": "cache", "emptyDir": {}}
+    bounded = spec(runtime={"modelCache": {"sizeLimit": "20Gi"}})
+    assert cache(bounded) == {"name": "cache", "emptyDir": {"sizeLimit": "20Gi"}}
+    shared = spec(runtime={"modelCache": {"claimName": "models-cache"}})
+    assert cache(shared) == {
+        "name": "cache",
+        "persistentVolumeClaim": {"claimName": "models-cache"},
+    }
+    trainer = _job_pod({"trainer": {"modelCache": {"claimName": "models-cache"}}})
+    assert {"name": "cache", "persistentVolumeClaim": {"claimName": "models-cache"}} in trainer[
+        "volumes"
+    ]

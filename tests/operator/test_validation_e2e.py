@@ -324,6 +324,17 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("ModelService", {**MS, "runtime": {"drainSeconds": -1}}, "spec.runtime.drainSeconds"),
     (
+        "ModelService",
+        {**MS, "runtime": {"modelCache": {"claimName": "cache", "sizeLimit": "10Gi"}}},
+        "spec.runtime.modelCache: Invalid value: sizeLimit is for the emptyDir cache: leave it "
+        "out with claimName",
+    ),
+    (
+        "FineTuneJob",
+        {**FTJ, "trainer": {"modelCache": {"claimName": "Cache_1"}}},
+        "spec.trainer.modelCache.claimName",
+    ),
+    (
         "FineTuneJob",
         {**FTJ, "trainer": {"activeDeadlineSeconds": 0}},
         "spec.trainer.activeDeadlineSeconds",

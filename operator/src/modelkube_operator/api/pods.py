@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from modelkube_operator.api.schema import DATA_KEY, ApiModel, cel
+from modelkube_operator.api.schema import CLAIM, DATA_KEY, ApiModel, cel
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
@@ -180,6 +180,28 @@ class Affinity(ApiModel):
     )
 
 
+class ModelCache(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel(
+            (
+                "!has(self.claimName) || !has(self.sizeLimit)",
+                "sizeLimit is for the emptyDir cache: leave it out with claimName",
+            ),
+        )
+    }
+    claim_name: str | None = Field(
+        default=None,
+        pattern=f"^{CLAIM}$",
+        max_length=63,
+        description="A PersistentVolumeClaim to keep downloaded models in (the Hugging Face "
+        "cache, one directory per model), so a model is downloaded once, not by every new pod. "
+        "ReadWriteMany shares it between pods on any node. Empty: an emptyDir per pod.",
+    )
+    size_limit: Quantity | None = Field(
+        default=None, description="Without claimName: the per-pod emptyDir cache's size limit."
+    )
+
+
 class PodSettings(ApiModel):
     """Where and how the pods run: the fields both pod-making kinds have."""
 
@@ -210,6 +232,10 @@ class PodSettings(ApiModel):
     )
     affinity: Affinity | None = Field(
         default=None, description="The pods' affinity, as in a Pod spec."
+    )
+    model_cache: ModelCache = Field(
+        default_factory=ModelCache,
+        description="Where downloaded models are kept: an emptyDir per pod, or a claim.",
     )
     priority_class_name: str | None = Field(
         default=None,

@@ -58,3 +58,13 @@ def scheduling(settings: PodSettings) -> Obj:
     if settings.priority_class_name:
         out["priorityClassName"] = settings.priority_class_name
     return out
+
+
+def cache_volume(settings: PodSettings) -> Obj:
+    """The `cache` volume: the spec's claim (one download per model for every pod that mounts
+    it), else an emptyDir, bounded when the spec says so."""
+    cache = settings.model_cache
+    if cache.claim_name is not None:
+        return {"name": "cache", "persistentVolumeClaim": {"claimName": cache.claim_name}}
+    empty: Obj = {"sizeLimit": cache.size_limit} if cache.size_limit is not None else {}
+    return {"name": "cache", "emptyDir": empty}

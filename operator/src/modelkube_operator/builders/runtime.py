@@ -15,7 +15,7 @@ from modelkube_operator.builders.common import (
     restricted_pod_context,
     selector_labels,
 )
-from modelkube_operator.builders.pods import env_var, resources, scheduling, wants_gpu
+from modelkube_operator.builders.pods import cache_volume, env_var, resources, scheduling, wants_gpu
 from modelkube_operator.builders.programs import PROGRAMS_KEY, ProgramPlan
 from modelkube_operator.builders.runtime_access import fine_tuning_api, runtime_account
 from modelkube_operator.images import Images, configured
@@ -151,7 +151,7 @@ def _volumes(
         },
     }
     volumes: list[Obj] = [
-        {"name": "cache", "emptyDir": {}},
+        cache_volume(spec.runtime),
         {"name": "tmp", "emptyDir": {}},
         adapters,
     ]

@@ -10,7 +10,7 @@ from modelkube_operator.builders.common import (
     restricted_container_context,
     restricted_pod_context,
 )
-from modelkube_operator.builders.pods import env_var, resources, scheduling, wants_gpu
+from modelkube_operator.builders.pods import cache_volume, env_var, resources, scheduling, wants_gpu
 from modelkube_operator.builders.runtime import CACHE_DIR, MODELS_ROOT
 from modelkube_operator.images import Images, configured
 
@@ -63,7 +63,7 @@ def _args(spec: FineTuneJobSpec) -> list[str]:
 
 
 def _volumes(spec: FineTuneJobSpec) -> tuple[list[Obj], list[Obj]]:
-    volumes: list[Obj] = [{"name": "cache", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    volumes: list[Obj] = [cache_volume(spec.trainer), {"name": "tmp", "emptyDir": {}}]
     mounts: list[Obj] = [
         {"name": "cache", "mountPath": CACHE_DIR},
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir, not the host's /tmp
