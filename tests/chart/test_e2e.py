@@ -96,7 +96,12 @@ def test_the_operator_account_has_exactly_its_permissions(installed: ControlPlan
 def test_notes_say_what_to_do_next(installed: ControlPlane) -> None:
     notes = _helm(installed, "get", "notes", RELEASE)
     assert f"helm test {RELEASE} --namespace {NAMESPACE}" in notes
-    assert "kubectl apply -f examples/modelservice-tiny.yaml" in notes
+    # A manifest to paste, not a path into a checkout the user may not have.
+    assert "examples/" not in notes
+    manifest = notes.split("kubectl apply -f - <<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
+    assert "uri: builtin://tiny" in manifest
+    # What the user pastes is a ModelService the API server accepts as it is.
+    installed.kubectl("apply", "--dry-run=server", "-n", "default", "-f", "-", stdin=manifest)
     assert "kubectl get modelkube" in notes
     assert "port-forward service/tiny 8000:8000" in notes
 

@@ -78,6 +78,30 @@ def test_defaults_install_crds_kept_on_uninstall_and_watch_every_namespace() -> 
     assert pdb["spec"]["maxUnavailable"] == 1
 
 
+def test_the_operator_is_told_the_images_it_stamps_into_pods() -> None:
+    """The runtime, CUDA runtime and trainer images are values, passed as the operator's env
+    (images.py reads them), so a private registry serves every pod the operator makes."""
+
+    def images(*sets: str) -> dict[str, str]:
+        env = _operator_container(render(None, *sets))["env"]
+        return {e["name"]: e["value"] for e in env if e["name"].endswith("_IMAGE")}
+
+    assert images() == {
+        "MODELKUBE_RUNTIME_IMAGE": "ghcr.io/modelkube/runtime:0.1.0",
+        "MODELKUBE_RUNTIME_CUDA_IMAGE": "ghcr.io/modelkube/runtime:0.1.0-cuda",
+        "MODELKUBE_TRAINER_IMAGE": "ghcr.io/modelkube/runtime:0.1.0",
+    }
+    assert images(
+        "images.runtime.repository=registry.local/mk/runtime",
+        "images.runtimeCuda.tag=7-cuda",
+        "images.trainer.repository=registry.local/mk/trainer",
+    ) == {
+        "MODELKUBE_RUNTIME_IMAGE": "registry.local/mk/runtime:0.1.0",
+        "MODELKUBE_RUNTIME_CUDA_IMAGE": "ghcr.io/modelkube/runtime:7-cuda",
+        "MODELKUBE_TRAINER_IMAGE": "registry.local/mk/trainer:0.1.0",
+    }
+
+
 def test_namespaced_watch_passes_each_namespace_and_pins_the_digest() -> None:
     container = _operator_container(render(ci("namespaced")))
     assert container["args"][:5] == ["operator", "--namespace", "team-a", "--namespace", "team-b-*"]

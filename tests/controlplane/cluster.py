@@ -235,8 +235,10 @@ FAKE_NODE = {
     },
     "spec": {},
     "status": {
-        "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
-        "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+        # Room for the operator's default requests (runtime: 500m, 1Gi) on every pod of the
+        # largest benchmark round (500 ModelServices): kwok runs nothing, so it costs nothing.
+        "allocatable": {"cpu": "1000", "memory": "4Ti", "pods": "1000"},
+        "capacity": {"cpu": "1000", "memory": "4Ti", "pods": "1000"},
         "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "fake"},
     },
 }

@@ -1,10 +1,11 @@
 """The CRDs are generated from the pydantic models, and the checked-in YAML matches them."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from modelkube_operator.api.crd import MODELSERVICE, build_crd, structural_schema
+from modelkube_operator.api.crd import KINDS, MODELSERVICE, build_crd, structural_schema
 from modelkube_operator.api.finetunejob import FineTuneJobStatus
 from modelkube_operator.api.modelservice import ModelServiceSpec
 from modelkube_operator.cli import crd_files
@@ -36,13 +37,16 @@ def test_modelservice_crd_has_scale_printer_columns_and_names() -> None:
     crd = build_crd(MODELSERVICE)
     version = crd["spec"]["versions"][0]
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+    columns = version["additionalPrinterColumns"]
+    assert [c["name"] for c in columns if not c.get("priority")] == [
         "Ready",
         "Model",
         "Replicas",
-        "URL",
         "Age",
     ]
+    # `kubectl get -o wide` adds the rest.
+    assert [c["name"] for c in columns if c.get("priority")] == ["Image", "URL", "Reason"]
+    assert {c["name"]: c["jsonPath"] for c in columns}["Replicas"] == ".status.replicasSummary"
     assert crd["spec"]["names"]["shortNames"] == ["ms"]
     assert crd["spec"]["names"]["categories"] == ["modelkube"]
 
@@ -66,3 +70,22 @@ def test_status_field_names_follow_the_design() -> None:
     assert status.model_dump(by_alias=True)["adapterURI"] == "pvc://a/b"
     with pytest.raises(ValidationError):
         FineTuneJobStatus.model_validate({"adapterUri": "pvc://a/b"})
+
+
+def _undescribed(node: dict[str, Any], where: str) -> list[str]:
+    missing = []
+    for name, sub in (node.get("properties") or {}).items():
+        path = f"{where}.{name}"
+        if "description" not in sub and path not in (".apiVersion", ".kind", ".metadata"):
+            missing.append(path)
+        missing += _undescribed(sub, path)
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            missing += _undescribed(node[key], f"{where}[]")
+    return missing
+
+
+def test_every_field_has_a_description_for_kubectl_explain() -> None:
+    for info in KINDS:
+        root = build_crd(info)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        assert _undescribed(root, "") == [], info.kind

@@ -1,9 +1,12 @@
 """Every builder is a pure function: plain asserts on the manifests it returns."""
 
 import json
+from typing import Any
 
+from modelkube_operator.api.crd import structural_schema
 from modelkube_operator.api.finetunejob import FineTuneJobSpec
 from modelkube_operator.api.modelservice import ModelServiceSpec
+from modelkube_operator.api.pods import RESERVED_ENV, RESERVED_ENV_PREFIX
 from modelkube_operator.builders.adapters import AdapterPlan, plan_adapters
 from modelkube_operator.builders.common import Owner
 from modelkube_operator.builders.monitoring import build_servicemonitor
@@ -12,9 +15,10 @@ from modelkube_operator.builders.programs import ProgramPlan
 from modelkube_operator.builders.runtime import build_configmap, build_deployment, settings_hash
 from modelkube_operator.builders.scaling import build_hpa, build_pdb
 from modelkube_operator.builders.training import build_job, build_trainer_rbac
+from modelkube_operator.images import Images
 from modelkube_operator.status.conditions import Cond, merge_conditions, transitions
 from modelkube_operator.status.finetunejob import job_conditions, trainer_message
-from modelkube_operator.status.modelservice import deployment_conditions
+from modelkube_operator.status.modelservice import deployment_conditions, summary_fields
 
 OWNER = Owner("modelkube.io/v1alpha1", "ModelService", "chat", "team-a", "uid-1", 3)
 RESTRICTED = {
@@ -295,3 +299,223 @@ def test_a_service_needs_a_dns_label_where_a_modelservice_takes_a_subdomain() ->
         assert service_name_problem(name) == "", name
     for name in ("my.model", "3b", "-a", "a-", "m" * 64):
         assert "DNS-1035 label" in service_name_problem(name), name
+
+
+# Images, pod settings and lifecycle (issue 15).
+
+IMAGES = Images(runtime="reg.local/runtime:2", runtime_cuda="reg.local/runtime:2-cuda", trainer="")
+FTJ_OWNER = Owner("modelkube.io/v1alpha1", "FineTuneJob", "run", "team-a", "uid-2")
+FTJ = {
+    "baseModel": {"uri": "builtin://tiny"},
+    "dataset": {"configMapRef": {"name": "data", "key": "train.jsonl"}},
+    "output": {"uri": "pvc://adapters/run"},
+}
+
+
+def _runtime(s: ModelServiceSpec) -> dict[str, Any]:
+    container: dict[str, Any] = build_deployment(OWNER, s, NONE, "h", IMAGES)["spec"]["template"][
+        "spec"
+    ]["containers"][0]
+    return container
+
+
+def _job_pod(extra: dict[str, Any], images: Images = IMAGES) -> dict[str, Any]:
+    ftj = FineTuneJobSpec.model_validate({**FTJ, **extra})
+    pod: dict[str, Any] = build_job(FTJ_OWNER, ftj, images)["spec"]["template"]["spec"]
+    return pod
+
+
+def test_images_come_from_the_operator_unless_the_spec_pins_one() -> None:
+    assert _runtime(spec())["image"] == "reg.local/runtime:2"
+    gpu = spec(runtime={"resources": {"limits": {"nvidia.com/gpu": "1"}}})
+    assert _runtime(gpu)["image"] == "reg.local/runtime:2-cuda"
+    assert _runtime(spec(runtime={"image": "mine:1"}))["image"] == "mine:1"
+    # Objects made under the old CRD carry its default image: they follow the operator too.
+    legacy = spec(runtime={"image": "ghcr.io/modelkube/runtime:0.1.0"})
+    assert _runtime(legacy)["image"] == "reg.local/runtime:2"
+    assert _job_pod({})["containers"][0]["image"] == "reg.local/runtime:2"
+    trainer = Images(runtime="r:1", runtime_cuda="r:1-cuda", trainer="t:1")
+    assert _job_pod({}, trainer)["containers"][0]["image"] == "t:1"
+    assert _job_pod({"trainer": {"image": "own:3"}})["containers"][0]["image"] == "own:3"
+
+
+def test_images_are_read_from_the_operator_environment() -> None:
+    env = {"MODELKUBE_RUNTIME_IMAGE": "a:1", "MODELKUBE_RUNTIME_CUDA_IMAGE": "a:1-cuda"}
+    images = Images.from_environ(env)
+    assert (images.runtime, images.runtime_cuda, images.trainer) == ("a:1", "a:1-cuda", "a:1")
+    assert Images.from_environ({**env, "MODELKUBE_TRAINER_IMAGE": "t:2"}).trainer == "t:2"
+    assert Images.from_environ({}).runtime.startswith("ghcr.io/modelkube/runtime:")
+
+
+def test_the_crd_stamps_no_image_into_objects() -> None:
+    """So an upgraded operator's image reaches every ModelService that did not pin one."""
+    runtime = structural_schema(ModelServiceSpec)["properties"]["runtime"]["properties"]
+    assert "default" not in runtime["image"]
+    assert spec().runtime.image is None
+
+
+def test_env_from_secrets_and_configmaps() -> None:
+    env = [
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+        {
+            "name": "MODE",
+            "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "mode", "optional": True}},
+        },
+        {"name": "PLAIN", "value": "1"},
+        {"name": "EMPTY"},
+    ]
+    got = _runtime(spec(runtime={"env": env}))["env"]
+    assert {
+        "name": "HF_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}},
+    } in got
+    assert {
+        "name": "MODE",
+        "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "mode", "optional": True}},
+    } in got
+    assert {"name": "PLAIN", "value": "1"} in got
+    assert {"name": "EMPTY", "value": ""} in got
+    trainer_env = _job_pod({"trainer": {"env": env[:1]}})["containers"][0]["env"]
+    assert trainer_env[-1]["valueFrom"]["secretKeyRef"] == {"name": "hf", "key": "token"}
+
+
+def test_scheduling_settings_reach_both_pods() -> None:
+    settings = {
+        "imagePullSecrets": [{"name": "regcred"}],
+        "nodeSelector": {"pool": "gpu"},
+        "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}},
+        "priorityClassName": "inference",
+    }
+    expected = {
+        "imagePullSecrets": [{"name": "regcred"}],
+        "nodeSelector": {"pool": "gpu"},
+        "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}},
+        "priorityClassName": "inference",
+    }
+    pod = build_deployment(OWNER, spec(runtime=settings), NONE, "h", IMAGES)["spec"]["template"][
+        "spec"
+    ]
+    job_pod = _job_pod({"trainer": settings})
+    for key, value in expected.items():
+        assert pod[key] == value, key
+        assert job_pod[key] == value, key
+    plain = build_deployment(OWNER, spec(), NONE, "h", IMAGES)["spec"]["template"]["spec"]
+    assert not set(expected) & set(plain)
+
+
+def test_default_requests_fill_what_the_spec_leaves_out() -> None:
+    assert _runtime(spec())["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"}}
+    mine = spec(runtime={"resources": {"requests": {"cpu": "4"}, "limits": {"memory": "512Mi"}}})
+    # No default memory request above a memory limit: Kubernetes requests the limit then.
+    assert _runtime(mine)["resources"] == {
+        "requests": {"cpu": "4"},
+        "limits": {"memory": "512Mi"},
+    }
+    trainer = _job_pod({})["containers"][0]["resources"]
+    assert trainer == {"requests": {"cpu": "1", "memory": "2Gi"}}
+
+
+def test_drain_prestop_and_grace_period_follow_the_spec() -> None:
+    s = spec(runtime={"drainSeconds": 120})
+    pod = build_deployment(OWNER, s, NONE, "h", IMAGES)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    args = container["args"]
+    assert args[args.index("--drain-grace-period") + 1] == "120"
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    # preStop, then the drain, then room to exit: SIGKILL never cuts a draining request.
+    assert pod["terminationGracePeriodSeconds"] == 5 + 120 + 10
+    default = build_deployment(OWNER, spec(), NONE, "h", IMAGES)["spec"]["template"]["spec"]
+    assert default["terminationGracePeriodSeconds"] == 45
+
+
+def test_startup_probe_waits_for_the_model_on_readyz() -> None:
+    probe = _runtime(spec(runtime={"startupSeconds": 1800}))["startupProbe"]
+    assert probe["httpGet"]["path"] == "/readyz"
+    assert probe["periodSeconds"] * probe["failureThreshold"] == 1800
+    default = _runtime(spec())["startupProbe"]
+    assert default["periodSeconds"] * default["failureThreshold"] == 600
+
+
+def test_rollout_needs_no_spare_accelerator_with_several_replicas() -> None:
+    def strategy(s: ModelServiceSpec) -> dict[str, Any]:
+        rolling: dict[str, Any] = build_deployment(OWNER, s, NONE, "h", IMAGES)["spec"]["strategy"][
+            "rollingUpdate"
+        ]
+        return rolling
+
+    assert strategy(spec(replicas=3)) == {"maxSurge": 0, "maxUnavailable": 1}
+    assert strategy(spec(replicas=1)) == {"maxSurge": 1, "maxUnavailable": 0}
+    scaled = spec(autoscaling={"minReplicas": 2, "maxReplicas": 4, "target": 8})
+    assert strategy(scaled) == {"maxSurge": 0, "maxUnavailable": 1}
+    assert strategy(spec(replicas=3, runtime={"rollout": {"maxSurge": 2}})) == {
+        "maxSurge": 2,
+        "maxUnavailable": 0,
+    }
+    assert strategy(spec(replicas=3, runtime={"rollout": {"maxUnavailable": 0}})) == {
+        "maxSurge": 1,
+        "maxUnavailable": 0,
+    }
+
+
+def test_training_job_has_a_deadline_and_a_ttl() -> None:
+    job = build_job(FTJ_OWNER, FineTuneJobSpec.model_validate(FTJ), IMAGES)["spec"]
+    assert job["activeDeadlineSeconds"] == 7 * 24 * 3600
+    assert job["ttlSecondsAfterFinished"] == 24 * 3600
+    mine = {**FTJ, "trainer": {"activeDeadlineSeconds": 3600, "ttlSecondsAfterFinished": 0}}
+    job = build_job(FTJ_OWNER, FineTuneJobSpec.model_validate(mine), IMAGES)["spec"]
+    assert (job["activeDeadlineSeconds"], job["ttlSecondsAfterFinished"]) == (3600, 0)
+
+
+def test_a_long_claim_name_still_makes_valid_volume_names() -> None:
+    claim = "c" * 63
+    pod = _job_pod({"output": {"uri": f"pvc://{claim}/run"}})
+    volume = next(v for v in pod["volumes"] if "persistentVolumeClaim" in v)
+    assert volume["persistentVolumeClaim"]["claimName"] == claim
+    assert len(volume["name"]) <= 63
+
+
+def test_status_summary_names_the_model_replicas_and_image() -> None:
+    dep = build_deployment(OWNER, spec(replicas=4), NONE, "h", IMAGES)
+    dep["status"] = {"readyReplicas": 1}
+    assert summary_fields(spec(replicas=4), dep) == {
+        "model": "builtin://tiny",
+        "replicasSummary": "1/4",
+        "image": "reg.local/runtime:2",
+    }
+    proxy = ModelServiceSpec.model_validate(
+        {"upstream": {"provider": "groq", "model": "llama-3.1-8b-instant"}}
+    )
+    assert summary_fields(proxy, None)["model"] == "groq/llama-3.1-8b-instant"
+    assert summary_fields(proxy, None)["replicasSummary"] == "0/1"
+
+
+def test_runtime_owned_env_names_cover_what_the_builders_set() -> None:
+    """The CRD refuses env vars named like these; keep the rule in step with the builders."""
+    s = spec(auth={"apiKeysSecretRef": {"name": "keys"}})
+    names = [e["name"] for e in _runtime(s)["env"]]
+    names += [e["name"] for e in _job_pod({})["containers"][0]["env"]]
+    assert all(n.startswith(RESERVED_ENV_PREFIX) or n in RESERVED_ENV for n in names), names
+
+
+def test_the_model_cache_is_a_claim_when_the_spec_names_one() -> None:
+    def cache(s: ModelServiceSpec) -> dict[str, Any]:
+        pod = build_deployment(OWNER, s, NONE, "h", IMAGES)["spec"]["template"]["spec"]
+        volume: dict[str, Any] = next(v for v in pod["volumes"] if v["name"] == "cache")
+        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "cache")
+        assert mount["mountPath"] == "/var/cache/modelkube" and not mount.get("readOnly")
+        return volume
+
+    assert cache(spec()) == {"name": "cache", "emptyDir": {}}
+    bounded = spec(runtime={"modelCache": {"sizeLimit": "20Gi"}})
+    assert cache(bounded) == {"name": "cache", "emptyDir": {"sizeLimit": "20Gi"}}
+    shared = spec(runtime={"modelCache": {"claimName": "models-cache"}})
+    assert cache(shared) == {
+        "name": "cache",
+        "persistentVolumeClaim": {"claimName": "models-cache"},
+    }
+    trainer = _job_pod({"trainer": {"modelCache": {"claimName": "models-cache"}}})
+    assert {"name": "cache", "persistentVolumeClaim": {"claimName": "models-cache"}} in trainer[
+        "volumes"
+    ]

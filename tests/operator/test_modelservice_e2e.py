@@ -87,7 +87,9 @@ def test_spec_changes_update_the_children(
     wait_until(rolled, 15, "the new model rolled out")
 
     scaling = {"minReplicas": 2, "maxReplicas": 4, "metric": "cpu", "target": 70}
-    apply(cp, namespace, modelservice("chat", autoscaling=scaling))
+    # CPU utilization is relative to the request: the CRD refuses cpu scaling without one.
+    cpu = {"resources": {"requests": {"cpu": "500m"}}}
+    apply(cp, namespace, modelservice("chat", autoscaling=scaling, runtime=cpu))
     hpa = wait_until(lambda: get_json(cp, "hpa", "chat", "-n", namespace), 15, "an HPA")
     assert hpa["spec"]["maxReplicas"] == 4
     apply(cp, namespace, modelservice("chat", replicas=1))

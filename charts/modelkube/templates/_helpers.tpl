@@ -112,3 +112,21 @@ The operator image: repository@digest, or repository:tag with the tag defaulting
 - {{ . | quote }}
 {{- end }}
 {{- end -}}
+
+{{/*
+The images the operator stamps into the pods it makes, as its environment: repository:tag, the
+tag defaulting to appVersion (and <appVersion>-cuda for the CUDA runtime).
+*/}}
+{{- define "modelkube.workloadImagesEnv" -}}
+{{- $runtime := printf "%s:%s" .Values.images.runtime.repository (default .Chart.AppVersion .Values.images.runtime.tag) -}}
+- name: MODELKUBE_RUNTIME_IMAGE
+  value: {{ $runtime | quote }}
+- name: MODELKUBE_RUNTIME_CUDA_IMAGE
+  value: {{ printf "%s:%s" .Values.images.runtimeCuda.repository (default (printf "%s-cuda" .Chart.AppVersion) .Values.images.runtimeCuda.tag) | quote }}
+- name: MODELKUBE_TRAINER_IMAGE
+  {{- if .Values.images.trainer.repository }}
+  value: {{ printf "%s:%s" .Values.images.trainer.repository (default .Chart.AppVersion .Values.images.trainer.tag) | quote }}
+  {{- else }}
+  value: {{ $runtime | quote }}
+  {{- end }}
+{{- end -}}

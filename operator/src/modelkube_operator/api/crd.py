@@ -11,7 +11,8 @@ from pydantic import BaseModel
 
 from modelkube_operator.api import GROUP, VERSION
 from modelkube_operator.api.finetunejob import FineTuneJobSpec, FineTuneJobStatus
-from modelkube_operator.api.modelservice import ModelServiceSpec, ModelServiceStatus
+from modelkube_operator.api.modelservice import SERVICE_NAME, ModelServiceSpec, ModelServiceStatus
+from modelkube_operator.api.schema import DNS_LABEL
 
 # Keys a structural schema may carry; everything else pydantic emits (title, ...) is dropped.
 _KEEP = {
@@ -27,6 +28,7 @@ _KEEP = {
     "maxLength",
     "minItems",
     "maxItems",
+    "maxProperties",
     "items",
     "properties",
     "required",
@@ -47,7 +49,11 @@ class KindInfo:
     spec: type[BaseModel]
     status: type[BaseModel]
     description: str
-    printer_columns: tuple[dict[str, str], ...]
+    printer_columns: tuple[dict[str, Any], ...]
+    # CEL rules on the whole object: the only place a rule can read metadata.name.
+    name_rule: tuple[str, str]
+    spec_description: str
+    status_description: str
     scale: bool = False
     extra_required: tuple[str, ...] = field(default=())
 
@@ -65,11 +71,29 @@ MODELSERVICE = KindInfo(
     description="A model served through an OpenAI-compatible API by modelkube's MLX runtime.",
     printer_columns=(
         {"name": "Ready", "type": "string", "jsonPath": _ready("Ready")},
-        {"name": "Model", "type": "string", "jsonPath": ".spec.model.uri"},
-        {"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas"},
-        {"name": "URL", "type": "string", "jsonPath": ".status.url"},
+        # status.model: the local model's URI, or provider/model in proxy mode (a printer
+        # column takes one JSONPath, so the operator writes the answer into status).
+        {"name": "Model", "type": "string", "jsonPath": ".status.model"},
+        {
+            "name": "Replicas",
+            "type": "string",
+            "jsonPath": ".status.replicasSummary",
+            "description": "Ready replicas / desired replicas.",
+        },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Image", "type": "string", "jsonPath": ".status.image", "priority": 1},
+        {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1},
+        {"name": "Reason", "type": "string", "jsonPath": _ready("Ready", "reason"), "priority": 1},
     ),
+    name_rule=(
+        f"self.metadata.name.matches(r'{SERVICE_NAME}') && size(self.metadata.name) <= 63",
+        "metadata.name must be a DNS-1035 label of at most 63 characters (it names the "
+        "Service): lower-case letters, digits and '-', starting with a letter, no dots",
+    ),
+    spec_description="What to serve and how: the model (or a hosted upstream), adapters, "
+    "replicas or autoscaling, the runtime's pod settings, API keys, monitoring, programs.",
+    status_description="What the operator observed: conditions (Ready, Progressing, Degraded, "
+    "...), replicas, the URL and the model names clients may send.",
     scale=True,
 )
 
@@ -88,7 +112,18 @@ FINETUNEJOB = KindInfo(
         {"name": "Val Loss", "type": "string", "jsonPath": ".status.progress.validationLoss"},
         {"name": "ETA (s)", "type": "integer", "jsonPath": ".status.progress.etaSeconds"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Base", "type": "string", "jsonPath": ".spec.baseModel.uri", "priority": 1},
+        {"name": "Output", "type": "string", "jsonPath": ".spec.output.uri", "priority": 1},
     ),
+    name_rule=(
+        f"self.metadata.name.matches(r'{DNS_LABEL}') && size(self.metadata.name) <= 63",
+        "metadata.name must be a DNS label of at most 63 characters (it names the Job and "
+        "labels its pods): lower-case letters, digits and '-', no dots",
+    ),
+    spec_description="What to train: the base model, the dataset, the method and "
+    "hyperparameters, where the adapter goes, and the training pod's settings.",
+    status_description="What the operator observed: conditions (Running, Succeeded, Failed), "
+    "progress, and the adapter's URI once it succeeded.",
 )
 
 KINDS = (MODELSERVICE, FINETUNEJOB)
@@ -137,6 +172,7 @@ def build_crd(info: KindInfo) -> dict[str, Any]:
             "statusReplicasPath": ".status.replicas",
             "labelSelectorPath": ".status.selector",
         }
+    rule, message = info.name_rule
     schema = {
         "type": "object",
         "description": info.description,
@@ -145,9 +181,10 @@ def build_crd(info: KindInfo) -> dict[str, Any]:
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
-            "spec": structural_schema(info.spec),
-            "status": structural_schema(info.status),
+            "spec": {"description": info.spec_description, **structural_schema(info.spec)},
+            "status": {"description": info.status_description, **structural_schema(info.status)},
         },
+        "x-kubernetes-validations": [{"rule": rule, "message": message}],
     }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

@@ -6,18 +6,32 @@ from pydantic import Field
 
 from modelkube_operator.api.conditions import CONDITIONS_EXTRA, Condition
 from modelkube_operator.api.modelservice import MODEL_URI_PATTERN
-from modelkube_operator.api.schema import DNS_LABEL, ApiModel, cel
+from modelkube_operator.api.pods import DNS_SUBDOMAIN, PodSettings
+from modelkube_operator.api.schema import DATA_KEY, NO_PARENT, PVC_URI, ApiModel, cel
 
 DECIMAL = r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
+DEFAULT_ACTIVE_DEADLINE_SECONDS = 7 * 24 * 3600
+DEFAULT_TTL_SECONDS_AFTER_FINISHED = 24 * 3600
 
 
 class BaseModelSource(ApiModel):
-    uri: str = Field(pattern=MODEL_URI_PATTERN, max_length=512, description="The model to adapt.")
+    uri: str = Field(
+        pattern=MODEL_URI_PATTERN,
+        max_length=512,
+        json_schema_extra=cel(NO_PARENT),
+        description="The model to adapt: builtin://name, hf://org/name[@revision] or "
+        "pvc://claim/path.",
+    )
 
 
 class ConfigMapKeySelector(ApiModel):
-    name: str = Field(pattern=DNS_LABEL, max_length=253, description="The ConfigMap's name.")
-    key: str = Field(min_length=1, max_length=253, description="The key holding JSONL data.")
+    name: str = Field(pattern=DNS_SUBDOMAIN, max_length=253, description="The ConfigMap's name.")
+    key: str = Field(
+        pattern=DATA_KEY,
+        max_length=253,
+        description="The key holding JSONL data (a ConfigMap key: letters, digits, '-', '_' "
+        "and '.', not starting with '..').",
+    )
 
 
 class Dataset(ApiModel):
@@ -30,14 +44,24 @@ class Dataset(ApiModel):
         default=None, description="JSONL training data in a ConfigMap key."
     )
     uri: str | None = Field(
-        default=None, pattern=r"^pvc://.+", max_length=512, description="JSONL data on a PVC."
+        default=None,
+        pattern=PVC_URI,
+        max_length=512,
+        json_schema_extra=cel(NO_PARENT),
+        description="JSONL data on a PVC: pvc://claim/path.",
     )
 
 
 class Hyperparameters(ApiModel):
     iterations: int = Field(default=100, ge=1, le=1000000, description="Training iterations.")
     learning_rate: str = Field(
-        default="1e-5", pattern=DECIMAL, description="Learning rate, as a decimal string."
+        default="1e-5",
+        pattern=DECIMAL,
+        max_length=32,
+        json_schema_extra=cel(
+            (f"!self.matches(r'{DECIMAL}') || double(self) > 0.0", "must be greater than 0")
+        ),
+        description="Learning rate, as a positive decimal string, e.g. '1e-5'.",
     )
     batch_size: int = Field(default=4, ge=1, le=1024, description="Examples per iteration.")
     num_layers: int | None = Field(
@@ -52,7 +76,26 @@ class Hyperparameters(ApiModel):
 
 class Output(ApiModel):
     uri: str = Field(
-        pattern=r"^pvc://.+", max_length=512, description="Where the adapter is written."
+        pattern=PVC_URI,
+        max_length=512,
+        json_schema_extra=cel(NO_PARENT),
+        description="Where the adapter is written: pvc://claim/path.",
+    )
+
+
+class Trainer(PodSettings):
+    active_deadline_seconds: int = Field(
+        default=DEFAULT_ACTIVE_DEADLINE_SECONDS,
+        ge=60,
+        le=30 * 24 * 3600,
+        description="The longest the training Job may run before it fails (a week by default).",
+    )
+    ttl_seconds_after_finished: int = Field(
+        default=DEFAULT_TTL_SECONDS_AFTER_FINISHED,
+        ge=0,
+        le=365 * 24 * 3600,
+        description="How long the ended Job and its pod (and their logs) stay, a day by default; "
+        "the FineTuneJob and its status stay, and it does not train again.",
     )
 
 
@@ -66,6 +109,10 @@ class FineTuneJobSpec(ApiModel):
         default_factory=Hyperparameters, description="Training hyperparameters."
     )
     output: Output = Field(description="Where the trained adapter goes.")
+    trainer: Trainer = Field(
+        default_factory=Trainer,
+        description="The training pod: image, resources, env, scheduling, deadline.",
+    )
     suspend: bool = Field(
         default=False,
         description=(

@@ -5,20 +5,26 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 
 from modelkube_operator.api.conditions import CONDITIONS_EXTRA, Condition
+from modelkube_operator.api.pods import PodSettings
 from modelkube_operator.api.programs import Program
-from modelkube_operator.api.schema import DNS_LABEL, ApiModel, cel
+from modelkube_operator.api.schema import CLAIM, DATA_KEY, DNS_LABEL, NO_PARENT, ApiModel, cel
 from modelkube_operator.api.upstream import Upstream
 
-MODEL_URI_PATTERN = r"^(builtin://[a-z0-9-]+|hf://[A-Za-z0-9._-]+/[A-Za-z0-9._-]+(@[A-Za-z0-9._/-]+)?|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+)$"
+MODEL_URI_PATTERN = rf"^(builtin://[a-z0-9-]+|hf://[A-Za-z0-9._-]+/[A-Za-z0-9._-]+(@[A-Za-z0-9._/-]+)?|pvc://{CLAIM}/[^/].*)$"
 EXACTLY_ONE_SOURCE = "set exactly one of spec.model and spec.upstream"
-QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
-DEFAULT_IMAGE = "ghcr.io/modelkube/runtime:0.1.0"
+# A ModelService's name is its Service's: a DNS-1035 label (a letter first, no dots).
+SERVICE_NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+CPU_REQUEST_MESSAGE = (
+    "autoscaling.metric cpu scales on CPU utilization of the request: "
+    "set spec.runtime.resources.requests.cpu"
+)
 
 
 class ModelSource(ApiModel):
     uri: str = Field(
         pattern=MODEL_URI_PATTERN,
         max_length=512,
+        json_schema_extra=cel(NO_PARENT),
         description="builtin://name, hf://org/name[@revision] or pvc://claim/path.",
     )
 
@@ -41,9 +47,10 @@ class Adapter(ApiModel):
     )
     uri: str | None = Field(
         default=None,
-        pattern=r"^(pvc://|hf://).+",
+        pattern=rf"^(pvc://{CLAIM}/[^/].*|hf://.+)$",
         max_length=512,
-        description="Where the adapter is.",
+        json_schema_extra=cel(NO_PARENT),
+        description="Where the adapter is: pvc://claim/path or hf://org/name.",
     )
     fine_tune_job_ref: LocalObjectReference | None = Field(
         default=None, description="A FineTuneJob whose adapter is served once it succeeds."
@@ -91,21 +98,34 @@ class Autoscaling(ApiModel):
     )
 
 
-class Resources(ApiModel):
-    requests: dict[str, str] = Field(
-        default_factory=dict, description="Resource requests, e.g. {cpu: '2', memory: 4Gi}."
+class Rollout(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel(
+            (
+                "!has(self.maxSurge) || !has(self.maxUnavailable) || "
+                "self.maxSurge + self.maxUnavailable > 0",
+                "maxSurge and maxUnavailable must not both be 0",
+            ),
+        )
+    }
+    max_surge: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="Extra pods a rollout may start. Default: 0 with more than one replica, "
+        "1 with one.",
     )
-    limits: dict[str, str] = Field(default_factory=dict, description="Resource limits.")
+    max_unavailable: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="Pods a rollout may stop before their replacements are ready. Default: 1 "
+        "with more than one replica (a rollout needs no spare accelerator), 0 with one (no "
+        "outage; the new pod needs room next to the old one).",
+    )
 
 
-class EnvVar(ApiModel):
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)
-    value: str = Field(default="", max_length=4096)
-
-
-class Runtime(ApiModel):
-    image: str = Field(default=DEFAULT_IMAGE, min_length=1, description="The runtime image.")
-    resources: Resources = Field(default_factory=Resources, description="Container resources.")
+class Runtime(PodSettings):
     max_concurrent_requests: int = Field(
         default=32, ge=1, le=1024, description="Requests decoded together per replica."
     )
@@ -115,13 +135,32 @@ class Runtime(ApiModel):
     context_length: int | None = Field(
         default=None, ge=16, le=1048576, description="Override the model's context length."
     )
-    env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra env vars.")
+    drain_seconds: int = Field(
+        default=30,
+        ge=0,
+        le=3600,
+        description="On shutdown, how long in-flight requests may finish (the runtime's "
+        "--drain-grace-period); the pod's grace period is this plus the preStop delay.",
+    )
+    startup_seconds: int = Field(
+        default=600,
+        ge=10,
+        le=86400,
+        description="How long a new pod may take to download and load its model before it is "
+        "restarted (the startup probe on /readyz).",
+    )
+    rollout: Rollout = Field(
+        default_factory=Rollout, description="How a changed spec rolls out new pods."
+    )
 
 
 class SecretKeySelector(ApiModel):
     name: str = Field(pattern=DNS_LABEL, max_length=253, description="The Secret's name.")
     key: str = Field(
-        default="keys", min_length=1, description="The key holding one API key per line."
+        default="keys",
+        pattern=DATA_KEY,
+        max_length=253,
+        description="The key holding one API key per line.",
     )
 
 
@@ -146,8 +185,8 @@ class FineTuningAPI(ApiModel):
     )
     output_claim: str = Field(
         default="",
-        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$",
-        max_length=253,
+        pattern=rf"^({CLAIM})?$",
+        max_length=63,
         description="The PVC that adapters trained through the API are written to.",
     )
 
@@ -178,6 +217,13 @@ class ModelServiceSpec(ApiModel):
                 "!has(self.programs) || "
                 "self.programs.all(p, self.programs.exists_one(q, q.name == p.name))",
                 "program names must be unique",
+            ),
+            (
+                "!has(self.autoscaling) || self.autoscaling.metric != 'cpu' || "
+                "(has(self.runtime) && has(self.runtime.resources) && "
+                "has(self.runtime.resources.requests) && "
+                "'cpu' in self.runtime.resources.requests)",
+                CPU_REQUEST_MESSAGE,
             ),
         )
     }
@@ -234,6 +280,14 @@ class ModelServiceStatus(ApiModel):
     )
     replicas: int = Field(default=0, description="Pods of the runtime Deployment.")
     ready_replicas: int = Field(default=0, description="Pods ready to serve.")
+    replicas_summary: str = Field(
+        default="", description="Ready replicas / desired replicas, e.g. 1/4 (kubectl get)."
+    )
+    model: str = Field(
+        default="",
+        description="What is served: the model's URI, or provider/model for a hosted upstream.",
+    )
+    image: str = Field(default="", description="The runtime image the pods run.")
     selector: str = Field(default="", description="Label selector of the pods (for /scale).")
     url: str = Field(default="", description="In-cluster base URL of the OpenAI API.")
     served_models: list[str] = Field(

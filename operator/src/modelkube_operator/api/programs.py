@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from modelkube_operator.api.schema import DATA_KEY, DNS_LABEL, ApiModel
+from modelkube_operator.api.schema import DATA_KEY, DNS_LABEL, ApiModel, cel
 
 
 class CompiledProgramRef(ApiModel):
@@ -23,6 +23,13 @@ class Program(ApiModel):
     signature: str = Field(
         min_length=4,
         max_length=2048,
+        json_schema_extra=cel(
+            (
+                "self.split('->').size() == 2 && self.split('->')[0].trim() != '' && "
+                "self.split('->')[1].trim() != ''",
+                "must be 'inputs -> outputs', e.g. 'question -> answer'",
+            )
+        ),
         description="DSPy's signature, e.g. 'question -> answer' or 'text: str -> label: str'.",
     )
     module: Literal["predict", "chain_of_thought"] = Field(

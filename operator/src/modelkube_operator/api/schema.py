@@ -6,8 +6,15 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-# A Secret's or ConfigMap's data key.
-DATA_KEY = r"^[-._a-zA-Z0-9]+$"
+# A claim name the operator mounts: a DNS label (it becomes part of a mount path), 63 at most.
+CLAIM = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+# `pvc://claim/path`, the path relative to the claim's root.
+PVC_URI = rf"^pvc://{CLAIM}/[^/].*$"
+# No `..` segment: a path must stay inside its claim once mounted.
+NO_PARENT = ("!('/' + self + '/').contains('/../')", "must not contain a '..' path segment")
+# A Secret's or ConfigMap's data key, as the API server accepts them: never `.`, `..` or a
+# name starting with `..`, so a key mounted as a file stays inside its volume.
+DATA_KEY = r"^(\.?[-_a-zA-Z0-9][-._a-zA-Z0-9]*)$"
 
 
 class ApiModel(BaseModel):

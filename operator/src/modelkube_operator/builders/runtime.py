@@ -15,8 +15,10 @@ from modelkube_operator.builders.common import (
     restricted_pod_context,
     selector_labels,
 )
+from modelkube_operator.builders.pods import cache_volume, env_var, resources, scheduling, wants_gpu
 from modelkube_operator.builders.programs import PROGRAMS_KEY, ProgramPlan
 from modelkube_operator.builders.runtime_access import fine_tuning_api, runtime_account
+from modelkube_operator.images import Images, configured
 
 COMPONENT = "modelkube-runtime"
 KEYS_DIR = "/etc/modelkube/keys"
@@ -28,6 +30,15 @@ CACHE_DIR = "/var/cache/modelkube"
 UPSTREAM_API_KEY = "MODELKUBE_UPSTREAM_API_KEY"
 # Files the runtime polls and reloads while it serves: edits to them roll no pods.
 LIVE_KEYS = frozenset({ADAPTERS_KEY, PROGRAMS_KEY})
+# So no runtime pod runs BestEffort; spec.runtime.resources overrides them key by key.
+DEFAULT_REQUESTS = {"cpu": "500m", "memory": "1Gi"}
+# Between SIGTERM's arrival and the endpoint's removal everywhere (kube-proxy, ingress
+# controllers) requests still arrive: the preStop sleep keeps the pod serving them, and the
+# runtime's drain (readiness failing, 503 to new requests) starts only after it.
+PRESTOP_SECONDS = 5
+# Room after the drain for the process to exit before SIGKILL.
+EXIT_MARGIN_SECONDS = 10
+PROBE_PERIOD_SECONDS = 5
 
 
 def runtime_settings(owner: Owner, spec: ModelServiceSpec) -> dict[str, str]:
@@ -110,6 +121,8 @@ def _args(spec: ModelServiceSpec) -> list[str]:
         "$(MODELKUBE_MAX_CONCURRENT_REQUESTS)",
         "--max-queued-requests",
         "$(MODELKUBE_MAX_QUEUED_REQUESTS)",
+        "--drain-grace-period",
+        str(spec.runtime.drain_seconds),
     ]
     if spec.runtime.context_length is not None:
         args += ["--context-length", "$(MODELKUBE_CONTEXT_LENGTH)"]
@@ -138,7 +151,7 @@ def _volumes(
         },
     }
     volumes: list[Obj] = [
-        {"name": "cache", "emptyDir": {}},
+        cache_volume(spec.runtime),
         {"name": "tmp", "emptyDir": {}},
         adapters,
     ]
@@ -179,24 +192,39 @@ def _probe(path: str, period: int, failures: int) -> Obj:
     }
 
 
-def _container(owner: Owner, spec: ModelServiceSpec, mounts: list[Obj]) -> Obj:
-    resources = spec.runtime.resources
+# What the CRD used to write into every ModelService as its default: such an image was never
+# chosen by the user, so it follows the operator's configuration like an empty one.
+LEGACY_DEFAULT_IMAGE = "ghcr.io/modelkube/runtime:0.1.0"
+
+
+def runtime_image(spec: ModelServiceSpec, images: Images) -> str:
+    """The spec's image, else the operator's (its CUDA image for a pod that asks for a GPU)."""
+    if spec.runtime.image and spec.runtime.image != LEGACY_DEFAULT_IMAGE:
+        return spec.runtime.image
+    return images.serving(wants_gpu(spec.runtime))
+
+
+def _container(owner: Owner, spec: ModelServiceSpec, mounts: list[Obj], images: Images) -> Obj:
+    startup_failures = -(-spec.runtime.startup_seconds // PROBE_PERIOD_SECONDS)
     return {
         "name": "runtime",
-        "image": spec.runtime.image,
+        "image": runtime_image(spec, images),
         "command": ["modelkube"],
         "args": _args(spec),
         "env": [
             *_settings_env(owner, spec),
             *_upstream_key_env(spec),
-            *({"name": e.name, "value": e.value} for e in spec.runtime.env),
+            *(env_var(e) for e in spec.runtime.env),
         ],
         "ports": [{"name": "http", "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
-        # A big model takes minutes to fetch: the startup probe covers that, not liveness.
-        "startupProbe": _probe("/healthz", 5, 120),
+        # /readyz answers 200 once the model is downloaded and loaded, so the startup probe
+        # covers the download (spec.runtime.startupSeconds); /healthz only says the process
+        # lives, which is all liveness should ask after that.
+        "startupProbe": _probe("/readyz", PROBE_PERIOD_SECONDS, startup_failures),
         "livenessProbe": _probe("/healthz", 10, 3),
-        "readinessProbe": _probe("/readyz", 5, 2),
-        "resources": {"requests": dict(resources.requests), "limits": dict(resources.limits)},
+        "readinessProbe": _probe("/readyz", PROBE_PERIOD_SECONDS, 2),
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}},
+        "resources": resources(spec.runtime.resources, DEFAULT_REQUESTS),
         "securityContext": restricted_container_context(),
         "volumeMounts": mounts,
     }
@@ -228,9 +256,30 @@ def _identity(owner: Owner, spec: ModelServiceSpec) -> Obj:
     return {"serviceAccountName": "default", "automountServiceAccountToken": False}
 
 
+def rolling_update(spec: ModelServiceSpec) -> Obj:
+    """spec.runtime.rollout, or a default that needs no spare accelerator: with more than one
+    replica, stop one old pod before starting its replacement (the others keep serving); with
+    one, start the new pod first, so a rollout never leaves the service with no replica (on a
+    full node it waits, and the old pod keeps serving)."""
+    rollout = spec.runtime.rollout
+    surge, unavailable = rollout.max_surge, rollout.max_unavailable
+    if surge is None and unavailable is None:
+        surge, unavailable = (0, 1) if spec.min_replicas() > 1 else (1, 0)
+    elif surge is None:  # one of the two must be above 0
+        surge = 0 if unavailable else 1
+    elif unavailable is None:
+        unavailable = 0 if surge else 1
+    return {"maxSurge": surge, "maxUnavailable": unavailable}
+
+
 def build_deployment(
-    owner: Owner, spec: ModelServiceSpec, plan: AdapterPlan, config_hash: str
+    owner: Owner,
+    spec: ModelServiceSpec,
+    plan: AdapterPlan,
+    config_hash: str,
+    images: Images | None = None,
 ) -> Obj:
+    """`images`: the operator's configured images (its environment when not given)."""
     volumes, mounts = _volumes(owner, spec, plan)
     deployment: Obj = {
         "apiVersion": "apps/v1",
@@ -238,10 +287,7 @@ def build_deployment(
         "metadata": metadata(owner, COMPONENT),
         "spec": {
             "selector": {"matchLabels": selector_labels(owner)},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
-            },
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling_update(spec)},
             "template": {
                 "metadata": {
                     "labels": labels(owner, COMPONENT),
@@ -249,11 +295,14 @@ def build_deployment(
                 },
                 "spec": {
                     **_identity(owner, spec),
+                    **scheduling(spec.runtime),
                     "enableServiceLinks": False,
-                    # The runtime drains in-flight requests on SIGTERM (30 s by default).
-                    "terminationGracePeriodSeconds": 45,
+                    # The grace period covers the preStop sleep, then the runtime's drain.
+                    "terminationGracePeriodSeconds": PRESTOP_SECONDS
+                    + spec.runtime.drain_seconds
+                    + EXIT_MARGIN_SECONDS,
                     "securityContext": restricted_pod_context(),
-                    "containers": [_container(owner, spec, mounts)],
+                    "containers": [_container(owner, spec, mounts, images or configured())],
                     "volumes": volumes,
                 },
             },

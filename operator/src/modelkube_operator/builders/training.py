@@ -10,10 +10,13 @@ from modelkube_operator.builders.common import (
     restricted_container_context,
     restricted_pod_context,
 )
+from modelkube_operator.builders.pods import cache_volume, env_var, resources, scheduling, wants_gpu
 from modelkube_operator.builders.runtime import CACHE_DIR, MODELS_ROOT
+from modelkube_operator.images import Images, configured
 
 COMPONENT = "modelkube-finetune"
-TRAINER_IMAGE = "ghcr.io/modelkube/runtime:0.1.0"
+# So no trainer runs BestEffort; spec.trainer.resources overrides them key by key.
+DEFAULT_REQUESTS = {"cpu": "1", "memory": "2Gi"}
 DATA_DIR = "/etc/modelkube/dataset"
 BAD_INPUT_EXIT_CODE = 2  # `modelkube finetune`'s exit code for bad data or arguments
 
@@ -60,7 +63,7 @@ def _args(spec: FineTuneJobSpec) -> list[str]:
 
 
 def _volumes(spec: FineTuneJobSpec) -> tuple[list[Obj], list[Obj]]:
-    volumes: list[Obj] = [{"name": "cache", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    volumes: list[Obj] = [cache_volume(spec.trainer), {"name": "tmp", "emptyDir": {}}]
     mounts: list[Obj] = [
         {"name": "cache", "mountPath": CACHE_DIR},
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir, not the host's /tmp
@@ -73,9 +76,11 @@ def _volumes(spec: FineTuneJobSpec) -> tuple[list[Obj], list[Obj]]:
         for u in (spec.base_model.uri, spec.dataset.uri or "", spec.output.uri)
         if u.startswith("pvc://")
     }
-    for claim in sorted(claims):
-        volumes.append({"name": f"pvc-{claim}", "persistentVolumeClaim": {"claimName": claim}})
-        mounts.append({"name": f"pvc-{claim}", "mountPath": f"{MODELS_ROOT}/{claim}"})
+    # Numbered, not named after the claim: a 63-character claim name is a valid claim, but
+    # `pvc-<claim>` would not be a valid volume name.
+    for i, claim in enumerate(sorted(claims)):
+        volumes.append({"name": f"claim-{i}", "persistentVolumeClaim": {"claimName": claim}})
+        mounts.append({"name": f"claim-{i}", "mountPath": f"{MODELS_ROOT}/{claim}"})
     return volumes, mounts
 
 
@@ -115,14 +120,24 @@ def build_trainer_rbac(owner: Owner) -> list[Obj]:
     return [account, role, binding]
 
 
-def build_job(owner: Owner, spec: FineTuneJobSpec) -> Obj:
+def trainer_image(spec: FineTuneJobSpec, images: Images) -> str:
+    return spec.trainer.image or images.training(wants_gpu(spec.trainer))
+
+
+def build_job(owner: Owner, spec: FineTuneJobSpec, images: Images | None = None) -> Obj:
+    """`images`: the operator's configured images (its environment when not given)."""
     volumes, mounts = _volumes(spec)
+    trainer = spec.trainer
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": metadata(owner, COMPONENT),
         "spec": {
             "backoffLimit": 2,
+            "activeDeadlineSeconds": trainer.active_deadline_seconds,
+            # The operator keeps the FineTuneJob's status and never trains again once the
+            # Job is gone, so the ended Job may go.
+            "ttlSecondsAfterFinished": trainer.ttl_seconds_after_finished,
             # Exit code 2 is bad input (data, arguments): retrying cannot help. Other
             # failures retry, and a retry resumes from the last checkpoint.
             "podFailurePolicy": {
@@ -145,11 +160,12 @@ def build_job(owner: Owner, spec: FineTuneJobSpec) -> Obj:
                     "serviceAccountName": trainer_account(owner),
                     # Its token reports progress to the FineTuneJob's status (the Role above).
                     "automountServiceAccountToken": True,
+                    **scheduling(trainer),
                     "securityContext": restricted_pod_context(),
                     "containers": [
                         {
                             "name": "trainer",
-                            "image": TRAINER_IMAGE,
+                            "image": trainer_image(spec, images or configured()),
                             # The trainer writes its one-line error there; a crash leaves
                             # the log's tail instead. The FineTuneJob's Failed shows it.
                             "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -158,7 +174,9 @@ def build_job(owner: Owner, spec: FineTuneJobSpec) -> Obj:
                             "env": [
                                 {"name": "MODELKUBE_CACHE_DIR", "value": CACHE_DIR},
                                 {"name": "MODELKUBE_FINETUNEJOB", "value": owner.name},
+                                *(env_var(e) for e in trainer.env),
                             ],
+                            "resources": resources(trainer.resources, DEFAULT_REQUESTS),
                             "securityContext": restricted_container_context(),
                             "volumeMounts": mounts,
                         }

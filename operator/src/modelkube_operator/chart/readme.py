@@ -22,6 +22,14 @@ kubectl apply -f examples/modelservice-tiny.yaml
 kubectl get modelkube                                  # ModelServices and FineTuneJobs
 ```
 
+The chart installs the CRDs itself. On a cluster where they were applied already with
+`kubectl apply -f crds/`, Helm refuses to take them over: install with
+`--set crds.enabled=false` there, and keep applying `crds/` on every upgrade.
+
+The operator stamps the images in `images.*` (runtime, CUDA runtime, trainer) into the pods it
+makes, unless a ModelService or FineTuneJob names its own: upgrading the chart rolls the
+ModelServices that did not.
+
 The chart installs the `ModelService` and `FineTuneJob` CRDs (`crds.enabled`), the operator
 Deployment (one replica: kopf has no leader election), its ServiceAccount and a ClusterRole
 generated from the operator's own permissions (`operator/src/modelkube_operator/rbac.py`, no

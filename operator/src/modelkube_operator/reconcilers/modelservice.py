@@ -52,6 +52,7 @@ from modelkube_operator.status.modelservice import (
     deployment_conditions,
     programs_condition,
     served_models,
+    summary_fields,
 )
 
 SERVICEMONITOR_CRD = "servicemonitors.monitoring.coreos.com"
@@ -234,6 +235,7 @@ async def _write_status(
         "selector": ",".join(f"{k}={v}" for k, v in selector_labels(owner).items()),
         "url": service_url(owner),
         "servedModels": served_models(owner.name, ready),
+        **summary_fields(spec, deployment or None),
     }
     previous = body.get("status") or {}
     return await write_status(kube, owner, ModelServiceStatus, previous, conds, fields)

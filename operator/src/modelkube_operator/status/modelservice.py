@@ -97,3 +97,19 @@ def programs_condition(served: Sequence[str], problems: Sequence[tuple[str, str]
     return Cond(
         "ProgramsReady", True, "ProgramsHandedOff", f"the runtime serves: {', '.join(served)}"
     )
+
+
+def summary_fields(spec: ModelServiceSpec, deployment: dict[str, Any] | None) -> dict[str, str]:
+    """The status fields `kubectl get` prints: what is served, ready/desired, the image."""
+    model = spec.model.uri if spec.model is not None else ""
+    if spec.upstream is not None:
+        model = f"{spec.upstream.provider}/{spec.upstream.model}"
+    dep = deployment or {}
+    desired = dep.get("spec", {}).get("replicas", spec.min_replicas())
+    ready = dep.get("status", {}).get("readyReplicas", 0)
+    containers = dep.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+    return {
+        "model": model,
+        "replicasSummary": f"{ready}/{desired}",
+        "image": containers[0].get("image", "") if containers else "",
+    }
