@@ -1,0 +1,54 @@
+"""Condition transitions become Events on the object, Normal or Warning by what they mean, and
+each transition once, on the real control plane."""
+
+from collections import Counter
+from typing import Any
+
+from modelkube_operator.handlers.posting import event_type
+
+from tests.controlplane.cluster import ControlPlane
+from tests.operator.harness import OperatorProcess, get_json, wait_until
+from tests.operator.test_modelservice_e2e import apply, modelservice, ready
+
+
+def events_of(cp: ControlPlane, namespace: str, name: str) -> list[dict[str, Any]]:
+    listing = get_json(
+        cp, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
+    )
+    return list((listing or {}).get("items", []))
+
+
+def test_ready_and_its_road_there_are_posted_once_each(
+    control_plane: ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    cp = control_plane
+    apply(cp, namespace, modelservice("told"))
+    wait_until(lambda: ready(cp, namespace, "told"), 60, f"told Ready\n{operator.log()}")
+
+    def ready_event() -> list[dict[str, Any]]:
+        return [
+            e
+            for e in events_of(cp, namespace, "told")
+            if e["message"].startswith("Ready=True") and e["type"] == "Normal"
+        ]
+
+    wait_until(ready_event, 30, f"a Normal Ready=True Event\n{operator.log()}")
+    ours = [e for e in events_of(cp, namespace, "told") if "=" in e["message"].split(":")[0]]
+    # A repeat is another Event or the count of one folded by the API server.
+    repeats: Counter[tuple[str, str]] = Counter()
+    for e in ours:
+        repeats[(e["reason"], e["message"])] += e.get("count") or 1
+    assert all(n == 1 for n in repeats.values()), repeats
+
+
+def test_event_types_follow_what_the_condition_means() -> None:
+    def cond(type_: str, status: str) -> dict[str, str]:
+        return {"type": type_, "status": status}
+
+    assert event_type(cond("Ready", "True")) == "Normal"
+    assert event_type(cond("Ready", "False")) == "Warning"
+    assert event_type(cond("Degraded", "True")) == "Warning"
+    assert event_type(cond("Degraded", "False")) == "Normal"
+    assert event_type(cond("Failed", "True")) == "Warning"
+    assert event_type(cond("Succeeded", "True")) == "Normal"
+    assert event_type(cond("Progressing", "False")) == "Normal"
