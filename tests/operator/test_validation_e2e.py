@@ -458,3 +458,50 @@ def test_kubectl_explain_describes_the_fields(
     # The API server publishes a new CRD's OpenAPI a moment after it is established.
     text = wait_until(explained, 30, f"kubectl explain {field}")
     assert words in " ".join(text.split())
+
+
+def test_a_finetunejob_takes_only_suspend_as_an_edit(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    cp = control_plane
+    manifest = {
+        "apiVersion": "modelkube.io/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": "frozen", "namespace": namespace},
+        "spec": FTJ,
+    }
+    cp.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
+    for patch in (
+        {"spec": {"method": "dora"}},
+        {"spec": {"hyperparameters": {"iterations": 7}}},
+        {"spec": {"trainer": {"image": "mine:2"}}},
+    ):
+        result = cp.kubectl(
+            "patch", "finetunejob", "frozen", "-n", namespace, "--type=merge",
+            "-p", json.dumps(patch), check=False,
+        )  # fmt: skip
+        assert result.returncode != 0, patch
+        assert "spec is immutable except suspend" in result.stderr, result.stderr
+    suspend = cp.kubectl(
+        "patch", "finetunejob", "frozen", "-n", namespace, "--type=merge",
+        "-p", '{"spec": {"suspend": true}}',
+    )  # fmt: skip
+    assert suspend.returncode == 0
+
+
+def test_kubectl_scale_is_refused_under_autoscaling_and_works_without(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    cp = control_plane
+    for name, extra in (("fixed", {}), ("scaled", {"autoscaling": {"maxReplicas": 3, "target": 4}})):
+        manifest = {
+            "apiVersion": "modelkube.io/v1alpha1",
+            "kind": "ModelService",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {**MS, **extra},
+        }
+        cp.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
+    assert cp.kubectl("scale", "ms/fixed", "-n", namespace, "--replicas=3").returncode == 0
+    refused = cp.kubectl("scale", "ms/scaled", "-n", namespace, "--replicas=3", check=False)
+    assert refused.returncode != 0
+    assert "spec.replicas cannot change while spec.autoscaling is set" in refused.stderr

@@ -99,7 +99,28 @@ class Trainer(PodSettings):
     )
 
 
+# A Job's pod template cannot change once made, and a run half done on other settings would
+# mix two trainings: like a Job, a FineTuneJob takes only `suspend` as an edit.
+IMMUTABLE_SPEC_MESSAGE = (
+    "spec is immutable except suspend: delete the FineTuneJob and create it again to train "
+    "with other settings"
+)
+_FIELDS = ("baseModel", "dataset", "method", "hyperparameters", "output", "trainer")
+
+
 class FineTuneJobSpec(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel(
+            (
+                " && ".join(
+                    f"(has(self.{f}) == has(oldSelf.{f})) && "
+                    f"(!has(self.{f}) || self.{f} == oldSelf.{f})"
+                    for f in _FIELDS
+                ),
+                IMMUTABLE_SPEC_MESSAGE,
+            ),
+        )
+    }
     base_model: BaseModelSource = Field(description="The model to fine-tune.")
     dataset: Dataset = Field(description="Training data (chat, completions or text JSONL).")
     method: Literal["lora", "dora", "full"] = Field(

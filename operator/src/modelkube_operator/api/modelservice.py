@@ -191,6 +191,12 @@ class FineTuningAPI(ApiModel):
     )
 
 
+SCALE_UNDER_AUTOSCALING_MESSAGE = (
+    "spec.replicas cannot change while spec.autoscaling is set (the autoscaler owns the "
+    "replica count): change spec.autoscaling.minReplicas and maxReplicas instead"
+)
+
+
 class ModelServiceSpec(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel(
@@ -224,6 +230,13 @@ class ModelServiceSpec(ApiModel):
                 "has(self.runtime.resources.requests) && "
                 "'cpu' in self.runtime.resources.requests)",
                 CPU_REQUEST_MESSAGE,
+            ),
+            (
+                # `kubectl scale` writes spec.replicas; under an autoscaler it would say
+                # "scaled" and change nothing, so it is refused with what to do instead.
+                "!has(self.autoscaling) || !has(oldSelf.autoscaling) || "
+                "self.replicas == oldSelf.replicas",
+                SCALE_UNDER_AUTOSCALING_MESSAGE,
             ),
         )
     }
