@@ -7,7 +7,14 @@ import kopf
 import pytest
 from modelkube_operator.builders.common import Owner
 from modelkube_operator.handlers import modelservice
-from modelkube_operator.handlers.errors import BACKOFF_MAX_S, backoff, may_pass, settle, to_kopf
+from modelkube_operator.handlers.errors import (
+    BACKOFF_MAX_S,
+    backoff,
+    may_pass,
+    namespace_going,
+    settle,
+    to_kopf,
+)
 from modelkube_operator.handlers.resync import resync_once
 from modelkube_operator.handlers.state import OperatorState
 from modelkube_operator.k8s.client import ApiError, Kube
@@ -128,3 +135,14 @@ async def test_a_passing_failure_outside_kopfs_retries_is_retried_by_the_resync(
         assert state.retry == set()
     finally:
         await state.kube.close()
+
+
+def test_a_namespace_being_deleted_is_nothing_to_retry_or_log() -> None:
+    going = ApiError(
+        403,
+        'configmaps "x" is forbidden: unable to create new content in namespace gone because '
+        "it is being terminated",
+    )
+    assert namespace_going(going)
+    assert not namespace_going(ApiError(403, 'configmaps "x" is forbidden: RBAC says no'))
+    assert not namespace_going(ValueError("being terminated"))

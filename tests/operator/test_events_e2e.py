@@ -52,3 +52,20 @@ def test_event_types_follow_what_the_condition_means() -> None:
     assert event_type(cond("Failed", "True")) == "Warning"
     assert event_type(cond("Succeeded", "True")) == "Normal"
     assert event_type(cond("Progressing", "False")) == "Normal"
+
+
+def test_deleting_a_namespace_leaves_no_tracebacks(
+    control_plane: ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    cp = control_plane
+    names = [f"gone-{i}" for i in range(3)]
+    for name in names:
+        apply(cp, namespace, modelservice(name))
+    wait_until(lambda: all(ready(cp, namespace, name) for name in names), 90, "all three Ready")
+    before = operator.log_path.stat().st_size
+    cp.kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=120s")
+    with operator.log_path.open("rb") as log:
+        log.seek(before)
+        after = log.read().decode(errors="replace")
+    assert "Traceback" not in after, after[-3000:]
+    assert "being terminated" not in after, after[-3000:]

@@ -493,7 +493,10 @@ def test_kubectl_scale_is_refused_under_autoscaling_and_works_without(
     control_plane: ControlPlane, namespace: str
 ) -> None:
     cp = control_plane
-    for name, extra in (("fixed", {}), ("scaled", {"autoscaling": {"maxReplicas": 3, "target": 4}})):
+    for name, extra in (
+        ("fixed", {}),
+        ("scaled", {"autoscaling": {"maxReplicas": 3, "target": 4}}),
+    ):
         manifest = {
             "apiVersion": "modelkube.io/v1alpha1",
             "kind": "ModelService",

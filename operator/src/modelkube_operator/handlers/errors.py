@@ -41,6 +41,17 @@ def may_pass(exc: BaseException) -> bool:
     return isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError | ConnectionError)
 
 
+def namespace_going(exc: BaseException) -> bool:
+    """The API server refused a write because the object's namespace is being deleted: its
+    objects go with it, so a reconcile has nothing left to do (and nothing to log: deleting
+    a namespace once filled the log with hundreds of tracebacks)."""
+    return (
+        isinstance(exc, ApiError)
+        and exc.status in (403, 404, 409)
+        and "being terminated" in exc.message
+    )
+
+
 def to_kopf(exc: BaseException, retry: int) -> kopf.TemporaryError | kopf.PermanentError | None:
     """kopf's error for `exc` (None: not classified, let kopf treat it as a bug)."""
     if isinstance(exc, SpecError):
@@ -64,11 +75,16 @@ async def settle(state: OperatorState, body: Mapping[str, Any], run: Awaitable[N
     one that may pass is retried by the next resync pass."""
     try:
         await run
-    except SpecError as exc:  # the condition and the Event say it already
-        logger.info("%s cannot work as specified: %s", describe(body), exc.message)
     except Exception as exc:
-        if not may_pass(exc):
-            logger.exception("reconcile of %s failed", describe(body))
-            return
+        if not namespace_going(exc):
+            _settle_failure(state, body, exc)
+
+
+def _settle_failure(state: OperatorState, body: Mapping[str, Any], exc: Exception) -> None:
+    if isinstance(exc, SpecError):  # the condition and the Event say it already
+        logger.info("%s cannot work as specified: %s", describe(body), exc.message)
+    elif may_pass(exc):
         state.retry.add(key_of(body))
         logger.warning("reconcile of %s failed, retried by the resync: %s", describe(body), exc)
+    else:
+        logger.error("reconcile of %s failed", describe(body), exc_info=exc)

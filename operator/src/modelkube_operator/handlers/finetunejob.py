@@ -7,7 +7,7 @@ from typing import Any
 from modelkube_operator import metrics
 from modelkube_operator.handlers import modelservice
 from modelkube_operator.handlers.errors import settle
-from modelkube_operator.handlers.indexes import ChildrenIndex, JobsIndex, OwnersIndex, as_body
+from modelkube_operator.handlers.indexes import ChildrenIndex, JobsIndex, OwnersIndex
 from modelkube_operator.handlers.posting import post_spec_error, post_transitions
 from modelkube_operator.handlers.state import OperatorState
 from modelkube_operator.reconcilers.errors import SpecError
@@ -24,9 +24,9 @@ async def reconcile(state: OperatorState, body: Mapping[str, Any]) -> None:
         try:
             transitions = await reconcile_finetunejob(state.kube, body)
         except SpecError as exc:
-            post_spec_error(as_body(body), exc)
+            await post_spec_error(state.kube, body, exc)
             raise
-    post_transitions(as_body(body), transitions)
+    await post_transitions(state.kube, body, transitions)
 
 
 async def hand_off(

@@ -10,7 +10,6 @@ from modelkube_operator.handlers.indexes import (
     JobsIndex,
     OwnersIndex,
     SourcesIndex,
-    as_body,
     jobs_in,
     key_of,
 )
@@ -39,9 +38,9 @@ async def reconcile(
                 state.kube, body, children.get(key, []), jobs_in(jobs, key[1]), child
             )
         except SpecError as exc:
-            post_spec_error(as_body(body), exc)
+            await post_spec_error(state.kube, body, exc)
             raise
-    post_transitions(as_body(body), transitions)
+    await post_transitions(state.kube, body, transitions)
 
 
 async def program_source_changed(

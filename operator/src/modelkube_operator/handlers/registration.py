@@ -14,7 +14,7 @@ from modelkube_operator.api import GROUP, VERSION
 from modelkube_operator.builders.common import MANAGED_BY
 from modelkube_operator.handlers import children as child_events
 from modelkube_operator.handlers import finetunejob, modelservice, startup
-from modelkube_operator.handlers.errors import to_kopf
+from modelkube_operator.handlers.errors import namespace_going, to_kopf
 from modelkube_operator.handlers.indexes import (
     ChildrenIndex,
     JobsIndex,
@@ -95,6 +95,8 @@ async def reconcile_finetunejob(body: kopf.Body, memo: kopf.Memo, retry: int, **
 
 
 def _raise_classified(exc: Exception, retry: int) -> None:
+    if namespace_going(exc):
+        return  # the namespace and all in it are being deleted: nothing left to reconcile
     classified = to_kopf(exc, retry)
     if classified is None:
         raise exc  # a bug: kopf logs the traceback and retries on its own schedule

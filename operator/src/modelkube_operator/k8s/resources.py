@@ -36,6 +36,7 @@ RESOURCES: dict[tuple[str, str], Resource] = {
     (r.api_version, r.kind): r
     for r in (
         Resource("v1", "ConfigMap", "configmaps"),
+        Resource("v1", "Event", "events"),
         Resource("v1", "Pod", "pods"),
         Resource("v1", "Secret", "secrets"),
         Resource("v1", "Service", "services"),
