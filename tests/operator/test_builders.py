@@ -17,7 +17,7 @@ from modelkube_operator.builders.scaling import build_hpa, build_pdb
 from modelkube_operator.builders.training import build_job, build_trainer_rbac
 from modelkube_operator.images import Images
 from modelkube_operator.status.conditions import Cond, merge_conditions, transitions
-from modelkube_operator.status.finetunejob import job_conditions, trainer_message
+from modelkube_operator.status.finetunejob import job_conditions, pending_reason, trainer_message
 from modelkube_operator.status.modelservice import deployment_conditions, summary_fields
 
 OWNER = Owner("modelkube.io/v1alpha1", "ModelService", "chat", "team-a", "uid-1", 3)
@@ -290,8 +290,41 @@ def test_finetune_status_from_job_conditions() -> None:
         }
     }
     assert job_conditions(failed)[2].reason == "BackoffLimitExceeded"
-    running = {"status": {"active": 1}}
+    running = {"status": {"active": 1, "ready": 1}}
     assert job_conditions(running)[0].status
+
+
+def test_a_training_pod_that_waits_is_pending_with_its_reason() -> None:
+    waiting = {"status": {"active": 1, "ready": 0}}
+    unschedulable = {
+        "metadata": {"creationTimestamp": "2026-12-04T00:00:01Z"},
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/1 nodes are available: pod has unbound immediate claims.",
+                }
+            ],
+        },
+    }
+    running, succeeded, _ = job_conditions(waiting, "", pending_reason([unschedulable]))
+    assert not running.status and running.reason == "Pending"
+    assert "Unschedulable: 0/1 nodes are available: pod has unbound" in running.message
+    assert succeeded.message == running.message
+    pulling = {
+        "metadata": {"creationTimestamp": "2026-12-04T00:00:02Z"},
+        "status": {
+            "containerStatuses": [
+                {"state": {"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}}}
+            ]
+        },
+    }
+    # The newest pod speaks.
+    assert "ImagePullBackOff: no such image" in pending_reason([unschedulable, pulling])
+    assert job_conditions(waiting)[0].message == "waiting for the training pod"
 
 
 def test_a_service_needs_a_dns_label_where_a_modelservice_takes_a_subdomain() -> None:

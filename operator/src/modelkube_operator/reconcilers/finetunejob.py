@@ -17,7 +17,13 @@ from modelkube_operator.reconcilers.common import (
     write_status,
 )
 from modelkube_operator.reconcilers.errors import SpecError, rejected
-from modelkube_operator.status.finetunejob import finished, job_conditions, times, trainer_message
+from modelkube_operator.status.finetunejob import (
+    finished,
+    job_conditions,
+    pending_reason,
+    times,
+    trainer_message,
+)
 
 
 async def reconcile_finetunejob(kube: Kube, body: Mapping[str, Any]) -> list[Obj]:
@@ -47,7 +53,9 @@ async def reconcile_finetunejob(kube: Kube, body: Mapping[str, Any]) -> list[Obj
             )
         else:
             job = existing
-        conds = job_conditions(job, await _trainer_error(kube, owner, job))
+        conds = job_conditions(
+            job, await _trainer_error(kube, owner, job), await _pending(kube, owner, job)
+        )
         start, completion = times(job)
         succeeded = any(c.type == "Succeeded" and c.status for c in conds)
         fields: Obj = {
@@ -85,3 +93,12 @@ async def _trainer_error(kube: Kube, owner: Owner, job: Obj) -> str:
         return ""
     pods = await kube.list("v1", "Pod", owner.namespace, f"modelkube.io/finetunejob={owner.name}")
     return trainer_message(pods)
+
+
+async def _pending(kube: Kube, owner: Owner, job: Obj) -> str:
+    """Only a Job with a pod that is not ready costs a pod list: the pod says why it waits."""
+    status = job.get("status", {})
+    if status.get("ready", 0) > 0 or not status.get("active", 0):
+        return ""
+    pods = await kube.list("v1", "Pod", owner.namespace, f"modelkube.io/finetunejob={owner.name}")
+    return pending_reason(pods)

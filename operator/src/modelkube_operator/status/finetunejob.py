@@ -18,7 +18,9 @@ def trainer_message(pods: list[dict[str, Any]]) -> str:
     return ""
 
 
-def job_conditions(job: dict[str, Any] | None, trainer_error: str = "") -> list[Cond]:
+def job_conditions(
+    job: dict[str, Any] | None, trainer_error: str = "", pending_reason: str = ""
+) -> list[Cond]:
     if job is None:
         return [
             Cond("Running", False, "Pending", "the training Job does not exist yet"),
@@ -48,17 +50,40 @@ def job_conditions(job: dict[str, Any] | None, trainer_error: str = "") -> list[
             Cond("Succeeded", False, "Suspended", "resumes from its last checkpoint when unset"),
             Cond("Failed", False, "Suspended"),
         ]
-    active = status.get("active", 0)
+    if status.get("ready", 0) > 0:
+        return [
+            Cond("Running", True, "Training", "the training pod is running"),
+            Cond("Succeeded", False, "Running"),
+            Cond("Failed", False, "Running"),
+        ]
+    # Not running yet: a pod that waits says why (no node fits, a claim not bound, an image
+    # that cannot be pulled), instead of "running" for a pod that never started.
+    why = pending_reason or "waiting for the training pod"
     return [
-        Cond(
-            "Running",
-            active > 0,
-            "Training" if active else "Starting",
-            f"{active} training pod(s) running" if active else "waiting for the training pod",
-        ),
-        Cond("Succeeded", False, "Running" if active else "Starting"),
-        Cond("Failed", False, "Running"),
+        Cond("Running", False, "Pending", why),
+        Cond("Succeeded", False, "Pending", why),
+        Cond("Failed", False, "Pending"),
     ]
+
+
+def pending_reason(pods: list[dict[str, Any]]) -> str:
+    """Why the newest training pod is not running yet, from its status ("" if it gives none)."""
+    pods = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True)
+    for pod in pods[:1]:
+        status = pod.get("status", {})
+        for cond in status.get("conditions", []):
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+                return _said(cond.get("reason", "Unschedulable"), cond.get("message", ""))
+        for container in status.get("containerStatuses", []):
+            waiting = container.get("state", {}).get("waiting")
+            if waiting:
+                return _said(waiting.get("reason", "Waiting"), waiting.get("message", ""))
+    return ""
+
+
+def _said(reason: str, message: str) -> str:
+    text = " ".join(message.split())[:512]
+    return f"the training pod is pending: {reason}" + (f": {text}" if text else "")
 
 
 def times(job: dict[str, Any] | None) -> tuple[str, str]:
