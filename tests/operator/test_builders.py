@@ -281,6 +281,32 @@ def test_status_from_deployment_state() -> None:
     assert conds["Degraded"].status and conds["Degraded"].reason == "ProgressDeadlineExceeded"
 
 
+def test_one_of_four_replicas_serves_but_is_degraded() -> None:
+    unavailable = {
+        "type": "Available",
+        "status": "False",
+        "reason": "MinimumReplicasUnavailable",
+        "message": "Deployment does not have minimum availability.",
+    }
+    dep: dict[str, Any] = {
+        "metadata": {"generation": 1},
+        "spec": {"replicas": 4},
+        "status": {
+            "observedGeneration": 1,
+            "readyReplicas": 1,
+            "updatedReplicas": 4,
+            "conditions": [unavailable],
+        },
+    }
+    conds = {c.type: c for c in deployment_conditions(spec(replicas=4), dep)}
+    assert conds["Ready"].status and conds["Ready"].reason == "SomeReplicasReady"
+    assert conds["Degraded"].status
+    assert conds["Degraded"].message.startswith("only 1/4 replicas ready")
+    starting = {**dep, "status": {**dep["status"], "readyReplicas": 0}}
+    conds = {c.type: c for c in deployment_conditions(spec(replicas=4), starting)}
+    assert not conds["Ready"].status and not conds["Degraded"].status
+
+
 def test_finetune_status_from_job_conditions() -> None:
     done = {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
     assert [c.status for c in job_conditions(done)] == [False, True, False]

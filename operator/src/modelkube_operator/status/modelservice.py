@@ -23,7 +23,7 @@ def deployment_conditions(spec: ModelServiceSpec, deployment: dict[str, Any] | N
     return [
         _ready(desired, ready),
         _progressing(desired, ready, updated, stale),
-        _degraded(dep_conditions),
+        _degraded(dep_conditions, desired, ready),
     ]
 
 
@@ -45,13 +45,23 @@ def _progressing(desired: int, ready: int, updated: int, stale: bool) -> Cond:
     return Cond("Progressing", False, "RolloutComplete", "every replica runs the current spec")
 
 
-def _degraded(conditions: dict[str, dict[str, Any]]) -> Cond:
+def _degraded(conditions: dict[str, dict[str, Any]], desired: int, ready: int) -> Cond:
     failure = conditions.get("ReplicaFailure")
     if failure and failure.get("status") == "True":
         return Cond("Degraded", True, "ReplicaFailure", failure.get("message", ""))
     progressing = conditions.get("Progressing")
     if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
         return Cond("Degraded", True, "ProgressDeadlineExceeded", progressing.get("message", ""))
+    available = conditions.get("Available")
+    if 0 < ready < desired and available and available.get("status") == "False":
+        # Still serving (Ready), but with fewer replicas than the rollout strategy allows to
+        # be missing: 1 of 4, say. At start-up (none ready yet) Ready=False says it already.
+        return Cond(
+            "Degraded",
+            True,
+            "MinimumReplicasUnavailable",
+            f"only {ready}/{desired} replicas ready: {available.get('message', '')}".strip(": "),
+        )
     return Cond("Degraded", False, "AsExpected")
 
 
