@@ -7,7 +7,7 @@ from typing import Any
 from modelkube_operator.handlers.posting import event_type
 
 from tests.controlplane.cluster import ControlPlane
-from tests.operator.harness import OperatorProcess, get_json, wait_until
+from tests.operator.harness import OperatorProcess, condition, get_json, wait_until
 from tests.operator.test_modelservice_e2e import apply, modelservice, ready
 
 
@@ -69,3 +69,20 @@ def test_deleting_a_namespace_leaves_no_tracebacks(
         after = log.read().decode(errors="replace")
     assert "Traceback" not in after, after[-3000:]
     assert "being terminated" not in after, after[-3000:]
+
+
+def test_an_adapter_on_a_claim_that_does_not_exist_is_not_ready(
+    control_plane: ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    cp = control_plane
+    adapters = [{"name": "a", "uri": "pvc://nowhere/a"}]
+    apply(cp, namespace, modelservice("claimless", adapters=adapters))
+
+    def not_ready() -> dict[str, Any] | None:
+        cond = condition(
+            get_json(cp, "modelservice", "claimless", "-n", namespace), "AdaptersReady"
+        )
+        return cond if cond.get("status") == "False" else None
+
+    cond = wait_until(not_ready, 30, f"AdaptersReady=False\n{operator.log()}")
+    assert "claim nowhere does not exist" in cond["message"]

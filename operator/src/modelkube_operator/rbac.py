@@ -27,6 +27,8 @@ RULES: list[dict[str, Any]] = [
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": MANAGE},
     # A failed training pod's termination message: the trainer's one-line error.
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+    # Whether the claims adapters live on exist: pods mounting a missing one never start.
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get"]},
     # Each training pod gets its own account, allowed to patch its FineTuneJob's status only.
     # (Granting that Role needs the operator to hold get/patch on finetunejobs/status: above.)
     {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": MANAGE},

@@ -37,6 +37,7 @@ RESOURCES: dict[tuple[str, str], Resource] = {
     for r in (
         Resource("v1", "ConfigMap", "configmaps"),
         Resource("v1", "Event", "events"),
+        Resource("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
         Resource("v1", "Pod", "pods"),
         Resource("v1", "Secret", "secrets"),
         Resource("v1", "Service", "services"),

@@ -222,10 +222,15 @@ async def _write_status(
     programs: ProgramPlan,
 ) -> list[Obj]:
     ready = [name for name, _ in plan.ready]
+    missing = [
+        f"claim {claim} does not exist: the runtime's pods cannot start until it does"
+        for claim in plan.claims
+        if await kube.get("v1", "PersistentVolumeClaim", owner.namespace, claim) is None
+    ]
     conds = [
         *deployment_conditions(spec, deployment or None),
         auth_condition(spec),
-        adapters_condition(ready, plan.waiting),
+        adapters_condition(ready, [*plan.waiting, *missing]),
         programs_condition([p["name"] for p in programs.programs], programs.problems),
     ]
     status = deployment.get("status", {})
