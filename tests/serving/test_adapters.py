@@ -137,6 +137,23 @@ def test_models_lists_the_base_then_each_adapter_with_its_parent(client: openai.
     assert [getattr(m, "parent", None) for m in models] == [None, MODEL, MODEL, MODEL]
 
 
+def test_the_lora_metric_names_the_adapters_running(server: InProcessRuntime) -> None:
+    def info() -> str:
+        return next(k for k in scrape(server.url) if k.startswith("vllm:lora_requests_info{"))
+
+    body = {"model": "tiny:lora", "messages": CHAT, "max_tokens": 1500, "stream": True}
+    url = f"{server.url}/v1/chat/completions"
+    with (
+        httpx.Client(timeout=60) as c,
+        c.stream("POST", url, json={**body, "ignore_eos": True}) as r,
+    ):
+        lines = r.iter_lines()
+        next(lines)
+        assert "running_lora_adapters=lora," in info()
+        assert "max_lora=" in info()
+    wait_until(lambda: "running_lora_adapters=," in info(), 10, "no adapter running")
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_adapter_output_is_what_mlx_lm_loads_with_adapter_path(
     client: openai.OpenAI, base: Path, adapters: dict[str, Path], kind: str

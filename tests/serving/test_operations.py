@@ -254,3 +254,32 @@ def test_a_dead_engine_fails_liveness_so_the_pod_restarts(start_runtime: StartRu
     engine.stop()  # the engine thread ends, as it would on a bug that escapes every guard
     assert httpx.get(f"{runtime.url}/healthz").status_code == 503
     assert httpx.get(f"{runtime.url}/readyz").status_code == 503
+
+
+def test_vllm_named_metrics_follow_the_load_for_endpoint_pickers(
+    start_runtime: StartRuntime,
+) -> None:
+    runtime = start_runtime("--max-concurrent-requests", "1")
+    running = f"vllm:num_requests_running{{model_name={MODEL}}}"
+    waiting = f"vllm:num_requests_waiting{{model_name={MODEL}}}"
+    usage = f"vllm:kv_cache_usage_perc{{model_name={MODEL}}}"
+    idle = scrape(runtime.url)
+    assert idle[running] == 0 and idle[waiting] == 0 and 0 <= idle[usage] <= 1
+    assert any(k.startswith("vllm:lora_requests_info{") for k in idle)
+    url = f"{runtime.url}/v1/chat/completions"
+    long_job = {**CHAT, "max_tokens": 1500, "stream": True, "ignore_eos": True}
+    with httpx.Client(timeout=60) as c1, c1.stream("POST", url, json=long_job) as held:
+        lines = held.iter_lines()
+        next(lines)  # admitted and generating
+        queued = threading.Thread(target=lambda: httpx.post(url, json={**CHAT, "max_tokens": 2}))
+        queued.start()
+        wait_until(lambda: scrape(runtime.url)[waiting] == 1, 10, "one waiting")
+        assert scrape(runtime.url)[running] == 1
+    queued.join(30)
+    wait_until(lambda: scrape(runtime.url)[running] == 0, 10, "none running")
+    assert scrape(runtime.url)[usage] > 0  # the finished prompts are cached
+
+
+def test_vllm_metrics_can_be_turned_off(start_runtime: StartRuntime) -> None:
+    runtime = start_runtime("--no-vllm-metrics")
+    assert not any(k.startswith("vllm:") for k in scrape(runtime.url))

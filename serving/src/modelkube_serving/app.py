@@ -13,7 +13,12 @@ from modelkube_native import UpstreamClient
 from modelkube_serving.engine.blas import loaded_blas
 from modelkube_serving.engine.mlx_engine import EngineSettings, MLXEngine
 from modelkube_serving.error_handlers import install_error_handlers
-from modelkube_serving.metrics import RuntimeMetrics, UpstreamCollector
+from modelkube_serving.metrics import (
+    ModelServerCollector,
+    RuntimeMetrics,
+    ServerLoad,
+    UpstreamCollector,
+)
 from modelkube_serving.middleware import RequestAccounting
 from modelkube_serving.models.adapters import AdapterSpec
 from modelkube_serving.openapi import install_openapi
@@ -59,6 +64,7 @@ class ServeConfig:
     upstream_retries: int = 2
     upstream_breaker: tuple[int, float] = (5, 10.0)  # failures in a row, seconds paused
     upstream_ca_file: Path | None = None  # trusted besides the system's CAs
+    vllm_metrics: bool = True  # vLLM's metric names too, for endpoint pickers
 
 
 def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = None) -> FastAPI:
@@ -87,6 +93,10 @@ def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = Non
         adapters=adapters,
     )
     metrics.blas.labels(library=loaded_blas()).set(1)
+    if config.vllm_metrics:
+        metrics.registry.register(
+            ModelServerCollector(config.model_name, _server_load(engine, service, admission))
+        )
     fine_tuning = (
         FineTuningService(config.fine_tuning, config.model_name) if config.fine_tuning else None
     )
@@ -165,6 +175,23 @@ def _proxy_app(
     app.include_router(proxy_routes.router)
     app.router.routes.extend(proxy_routes.routes)
     return _finish(app, config, state, programs)
+
+
+def _server_load(
+    engine: MLXEngine, service: CompletionService, admission: Admission
+) -> Callable[[], ServerLoad]:
+    def load() -> ServerLoad:
+        running, waiting = service.adapter_load()
+        return ServerLoad(
+            running=admission.running,
+            waiting=admission.queued,
+            cache_usage=engine.prefix_cache_usage(),
+            running_adapters=running,
+            waiting_adapters=waiting,
+            max_adapters=len(engine.served_adapters()),
+        )
+
+    return load
 
 
 def _breaker(client: UpstreamClient) -> Callable[[], str]:

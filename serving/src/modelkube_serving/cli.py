@@ -125,6 +125,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--drain-grace-period", type=float, default=30.0, help="seconds, after SIGTERM"
     )
+    serve.add_argument(
+        "--vllm-metrics",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also export vLLM's metric names (vllm:num_requests_waiting, ...), which the "
+        "Gateway API Inference Extension's endpoint picker reads",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     models = sub.add_parser("models", help="manage built-in models")
     models.add_argument("action", choices=["create"])
@@ -300,6 +307,7 @@ def serve_config(args: argparse.Namespace) -> "ServeConfig":
         upstream_retries=args.upstream_retries,
         upstream_breaker=(args.upstream_breaker_failures, args.upstream_breaker_cooldown),
         upstream_ca_file=args.upstream_ca_file,
+        vllm_metrics=args.vllm_metrics,
     )
 
 

@@ -1,6 +1,8 @@
 """Every metric the runtime exports. Dashboards, alerts and the HPA use these names."""
 
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -28,6 +30,12 @@ UPSTREAM_REQUESTS = f"{PREFIX}_upstream_requests_total"
 UPSTREAM_RETRIES = f"{PREFIX}_upstream_retries_total"
 UPSTREAM_CIRCUIT_OPENS = f"{PREFIX}_upstream_circuit_opens_total"
 UPSTREAM_CIRCUIT_OPEN = f"{PREFIX}_upstream_circuit_open"
+# The model-server protocol: vLLM's names, which the Gateway API Inference Extension's endpoint
+# picker and llm-d read to route between replicas (--vllm-metrics, on by default).
+VLLM_REQUESTS_WAITING = "vllm:num_requests_waiting"
+VLLM_REQUESTS_RUNNING = "vllm:num_requests_running"
+VLLM_KV_CACHE_USAGE = "vllm:kv_cache_usage_perc"
+VLLM_LORA_REQUESTS_INFO = "vllm:lora_requests_info"
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1)
@@ -167,3 +175,49 @@ class UpstreamCollector(Collector):
         )
         gauge.add_metric(labels, 1 if self.state() == "open" else 0)
         yield gauge
+
+
+@dataclass(frozen=True)
+class ServerLoad:
+    """What an endpoint picker weighs a replica by, read at scrape time."""
+
+    running: int
+    waiting: int
+    cache_usage: float  # the prefix cache's bytes over its budget, 0..1
+    running_adapters: tuple[str, ...] = ()
+    waiting_adapters: tuple[str, ...] = ()
+    max_adapters: int = 0
+
+
+class ModelServerCollector(Collector):
+    """The runtime's load under vLLM's metric names and labels (`model_name`)."""
+
+    def __init__(self, model: str, load: Callable[[], ServerLoad]) -> None:
+        self.model = model
+        self.load = load
+
+    def collect(self) -> Iterator[Metric]:
+        load = self.load()
+        labels = ["model_name"]
+        for name, text, value in (
+            (VLLM_REQUESTS_RUNNING, "Requests in the batch.", load.running),
+            (VLLM_REQUESTS_WAITING, "Requests waiting for a slot.", load.waiting),
+            (VLLM_KV_CACHE_USAGE, "Prefix cache use of its budget, 0 to 1.", load.cache_usage),
+        ):
+            gauge = GaugeMetricFamily(name, text, labels=labels)
+            gauge.add_metric([self.model], value)
+            yield gauge
+        info = GaugeMetricFamily(
+            VLLM_LORA_REQUESTS_INFO,
+            "Adapters with running and waiting requests (the value is the time, as in vLLM).",
+            labels=["running_lora_adapters", "waiting_lora_adapters", "max_lora"],
+        )
+        info.add_metric(
+            [
+                ",".join(load.running_adapters),
+                ",".join(load.waiting_adapters),
+                str(load.max_adapters),
+            ],
+            time.time(),
+        )
+        yield info

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,7 @@ class MLXEngine:
         self._vocabulary: Vocabulary | None = None
         # Event-loop side: adapters that take requests, and loads not answered yet.
         self._servable: set[str] = set()
+        self._caches: list[weakref.ref[PromptCache]] = []  # each live variant's
         self._loading: dict[str, object] = {}
 
     # -- lifecycle, called from the event loop -------------------------------------
@@ -119,6 +121,14 @@ class MLXEngine:
 
     def served_adapters(self) -> list[str]:
         return sorted(self._servable)
+
+    def prefix_cache_usage(self) -> float:
+        """The live variants' prefix caches: their bytes over their budget, 0..1. Read from any
+        thread: the list is replaced, never changed in place, and the native index locks its
+        own count; a released variant's cache drops out as it is freed."""
+        caches = [cache for ref in self._caches if (cache := ref()) is not None]
+        budget = self._settings.prefix_cache_bytes * len(caches)
+        return min(1.0, sum(c.nbytes for c in caches) / budget) if budget else 0.0
 
     # -- adapters, called from the event loop ---------------------------------------
     def load_adapter(self, name: str, path: Path, done: LoadDone) -> None:
@@ -179,6 +189,8 @@ class MLXEngine:
             max_entries=self._settings.prefix_cache_entries,
             max_bytes=self._settings.prefix_cache_bytes,
         )
+        live = [ref for ref in self._caches if ref() is not None]
+        self._caches = [*live, weakref.ref(prefix_cache)]
         output = OutputPath(self._vocabulary)
         return BatchLoop(generator, prefix_cache, output, self._metrics, name, self._deliver)
 

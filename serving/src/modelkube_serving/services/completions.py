@@ -1,6 +1,7 @@
 """Chat and text completions: from a validated request to a response or an SSE stream."""
 
 import asyncio
+import collections
 import functools
 import time
 import uuid
@@ -69,6 +70,9 @@ class CompletionService:
         self.metrics = metrics
         self.model_name = model_name
         self.created = int(time.time())
+        # Requests per adapter ("" is the base), for the endpoint pickers' LoRA metric.
+        self._running: collections.Counter[str] = collections.Counter()
+        self._waiting: collections.Counter[str] = collections.Counter()
 
     # -- preparing ---------------------------------------------------------------------
     def check_model(self, name: str) -> str:
@@ -86,6 +90,12 @@ class CompletionService:
         adapters = [f"{base}:{name}" for name in self.engine.served_adapters()]
         cards = [responses.model_card(a, self.created, base) for a in adapters]
         return [responses.model_card(base, self.created), *cards]
+
+    def adapter_load(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Adapters with requests running, and with requests waiting for a slot."""
+        running = tuple(sorted(a for a, n in self._running.items() if a and n > 0))
+        waiting = tuple(sorted(a for a, n in self._waiting.items() if a and n > 0))
+        return running, waiting
 
     def model_card(self, name: str) -> dict[str, Any]:
         """`GET /v1/models/{name}`: its card, or a 404 unless it is served."""
@@ -164,7 +174,11 @@ class CompletionService:
         """A place in the batch, in the queue's order; the cost is the most tokens it may use."""
         request = prepared.generation
         cost = len(request.prompt_tokens) + request.max_tokens
-        slot = await self.admission.acquire(Ticket(key, prepared.priority, cost))
+        self._waiting[request.adapter] += 1
+        try:
+            slot = await self.admission.acquire(Ticket(key, prepared.priority, cost))
+        finally:
+            self._waiting[request.adapter] -= 1
         if not self.engine.serves(request.adapter):  # unloaded while it queued
             slot.release()
             self.check_model(prepared.model)
@@ -181,6 +195,7 @@ class CompletionService:
             slot.release()
             self.check_model(prepared.model)
         self.engine.submit(request, prepared.render, queue.put_nowait)
+        self._running[request.adapter] += 1
         try:
             while True:
                 event = await queue.get()
@@ -195,6 +210,7 @@ class CompletionService:
                 if finished:
                     return
         finally:
+            self._running[request.adapter] -= 1
             if not finished:
                 self.engine.cancel(request.request_id)
             slot.release()
