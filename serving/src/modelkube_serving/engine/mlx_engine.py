@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlx_lm.generate import BatchGenerator
-from modelkube_native import OutputPath, RenderSpec, Vocabulary
+from modelkube_native import Grammar, GrammarCompiler, OutputPath, RenderSpec, Vocabulary
 
 from modelkube_serving.engine.batch_loop import BatchLoop
 from modelkube_serving.engine.engine_loop import Commands, EngineLoop, LoadDone
@@ -64,6 +64,7 @@ class MLXEngine:
         self._tokenizer: Any = None
         self._base: Any = None
         self._vocabulary: Vocabulary | None = None
+        self._grammars: GrammarCompiler | None = None
         # Event-loop side: adapters that take requests, and loads not answered yet.
         self._servable: set[str] = set()
         self._loading: dict[str, object] = {}
@@ -108,6 +109,15 @@ class MLXEngine:
         tokens: list[int] = self._tokenizer.encode(text)
         return tokens
 
+    def grammar(self, schema: str | None) -> Grammar:
+        # Compiling runs without the GIL and is cached by schema text, so a schema seen
+        # before costs a lookup; a new one costs milliseconds on the event loop.
+        if self._grammars is None:
+            raise RuntimeError("the model is not loaded yet")
+        if schema is None:
+            return self._grammars.json_object()
+        return self._grammars.json_schema(schema)
+
     def submit(self, request: GenerationRequest, render: RenderSpec, sink: EventSink) -> None:
         self._commands.put(("submit", request, render, sink))
 
@@ -150,6 +160,11 @@ class MLXEngine:
         try:
             self._base, self._tokenizer = load_model(self._path)
             self._vocabulary = Vocabulary(str(self._path / "tokenizer.json"))
+            self._grammars = GrammarCompiler(
+                str(self._path / "tokenizer.json"),
+                sorted(self._tokenizer.eos_token_ids),  # the first is the one a grammar ends on
+                self.vocab_size,
+            )
             base = self._make_loop(self._base, self.model_name)
         except Exception as exc:  # reported to the app, which exits with one line
             self._load_error = exc
@@ -180,7 +195,10 @@ class MLXEngine:
             max_bytes=self._settings.prefix_cache_bytes,
         )
         output = OutputPath(self._vocabulary)
-        return BatchLoop(generator, prefix_cache, output, self._metrics, name, self._deliver)
+        eos = min(self._tokenizer.eos_token_ids)
+        return BatchLoop(
+            generator, prefix_cache, output, self._metrics, name, self._deliver, eos_token=eos
+        )
 
     def _deliver(self, items: list[tuple[EventSink, EngineEvent]]) -> None:
         self._call_soon(_deliver, items)
