@@ -20,6 +20,7 @@ pub struct GrammarCompiler {
 #[pymethods]
 impl GrammarCompiler {
     #[new]
+    #[allow(clippy::needless_pass_by_value)] // pyo3 extracts a list into an owned Vec
     fn new(py: Python<'_>, path: &str, eos_tokens: Vec<u32>, vocab_size: usize) -> PyResult<Self> {
         let inner = without_gil(py, || {
             let json = std::fs::read_to_string(path).map_err(|e| CoreError::TokenizerFile {

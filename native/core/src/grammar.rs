@@ -225,6 +225,7 @@ impl GrammarMatcher {
     }
 }
 
+#[allow(clippy::needless_pass_by_value)] // `map_err(state_error)` hands the error over by value
 fn state_error(e: anyhow::Error) -> CoreError {
     CoreError::Grammar(e.to_string())
 }
