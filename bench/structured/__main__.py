@@ -68,10 +68,9 @@ def _pct(values: list[float], q: float) -> float:
 def run_model(path: Path, rounds: int) -> dict[str, Any]:
     tokenizer_json = str(path / "tokenizer.json")
     width = vocab_size(path)
-    eos = [0]
     config = json.loads((path / "config.json").read_text())
-    if isinstance(config.get("eos_token_id"), int):
-        eos = [config["eos_token_id"]]
+    eos_config = config.get("eos_token_id", 0)
+    eos = sorted(eos_config if isinstance(eos_config, list) else [eos_config])
     tokenizer = Tokenizer.from_file(tokenizer_json)
     started = time.perf_counter()
     GrammarCompiler(tokenizer_json, eos, width)
@@ -118,6 +117,9 @@ def table(results: list[dict[str, Any]]) -> str:
     head = f"{'model':<40} {'vocab':>6} {'case':<12} {'compile ms':>10} "
     head += f"{'mask p50 us':>11} {'mask p99 us':>11} {'step p50 us':>11} {'step p99 us':>11}"
     lines = [head]
+    lines += [
+        f"token environment of {Path(r['model']).name}: {r['token_env_ms']:.0f} ms" for r in results
+    ]
     for r in results:
         for name in CASES:
             c = r[name]
