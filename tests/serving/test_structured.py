@@ -3,14 +3,19 @@ constrained decoding, so even builtin://tiny's random weights answer with JSON t
 and validates (unless max_tokens cut it, and then finish_reason says "length")."""
 
 import json
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import jsonschema
+import mlx.core as mx
 import openai
 import pytest
+from modelkube_native import GrammarCompiler
 from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel, Field
 
+from modelkube_serving.engine.constrained import GrammarProcessor
+from modelkube_serving.engine.loading import vocab_size
+from modelkube_serving.models.builtin import ensure_builtin
 from tests.serving.conftest import MODEL
 
 MSG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Answer in JSON."}]
@@ -225,3 +230,25 @@ def test_a_schema_that_cannot_compile_is_a_400(
             max_tokens=8,
         )
     assert message in str(caught.value)
+
+
+def _allowed(logits: mx.array) -> set[int]:
+    row = cast(list[float], logits[0].tolist())
+    return {i for i, value in enumerate(row) if value != float("-inf")}
+
+
+def test_the_processor_masks_follows_and_ends_a_request_alone_on_a_refused_token() -> None:
+    path = ensure_builtin("tiny")
+    width = vocab_size(path)
+    eos = 0
+    compiler = GrammarCompiler(str(path / "tokenizer.json"), [eos], width)
+    enum = {"enum": ["red", "green"]}
+    processor = GrammarProcessor(compiler.json_schema(json.dumps(enum)).matcher(), eos)
+    logits = mx.zeros((1, width))
+    first = _allowed(processor(mx.array([5]), logits))  # 5: the last prompt token, not followed
+    assert first and eos not in first and len(first) < width
+    # A token the grammar refuses cannot come through the mask; if one ever does, the
+    # request ends on end-of-sequence rather than failing the batch.
+    refused = next(t for t in range(width) if t not in first)
+    assert _allowed(processor(mx.array([5, refused]), logits)) == {eos}
+    assert _allowed(processor(mx.array([5, refused, eos]), logits)) == {eos}

@@ -66,9 +66,11 @@ class BatchLoop:
         metrics: RuntimeMetrics,
         model_name: str,
         deliver: Deliver,
-        eos_token: int = 0,
+        *,
+        eos_token: int,
     ) -> None:
         self.gen = generator
+        # What a constrained request ends on when its grammar cannot go on.
         self.eos_token = eos_token
         self.cache = cache
         self.output = output
