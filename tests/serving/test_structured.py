@@ -3,13 +3,14 @@ constrained decoding, so even builtin://tiny's random weights answer with JSON t
 and validates (unless max_tokens cut it, and then finish_reason says "length")."""
 
 import json
+from pathlib import Path
 from typing import Any, Literal, cast
 
 import jsonschema
 import mlx.core as mx
 import openai
 import pytest
-from modelkube_native import GrammarCompiler
+from modelkube_native import GrammarCompiler, GrammarError
 from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel, Field
 
@@ -252,3 +253,17 @@ def test_the_processor_masks_follows_and_ends_a_request_alone_on_a_refused_token
     refused = next(t for t in range(width) if t not in first)
     assert _allowed(processor(mx.array([5, refused]), logits)) == {eos}
     assert _allowed(processor(mx.array([5, refused, eos]), logits)) == {eos}
+
+
+def test_a_tokenizer_llguidance_cannot_read_is_a_grammar_error(tmp_path: Path) -> None:
+    """The engine then serves without constrained decoding (response_format is a 400)."""
+    tokenizer = {
+        "version": "1.0",
+        "added_tokens": [],
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": True},
+        "model": {"type": "WordPiece", "vocab": {"[UNK]": 0, "a": 1}, "unk_token": "[UNK]"},
+    }
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(tokenizer))
+    with pytest.raises(GrammarError, match="decoder type"):
+        GrammarCompiler(str(path), [0], 2)
