@@ -2,6 +2,7 @@
 constrained decoding, so even builtin://tiny's random weights answer with JSON that parses
 and validates (unless max_tokens cut it, and then finish_reason says "length")."""
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -193,18 +194,33 @@ def test_streamed_json_schema_output_validates(client: openai.OpenAI) -> None:
     jsonschema.validate(json.loads(text), schema)
 
 
-def test_unconstrained_requests_beside_constrained_ones_are_unaffected(
-    client: openai.OpenAI,
+@pytest.mark.asyncio
+async def test_constrained_and_free_requests_share_a_batch(
+    async_client: openai.AsyncOpenAI,
 ) -> None:
-    """Free text still ends at max_tokens with ignore_eos, in the same runtime."""
-    response = client.chat.completions.create(
-        model=MODEL,
-        messages=MSG,
-        max_tokens=12,
-        extra_body={"ignore_eos": True},
-    )
-    assert response.choices[0].finish_reason == "length"
-    assert response.usage is not None and response.usage.completion_tokens == 12
+    """Rows without a grammar in the same batch still generate freely to max_tokens."""
+    schema = SCHEMAS["$ref and $defs"]
+
+    async def constrained(seed: int) -> Any:
+        return await async_client.chat.completions.create(
+            model=MODEL,
+            messages=MSG,
+            response_format=_json_schema("points", schema),
+            seed=seed,
+            max_tokens=MAX_TOKENS,
+        )
+
+    async def free() -> Any:
+        return await async_client.chat.completions.create(
+            model=MODEL, messages=MSG, max_tokens=40, extra_body={"ignore_eos": True}
+        )
+
+    results = await asyncio.gather(constrained(1), free(), constrained(2), free())
+    for response in results[0::2]:
+        _check(response.choices[0], schema)
+    for response in results[1::2]:
+        assert response.choices[0].finish_reason == "length"
+        assert response.usage.completion_tokens == 40
 
 
 @pytest.mark.parametrize(
