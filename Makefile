@@ -89,6 +89,7 @@ bench: install controlplane
 	fi
 	$(RUN) python -m bench.serving
 	$(RUN) python -m bench.native
+	$(RUN) python -m bench.structured
 	$(RUN) python -m bench.operator
 	$(RUN) python -m bench.finetune
 	$(RUN) python -m bench.upstream

@@ -13,6 +13,8 @@ import_exception!(modelkube_native.errors, DuplicateRequestError);
 import_exception!(modelkube_native.errors, QueueFullError);
 import_exception!(modelkube_native.errors, RateLimitedError);
 import_exception!(modelkube_native.errors, InvalidArgumentError);
+import_exception!(modelkube_native.errors, InvalidGrammarError);
+import_exception!(modelkube_native.errors, GrammarError);
 import_exception!(modelkube_native.errors, UpstreamConnectError);
 import_exception!(modelkube_native.errors, UpstreamTimeoutError);
 import_exception!(modelkube_native.errors, UpstreamStreamError);
@@ -34,6 +36,8 @@ pub fn to_py(err: CoreError) -> PyErr {
             RateLimitedError::new_err((message, retry_after_s))
         }
         CoreError::InvalidArgument(_) => InvalidArgumentError::new_err(message),
+        CoreError::InvalidGrammar(_) => InvalidGrammarError::new_err(message),
+        CoreError::Grammar(_) => GrammarError::new_err(message),
         CoreError::UpstreamConnect { .. } => UpstreamConnectError::new_err(message),
         CoreError::UpstreamTimeout { .. } => UpstreamTimeoutError::new_err(message),
         CoreError::UpstreamStream { .. } => UpstreamStreamError::new_err(message),

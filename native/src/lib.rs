@@ -3,6 +3,7 @@
 mod admission;
 mod errors;
 mod gil;
+mod grammar;
 mod output;
 mod prefix;
 mod upstream;
@@ -18,6 +19,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<output::StepResult>()?;
     m.add_class::<output::OutputPath>()?;
     m.add_function(wrap_pyfunction!(output::error_frame, m)?)?;
+    m.add_class::<grammar::GrammarCompiler>()?;
+    m.add_class::<grammar::Grammar>()?;
+    m.add_class::<grammar::GrammarMatcher>()?;
     m.add_class::<admission::Admission>()?;
     m.add_class::<prefix::PrefixIndex>()?;
     m.add_class::<upstream::UpstreamClient>()?;

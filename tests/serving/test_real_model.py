@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionTokenLogprob
+from pydantic import BaseModel, Field
 
 from modelkube_serving.models.uri import resolve_model
 from tests.serving.runtime_process import RuntimeProcess
@@ -140,6 +141,33 @@ def test_logprob_bytes_rebuild_multibyte_text(client: openai.OpenAI) -> None:
     raw = b"".join(bytes(item.bytes or []) for item in choice.logprobs.content)
     # The tokens up to the stop string, whole characters once their bytes are joined.
     assert raw.decode("utf-8", errors="replace").startswith(choice.message.content or "-")
+
+
+class Capital(BaseModel):
+    country: str = Field(max_length=40)
+    capital: str = Field(max_length=40)
+
+
+def test_a_structured_answer_is_right_and_parses(client: openai.OpenAI) -> None:
+    """Constrained decoding keeps the model's own answer: greedy, it fills the schema with
+    the right capital."""
+    reply = client.chat.completions.parse(
+        model=MODEL,
+        messages=[
+            {
+                "role": "user",
+                "content": "What is the capital of France? Answer in JSON with the country "
+                "and its capital.",
+            }
+        ],
+        response_format=Capital,
+        temperature=0,
+        max_tokens=60,
+    )
+    choice = reply.choices[0]
+    assert choice.finish_reason == "stop"
+    assert choice.message.parsed is not None
+    assert choice.message.parsed.capital == "Paris"
 
 
 def test_a_warm_start_reuses_the_conversion(real_runtime: RuntimeProcess) -> None:

@@ -32,6 +32,10 @@ pub enum CoreError {
     },
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("invalid response_format: {0}")]
+    InvalidGrammar(String),
+    #[error("constrained decoding failed: {0}")]
+    Grammar(String),
     #[error("cannot reach the upstream {url}: {reason}")]
     UpstreamConnect { url: String, reason: String },
     #[error("the upstream {url} timed out {phase} ({seconds:.1} s)")]

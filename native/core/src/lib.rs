@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod detok;
 pub mod error;
+pub mod grammar;
 pub mod output;
 pub mod prefix;
 pub mod ratelimit;

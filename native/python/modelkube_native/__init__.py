@@ -1,9 +1,12 @@
-"""modelkube's Rust core: the serving runtime's output path, admission, prefix index and
-upstream HTTP client."""
+"""modelkube's Rust core: the serving runtime's output path, admission, prefix index,
+upstream HTTP client and constrained decoding."""
 
 from modelkube_native._native import (
     Admission,
     FinishReason,
+    Grammar,
+    GrammarCompiler,
+    GrammarMatcher,
     OutputPath,
     PrefixIndex,
     RenderSpec,
@@ -18,7 +21,9 @@ from modelkube_native._native import (
 from modelkube_native.errors import (
     CircuitOpenError,
     DuplicateRequestError,
+    GrammarError,
     InvalidArgumentError,
+    InvalidGrammarError,
     InvalidUtf8Error,
     NativeError,
     QueueFullError,
@@ -39,7 +44,12 @@ __all__ = [
     "CircuitOpenError",
     "DuplicateRequestError",
     "FinishReason",
+    "Grammar",
+    "GrammarCompiler",
+    "GrammarError",
+    "GrammarMatcher",
     "InvalidArgumentError",
+    "InvalidGrammarError",
     "InvalidUtf8Error",
     "NativeError",
     "OutputPath",

@@ -7,6 +7,9 @@ from typing import ClassVar, final
 __all__ = [
     "Admission",
     "FinishReason",
+    "Grammar",
+    "GrammarCompiler",
+    "GrammarMatcher",
     "OutputPath",
     "PrefixIndex",
     "RenderSpec",
@@ -136,6 +139,36 @@ class Admission:
     def running(self) -> int: ...
     @property
     def queued(self) -> int: ...
+
+@final
+class GrammarCompiler:
+    """One model's grammar compiler, with its cache of compiled grammars by schema text."""
+
+    def __new__(cls, path: str, eos_tokens: list[int], vocab_size: int) -> GrammarCompiler: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def cached(self) -> int: ...
+    def json_object(self) -> Grammar: ...
+    def json_schema(self, schema: str) -> Grammar: ...
+
+@final
+class Grammar:
+    """A compiled grammar; each request follows it with its own matcher."""
+
+    @property
+    def compile_us(self) -> int: ...
+    def matcher(self) -> GrammarMatcher: ...
+
+@final
+class GrammarMatcher:
+    """One request's position in its grammar."""
+
+    def mask(self) -> bytes: ...
+    def consume(self, token: int) -> None: ...
+    @property
+    def is_stopped(self) -> bool: ...
+    def is_accepting(self) -> bool: ...
 
 @final
 class PrefixIndex:

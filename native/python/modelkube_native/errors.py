@@ -52,6 +52,14 @@ class InvalidArgumentError(NativeError, ValueError):
     """An argument out of its range."""
 
 
+class InvalidGrammarError(NativeError, ValueError):
+    """A `response_format` schema that cannot be compiled (or is past the size bounds)."""
+
+
+class GrammarError(NativeError):
+    """Constrained decoding failed mid-generation (a token the grammar refuses)."""
+
+
 class UpstreamError(NativeError):
     """A call to an upstream provider failed before it could answer."""
 

@@ -11,6 +11,7 @@ hold their neutral value, so nothing is silently ignored.
 some clients send every field, unset ones as null.
 """
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -60,9 +61,34 @@ class StreamOptions(_Strict):
     include_usage: bool = False
 
 
+class JsonSchemaFormat(_Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")
+    description: str | None = None
+    # `schema` would shadow BaseModel.schema; the wire name stays "schema".
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
 class ResponseFormat(_Strict):
+    """`text`; `json_object` (any JSON object); `json_schema` (output matching its schema).
+    The two JSON formats are enforced by constrained decoding."""
+
     type: Literal["text", "json_object", "json_schema"]
-    json_schema: dict[str, Any] | None = None
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_with_its_type(self) -> "ResponseFormat":
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("response_format json_schema requires its json_schema field")
+        if self.type != "json_schema" and self.json_schema is not None:
+            raise ValueError(f"response_format {self.type} takes no json_schema field")
+        return self
+
+    def schema_text(self) -> str | None:
+        """The schema to constrain to, as JSON text; None is any JSON object."""
+        if self.json_schema is None or not self.json_schema.schema_:
+            return None
+        return json.dumps(self.json_schema.schema_)
 
 
 class _Envelope(BaseModel):
@@ -162,8 +188,6 @@ class ChatCompletionRequest(_SamplingFields):
             raise ValueError("top_logprobs requires logprobs to be true")
         if self.tools:
             raise ValueError("tools are not supported by this runtime")
-        if self.response_format is not None and self.response_format.type != "text":
-            raise ValueError(f"response_format {self.response_format.type} is not supported")
         return self
 
     def token_limit(self) -> int | None:

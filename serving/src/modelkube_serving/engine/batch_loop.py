@@ -16,6 +16,7 @@ from mlx_lm.generate import BatchGenerator, StopSequences
 from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
 from modelkube_native import FinishReason, OutputPath, RenderSpec
 
+from modelkube_serving.engine.constrained import GrammarProcessor
 from modelkube_serving.engine.prompt_cache import PromptCache
 from modelkube_serving.engine.sampling import make_request_sampler
 from modelkube_serving.engine.types import (
@@ -65,8 +66,12 @@ class BatchLoop:
         metrics: RuntimeMetrics,
         model_name: str,
         deliver: Deliver,
+        *,
+        eos_token: int,
     ) -> None:
         self.gen = generator
+        # What a constrained request ends on when its grammar cannot go on.
+        self.eos_token = eos_token
         self.cache = cache
         self.output = output
         self.metrics = metrics
@@ -108,6 +113,9 @@ class BatchLoop:
         if cached:
             self.metrics.cache_hits.labels(**self.labels).inc()
             self.metrics.cache_hit_tokens.labels(**self.labels).inc(cached)
+        processors = None
+        if request.grammar is not None:
+            processors = [[GrammarProcessor(request.grammar.matcher(), self.eos_token)]]
         try:
             (uid,) = self.gen.insert(
                 [rest],
@@ -116,6 +124,7 @@ class BatchLoop:
                 all_tokens=[prompt[:cached]],
                 samplers=[make_request_sampler(request.sampling)],
                 stop_sequences=[StopSequences()] if request.ignore_eos else None,
+                logits_processors=processors,
             )
         except Exception as exc:  # this request fails; the thread serves the others
             log.exception("request %s: cannot start generating", request.request_id)

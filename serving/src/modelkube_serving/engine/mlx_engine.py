@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from mlx_lm.generate import BatchGenerator
-from modelkube_native import OutputPath, RenderSpec, Vocabulary
+from modelkube_native import (
+    Grammar,
+    GrammarCompiler,
+    GrammarError,
+    InvalidGrammarError,
+    OutputPath,
+    RenderSpec,
+    Vocabulary,
+)
 
 from modelkube_serving.engine.batch_loop import BatchLoop
 from modelkube_serving.engine.engine_loop import Commands, EngineLoop, LoadDone
@@ -65,6 +73,7 @@ class MLXEngine:
         self._tokenizer: Any = None
         self._base: Any = None
         self._vocabulary: Vocabulary | None = None
+        self._grammars: GrammarCompiler | None = None
         # Event-loop side: adapters that take requests, and loads not answered yet.
         self._servable: set[str] = set()
         self._caches: list[weakref.ref[PromptCache]] = []  # each live variant's
@@ -109,6 +118,18 @@ class MLXEngine:
     def encode(self, text: str) -> list[int]:
         tokens: list[int] = self._tokenizer.encode(text)
         return tokens
+
+    def grammar(self, schema: str | None) -> Grammar:
+        # Compiling runs without the GIL and is cached by schema text, so a schema seen
+        # before costs a lookup; a new one costs milliseconds on the event loop.
+        if self._grammars is None:
+            raise InvalidGrammarError(
+                "response_format json_object and json_schema are not available for this "
+                "model: its tokenizer cannot be constrained"
+            )
+        if schema is None:
+            return self._grammars.json_object()
+        return self._grammars.json_schema(schema)
 
     def submit(self, request: GenerationRequest, render: RenderSpec, sink: EventSink) -> None:
         self._commands.put(("submit", request, render, sink))
@@ -160,6 +181,7 @@ class MLXEngine:
         try:
             self._base, self._tokenizer = load_model(self._path)
             self._vocabulary = Vocabulary(str(self._path / "tokenizer.json"))
+            self._grammars = self._grammar_compiler()
             base = self._make_loop(self._base, self.model_name)
         except Exception as exc:  # reported to the app, which exits with one line
             self._load_error = exc
@@ -169,6 +191,19 @@ class MLXEngine:
         self._loaded.set()
         self._call_soon(on_loaded, None)
         EngineLoop(base, self._make_variant, self._deliver).run(self._commands)
+
+    def _grammar_compiler(self) -> GrammarCompiler | None:
+        """None when llguidance cannot read this tokenizer (neither byte-level nor byte-fallback
+        BPE): the model still serves, and response_format is refused with a 400."""
+        try:
+            return GrammarCompiler(
+                str(self._path / "tokenizer.json"),
+                sorted(self._tokenizer.eos_token_ids),  # the first is the one a grammar ends on
+                self.vocab_size,
+            )
+        except GrammarError as exc:
+            log.warning("constrained decoding is unavailable for this model: %s", exc)
+            return None
 
     def _make_variant(self, adapter: str, path: Path) -> BatchLoop:
         model = build_variant(self._base, self._path, path)
@@ -192,7 +227,10 @@ class MLXEngine:
         live = [ref for ref in self._caches if ref() is not None]
         self._caches = [*live, weakref.ref(prefix_cache)]
         output = OutputPath(self._vocabulary)
-        return BatchLoop(generator, prefix_cache, output, self._metrics, name, self._deliver)
+        eos = min(self._tokenizer.eos_token_ids)
+        return BatchLoop(
+            generator, prefix_cache, output, self._metrics, name, self._deliver, eos_token=eos
+        )
 
     def _deliver(self, items: list[tuple[EventSink, EngineEvent]]) -> None:
         self._call_soon(_deliver, items)

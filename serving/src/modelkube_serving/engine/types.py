@@ -4,7 +4,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from modelkube_native import FinishReason, RenderSpec
+from modelkube_native import FinishReason, Grammar, RenderSpec
 
 # A request ends with OpenAI's finish reason, or did not end normally.
 Outcome = FinishReason | Literal["cancelled", "error"]
@@ -31,6 +31,8 @@ class GenerationRequest:
     skip_special_tokens: bool = True
     # Which variant generates it: an adapter's name, or "" for the base model.
     adapter: str = ""
+    # `response_format`'s compiled grammar: the output is constrained to it (None: free text).
+    grammar: Grammar | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,11 @@ class Engine(Protocol):
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]: ...
 
     def encode(self, text: str) -> list[int]: ...
+
+    def grammar(self, schema: str | None) -> Grammar:
+        """The compiled grammar of a JSON schema's text (None: any JSON object); raises
+        InvalidGrammarError when it cannot compile."""
+        ...
 
     def submit(self, request: GenerationRequest, render: RenderSpec, sink: EventSink) -> None:
         """Generate `request`; its response is rendered as `render` says."""

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelkube_native import RenderSpec, error_frame
+from modelkube_native import Grammar, InvalidGrammarError, RenderSpec, error_frame
 
 from modelkube_serving.engine.types import (
     Engine,
@@ -27,7 +27,7 @@ from modelkube_serving.errors import (
     ModelNotFound,
 )
 from modelkube_serving.metrics import RuntimeMetrics
-from modelkube_serving.protocol import ChatCompletionRequest, CompletionRequest
+from modelkube_serving.protocol import ChatCompletionRequest, CompletionRequest, ResponseFormat
 from modelkube_serving.services import responses
 from modelkube_serving.services.admission import Admission, Slot, Ticket
 
@@ -109,9 +109,27 @@ class CompletionService:
         messages = [{"role": m.role, "content": m.text()} for m in req.messages]
         prompt = self.engine.encode_chat(messages)
         logprobs = req.logprobs
+        grammar = self._grammar(req.response_format)
         return self._prepare(
-            "chat", req, adapter, prompt, req.token_limit(), logprobs, req.top_logprobs or 0
+            "chat",
+            req,
+            adapter,
+            prompt,
+            req.token_limit(),
+            logprobs,
+            req.top_logprobs or 0,
+            grammar,
         )
+
+    def _grammar(self, response_format: ResponseFormat | None) -> Grammar | None:
+        """The grammar the output is constrained to; a schema that cannot compile is a 400
+        naming the problem."""
+        if response_format is None or response_format.type == "text":
+            return None
+        try:
+            return self.engine.grammar(response_format.schema_text())
+        except InvalidGrammarError as exc:
+            raise InvalidRequest(str(exc), param="response_format") from exc
 
     def prepare_text(self, req: CompletionRequest) -> Prepared:
         adapter = self.check_model(req.model)
@@ -139,6 +157,7 @@ class CompletionService:
         limit: int | None,
         logprobs: bool,
         top_logprobs: int,
+        grammar: Grammar | None = None,
     ) -> Prepared:
         if not prompt:
             field = "messages" if kind == "chat" else "prompt"
@@ -163,6 +182,7 @@ class CompletionService:
             ignore_eos=req.ignore_eos,
             skip_special_tokens=req.skip_special_tokens,
             adapter=adapter,
+            grammar=grammar,
         )
         arrived = time.perf_counter()
         return Prepared(
