@@ -90,7 +90,21 @@ CHAT: dict[str, st.SearchStrategy[Any]] = {
     "max_completion_tokens": st.none() | st.integers(min_value=0, max_value=2**40),
     "logprobs": st.none() | st.booleans(),
     "top_logprobs": st.none() | st.integers(min_value=-1, max_value=21),
-    "response_format": st.none() | st.fixed_dictionaries({"type": st.sampled_from(["text"])}),
+    "response_format": st.none()
+    | st.fixed_dictionaries({"type": st.sampled_from(["text", "json_object"])})
+    | st.fixed_dictionaries(
+        {
+            "type": st.just("json_schema"),
+            "json_schema": st.fixed_dictionaries(
+                {
+                    "name": st.just("s"),
+                    "schema": st.dictionaries(
+                        st.sampled_from(["type", "enum", "x"]), json_values, max_size=2
+                    ),
+                }
+            ),
+        }
+    ),
     "metadata": st.none() | st.dictionaries(st.text(max_size=4), st.text(max_size=4)),
 }
 TEXT: dict[str, st.SearchStrategy[Any]] = {
