@@ -1,14 +1,13 @@
 """The fine-tuning API is off unless asked for, and asked for, it needs a service account."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import openai
 import pytest
 
 from modelkube_serving.services.fine_tuning import FineTuningSetupError, fine_tuning_settings
+from tests.serving.test_cli import run_main
 
 
 def test_fine_tuning_routes_are_absent_by_default(client: openai.OpenAI) -> None:
@@ -18,22 +17,23 @@ def test_fine_tuning_routes_are_absent_by_default(client: openai.OpenAI) -> None
         client.files.create(file=("train.jsonl", b'{"text": "hi"}'), purpose="fine-tune")
 
 
-def test_serve_without_a_service_account_fails_with_one_line() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
-    serve = [sys.executable, "-m", "modelkube_serving", "serve", "--model", "builtin://tiny"]
-    result = subprocess.run(
-        [*serve, "--fine-tuning-api", "--fine-tuning-output-claim", "adapters"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
+def test_serve_without_a_service_account_fails_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in [k for k in os.environ if k.startswith("KUBERNETES_")]:
+        monkeypatch.delenv(name)
+    code, stderr = run_main(
+        monkeypatch,
+        capsys,
+        *("serve", "--model", "builtin://tiny"),
+        *("--fine-tuning-api", "--fine-tuning-output-claim", "adapters"),
     )
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert code == 2
+    assert stderr.strip().splitlines()[-1] == (
         "modelkube serve: error: --fine-tuning-api needs in-cluster credentials: "
         "not in a cluster: KUBERNETES_SERVICE_HOST is not set"
     )
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in stderr
 
 
 @pytest.fixture

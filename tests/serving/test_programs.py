@@ -8,7 +8,7 @@ import pytest
 
 from tests.serving.conftest import StartRuntime, scrape
 from tests.serving.inprocess import InProcessRuntime
-from tests.serving.test_cli import run_cli
+from tests.serving.test_cli import run_main
 
 PROGRAMS = {
     "programs": [
@@ -75,11 +75,15 @@ def test_bad_program_calls_get_openai_errors(
     assert message in response.json()["error"]["message"]
 
 
-def test_a_bad_programs_file_stops_serve_with_one_line(tmp_path: Path) -> None:
+def test_a_bad_programs_file_stops_serve_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "programs.json"
     bad.write_text(json.dumps({"programs": [{"name": "Bad Name", "signature": "q -> a"}]}))
-    result = run_cli("serve", "--model", "builtin://tiny", "--programs-file", str(bad))
-    assert result.returncode == 2
-    last = result.stderr.strip().splitlines()[-1]
+    code, stderr = run_main(
+        monkeypatch, capsys, "serve", "--model", "builtin://tiny", "--programs-file", str(bad)
+    )
+    assert code == 2
+    last = stderr.strip().splitlines()[-1]
     assert last.startswith("modelkube serve: error: ")
     assert "programs.0.name" in last

@@ -12,10 +12,10 @@ import pytest
 
 from modelkube_serving.programs.service import ProgramService
 from modelkube_serving.programs.spec import ProgramSpec
-from tests.operator.harness import wait_until
 from tests.serving.conftest import StartRuntime
 from tests.serving.inprocess import InProcessRuntime
-from tests.serving.test_cli import run_cli
+from tests.serving.test_cli import run_main
+from tests.waiting import wait_until
 
 QA = {"name": "qa", "signature": "question -> answer", "demos": [{"question": "q", "answer": "a"}]}
 SUMMARIZE = {"name": "summarize", "signature": "text -> summary", "module": "chain_of_thought"}
@@ -143,11 +143,15 @@ def test_the_runtime_follows_the_file_and_keeps_serving_through_garbage(
     wait_until(lambda: listed(server) == ["summarize"], FOLLOW_S, "followed after garbage")
 
 
-def test_a_program_dspy_cannot_build_stops_serve_with_one_line(tmp_path: Path) -> None:
+def test_a_program_dspy_cannot_build_stops_serve_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "programs.json"
     path.write_text(programs_json(QA, {"name": "broken", "signature": "question answer"}))
-    result = run_cli("serve", "--model", "builtin://tiny", "--programs-file", str(path))
-    assert result.returncode == 2
-    last = result.stderr.strip().splitlines()[-1]
+    code, stderr = run_main(
+        monkeypatch, capsys, "serve", "--model", "builtin://tiny", "--programs-file", str(path)
+    )
+    assert code == 2
+    last = stderr.strip().splitlines()[-1]
     assert last.startswith(f"modelkube serve: error: {path}: program broken: bad signature")
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in stderr
