@@ -16,6 +16,7 @@ from pathlib import Path
 
 PAUSE_IMAGE = "modelkube.local/pause:3.10"
 BUSYBOX_IMAGE = "modelkube.local/busybox:1"
+DEBIAN_IMAGE = "modelkube.local/debian-python:bookworm"
 # Applets linked into the busybox image: a shell, and an HTTP server to reach from the host.
 BUSYBOX_APPLETS = ("sh", "echo", "cat", "ls", "mkdir", "sleep", "hostname", "httpd", "wget")
 
@@ -47,10 +48,10 @@ def layer(entries: list[Entry]) -> bytes:
     return out.getvalue()
 
 
-def oci_archive(name: str, entries: list[Entry], entrypoint: list[str], target: Path) -> Path:
-    """Write an OCI image layout tar holding one image named `name` (`repo:tag`)."""
-    raw = layer(entries)
-    compressed = gzip.compress(raw, mtime=0)
+def oci_archive(name: str, raw: bytes, entrypoint: list[str], target: Path) -> Path:
+    """Write an OCI image layout tar holding one image named `name` (`repo:tag`), whose one
+    layer is the uncompressed tar `raw`."""
+    compressed = gzip.compress(raw, compresslevel=6, mtime=0)
     config = {
         "architecture": "amd64",
         "os": "linux",
@@ -98,14 +99,33 @@ def pause_archive(source: Path, workdir: Path) -> Path:
     subprocess.run(command, check=True, capture_output=True)
     subprocess.run(["strip", str(binary)], check=True)
     entries = [Entry("pause", binary.read_bytes())]
-    return oci_archive(PAUSE_IMAGE, entries, ["/pause"], workdir / "pause.oci.tar")
+    return oci_archive(PAUSE_IMAGE, layer(entries), ["/pause"], workdir / "pause.oci.tar")
 
 
 def busybox_archive(busybox: Path, workdir: Path) -> Path:
     """A busybox image from Debian's busybox-static: /bin/busybox and a few applet links."""
     entries = [Entry("bin"), Entry("tmp", mode=0o1777), Entry("bin/busybox", busybox.read_bytes())]
     entries += [Entry(f"bin/{applet}", link="busybox") for applet in BUSYBOX_APPLETS]
-    return oci_archive(BUSYBOX_IMAGE, entries, ["/bin/sh"], workdir / "busybox.oci.tar")
+    return oci_archive(BUSYBOX_IMAGE, layer(entries), ["/bin/sh"], workdir / "busybox.oci.tar")
+
+
+def debian_archive(packages: list[str], cache: Path) -> Path:
+    """A Debian bookworm root filesystem (mmdebstrap's essential variant plus `packages`)
+    as an image: needs mmdebstrap and the Debian mirror, about a minute; cached in `cache` by
+    the package list (not by the mirror's state: delete the file for fresh packages)."""
+    key = hashlib.sha256(" ".join(sorted(packages)).encode()).hexdigest()[:12]
+    target = cache / f"debian-{key}.oci.tar"
+    if target.exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    rootfs = cache / f"debian-{key}.rootfs.tar"
+    command = ["mmdebstrap", "--mode=root", "--variant=essential", "--format=tar", "--quiet"]
+    command += [f"--include={','.join(packages)}", "bookworm", str(rootfs)]
+    subprocess.run(command, check=True, capture_output=True)
+    raw = rootfs.read_bytes()
+    rootfs.unlink()
+    partial = oci_archive(DEBIAN_IMAGE, raw, ["/bin/sh"], target.with_suffix(".partial"))
+    return partial.rename(target)
 
 
 def _json(value: object) -> bytes:

@@ -207,7 +207,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             busybox_archive(BUSYBOX, images),
         )
         for archive in archives:
-            self.ctr("images", "import", str(archive))
+            self.import_image(archive)
+
+    def import_image(self, archive: Path) -> None:
+        """Import (and unpack) an OCI archive where kubelet finds it: no registry here."""
+        self.ctr("images", "import", str(archive))
 
     def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         command = ["ctr", f"--address={self.socket}", "--namespace=k8s.io", *args]

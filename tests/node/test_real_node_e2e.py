@@ -13,8 +13,9 @@ import httpx
 import pytest
 import yaml
 
+from tests.controlplane.binaries import cache_root
 from tests.controlplane.cluster import ControlPlane
-from tests.node.images import BUSYBOX_IMAGE
+from tests.node.images import BUSYBOX_IMAGE, DEBIAN_IMAGE, debian_archive
 from tests.node.node import NODE_NAME, RealNode
 from tests.waiting import wait_until
 
@@ -51,11 +52,7 @@ def node(
         real.stop()
 
 
-def _pod(name: str) -> dict[str, object]:
-    script = (
-        f"mkdir -p /tmp/www && echo '{PAGE}' > /tmp/www/index.html"
-        " && exec httpd -f -p 8080 -h /tmp/www"
-    )
+def _pod(name: str, image: str, command: list[str], port: int) -> dict[str, object]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -66,37 +63,62 @@ def _pod(name: str) -> dict[str, object]:
             "containers": [
                 {
                     "name": "web",
-                    "image": BUSYBOX_IMAGE,
+                    "image": image,
                     "imagePullPolicy": "Never",
-                    "command": ["/bin/sh", "-c", script],
-                    "ports": [{"containerPort": 8080}],
-                    "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
+                    "command": command,
+                    "ports": [{"containerPort": port}],
+                    "readinessProbe": {"httpGet": {"path": "/", "port": port}, "periodSeconds": 1},
                 }
             ],
         },
     }
 
 
-def test_a_pod_runs_on_the_real_node_and_answers_on_its_own_ip(
-    control_plane: ControlPlane, node: RealNode
-) -> None:
+def _run_until_ready(cp: ControlPlane, node: RealNode, name: str, pod: dict[str, object]) -> str:
+    """Apply `pod`, wait until it is Running and Ready; its IP. Prints the time it took."""
     created = time.monotonic()
-    control_plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(_pod("web")))
+    cp.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(pod))
 
     def ready_ip() -> str | None:
-        pod = json.loads(control_plane.kubectl("get", "pod", "web", "-o", "json").stdout)
-        status = pod["status"]
-        ready = any(
-            c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", [])
-        )
+        status = json.loads(cp.kubectl("get", "pod", name, "-o", "json").stdout)["status"]
+        conditions = status.get("conditions", [])
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
         return status.get("podIP") if status.get("phase") == "Running" and ready else None
 
     try:
-        ip = wait_until(ready_ip, 120, "the pod to be Running and Ready with an IP")
+        ip: str = wait_until(ready_ip, 120, f"pod {name} to be Running and Ready with an IP")
     except TimeoutError:
-        described = control_plane.kubectl("describe", "pod", "web", check=False).stdout
+        described = cp.kubectl("describe", "pod", name, check=False).stdout
         raise AssertionError(f"{described}\n--- kubelet:\n{node.log('kubelet')}") from None
-    print(f"pod Running and Ready {time.monotonic() - created:.1f}s after kubectl apply, IP {ip}")
+    print(f"pod {name} Running and Ready {time.monotonic() - created:.1f}s after apply, IP {ip}")
+    return ip
+
+
+def test_a_busybox_pod_runs_on_the_real_node_and_answers_on_its_own_ip(
+    control_plane: ControlPlane, node: RealNode
+) -> None:
+    script = (
+        f"mkdir -p /tmp/www && echo '{PAGE}' > /tmp/www/index.html"
+        " && exec httpd -f -p 8080 -h /tmp/www"
+    )
+    pod = _pod("busybox", BUSYBOX_IMAGE, ["/bin/sh", "-c", script], 8080)
+    ip = _run_until_ready(control_plane, node, "busybox", pod)
 
     assert ip.startswith("10.213.0.")
     assert httpx.get(f"http://{ip}:8080/", timeout=5).text.strip() == PAGE
+
+
+def test_python_from_a_debian_image_serves_http_on_the_real_node(
+    control_plane: ControlPlane, node: RealNode
+) -> None:
+    started = time.monotonic()
+    archive = debian_archive(["python3"], cache_root().parent / "images")
+    node.import_image(archive)
+    print(f"Debian image ready and imported in {time.monotonic() - started:.1f}s")
+    command = ["python3", "-m", "http.server", "8000", "--directory", "/etc"]
+    pod = _pod("python", DEBIAN_IMAGE, command, 8000)
+    ip = _run_until_ready(control_plane, node, "python", pod)
+
+    answer = httpx.get(f"http://{ip}:8000/os-release", timeout=5)
+    assert answer.status_code == 200
+    assert "bookworm" in answer.text
