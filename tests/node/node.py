@@ -16,6 +16,7 @@ node's IP is the bridge's own address.
 import contextlib
 import json
 import os
+import shlex
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -85,6 +86,16 @@ class RealNode:
             ],
         )
         self._wait("kubelet", self._ready, timeout)
+        self._start(
+            "kube-proxy",
+            [
+                str(self.bins["kube-proxy"]),
+                f"--config={self._write_proxy_config(kubeconfig)}",
+                f"--hostname-override={NODE_NAME}",
+            ],
+        )
+        # Its first sync writes KUBE-SERVICES; until then a ClusterIP goes nowhere.
+        self._wait("kube-proxy", lambda: _chain_exists("nat", "KUBE-SERVICES"), 30)
 
     def _ready(self) -> bool:
         result = self.control_plane.kubectl("get", "node", NODE_NAME, "-o", "json", check=False)
@@ -192,6 +203,32 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         path.write_text(yaml.safe_dump(config))
         return path
 
+    def _write_proxy_config(self, kubeconfig: Path) -> Path:
+        config: dict[str, Any] = {
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+            "kind": "KubeProxyConfiguration",
+            "clientConnection": {"kubeconfig": str(kubeconfig)},
+            # IP_VS is not built into this kernel.
+            "mode": "iptables",
+            "clusterCIDR": POD_SUBNET,
+            "bindAddress": "127.0.0.1",
+            "healthzBindAddress": f"127.0.0.1:{free_port()}",
+            "metricsBindAddress": f"127.0.0.1:{free_port()}",
+            # NodePorts on the bridge only: not on the machine's own interface, nor on
+            # localhost (which would need route_localnet).
+            "nodePortAddresses": [f"{NODE_IP}/32"],
+            # Leave the machine's conntrack sysctls alone.
+            "conntrack": {
+                "maxPerCore": 0,
+                "min": 0,
+                "tcpEstablishedTimeout": "0s",
+                "tcpCloseWaitTimeout": "0s",
+            },
+        }
+        path = self.workdir / "kube-proxy.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
     def _import_images(self) -> None:
         images = self.workdir / "images"
         images.mkdir(exist_ok=True)
@@ -238,6 +275,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
     def stop(self) -> None:
         """Stop kubelet, the pods' containers, containerd; remove mounts, cgroups and bridge."""
+        proxy = self.procs.pop("kube-proxy", None)
+        if proxy is not None:
+            _terminate(proxy)
         kubelet = self.procs.pop("kubelet", None)
         if kubelet is not None:
             _terminate(kubelet)
@@ -301,14 +341,19 @@ def _unmount_under(root: Path) -> None:
             subprocess.run(["umount", "-l", point], capture_output=True)
 
 
+def _chain_exists(table: str, chain: str) -> bool:
+    listed = subprocess.run(["iptables", "-t", table, "-S", chain], capture_output=True)
+    return listed.returncode == 0
+
+
 def _remove_kube_chains() -> None:
-    """kubelet's KUBE-* iptables chains (KUBE-FIREWALL, canaries), and the jumps to them."""
+    """kubelet's and kube-proxy's KUBE-* iptables chains, and the jumps to them."""
     for tool in ("iptables", "ip6tables"):
         for table in ("filter", "nat", "mangle"):
             listed = subprocess.run([tool, "-t", table, "-S"], capture_output=True, text=True)
             rules = listed.stdout.splitlines()
             for rule in rules:
-                words = rule.split()
+                words = shlex.split(rule)  # comments are quoted, with spaces
                 if words[0] == "-A" and "KUBE-" in rule and not words[1].startswith("KUBE-"):
                     subprocess.run([tool, "-t", table, "-D", *words[1:]], capture_output=True)
             chains = [r.split()[1] for r in rules if r.startswith("-N KUBE-")]

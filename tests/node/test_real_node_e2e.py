@@ -56,7 +56,7 @@ def _pod(name: str, image: str, command: list[str], port: int) -> dict[str, obje
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default"},
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
         "spec": {
             "nodeName": NODE_NAME,
             "terminationGracePeriodSeconds": 1,
@@ -106,6 +106,37 @@ def test_a_busybox_pod_runs_on_the_real_node_and_answers_on_its_own_ip(
 
     assert ip.startswith("10.213.0.")
     assert httpx.get(f"http://{ip}:8080/", timeout=5).text.strip() == PAGE
+
+
+def test_a_service_cluster_ip_reaches_the_pod_through_kube_proxy(
+    control_plane: ControlPlane, node: RealNode
+) -> None:
+    script = f"echo '{PAGE}' > /tmp/index.html && exec httpd -f -p 8080 -h /tmp"
+    pod = _pod("behind-service", BUSYBOX_IMAGE, ["/bin/sh", "-c", script], 8080)
+    _run_until_ready(control_plane, node, "behind-service", pod)
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "selector": {"app": "behind-service"},
+            "ports": [{"port": 80, "targetPort": 8080}],
+        },
+    }
+    created = time.monotonic()
+    control_plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(service))
+    cluster_ip = control_plane.kubectl(
+        "get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"
+    ).stdout
+
+    def answer() -> str | None:
+        try:
+            return httpx.get(f"http://{cluster_ip}/", timeout=1).text.strip()
+        except httpx.TransportError:
+            return None  # kube-proxy has not written the service's rules yet
+
+    assert wait_until(answer, 60, f"an answer on ClusterIP {cluster_ip}") == PAGE
+    print(f"ClusterIP {cluster_ip} answered {time.monotonic() - created:.1f}s after apply")
 
 
 def test_python_from_a_debian_image_serves_http_on_the_real_node(
