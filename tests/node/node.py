@@ -1,16 +1,17 @@
-"""One real node for the test control plane: containerd, runc, CNI bridge and kubelet.
+"""One real node for the test control plane: containerd, runc, CNI bridge, kubelet, kube-proxy.
 
 Opt-in (tests marked `real_node`): it needs root, Debian's containerd, runc,
-containernetworking-plugins, busybox-static and gcc, and kubelet built from its Go module.
-Everything lives under the node's work directory (containerd's root, state and socket, runc's
-root, the pods' network namespaces, kubelet's root and pod logs), except the CNI bridge the
-harness makes itself, with a private range, and the pods' cgroups (kubelet makes them under
-/kubepods); `stop()` removes all of them.
+containernetworking-plugins, conntrack, iptables, busybox-static and gcc, and kubelet and
+kube-proxy built from their Go module. Everything lives under the node's work directory
+(containerd's root, state and socket, runc's root, the pods' network namespaces, kubelet's
+root and pod logs), except what the machine has only one of: the CNI bridge the harness makes
+itself (a private range), kubelet's /kubepods cgroups, kubelet's and kube-proxy's KUBE-*
+iptables chains, and ip_forward (the bridge plugin turns it on); `stop()` puts all of them back.
 
 Settings this machine needs (see shared notes): cgroup v1, so kubelet runs with
 `cgroupDriver: cgroupfs` and `failCgroupV1: false`, and containerd with `SystemdCgroup = false`;
-no CAP_SYS_RESOURCE, so containerd must `restrict_oom_score_adj`; no dummy interfaces, so the
-node's IP is the bridge's own address.
+no CAP_SYS_RESOURCE, so containerd must `restrict_oom_score_adj`; no IP_VS, so kube-proxy runs
+in iptables mode; no dummy interfaces, so the node's IP is the bridge's own address.
 """
 
 import contextlib
