@@ -85,7 +85,8 @@ class ControlPlane:
             [
                 f"--kubeconfig={self.admin_kubeconfig}",
                 f"--config={write_stages(self.workdir)}",
-                "--manage-all-nodes=true",
+                # Only the simulated nodes: a real node (tests/node) runs its own kubelet.
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 f"--server-address=127.0.0.1:{free_port()}",
                 "--node-lease-duration-seconds=40",
             ],

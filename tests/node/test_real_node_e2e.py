@@ -1,0 +1,155 @@
+"""A real node joins the test control plane and runs a real pod (opt-in: MODELKUBE_REAL_NODE=1).
+
+Needs root, Debian's containerd, runc, containernetworking-plugins, busybox-static and gcc;
+kubelet is built from its Go module on first use (see tests/node/node.py).
+"""
+
+import json
+import os
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import yaml
+
+from tests.controlplane.binaries import cache_root
+from tests.controlplane.cluster import ControlPlane
+from tests.node.images import BUSYBOX_IMAGE, DEBIAN_IMAGE, debian_archive
+from tests.node.node import NODE_NAME, RealNode
+from tests.waiting import wait_until
+
+pytestmark = [
+    pytest.mark.real_node,
+    pytest.mark.skipif(
+        os.environ.get("MODELKUBE_REAL_NODE") != "1",
+        reason="a real node needs root and containerd: set MODELKUBE_REAL_NODE=1",
+    ),
+]
+
+PAGE = "hello from a real pod"
+
+
+@pytest.fixture(scope="module")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    cp = ControlPlane(tmp_path_factory.mktemp("control-plane")).start()
+    try:
+        yield cp
+    finally:
+        cp.stop()
+
+
+@pytest.fixture(scope="module")
+def node(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RealNode]:
+    started = time.monotonic()
+    real = RealNode(tmp_path_factory.mktemp("node"), control_plane).start()
+    print(f"node Ready {time.monotonic() - started:.1f}s after start")
+    try:
+        yield real
+    finally:
+        real.stop()
+
+
+def _pod(name: str, image: str, command: list[str], port: int) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
+        "spec": {
+            "nodeName": NODE_NAME,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "web",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "command": command,
+                    "ports": [{"containerPort": port}],
+                    "readinessProbe": {"httpGet": {"path": "/", "port": port}, "periodSeconds": 1},
+                }
+            ],
+        },
+    }
+
+
+def _run_until_ready(cp: ControlPlane, node: RealNode, name: str, pod: dict[str, object]) -> str:
+    """Apply `pod`, wait until it is Running and Ready; its IP. Prints the time it took."""
+    created = time.monotonic()
+    cp.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(pod))
+
+    def ready_ip() -> str | None:
+        status = json.loads(cp.kubectl("get", "pod", name, "-o", "json").stdout)["status"]
+        conditions = status.get("conditions", [])
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        return status.get("podIP") if status.get("phase") == "Running" and ready else None
+
+    try:
+        ip: str = wait_until(ready_ip, 120, f"pod {name} to be Running and Ready with an IP")
+    except TimeoutError:
+        described = cp.kubectl("describe", "pod", name, check=False).stdout
+        raise AssertionError(f"{described}\n--- kubelet:\n{node.log('kubelet')}") from None
+    print(f"pod {name} Running and Ready {time.monotonic() - created:.1f}s after apply, IP {ip}")
+    return ip
+
+
+def test_a_busybox_pod_runs_on_the_real_node_and_answers_on_its_own_ip(
+    control_plane: ControlPlane, node: RealNode
+) -> None:
+    script = (
+        f"mkdir -p /tmp/www && echo '{PAGE}' > /tmp/www/index.html"
+        " && exec httpd -f -p 8080 -h /tmp/www"
+    )
+    pod = _pod("busybox", BUSYBOX_IMAGE, ["/bin/sh", "-c", script], 8080)
+    ip = _run_until_ready(control_plane, node, "busybox", pod)
+
+    assert ip.startswith("10.213.0.")
+    assert httpx.get(f"http://{ip}:8080/", timeout=5).text.strip() == PAGE
+
+
+def test_a_service_cluster_ip_reaches_the_pod_through_kube_proxy(
+    control_plane: ControlPlane, node: RealNode
+) -> None:
+    script = f"echo '{PAGE}' > /tmp/index.html && exec httpd -f -p 8080 -h /tmp"
+    pod = _pod("behind-service", BUSYBOX_IMAGE, ["/bin/sh", "-c", script], 8080)
+    _run_until_ready(control_plane, node, "behind-service", pod)
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "selector": {"app": "behind-service"},
+            "ports": [{"port": 80, "targetPort": 8080}],
+        },
+    }
+    created = time.monotonic()
+    control_plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(service))
+    cluster_ip = control_plane.kubectl(
+        "get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"
+    ).stdout
+
+    def answer() -> str | None:
+        try:
+            return httpx.get(f"http://{cluster_ip}/", timeout=1).text.strip()
+        except httpx.TransportError:
+            return None  # kube-proxy has not written the service's rules yet
+
+    assert wait_until(answer, 60, f"an answer on ClusterIP {cluster_ip}") == PAGE
+    print(f"ClusterIP {cluster_ip} answered {time.monotonic() - created:.1f}s after apply")
+
+
+def test_python_from_a_debian_image_serves_http_on_the_real_node(
+    control_plane: ControlPlane, node: RealNode
+) -> None:
+    started = time.monotonic()
+    archive = debian_archive(["python3"], cache_root().parent / "images")
+    node.import_image(archive)
+    print(f"Debian image ready and imported in {time.monotonic() - started:.1f}s")
+    command = ["python3", "-m", "http.server", "8000", "--directory", "/etc"]
+    pod = _pod("python", DEBIAN_IMAGE, command, 8000)
+    ip = _run_until_ready(control_plane, node, "python", pod)
+
+    answer = httpx.get(f"http://{ip}:8000/os-release", timeout=5)
+    assert answer.status_code == 200
+    assert "bookworm" in answer.text
