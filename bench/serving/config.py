@@ -39,6 +39,7 @@ class Plan:
     two_turn: bool
     prefill_trials: int  # of the ~1,000-token prefill (two-turn chat), per system
     output: Path
+    systems: tuple[str, ...] = ()  # HTTP systems to run; empty: every one the model has
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,6 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-tokens", type=int, help=f"default {DEFAULT_MAX_TOKENS}, quick {QUICK_MAX_TOKENS}"
     )
     parser.add_argument("--no-two-turn", action="store_true", help="skip the two-turn test")
+    parser.add_argument(
+        "--systems",
+        default="",
+        help="comma-separated HTTP systems to run (ours, ours-keep, mlx_lm.server, "
+        "llama-server); default: all the model has",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS_PATH)
     return parser.parse_args(argv)
 
@@ -117,5 +124,6 @@ def build_plan(args: argparse.Namespace) -> Plan:
         quick=args.quick,
         two_turn=not args.no_two_turn,
         prefill_trials=2 if args.quick else 3,
+        systems=tuple(name.strip() for name in args.systems.split(",") if name.strip()),
         output=args.output,
     )
