@@ -31,6 +31,8 @@ class Server:
     pid: int
 
     def blas(self) -> str:
+        if self.system == "llama-server":
+            return "none (ggml's own kernels)"
         return loaded_blas(self.pid)
 
 

@@ -1,8 +1,10 @@
 """Declarative DSPy programs on a real model, builtin://smollm2-135m-instruct: served at
 /v1/programs with parsed outputs, and compiled by `modelkube optimize`.
 
-One runtime in the test process for the module (a process of its own adds nothing here).
-Programs call the model greedily, so the answers are reproducible. A 135M model follows
+One `modelkube serve` process for the module: in the test process MLX would run on its
+reference BLAS, and a real model's programs are matmul-bound (OpenBLAS is preloaded only
+into a process of its own). Programs call the model greedily, so the answers are
+reproducible. A 135M model follows
 DSPy's field format once it sees demos of it, so the served programs carry two each.
 """
 
@@ -16,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serving.inprocess import InProcessRuntime
+from tests.serving.runtime_process import RuntimeProcess
 
 pytestmark = pytest.mark.real_model
 
@@ -68,19 +70,19 @@ TRAINSET = [
 
 
 @pytest.fixture(scope="module")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessRuntime]:
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
     directory = tmp_path_factory.mktemp("real-programs")
     programs = directory / "programs.json"
     programs.write_text(json.dumps(PROGRAMS))
     args = ["--model", f"builtin://{MODEL}", "--programs-file", str(programs)]
-    runtime = InProcessRuntime(args, directory / "runtime.log")
+    runtime = RuntimeProcess(args, directory / "runtime.log")
     # A cold cache converts the GGUF file first (`make models` does it ahead).
     runtime.start(timeout=300)
     yield runtime
     runtime.stop()
 
 
-def run_program(runtime: InProcessRuntime, name: str, inputs: dict[str, str]) -> dict[str, str]:
+def run_program(runtime: RuntimeProcess, name: str, inputs: dict[str, str]) -> dict[str, str]:
     response = httpx.post(f"{runtime.url}/v1/programs/{name}", json={"inputs": inputs}, timeout=300)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -97,22 +99,24 @@ def run_program(runtime: InProcessRuntime, name: str, inputs: dict[str, str]) ->
     ],
 )
 def test_predict_returns_the_parsed_field(
-    runtime: InProcessRuntime, text: str, expected: str
+    runtime: RuntimeProcess, text: str, expected: str
 ) -> None:
     outputs = run_program(runtime, "sentiment", {"text": text})
     assert list(outputs) == ["sentiment"]
     assert outputs["sentiment"].strip().lower() == expected
 
 
-def test_chain_of_thought_returns_reasoning_and_answer(runtime: InProcessRuntime) -> None:
+def test_chain_of_thought_returns_reasoning_and_answer(runtime: RuntimeProcess) -> None:
     outputs = run_program(runtime, "capital", {"country": "France"})
     assert sorted(outputs) == ["capital", "reasoning"]
     assert outputs["reasoning"].strip()
     assert "Paris" in outputs["capital"]
 
 
+@pytest.mark.slow  # about 12 program calls: a minute on an idle 2-core machine
+@pytest.mark.timeout(600)  # ~220 s measured at load average 10 on two cores
 def test_optimize_bootstrap_fewshot_finishes_with_scores(
-    runtime: InProcessRuntime, tmp_path: Path
+    runtime: RuntimeProcess, tmp_path: Path
 ) -> None:
     (tmp_path / "program.json").write_text(json.dumps({"programs": [BARE_SENTIMENT]}))
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in TRAINSET))
