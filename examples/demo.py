@@ -3,14 +3,17 @@
 That model has random weights, so its words are nonsense; everything around them is real:
 the MLX engine, continuous batching, the OpenAI protocol, streaming and metrics. Then a
 real model answers: builtin://smollm2-135m-instruct, SmolLM2-135M-Instruct converted from
-the GGUF file its Python package ships.
+the GGUF file its Python package ships, and runs a declarative DSPy program on it.
 """
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import openai
@@ -19,6 +22,17 @@ from openai.types import CompletionUsage
 PORT = int(os.environ.get("MODELKUBE_DEMO_PORT", "8000"))
 URL = f"http://127.0.0.1:{PORT}"
 REAL_MODEL = "builtin://smollm2-135m-instruct"
+# A 135M model follows DSPy's field format once it has seen it in demos.
+SENTIMENT = {
+    "name": "sentiment",
+    "signature": "text -> sentiment",
+    "module": "predict",
+    "instructions": "Classify the sentiment of the text as positive or negative.",
+    "demos": [
+        {"text": "I love this phone.", "sentiment": "positive"},
+        {"text": "The battery died after an hour.", "sentiment": "negative"},
+    ],
+}
 
 
 def say(text: str) -> None:
@@ -48,15 +62,17 @@ def describe(usage: CompletionUsage | None) -> str:
     return f"usage: prompt={prompt} (cached {cached}) completion={completion}"
 
 
-def serve(model: str) -> subprocess.Popen[bytes]:
-    say(f"starting: modelkube serve --model {model} --port {PORT}")
-    command = ["serve", "--model", model, "--port", str(PORT)]
+def serve(model: str, *extra: str) -> subprocess.Popen[bytes]:
+    command = ["serve", "--model", model, "--port", str(PORT), *extra]
+    say(f"starting: modelkube {' '.join(command)}")
     return subprocess.Popen([sys.executable, "-m", "modelkube_serving", *command])
 
 
 def real_model() -> None:
-    """A real instruct model answers through the same runtime and client."""
-    proc = serve(REAL_MODEL)
+    """A real instruct model answers through the same runtime and client, and a program."""
+    programs = Path(tempfile.mkdtemp(prefix="modelkube-demo-")) / "programs.json"
+    programs.write_text(json.dumps({"programs": [SENTIMENT]}))
+    proc = serve(REAL_MODEL, "--programs-file", str(programs))
     try:
         wait_ready(proc, timeout=300)  # the first start converts the GGUF file once
         client = openai.OpenAI(base_url=f"{URL}/v1", api_key="not-needed")
@@ -72,6 +88,16 @@ def real_model() -> None:
             seconds = time.monotonic() - started
             print(f"assistant: {reply.choices[0].message.content}")
             print(f"{describe(reply.usage)} in {seconds:.1f} s")
+        text = "The concert was fantastic and the crowd loved it."
+        say(f"DSPy program `sentiment` (predict, text -> sentiment) on {text!r}")
+        started = time.monotonic()
+        response = httpx.post(
+            f"{URL}/v1/programs/sentiment", json={"inputs": {"text": text}}, timeout=300
+        )
+        seconds = time.monotonic() - started
+        print(
+            f"{response.status_code} outputs: {response.json().get('outputs')} in {seconds:.1f} s"
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)

@@ -1,4 +1,5 @@
-"""`python -m bench.serving`: modelkube serve vs mlx_lm.server vs batch_generate."""
+"""`python -m bench.serving`: modelkube serve vs mlx_lm.server vs batch_generate, and on the
+real model (a GGUF file) vs llama.cpp's llama-server."""
 
 import dataclasses
 import json
@@ -10,8 +11,9 @@ from importlib.metadata import version
 from typing import Any
 
 from bench.serving.config import Plan, build_plan, parse_args
+from bench.serving.llamacpp import VERSION as LLAMA_CPP_VERSION
 from bench.serving.report import model_table, two_turn_table
-from bench.serving.runner import log, run_plan
+from bench.serving.runner import load_average, log, run_plan
 from bench.serving.targets import evaluate, targets_text
 
 
@@ -22,6 +24,8 @@ def _machine() -> dict[str, Any]:
         "cpus": len(os.sched_getaffinity(0)),
         "mlx": version("mlx"),
         "mlx_lm": version("mlx-lm"),
+        "llama_cpp": f"llama-cpp-python {LLAMA_CPP_VERSION} sdist (llama-server)",
+        "load_average": load_average(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -35,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = build_plan(parse_args(argv))
     machine = _machine()
     log(f"plan: {plan}")
+    log(f"load average (1/5/15 min): {machine['load_average']}; {machine['cpus']} CPUs")
     results = run_plan(plan)
     print()
     for result in results:

@@ -4,10 +4,16 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelkube_serving.models.packaged import PACKAGED
+
+REAL_MODEL = "smollm2-135m-instruct"
+DEFAULT_MODELS = f"tiny,small,{REAL_MODEL}"
+QUICK_MODELS = f"tiny,{REAL_MODEL}"
 DEFAULT_CONCURRENCY: dict[str, tuple[int, ...]] = {"tiny": (1, 4, 16, 64), "small": (1, 4, 16)}
 QUICK_CONCURRENCY = (1, 4, 16)
 DEFAULT_ROUNDS: dict[str, int] = {"tiny": 3, "small": 2}
 QUICK_ROUNDS = 2
+DEFAULT_MAX_TOKENS, QUICK_MAX_TOKENS = 64, 32
 REQUEST_TIMEOUT_S = 120.0
 RESULTS_PATH = Path("bench/results/serving.json")
 
@@ -31,19 +37,35 @@ class Plan:
     max_tokens: int
     quick: bool
     two_turn: bool
+    prefill_trials: int  # of the ~1,000-token prefill (two-turn chat), per system
     output: Path
+    systems: tuple[str, ...] = ()  # HTTP systems to run; empty: every one the model has
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="tiny only, 1,4,16, few requests")
-    parser.add_argument("--models", help="comma-separated built-in models (default tiny,small)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK_MODELS}, 1,4,16 clients, few requests, max_tokens {QUICK_MAX_TOKENS}",
+    )
+    parser.add_argument(
+        "--models", help=f"comma-separated built-in models (default {DEFAULT_MODELS})"
+    )
     parser.add_argument("--concurrency", help="comma-separated client counts for every model")
     parser.add_argument(
         "--rounds", type=int, help="interleaved rounds per level (default 3, small 2, quick 2)"
     )
-    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument(
+        "--max-tokens", type=int, help=f"default {DEFAULT_MAX_TOKENS}, quick {QUICK_MAX_TOKENS}"
+    )
     parser.add_argument("--no-two-turn", action="store_true", help="skip the two-turn test")
+    parser.add_argument(
+        "--systems",
+        default="",
+        help="comma-separated HTTP systems to run (ours, ours-keep, mlx_lm.server, "
+        "llama-server); default: all the model has",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS_PATH)
     return parser.parse_args(argv)
 
@@ -55,7 +77,14 @@ def positive_ints(text: str) -> tuple[int, ...]:
     return values
 
 
+def is_real(model: str) -> bool:
+    """A real model from a GGUF file, served also by llama-server (no ceiling worker)."""
+    return model in PACKAGED
+
+
 def _request_count(model: str, concurrency: int, quick: bool) -> int:
+    if is_real(model):  # ~10 tok/s per request on two cores: keep the rounds short
+        return max(concurrency, 2) if quick else max(2 * concurrency, 8)
     if quick:
         return max(concurrency, 4)
     if model == "tiny":
@@ -86,12 +115,15 @@ def _model_plan(name: str, args: argparse.Namespace) -> ModelPlan:
 
 
 def build_plan(args: argparse.Namespace) -> Plan:
-    default_models = "tiny" if args.quick else "tiny,small"
+    default_models = QUICK_MODELS if args.quick else DEFAULT_MODELS
     names = [name.strip() for name in (args.models or default_models).split(",") if name.strip()]
+    max_tokens = args.max_tokens or (QUICK_MAX_TOKENS if args.quick else DEFAULT_MAX_TOKENS)
     return Plan(
         models=tuple(_model_plan(name, args) for name in names),
-        max_tokens=args.max_tokens,
+        max_tokens=max_tokens,
         quick=args.quick,
         two_turn=not args.no_two_turn,
+        prefill_trials=2 if args.quick else 3,
+        systems=tuple(name.strip() for name in args.systems.split(",") if name.strip()),
         output=args.output,
     )

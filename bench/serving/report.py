@@ -8,9 +8,14 @@ HTTP_COLUMNS = (
     ("e2e50", "e2e_p50_ms"), ("e2e95", "e2e_p95_ms"), ("err", "errors"),
 )  # fmt: skip
 CEILING_COLUMNS = (("tok/s", "tok_per_s"), ("req/s", "req_per_s"))
-GROUPS = (("ours", HTTP_COLUMNS), ("mlx_lm.server", HTTP_COLUMNS), ("ceiling", CEILING_COLUMNS))
-SHORT_NAMES = {"ours": "ours", "mlx_lm.server": "mlx", "ceiling": "ceil"}
+SHORT_NAMES = {
+    "ours": "ours", "ours-keep": "keep", "mlx_lm.server": "mlx", "llama-server": "llama",
+    "ceiling": "ceil",
+}  # fmt: skip
+# Each row's tok/s over these peers' at the same client count, where they were measured.
+PEERS = ("mlx_lm.server", "llama-server", "ceiling")
 WIDTH = 8
+NAME_WIDTH = 14
 
 
 def levels_by_concurrency(system: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -31,39 +36,37 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def _cells(level: dict[str, Any] | None, columns: tuple[tuple[str, str], ...]) -> list[str]:
-    return [fmt(level.get(key)) if level else "-" for _, key in columns]
-
-
 def _row(cells: list[str]) -> str:
     return " ".join(cell.rjust(WIDTH) for cell in cells)
 
 
-def _header() -> list[str]:
-    groups = ["".ljust(5)]
-    names = ["conc".rjust(5)]
-    for title, columns in GROUPS:
-        span = len(columns) * (WIDTH + 1) - 1
-        groups.append(f"| {title} ".ljust(span, "-"))
-        names.append(_row([name for name, _ in columns]))
-    groups.append("| ratios ".ljust(2 * (WIDTH + 1) - 1, "-"))
-    names.append(_row(["/mlx", "/ceil"]))
-    return [" ".join(groups), " ".join(names)]
-
-
 def model_table(result: dict[str, Any]) -> str:
-    systems = {name: levels_by_concurrency(result["systems"][name]) for name, _ in GROUPS}
+    """One row per client count and system: its numbers, then its tok/s over each peer's."""
+    systems = {name: levels_by_concurrency(system) for name, system in result["systems"].items()}
+    peers = [p for p in PEERS if systems.get(p)]
     concurrencies = sorted({c for levels in systems.values() for c in levels})
-    lines = [f"== model {result['model']} ({result['path']}) ==", *_header()]
+    load = result.get("load_average") or {}
+    lines = [
+        f"== model {result['model']} ({result['path']}) ==",
+        f"load average (1/5/15 min): before {load.get('before', '?')},"
+        f" after {load.get('after', '?')}",
+        "conc " + "system".ljust(NAME_WIDTH) + " "
+        + _row([name for name, _ in HTTP_COLUMNS] + [f"/{SHORT_NAMES[p]}" for p in peers]),
+    ]  # fmt: skip
     for c in concurrencies:
-        row = [str(c).rjust(5)]
-        for name, columns in GROUPS:
-            row.append(_row(_cells(systems[name].get(c), columns)))
-        ours = systems["ours"].get(c, {}).get("tok_per_s")
-        mlx = systems["mlx_lm.server"].get(c, {}).get("tok_per_s")
-        ceil = systems["ceiling"].get(c, {}).get("tok_per_s")
-        row.append(_row([fmt(ratio(ours, mlx)), fmt(ratio(ours, ceil))]))
-        lines.append(" ".join(row))
+        for name, levels in systems.items():
+            level = levels.get(c)
+            if level is None:
+                continue
+            columns = CEILING_COLUMNS if name == "ceiling" else HTTP_COLUMNS
+            cells = [fmt(level.get(key)) for _, key in columns]
+            cells += ["" for _ in range(len(HTTP_COLUMNS) - len(columns))]
+            mine = level.get("tok_per_s")
+            cells += [
+                "" if p == name else fmt(ratio(mine, systems[p].get(c, {}).get("tok_per_s")))
+                for p in peers
+            ]
+            lines.append(f"{c:>4} {name.ljust(NAME_WIDTH)} {_row(cells)}")
     lines += [_per_round(result["model"], c, systems) for c in concurrencies]
     lines.append(_notes(result))
     return "\n".join(lines)
@@ -77,23 +80,24 @@ def _per_round(model: str, c: int, systems: dict[str, dict[int, dict[str, Any]]]
     """e.g. "tiny @16 tok/s per round: ours 934/902 mlx 738/701 ceil 1128/1090 | ours/mlx ..."."""
     values = {name: _round_tok_per_s(levels.get(c)) for name, levels in systems.items()}
     parts = [
-        f"{SHORT_NAMES[name]} " + ("/".join(f"{v:.0f}" for v in tok) or "-")
+        f"{SHORT_NAMES.get(name, name)} " + ("/".join(f"{v:.0f}" for v in tok) or "-")
         for name, tok in values.items()
     ]
-    paired = zip(values["ours"], values["mlx_lm.server"], strict=False)
+    paired = zip(values.get("ours", []), values.get("mlx_lm.server", []), strict=False)
     ratios = "/".join(f"{a / b:.2f}" for a, b in paired if b) or "-"
     return f"{model} @{c} tok/s per round: {' '.join(parts)} | ours/mlx {ratios}"
 
 
 def _round_orders(result: dict[str, Any]) -> str:
     orders = result.get("round_orders", [])
-    return "; ".join(" > ".join(SHORT_NAMES[name] for name in order) for order in orders)
+    return "; ".join(" > ".join(SHORT_NAMES.get(name, name) for name in order) for order in orders)
 
 
 def _notes(result: dict[str, Any]) -> str:
     notes = [
         "(tok/s = generated tokens / wall time, median over rounds; ttft/e2e in ms, percentiles"
-        " over all rounds' requests; err = all rounds; ratios are of the median tok/s)",
+        " over all rounds' requests; err = all rounds; /peer = this row's median tok/s over"
+        " the peer's at the same client count)",
         f"  round orders: {_round_orders(result)}",
     ]
     for name, system in result["systems"].items():
@@ -110,9 +114,12 @@ def _notes(result: dict[str, Any]) -> str:
 
 
 def two_turn_table(results: list[dict[str, Any]]) -> str:
-    lines = ["== two-turn chat (tiny, ~1000-token first turn, max_tokens 16, median of 3) =="]
+    lines = [
+        "== two-turn chat: ttft1 = TTFT of a ~1,000-token prefill; turn 2 adds a short turn"
+        " (prefix cache); max_tokens 16, median of the trials =="
+    ]
     lines.append(
-        f"{'system':<14} {'ttft1 ms':>9} {'ttft2 ms':>9} {'ratio':>7} {'errors':>7}"
+        f"{'model':<22} {'system':<14} {'ttft1 ms':>9} {'ttft2 ms':>9} {'ratio':>7} {'errors':>7}"
         f" {'prompt1':>8} {'prompt2':>8} {'cached2':>8}"
     )
     for result in results:
@@ -121,8 +128,8 @@ def two_turn_table(results: list[dict[str, Any]]) -> str:
             if not tt:
                 continue
             lines.append(
-                f"{name:<14} {fmt(tt['ttft1_ms']):>9} {fmt(tt['ttft2_ms']):>9} "
-                f"{fmt(tt['ratio']):>7} {tt['errors']:>7} {_usage(tt)}"
+                f"{result['model']:<22} {name:<14} {fmt(tt['ttft1_ms']):>9}"
+                f" {fmt(tt['ttft2_ms']):>9} {fmt(tt['ratio']):>7} {tt['errors']:>7} {_usage(tt)}"
             )
     return "\n".join(lines)
 

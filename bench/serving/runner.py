@@ -1,30 +1,54 @@
-"""Runs every model in the plan. Both HTTP servers and the ceiling worker stay up for the
+"""Runs every model in the plan. The HTTP servers and the ceiling worker stay up for the
 whole model; each level is measured in interleaved rounds, the order rotated every round
 so that drift on the machine falls on every system alike."""
 
 import asyncio
 import contextlib
 import dataclasses
+import os
+import subprocess
 from pathlib import Path
 from typing import Any, TypeVar
 
 from bench.serving.ceiling import running_ceiling
 from bench.serving.client import make_client, stream_chat
-from bench.serving.config import REQUEST_TIMEOUT_S, Level, ModelPlan, Plan
+from bench.serving.config import REQUEST_TIMEOUT_S, Level, ModelPlan, Plan, is_real
 from bench.serving.prompts import chat_body
 from bench.serving.report import fmt
 from bench.serving.servers import Server, running_server
 from bench.serving.systems import CeilingSystem, HttpSystem, System
 from bench.serving.twoturn import two_turn
 from modelkube_serving.models.builtin import ensure_builtin
+from modelkube_serving.models.packaged import packaged_gguf
+from modelkube_serving.models.uri import resolve_model
 
+# The random-weight models: ours, mlx_lm.server and mlx-lm's batch_generate (the ceiling).
 HTTP_SYSTEMS = ("ours", "mlx_lm.server")
-ALL_SYSTEMS = (*HTTP_SYSTEMS, "ceiling")
+# A real model from a GGUF file: ours on dequantized float32 and on the weights kept as
+# loaded (Q4_1), mlx_lm.server on the same float32 directory, llama-server on the file.
+REAL_HTTP_SYSTEMS = ("ours", "ours-keep", "mlx_lm.server", "llama-server")
+ALL_SYSTEMS = (*REAL_HTTP_SYSTEMS, "ceiling")
 T = TypeVar("T")
 
 
 def log(message: str) -> None:
     print(f"[bench] {message}", flush=True)
+
+
+def load_average() -> str:
+    """The machine is shared: what else ran shows in the 1/5/15-minute load averages."""
+    return "/".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def model_paths(name: str) -> dict[str, Path]:
+    """What each system loads: the mlx-lm directory, or the GGUF file for llama-server."""
+    if not is_real(name):
+        path = ensure_builtin(name)
+        return {system: path for system in (*HTTP_SYSTEMS, "ceiling")}
+    float32 = resolve_model(f"builtin://{name}", progress=log, dtype="float32")
+    resolve_model(f"builtin://{name}", progress=log, dtype="keep")  # converted before timing
+    gguf = packaged_gguf(name)
+    return {"ours": float32, "ours-keep": float32, "mlx_lm.server": float32, "llama-server": gguf}
 
 
 def round_order(items: list[T], index: int) -> list[T]:
@@ -83,23 +107,30 @@ async def _start_ceiling(
     return [CeilingSystem(worker, max_tokens)], {}
 
 
-async def _two_turn(systems: list[HttpSystem], model: str, path: Path) -> None:
+async def _two_turn(systems: list[HttpSystem], model: str, path: Path, trials: int) -> None:
     for system in systems:
-        log(f"{system.name} {model}: two-turn chat")
-        system.info["two_turn"] = dataclasses.asdict(await two_turn(system.server, path))
+        log(f"{system.name} {model}: two-turn chat (~1,000-token prefill), load {load_average()}")
+        result = await two_turn(system.server, path, trials)
+        system.info["two_turn"] = dataclasses.asdict(result)
 
 
 async def _bench_model(
     servers: list[Server], plan: ModelPlan, full: Plan, path: Path
 ) -> dict[str, Any]:
-    """{"round_orders", "systems"} for the servers given and the ceiling, if it comes up."""
+    """{"round_orders", "systems"} for the servers given and the ceiling, if it comes up (not
+    for a real model: its peers are llama-server and mlx_lm.server)."""
     http = await _http_systems(servers, full.max_tokens)
     async with contextlib.AsyncExitStack() as stack:
-        ceiling, results = await _start_ceiling(stack, plan.name, path, full.max_tokens)
+        ceiling: list[System] = []
+        results: dict[str, Any] = {}
+        if not is_real(plan.name):
+            ceiling, results = await _start_ceiling(stack, plan.name, path, full.max_tokens)
         systems: list[System] = [*http, *ceiling]
         await _measure(systems, plan)
-    if full.two_turn and plan.name == "tiny":
-        await _two_turn(http, plan.name, path)
+    if full.two_turn and (plan.name == "tiny" or is_real(plan.name)):
+        # On the CPU a quantized ~1,000-token prefill takes minutes: not in a quick run.
+        chats = [s for s in http if not (full.quick and s.name == "ours-keep")]
+        await _two_turn(chats, plan.name, path, full.prefill_trials)
     rounds = max((level.rounds for level in plan.levels), default=0)
     orders = [[system.name for system in round_order(systems, i)] for i in range(rounds)]
     results |= {system.name: system.result() for system in systems}
@@ -107,28 +138,38 @@ async def _bench_model(
 
 
 def _start_servers(
-    stack: contextlib.ExitStack, model: str, path: Path
+    stack: contextlib.ExitStack, model: str, paths: dict[str, Path], full: Plan, parallel: int
 ) -> tuple[list[Server], dict[str, Any]]:
     """The servers that came up (stopped when `stack` closes), and errors of those that didn't."""
     servers, failed = [], {}
-    for system in HTTP_SYSTEMS:
+    for system in REAL_HTTP_SYSTEMS if is_real(model) else HTTP_SYSTEMS:
+        if full.systems and system not in full.systems:
+            continue
         log(f"starting {system} on {model}")
         try:
-            servers.append(stack.enter_context(running_server(system, model, path)))
-        except RuntimeError as exc:
+            server = running_server(system, model, paths[system], parallel=parallel)
+            servers.append(stack.enter_context(server))
+        except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
             log(f"{system} on {model} failed: {exc}")
             failed[system] = {"error": str(exc), "levels": []}
     return servers, failed
 
 
 def run_model(plan: ModelPlan, full: Plan) -> dict[str, Any]:
-    path = ensure_builtin(plan.name)
+    paths = model_paths(plan.name)
+    path = paths["ours"]
+    parallel = max((level.concurrency for level in plan.levels), default=1)
+    load_before = load_average()
+    log(f"{plan.name}: load average {load_before} before")
     with contextlib.ExitStack() as stack:
-        servers, failed = _start_servers(stack, plan.name, path)
+        servers, failed = _start_servers(stack, plan.name, paths, full, parallel)
         measured = asyncio.run(_bench_model(servers, plan, full, path))
     systems = failed | measured["systems"]
     ordered = {name: systems[name] for name in ALL_SYSTEMS if name in systems}
-    return {"model": plan.name, "path": str(path), **measured, "systems": ordered}
+    loads = {"before": load_before, "after": load_average()}
+    log(f"{plan.name}: load average {loads['after']} after")
+    return {"model": plan.name, "path": str(path), "load_average": loads, **measured,
+            "systems": ordered}  # fmt: skip
 
 
 def run_plan(plan: Plan) -> list[dict[str, Any]]:

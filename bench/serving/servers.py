@@ -1,4 +1,5 @@
-"""Start and stop the two HTTP servers under test, with the same OpenBLAS environment."""
+"""Start and stop the HTTP servers under test: ours (float32, or a GGUF model's weights kept
+quantized), mlx_lm.server (the same OpenBLAS environment) and llama.cpp's llama-server."""
 
 import contextlib
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.serving.llamacpp import ensure_llama_server, server_env
 from modelkube_serving.engine.blas import loaded_blas
 
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/libopenblas.so.0"
@@ -29,6 +31,8 @@ class Server:
     pid: int
 
     def blas(self) -> str:
+        if self.system == "llama-server":
+            return "none (ggml's own kernels)"
         return loaded_blas(self.pid)
 
 
@@ -55,13 +59,27 @@ def free_port() -> int:
     raise RuntimeError("no free port in 20000-32000")
 
 
-def _command(system: str, model: str, path: Path, port: int) -> list[str]:
+# `--dtype` of each of our systems; the real model's GGUF weights are Q4_1.
+OUR_DTYPES = {"ours": "float32", "ours-keep": "keep"}
+LLAMA_CONTEXT_PER_SLOT = 2048  # a ~1,000-token prefill plus its answer fits one slot
+
+
+def _command(system: str, model: str, path: Path, port: int, parallel: int) -> list[str]:
     bindir = Path(sys.executable).parent
-    if system == "ours":
+    if system in OUR_DTYPES:
         return [
             str(bindir / "modelkube"), "serve", "--model", f"builtin://{model}",
-            "--host", HOST, "--port", str(port),
+            "--dtype", OUR_DTYPES[system], "--host", HOST, "--port", str(port),
             "--max-concurrent-requests", "64", "--max-queued-requests", "1024",
+        ]  # fmt: skip
+    if system == "llama-server":
+        # `path` is the GGUF file; continuous batching over `parallel` slots, one thread per
+        # core, the file's own chat template (--jinja), as the runtime uses it.
+        return [
+            str(ensure_llama_server()), "--model", str(path), "--host", HOST, "--port", str(port),
+            "--parallel", str(parallel), "--cont-batching", "--jinja",
+            "--ctx-size", str(parallel * LLAMA_CONTEXT_PER_SLOT),
+            "--threads", os.environ.get("BENCH_OPENBLAS_THREADS", "2"), "--no-webui",
         ]  # fmt: skip
     return [
         sys.executable, "-m", "mlx_lm.server", "--model", str(path),
@@ -92,27 +110,39 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
+def _env(system: str) -> dict[str, str]:
+    if system == "llama-server":
+        return server_env(ensure_llama_server())
+    return blas_env()
+
+
 @contextlib.contextmanager
 def running_server(
-    system: str, model: str, path: Path, env: dict[str, str] | None = None, label: str = ""
+    system: str,
+    model: str,
+    path: Path,
+    env: dict[str, str] | None = None,
+    label: str = "",
+    parallel: int = 16,
 ) -> Iterator[Server]:
-    """`system` is "ours" or "mlx_lm.server"; the process is always stopped on exit. `env`
-    adds to the environment (e.g. a PYTHONPATH with another checkout's runtime); `label`
-    tells its log apart."""
+    """`system` is "ours", "ours-keep", "mlx_lm.server" (`path`: the mlx-lm directory) or
+    "llama-server" (`path`: the GGUF file, `parallel` slots); the process is always stopped on
+    exit. `env` adds to the environment (e.g. a PYTHONPATH with another checkout's runtime);
+    `label` tells its log apart."""
     port = free_port()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = LOG_DIR / f"{label or system}-{model}.log"
-    ready = "/readyz" if system == "ours" else "/health"
+    ready = "/readyz" if system in OUR_DTYPES else "/health"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            _command(system, model, path, port),
-            env={**blas_env(), **(env or {})},
+            _command(system, model, path, port, parallel),
+            env={**_env(system), **(env or {})},
             stdout=sink,
             stderr=sink,
         )
         try:
             _wait_ready(proc, f"http://{HOST}:{port}{ready}", log)
-            name = model if system == "ours" else str(path)
+            name = str(path) if system == "mlx_lm.server" else model
             yield Server(system, f"http://{HOST}:{port}", name, proc.pid)
         finally:
             stop_process(proc)

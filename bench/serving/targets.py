@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from typing import Any
 
+from bench.serving.config import is_real
 from bench.serving.report import levels_by_concurrency, ratio
 
 
@@ -18,14 +19,16 @@ def _level(result: dict[str, Any], system: str, concurrency: int) -> dict[str, A
 
 
 def _vs_mlx(result: dict[str, Any]) -> Target:
-    name = f"{result['model']}: ours >= 1.3x mlx_lm.server tok/s @16, p95 e2e no worse"
+    # Issue 14 sets 1.2x on the real model; the random-weight models keep their 1.3x.
+    factor = 1.2 if is_real(result["model"]) else 1.3
+    name = f"{result['model']}: ours >= {factor}x mlx_lm.server tok/s @16, p95 e2e no worse"
     ours, mlx = _level(result, "ours", 16), _level(result, "mlx_lm.server", 16)
     if not ours or not mlx:
         return Target(name, None, "16 clients not measured")
     speedup = ratio(ours["tok_per_s"], mlx["tok_per_s"])
     p95_ours, p95_mlx = ours["e2e_p95_ms"], mlx["e2e_p95_ms"]
     latency_ok = p95_ours is not None and (p95_mlx is None or p95_ours <= p95_mlx)
-    met = speedup is not None and speedup >= 1.3 and latency_ok
+    met = speedup is not None and speedup >= factor and latency_ok
     detail = f"{speedup or 0:.2f}x; p95 e2e {p95_ours or 0:.0f} vs {p95_mlx or 0:.0f} ms"
     return Target(name, met, detail)
 
@@ -37,6 +40,17 @@ def _vs_ceiling(result: dict[str, Any]) -> Target:
         return Target(name, None, "1 client not measured")
     share = ratio(ours["tok_per_s"], ceil["tok_per_s"])
     return Target(name, share is not None and share >= 0.95, f"{share or 0:.2f}x")
+
+
+def _vs_llama(result: dict[str, Any]) -> Target:
+    """No target yet (the CPU engine's issue owns the gap): the ratios, reported as n/a."""
+    name = f"{result['model']}: ours / llama-server tok/s (1, 4, 16 clients)"
+    parts = []
+    for c in (1, 4, 16):
+        ours, llama = _level(result, "ours", c), _level(result, "llama-server", c)
+        if ours and llama:
+            parts.append(f"@{c} {ratio(ours['tok_per_s'], llama['tok_per_s']) or 0:.2f}x")
+    return Target(name, None, ", ".join(parts) or "not measured")
 
 
 def _no_errors(result: dict[str, Any]) -> Target:
@@ -58,7 +72,11 @@ def _two_turn(result: dict[str, Any]) -> Target:
 def evaluate(results: list[dict[str, Any]]) -> list[Target]:
     targets = []
     for result in results:
-        targets += [_vs_mlx(result), _vs_ceiling(result)]
+        targets.append(_vs_mlx(result))
+        if is_real(result["model"]):
+            targets.append(_vs_llama(result))
+        else:
+            targets.append(_vs_ceiling(result))
         if result["model"] == "tiny":
             targets += [_no_errors(result), _two_turn(result)]
     return targets

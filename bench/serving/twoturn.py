@@ -57,9 +57,10 @@ async def _trial(server: Server, model_path: Path, seed: int) -> Trial:
     return Trial(first_tokens=count, turn1=turn1, turn2=turn2)
 
 
-async def two_turn(server: Server, model_path: Path) -> TwoTurnResult:
-    """Median over TRIALS conversations, each with a fresh first-turn text."""
-    trials = [await _trial(server, model_path, seed=1000 + i) for i in range(TRIALS)]
+async def two_turn(server: Server, model_path: Path, trials_n: int = TRIALS) -> TwoTurnResult:
+    """Median over `trials_n` conversations, each with a fresh first-turn text; turn 1's TTFT
+    is the TTFT of a ~1,000-token prefill. `model_path`: a directory with tokenizer.json."""
+    trials = [await _trial(server, model_path, seed=1000 + i) for i in range(trials_n)]
     good = [t for t in trials if t.turn1.ok and t.turn2.ok]
     result = TwoTurnResult(system=server.system, trials=trials, errors=len(trials) - len(good))
     result.ttft1_ms = _median_ms([t.turn1.ttft_s for t in good])

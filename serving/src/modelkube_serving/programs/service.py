@@ -25,6 +25,9 @@ from modelkube_serving.programs.modules import build_all
 from modelkube_serving.programs.spec import ProgramSpec, ProgramSpecError, parse_programs
 
 log = logging.getLogger("modelkube.programs")
+# Room for a chain of thought and its answer; a model that ignores the fields stops here.
+PROGRAM_MAX_TOKENS = 512
+COMPLETED_MARKER = "[[ ## completed ## ]]"  # DSPy's ChatAdapter ends its answers with it
 
 
 class ProgramService:
@@ -125,7 +128,16 @@ class ProgramService:
 
     def _runtime_lm(self) -> Any:
         if self._lm is None:
-            self._lm = runtime_lm(self._backend, asyncio.get_running_loop())
+            # Greedy and bounded, as `modelkube optimize` calls the model: without them a
+            # program samples at temperature 1 and may generate up to the context's end. A
+            # small model goes on past the ChatAdapter's end marker; the parser drops that.
+            self._lm = runtime_lm(
+                self._backend,
+                asyncio.get_running_loop(),
+                temperature=0.0,
+                max_tokens=PROGRAM_MAX_TOKENS,
+                stop=[COMPLETED_MARKER],
+            )
         return self._lm
 
 
