@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from modelkube_operator.builders.common import Obj, Owner
-from modelkube_operator.k8s.client import FIELD_MANAGER, Kube
-from modelkube_operator.reconcilers.errors import INVALID_SPEC, SpecError, says_new
+from modelkube_operator.k8s.client import FIELD_MANAGER, ApiError, Kube
+from modelkube_operator.reconcilers.errors import INVALID_SPEC, SpecError, rejected, says_new
 from modelkube_operator.status.conditions import Cond, merge_conditions, transitions
 
 # Weak values: a lock stays in the table only while a reconcile holds it or waits for it, so
@@ -126,6 +126,27 @@ async def invalid_spec(
         kube, owner, schema, previous, [Cond(condition, False, INVALID_SPEC, message)], {}
     )
     return SpecError(message, fresh)
+
+
+async def apply_child(
+    kube: Kube,
+    owner: Owner,
+    schema: type[BaseModel],
+    previous: Mapping[str, Any],
+    condition: str,
+    obj: Obj,
+) -> Obj:
+    """Apply a child; one the API server refuses as built (the spec passed its schema but
+    implies an object that cannot exist, e.g. a name over 63 characters in its labels) becomes
+    an InvalidSpec condition and the SpecError to raise."""
+    try:
+        return await kube.apply(obj)
+    except ApiError as exc:
+        if not rejected(exc):
+            raise
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        message = f"the API server refused {kind} {name}: {exc.message}"
+        raise await invalid_spec(kube, owner, schema, previous, condition, message) from exc
 
 
 def _same(old: list[Obj], new: list[Obj]) -> bool:

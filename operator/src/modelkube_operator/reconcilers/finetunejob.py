@@ -8,15 +8,16 @@ from pydantic import ValidationError
 from modelkube_operator.api.finetunejob import FineTuneJobSpec, FineTuneJobStatus
 from modelkube_operator.builders.common import Obj, Owner
 from modelkube_operator.builders.training import build_job, build_trainer_rbac
-from modelkube_operator.k8s.client import ApiError, Kube
+from modelkube_operator.k8s.client import Kube
 from modelkube_operator.reconcilers.common import (
+    apply_child,
     invalid_spec,
     lock_for,
     owner_of,
     spec_error,
     write_status,
 )
-from modelkube_operator.reconcilers.errors import SpecError, rejected
+from modelkube_operator.reconcilers.errors import SpecError
 from modelkube_operator.status.finetunejob import (
     finished,
     job_conditions,
@@ -43,9 +44,11 @@ async def reconcile_finetunejob(kube: Kube, body: Mapping[str, Any]) -> list[Obj
             return []
         if existing is None:
             for obj in build_trainer_rbac(owner):
-                await _apply(kube, owner, previous, obj)
+                await apply_child(kube, owner, FineTuneJobStatus, previous, "Succeeded", obj)
             # A Job's pod template is immutable: create it once, then only watch it.
-            job = await _apply(kube, owner, previous, build_job(owner, spec))
+            job = await apply_child(
+                kube, owner, FineTuneJobStatus, previous, "Succeeded", build_job(owner, spec)
+            )
         elif bool(existing["spec"].get("suspend")) != spec.suspend and not finished(previous):
             # Suspending stops the pod (it checkpoints on SIGTERM); resuming starts a new one.
             job = await kube.merge_patch(
@@ -64,19 +67,6 @@ async def reconcile_finetunejob(kube: Kube, body: Mapping[str, Any]) -> list[Obj
             "adapterURI": spec.output.uri if succeeded else "",
         }
         return await write_status(kube, owner, FineTuneJobStatus, previous, conds, fields)
-
-
-async def _apply(kube: Kube, owner: Owner, previous: Mapping[str, Any], obj: Obj) -> Obj:
-    try:
-        return await kube.apply(obj)
-    except ApiError as exc:
-        if not rejected(exc):
-            raise
-        # e.g. a name over 63 characters: the API server takes the FineTuneJob, but not the
-        # objects named or labelled after it.
-        kind, name = obj["kind"], obj["metadata"]["name"]
-        message = f"the API server refused {kind} {name}: {exc.message}"
-        raise await invalid(kube, owner, previous, message) from exc
 
 
 async def invalid(kube: Kube, owner: Owner, previous: Mapping[str, Any], message: str) -> SpecError:

@@ -35,8 +35,9 @@ from modelkube_operator.builders.scaling import (
     build_pdb,
     build_scaledobject,
 )
-from modelkube_operator.k8s.client import ApiError, Kube
+from modelkube_operator.k8s.client import Kube
 from modelkube_operator.reconcilers.common import (
+    apply_child,
     changed_by_others,
     invalid_spec,
     lock_for,
@@ -44,7 +45,7 @@ from modelkube_operator.reconcilers.common import (
     spec_error,
     write_status,
 )
-from modelkube_operator.reconcilers.errors import SpecError, rejected
+from modelkube_operator.reconcilers.errors import SpecError
 from modelkube_operator.reconcilers.programs import resolve_programs
 from modelkube_operator.status.modelservice import (
     adapters_condition,
@@ -126,7 +127,7 @@ async def reconcile_modelservice(
         deployment: Obj | None = dict(child.body) if child and child.kind == "Deployment" else None
         for kind, obj in desired_children(owner, spec, monitors, plan, programs, keda).items():
             if obj is not None and _to_apply(obj, child):
-                applied = await _apply(kube, owner, previous, obj)
+                applied = await apply_child(kube, owner, ModelServiceStatus, previous, "Ready", obj)
                 deployment = applied if kind == "Deployment" else deployment
             elif obj is None and _to_delete(kind, owner, present, child, monitors, keda):
                 await kube.delete(_API_VERSIONS[kind], kind, owner.namespace, _name(kind, owner))
@@ -158,18 +159,6 @@ def _to_delete(
     if child is None:
         return (present is None or kind in present) and _served(kind, monitors, keda)
     return kind == child.kind and not child.deleted and child.name == _name(kind, owner)
-
-
-async def _apply(kube: Kube, owner: Owner, previous: Mapping[str, Any], obj: Obj) -> Obj:
-    try:
-        return await kube.apply(obj)
-    except ApiError as exc:
-        if not rejected(exc):
-            raise
-        # The spec passed its schema but implies an object the API server refuses.
-        kind, name = obj["kind"], obj["metadata"]["name"]
-        message = f"the API server refused {kind} {name}: {exc.message}"
-        raise await _invalid(kube, owner, previous, message) from exc
 
 
 async def _invalid(
