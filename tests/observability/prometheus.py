@@ -11,6 +11,7 @@ import httpx
 import yaml
 
 from tests.serving.runtime_process import free_port
+from tests.waiting import wait_http_ok
 
 SCRAPE_INTERVAL = "1s"
 INSTALL = "install Prometheus and promtool with `make system-deps` (Debian package prometheus)"
@@ -83,18 +84,12 @@ class Prometheus:
         }
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"prometheus not ready after {timeout}s:\n{self.log()}")
+        wait_http_ok(f"{self.url}/-/ready", self._stopped, self.log, timeout)
+
+    def _stopped(self) -> str | None:
+        assert self.proc is not None
+        code = self.proc.poll()
+        return None if code is None else f"prometheus exited with {code}"
 
     def log(self) -> str:
         return (self.workdir / "prometheus.log").read_text(errors="replace")[-4000:]

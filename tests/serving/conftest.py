@@ -1,5 +1,6 @@
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import openai
@@ -17,15 +18,15 @@ StartRuntime = Callable[..., InProcessRuntime]
 StartProcess = Callable[..., RuntimeProcess]
 
 
-@pytest.fixture(scope="session")
-def start_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartRuntime]:
-    """A runtime on builtin://tiny in this process, with extra `modelkube serve` flags."""
-    started: list[InProcessRuntime] = []
-    logs = tmp_path_factory.mktemp("runtime-logs")
+R = TypeVar("R", InProcessRuntime, RuntimeProcess)
 
-    def start(*extra: str, wait_ready: bool = True) -> InProcessRuntime:
-        log = logs / f"runtime-{len(started)}.log"
-        runtime = InProcessRuntime(["--model", "builtin://tiny", *extra], log)
+
+def _tiny_runtimes(make: Callable[[list[str], Path], R], logs: Path) -> Iterator[Callable[..., R]]:
+    """Starts runtimes on builtin://tiny with extra `modelkube serve` flags; stops them all."""
+    started: list[R] = []
+
+    def start(*extra: str, wait_ready: bool = True) -> R:
+        runtime = make(["--model", "builtin://tiny", *extra], logs / f"runtime-{len(started)}.log")
         started.append(runtime)
         return runtime.start(wait_ready=wait_ready)
 
@@ -35,20 +36,15 @@ def start_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartRun
 
 
 @pytest.fixture(scope="session")
+def start_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartRuntime]:
+    """A runtime in this process."""
+    yield from _tiny_runtimes(InProcessRuntime, tmp_path_factory.mktemp("runtime-logs"))
+
+
+@pytest.fixture(scope="session")
 def start_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartProcess]:
     """A `modelkube serve` process of its own, for what needs one: signals, the BLAS preload."""
-    started: list[RuntimeProcess] = []
-    logs = tmp_path_factory.mktemp("process-logs")
-
-    def start(*extra: str, wait_ready: bool = True) -> RuntimeProcess:
-        log = logs / f"runtime-{len(started)}.log"
-        proc = RuntimeProcess(["--model", "builtin://tiny", *extra], log)
-        started.append(proc)
-        return proc.start(wait_ready=wait_ready)
-
-    yield start
-    for proc in started:
-        proc.stop()
+    yield from _tiny_runtimes(RuntimeProcess, tmp_path_factory.mktemp("process-logs"))
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,11 @@ preload, the CLI's exit codes) use `RuntimeProcess`.
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import uvicorn
 from fastapi import FastAPI
 
@@ -24,6 +22,7 @@ from modelkube_serving.cli import parse_serve_args, serve_config
 from modelkube_serving.server import DrainingServer
 from modelkube_serving.state import ServingState
 from tests.serving.runtime_process import free_port
+from tests.waiting import wait_http_ok
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -77,17 +76,12 @@ class InProcessRuntime:
         self.server.fail(message)
 
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.fatal or (self.thread is not None and not self.thread.is_alive()):
-                raise RuntimeError(f"runtime stopped: {self.fatal}\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(f"runtime not ready after {timeout}s:\n{self.log()}")
+        wait_http_ok(f"{self.url}/readyz", self._stopped, self.log, timeout)
+
+    def _stopped(self) -> str | None:
+        if self.fatal or (self.thread is not None and not self.thread.is_alive()):
+            return f"runtime stopped: {self.fatal}"
+        return None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-20000:]

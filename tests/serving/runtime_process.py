@@ -5,11 +5,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+from tests.waiting import wait_http_ok
 
 _PORT_RANGE = range(21000, 29000)  # below the kernel's ephemeral range, see shared notes
 _next_port = 21000 + (os.getpid() * 37) % 4000
@@ -60,18 +59,12 @@ class RuntimeProcess:
         return self
 
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"runtime exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"runtime not ready after {timeout}s:\n{self.log()}")
+        wait_http_ok(f"{self.url}/readyz", self._stopped, self.log, timeout)
+
+    def _stopped(self) -> str | None:
+        assert self.proc is not None
+        code = self.proc.poll()
+        return None if code is None else f"runtime exited with {code}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
