@@ -9,6 +9,7 @@ so CI sees the same examples every time; set MODELKUBE_FUZZ_EXAMPLES to explore 
 
 import json
 import os
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from openai.types import Completion
+from openai.types import Completion, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from tests.serving.conftest import MODEL, StartRuntime
@@ -221,3 +222,15 @@ def test_arbitrary_bytes_get_a_json_error(fuzzed: InProcessRuntime, raw: bytes) 
         timeout=30,
     )
     _check(response, chat=True)
+
+
+@FUZZ
+@given(model_id=texts | st.sampled_from([MODEL, f"{MODEL}:", f"{MODEL}:x", "../x", "%00"]))
+def test_generated_model_ids_get_a_card_or_a_404(fuzzed: InProcessRuntime, model_id: str) -> None:
+    quoted = urllib.parse.quote(model_id.encode("utf-8", "surrogatepass"), safe="")
+    response = httpx.get(f"{fuzzed.url}/v1/models/{quoted}", timeout=30)
+    assert response.status_code in (200, 404), response.text
+    if response.status_code == 200:
+        assert Model.model_validate(response.json(), strict=True).id == model_id
+    else:
+        assert set(response.json()["error"]) == {"message", "type", "param", "code"}

@@ -7,6 +7,8 @@ directory must give the same logits and the same token ids as tiny itself.
 """
 
 import json
+import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -218,3 +220,54 @@ def test_qwen2_converts_without_unpermuting(tmp_path: Path, cache: Path) -> None
     model, _ = load(str(resolve_model(str(source), dtype="float32")))
     ids = mx.array([[5, 17, 300, 2, 99, 1000]])
     assert mx.allclose(model(ids), reference(ids), atol=1e-4).item()
+
+
+_CONVERT_EACH = """
+import sys
+from pathlib import Path
+from modelkube_serving.models.errors import ModelSourceError
+from modelkube_serving.models.uri import resolve_model
+for path in sys.argv[1:]:
+    try:
+        resolve_model(path)
+        print("ok", path, flush=True)
+    except ModelSourceError as exc:  # UnsupportedModelError is one too
+        lines = str(exc).splitlines()
+        print("refused" if len(lines) == 1 else "multiline", path, flush=True)
+"""
+
+
+def test_corrupted_gguf_files_are_refused_in_one_line(tmp_path: Path, cache: Path) -> None:
+    """Generated damage (truncations, flipped bytes, zeroed runs) at seeded random places: each
+    file converts or is refused with one line; nothing else escapes, and the reader does not
+    crash the process (they all run in one child, so a crash would stop it early)."""
+    good = write_tiny_gguf(tmp_path / "good.gguf").read_bytes()
+    rng = random.Random(1234)
+    paths = []
+    for i in range(24):
+        data = bytearray(good)
+        kind = i % 3
+        at = rng.randrange(len(data))
+        if kind == 0:
+            data = data[:at]
+        elif kind == 1:
+            for j in rng.sample(range(len(data)), 16):
+                data[j] ^= 0xFF
+        else:
+            data[at : at + rng.randrange(1, 4096)] = bytes(min(4096, len(data) - at))
+        path = tmp_path / f"bad-{i}.gguf"
+        path.write_bytes(bytes(data))
+        paths.append(str(path))
+    run = subprocess.run(
+        [sys.executable, "-c", _CONVERT_EACH, *paths],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "MODELKUBE_CACHE_DIR": str(cache)},
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    outcomes = [line.split()[0] for line in run.stdout.splitlines()]
+    assert len(outcomes) == len(paths), run.stdout
+    assert set(outcomes) <= {"ok", "refused"}, run.stdout
+    # A truncated file is refused; flipped or zeroed bytes may land in weights, which load.
+    assert all(outcome == "refused" for outcome in outcomes[::3]), run.stdout
