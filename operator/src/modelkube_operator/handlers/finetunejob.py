@@ -4,13 +4,11 @@ fine-tune to the ModelServices that serve its adapter."""
 from collections.abc import Mapping
 from typing import Any
 
-from modelkube_operator import metrics
 from modelkube_operator.handlers import modelservice
 from modelkube_operator.handlers.errors import settle
 from modelkube_operator.handlers.indexes import ChildrenIndex, JobsIndex, OwnersIndex
-from modelkube_operator.handlers.posting import post_spec_error, post_transitions
+from modelkube_operator.handlers.posting import reconciled
 from modelkube_operator.handlers.state import OperatorState
-from modelkube_operator.reconcilers.errors import SpecError
 from modelkube_operator.reconcilers.finetunejob import reconcile_finetunejob
 from modelkube_operator.reconcilers.handoff import handoff_state, serves_job
 
@@ -20,13 +18,7 @@ KIND = "FineTuneJob"
 async def reconcile(state: OperatorState, body: Mapping[str, Any]) -> None:
     """Reconcile one FineTuneJob, counted, with its condition transitions posted as Events.
     Raises what the reconcile raised."""
-    with metrics.reconciling(KIND):
-        try:
-            transitions = await reconcile_finetunejob(state.kube, body)
-        except SpecError as exc:
-            await post_spec_error(state.kube, body, exc)
-            raise
-    await post_transitions(state.kube, body, transitions)
+    await reconciled(state.kube, KIND, body, reconcile_finetunejob(state.kube, body))
 
 
 async def hand_off(

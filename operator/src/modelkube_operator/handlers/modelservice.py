@@ -3,7 +3,6 @@
 from collections.abc import Mapping
 from typing import Any
 
-from modelkube_operator import metrics
 from modelkube_operator.handlers.errors import settle
 from modelkube_operator.handlers.indexes import (
     ChildrenIndex,
@@ -13,9 +12,8 @@ from modelkube_operator.handlers.indexes import (
     jobs_in,
     key_of,
 )
-from modelkube_operator.handlers.posting import post_spec_error, post_transitions
+from modelkube_operator.handlers.posting import reconciled
 from modelkube_operator.handlers.state import OperatorState
-from modelkube_operator.reconcilers.errors import SpecError
 from modelkube_operator.reconcilers.modelservice import ChildEvent, reconcile_modelservice
 from modelkube_operator.reconcilers.programs import source_state
 
@@ -32,15 +30,10 @@ async def reconcile(
     """Reconcile one ModelService (its own event when `child` is None), counted, with its
     condition transitions posted as Events. Raises what the reconcile raised."""
     key = key_of(body)
-    with metrics.reconciling(KIND):
-        try:
-            transitions = await reconcile_modelservice(
-                state.kube, body, children.get(key, []), jobs_in(jobs, key[1]), child
-            )
-        except SpecError as exc:
-            await post_spec_error(state.kube, body, exc)
-            raise
-    await post_transitions(state.kube, body, transitions)
+    run = reconcile_modelservice(
+        state.kube, body, children.get(key, []), jobs_in(jobs, key[1]), child
+    )
+    await reconciled(state.kube, KIND, body, run)
 
 
 async def program_source_changed(

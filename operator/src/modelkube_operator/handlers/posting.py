@@ -7,9 +7,10 @@ an Event for a namespace being deleted nine times, logging an error each time.
 
 import datetime
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
+from modelkube_operator import metrics
 from modelkube_operator.k8s.client import ApiError, Kube
 from modelkube_operator.reconcilers.errors import SpecError
 
@@ -89,6 +90,20 @@ async def post_spec_error(kube: Kube, body: Mapping[str, Any], error: SpecError)
     """A Warning Event the first time the status says so (not on every retry or restart)."""
     if error.fresh:
         await post(kube, body, "Warning", error.reason, error.message)
+
+
+async def reconciled(
+    kube: Kube, kind: str, body: Mapping[str, Any], run: Awaitable[list[dict[str, Any]]]
+) -> None:
+    """Run one reconcile, counted in the metrics, and post what it changed as Events: its
+    condition transitions, or the spec error it raises (raised on)."""
+    with metrics.reconciling(kind):
+        try:
+            transitions = await run
+        except SpecError as exc:
+            await post_spec_error(kube, body, exc)
+            raise
+    await post_transitions(kube, body, transitions)
 
 
 def describe(body: Mapping[str, Any]) -> str:
