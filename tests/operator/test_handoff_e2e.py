@@ -71,7 +71,11 @@ def can_i(cp: ControlPlane, token: str, *args: str) -> bool:
 
 
 def run_training_pod(
-    cp: ControlPlane, job: dict[str, Any], sa_dir: Path, paths: dict[str, str]
+    cp: ControlPlane,
+    job: dict[str, Any],
+    sa_dir: Path,
+    paths: dict[str, str],
+    timeout: float = 300,
 ) -> subprocess.CompletedProcess[str]:
     """The Job's container command, with its mount paths mapped onto this machine."""
     container = job["spec"]["template"]["spec"]["containers"][0]
@@ -91,7 +95,7 @@ def run_training_pod(
         [sys.executable, "-m", "modelkube_serving", *args],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         env={**os.environ, **env},
     )
 
