@@ -23,7 +23,8 @@ NATIVE := --manifest-path native/Cargo.toml
 help:
 	@echo "make demo   install, then serve builtin://tiny through the openai SDK, and run the"
 	@echo "            operator on a local control plane with the example ModelService, fine-tune"
-	@echo "            an adapter, and proxy a runtime as a hosted provider (keys, DSPy, metrics)"
+	@echo "            an adapter, teach the real model a task by LoRA (accuracy before and after),"
+	@echo "            and proxy a runtime as a hosted provider (keys, DSPy, metrics)"
 	@echo "make test   install, then run lint, type checks and the whole test suite"
 	@echo "make bench  install, then run the benchmarks in bench/ (not part of make test)"
 
@@ -78,6 +79,7 @@ demo: install controlplane
 	$(RUN) python examples/demo.py
 	PYTHONPATH=. $(RUN) python examples/demo_operator.py
 	PYTHONPATH=. $(RUN) python examples/demo_finetune.py
+	PYTHONPATH=. $(RUN) python examples/demo_finetune_real.py
 	PYTHONPATH=. $(RUN) python examples/demo_proxy.py
 
 # bench.upstream builds the LiteLLM proxy's own venv under ~/.cache/modelkube/bench once.

@@ -8,6 +8,7 @@ prompts, whose words no training row has. The base model, served by the same run
 exactly as it did before the adapter was loaded.
 """
 
+import time
 from pathlib import Path
 
 import openai
@@ -98,7 +99,9 @@ def test_a_fine_tune_of_the_real_model_learns_its_task_and_leaves_the_base_as_it
         (data_dir / "train.jsonl").write_text(tag_task.TRAIN.read_text())
         hostpath.mkdir(parents=True, exist_ok=True)
         paths = {"/mnt/models/adapters": str(hostpath), "/etc/modelkube/dataset": str(data_dir)}
+        started = time.monotonic()
         trained = run_training_pod(cp, job, sa_dir, paths, timeout=900)
+        training_seconds = time.monotonic() - started
         assert trained.returncode == 0, trained.stderr
         finish_training_pod(cp, namespace, "tag", 0)
 
@@ -118,7 +121,10 @@ def test_a_fine_tune_of_the_real_model_learns_its_task_and_leaves_the_base_as_it
 
         tuned = tag_task.answers(client, "tagger:tag", list(prompts))
         tuned_accuracy = tag_task.exact_match(tuned, list(expected))
-        print(f"held-out exact match: base {base_accuracy:.0%}, adapter {tuned_accuracy:.0%}")
+        print(
+            f"held-out exact match: base {base_accuracy:.0%}, adapter {tuned_accuracy:.0%}; "
+            f"trainer ran {training_seconds:.0f} s"
+        )
         assert tuned_accuracy > 0.8, list(zip(expected, tuned, strict=True))
         assert tag_task.answers(client, "tagger", list(prompts)) == base_before
     finally:
