@@ -1,4 +1,4 @@
-"""A free-threaded CPython (3.13t), built from Debian's source package and cached by version.
+"""A free-threaded CPython (3.14t), built from Debian's source package and cached by version.
 
 No registry ships a free-threaded interpreter here (no Debian package, nothing on PyPI, and
 `uv python install` needs a download site we cannot reach), so `python -m
@@ -17,10 +17,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-VERSION = "3.13.5"
-# trixie's python3.13 3.13.5-2; the hash is the one its .dsc lists for the orig tarball.
-TARBALL_URL = "http://deb.debian.org/debian/pool/main/p/python3.13/python3.13_3.13.5.orig.tar.xz"
-TARBALL_SHA256 = "93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640"
+# 3.14, not 3.13: PyO3 0.30 refuses free-threaded CPython below 3.14 ("PyO3 does not support
+# the free-threaded build of CPython versions below 3.14").
+VERSION = "3.14.7"
+# python3.14 3.14.7-1 from Debian's pool (the newest this mirror serves); the hash is the one
+# its .dsc lists for the orig tarball. Bump VERSION, the URL and the hash together.
+TARBALL_URL = "http://deb.debian.org/debian/pool/main/p/python3.14/python3.14_3.14.7.orig.tar.xz"
+TARBALL_SHA256 = "3b48dac8fb59f62eaa67ac83c1eb12bda1b7a08406dd286e252c11a66be27f81"
 # What the tests never import: each skipped module is C the cold build does not compile.
 SKIPPED_MODULES = (
     "_tkinter",
