@@ -2,10 +2,9 @@
 accepting on one socket and forwarding through one native `UpstreamClient`, with pydantic
 validating each body and a prometheus-client counter shared by every loop.
 
-modelkube's own proxy app cannot load on the free-threaded interpreter yet (modelkube-serving
-needs mlx-lm, whose transformers and tokenizers dependencies have no cp313t wheel, and
-`modelkube_serving.app` imports the MLX engine at import time), so this test builds the same
-stack from its parts. It runs in both test runs; without the GIL the loops really overlap."""
+modelkube's own proxy app is not loaded here: `modelkube_serving.app` imports every mode's
+modules, DSPy among them (programs), which .venv-ft does not install; so this test builds the
+same stack from its parts. It runs in both test runs; without the GIL the loops really overlap."""
 
 import http.client
 import json
@@ -13,6 +12,7 @@ import socket
 import sys
 import sysconfig
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -24,7 +24,6 @@ from pydantic import BaseModel, ConfigDict
 
 from tests.fault_upstream import FaultUpstream
 from tests.freethreaded.threads import run_threads
-from tests.waiting import wait_until
 
 LOOPS = 4
 CLIENTS = 16
@@ -66,12 +65,18 @@ def servers(app: FastAPI, count: int) -> Iterator[int]:
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         server = uvicorn.Server(config)
         thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [listener]}, name=f"loop-{index}"
+            # A duplicate each: a server closes its listening socket when it stops.
+            target=server.run,
+            kwargs={"sockets": [listener.dup()]},
+            name=f"loop-{index}",
         )
         thread.start()
         running.append((server, thread))
     try:
-        wait_until(lambda: all(s.started for s, _ in running), 30, "the servers to start")
+        deadline = time.monotonic() + 30  # tests.waiting needs httpx, which .venv-ft lacks
+        while not all(server.started for server, _ in running):
+            assert time.monotonic() < deadline, "the servers did not start"
+            time.sleep(0.02)
         yield port
     finally:
         for server, _ in running:
