@@ -83,7 +83,7 @@ def _build() -> None:
     cores = os.cpu_count() or 1
     print(
         f"building free-threaded CPython {VERSION} from Debian's source package "
-        f"(first run only: 4.4 CPU-minutes, 24 minutes on 2 busy cores) -> {target}",
+        f"(first run only: ~5 CPU-minutes, 29 minutes on 2 cores under load 10-15) -> {target}",
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="cpython-ft-") as scratch:
