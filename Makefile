@@ -18,7 +18,8 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO := cargo
 NATIVE := --manifest-path native/Cargo.toml
 
-.PHONY: help install system-deps python-deps models controlplane lint native-test test demo bench clean
+.PHONY: help install system-deps python-deps models controlplane lint native-test freethreaded \
+	freethreaded-test test demo bench clean
 
 help:
 	@echo "make demo   install, then serve builtin://tiny through the openai SDK, and run the"
@@ -72,7 +73,19 @@ lint: python-deps
 native-test:
 	$(CARGO) test $(NATIVE) -p modelkube-core --locked -q
 
-test: install controlplane lint native-test
+# The Rust core on a free-threaded CPython: 3.14t built once from Debian's source package
+# (cached under ~/.cache/modelkube/python-<version>t), a cp314t wheel of native/ (cached by a
+# hash of its sources) and .venv-ft with the pinned tests/freethreaded/requirements.txt.
+freethreaded: python-deps
+	$(RUN) python -m tests.freethreaded.environment
+
+# The native tests and the thread tests again, with the GIL off (serving/src for the built-in
+# model's tokenizer, made by `make models`).
+freethreaded-test: freethreaded models
+	PYTHONPATH=serving/src .venv-ft/bin/python -m pytest -p no:cacheprovider tests/native \
+	  tests/freethreaded
+
+test: install controlplane lint native-test freethreaded-test
 	$(RUN) pytest
 
 demo: install controlplane
@@ -97,4 +110,4 @@ bench: install controlplane
 	$(RUN) python -m bench.upstream
 
 clean:
-	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache bench/results
+	rm -rf .venv .venv-ft .mypy_cache .ruff_cache .pytest_cache bench/results

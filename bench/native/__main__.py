@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.native import admission, output, overhead, prefix
+from bench.native import admission, output, overhead, prefix, threads
 
 TARGET_OUTPUT_SPEEDUP = 10.0  # the output path at batch 32
 
@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.native", description=__doc__)
     parser.add_argument("--output", type=Path, default=Path("bench/results/native.json"))
     parser.add_argument("--skip-overhead", action="store_true", help="skip the serving profile")
+    parser.add_argument(
+        "--skip-threads", action="store_true", help="skip the GIL vs free-threaded section"
+    )
     args = parser.parse_args(argv)
     results: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
@@ -42,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         print("== the runtime's CPU per generated token, before and after the native core")
         results["overhead"] = overhead.run()
         print(overhead.table(results["overhead"]), end="\n\n")
+
+    if not args.skip_threads:
+        print("== threads: calls/s with 1-8 threads, CPython with the GIL vs free-threaded 3.14t")
+        results["threads"] = threads.run()
+        print(threads.table(results["threads"]), end="\n\n")
 
     batch32 = next(r for r in results["output_path"] if r["batch"] == 32)
     met = batch32["speedup"] >= TARGET_OUTPUT_SPEEDUP

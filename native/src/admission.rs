@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 
 use crate::errors::to_py;
 
+/// Shared: every call takes the one lock, so a grant and a release never interleave.
 #[pyclass(frozen, module = "modelkube_native._native")]
 pub struct Admission {
     inner: Mutex<Scheduler>,

@@ -12,6 +12,7 @@ use crate::errors::to_py;
 use crate::gil::without_gil;
 
 /// One model's grammar compiler, with its cache of compiled grammars by schema text.
+/// Shared: the cache sits behind a lock in the core; compiling runs outside it.
 #[pyclass(frozen, module = "modelkube_native._native")]
 pub struct GrammarCompiler {
     inner: Arc<grammar::GrammarCompiler>,
@@ -64,6 +65,7 @@ impl GrammarCompiler {
 }
 
 /// A compiled grammar; each request follows it with its own matcher.
+/// Shared: immutable; new matchers are cloned from a template behind a lock in the core.
 #[pyclass(frozen, module = "modelkube_native._native")]
 pub struct Grammar {
     inner: Arc<grammar::CompiledGrammar>,
@@ -85,6 +87,7 @@ impl Grammar {
 }
 
 /// One request's position in its grammar.
+/// Shared: behind a lock, though one request's matcher is used by one thread at a time.
 #[pyclass(frozen, module = "modelkube_native._native")]
 pub struct GrammarMatcher {
     inner: Mutex<grammar::GrammarMatcher>,

@@ -1,4 +1,11 @@
 //! The Python binding of `modelkube-core`: thin wrappers, one error mapping, one GIL helper.
+//!
+//! Free threads: `gil_used = false` holds because every pyclass is `frozen` (no `&mut self`,
+//! so PyO3 never needs a per-object borrow flag) and holds only `Sync` state, which PyO3
+//! checks at compile time: there is no `unsafe impl Send`/`Sync` in this crate or the core.
+//! Each struct says where its sharing is decided. A Rust lock is never held while calling
+//! into Python, so no thread waits for one while another waits for it (and for the GIL, on a
+//! GIL build). Tested under parallel callers on a free-threaded CPython (tests/freethreaded).
 
 mod admission;
 mod errors;

@@ -45,6 +45,7 @@ impl From<Finish> for FinishReason {
     }
 }
 
+/// Shared: immutable once loaded.
 #[pyclass(frozen, module = "modelkube_native._native")]
 pub struct Vocabulary {
     inner: Arc<detok::Vocabulary>,
@@ -85,6 +86,7 @@ impl Vocabulary {
 }
 
 /// How one request's response is rendered, decided by the service from the request.
+/// Shared: immutable; requests hold it by `Arc`.
 #[pyclass(frozen, module = "modelkube_native._native")]
 pub struct RenderSpec {
     inner: Arc<Renderer>,
@@ -164,6 +166,7 @@ pub fn error_frame<'py>(
 }
 
 /// One request's report after a step.
+/// Shared: immutable (`Py<PyBytes>` is `Sync`).
 #[pyclass(frozen, get_all, module = "modelkube_native._native")]
 pub struct StepResult {
     handle: u64,
@@ -186,6 +189,8 @@ type StepRow = (
     Option<(f64, Vec<u32>, Vec<f64>)>,
 );
 
+/// Shared: the core's request table sits behind one lock (`output::OutputPath`), taken for
+/// each whole step, so a step sees every request's state from one instant.
 #[pyclass(frozen, module = "modelkube_native._native")]
 pub struct OutputPath {
     inner: output::OutputPath,

@@ -12,6 +12,7 @@ use pyo3::types::PyInt;
 
 use crate::errors::to_py;
 
+/// Shared: token ids are copied out of Python before the lock is taken.
 #[pyclass(frozen, module = "modelkube_native._native")]
 pub struct PrefixIndex {
     inner: Mutex<prefix::PrefixIndex>,

@@ -22,6 +22,8 @@ type Headers = Vec<(String, String)>;
 /// The most bytes one iteration step hands over when several chunks are already waiting.
 const BURST_LIMIT: usize = 64 << 10;
 
+/// Shared: reqwest's pool is built for concurrent use; the breaker sits behind a lock and
+/// the retry counter is atomic (`modelkube_core::upstream`).
 #[pyclass(frozen, module = "modelkube_native._native")]
 pub struct UpstreamClient {
     inner: Arc<CoreClient>,
@@ -235,6 +237,7 @@ fn header_dict<'py>(py: Python<'py>, headers: &Headers) -> PyResult<Bound<'py, P
 }
 
 /// A whole answer: status, headers (lower-case names) and body.
+/// Shared: immutable.
 #[pyclass(frozen, module = "modelkube_native._native")]
 pub struct UpstreamResponse {
     #[pyo3(get)]
@@ -267,6 +270,8 @@ impl UpstreamResponse {
 }
 
 /// An answer whose body arrives chunk by chunk: `for` or `async for` over it.
+/// Shared: the body sits behind an async lock, so two threads iterating one stream take
+/// chunks in turn and no chunk is read twice or lost.
 #[pyclass(frozen, module = "modelkube_native._native")]
 pub struct UpstreamStream {
     #[pyo3(get)]

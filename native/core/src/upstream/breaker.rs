@@ -73,21 +73,28 @@ impl CircuitBreaker {
         self.probing = false;
     }
 
-    pub fn on_failure(&mut self, now: Instant) {
+    /// `probe`: this call was the half-open probe. Under parallel callers, calls let out while
+    /// the breaker was closed still finish after it opened; only the probe's own outcome may
+    /// reopen it or free the probe slot, or a late 429 would let a second probe out.
+    pub fn on_failure(&mut self, now: Instant, probe: bool) {
         if self.failures_to_open == 0 {
             return;
         }
         self.failures = self.failures.saturating_add(1);
-        if self.probing || (self.opened_at.is_none() && self.failures >= self.failures_to_open) {
+        if probe || (self.opened_at.is_none() && self.failures >= self.failures_to_open) {
             self.opened_at = Some(now);
             self.opened_total += 1;
         }
-        self.probing = false;
+        if probe {
+            self.probing = false;
+        }
     }
 
-    /// A call that ended neither way (a 429, a cancelled call): a probe slot is given back.
-    pub fn on_neutral(&mut self) {
-        self.probing = false;
+    /// A call that ended neither way (a 429, a cancelled call): a probe gives its slot back.
+    pub fn on_neutral(&mut self, probe: bool) {
+        if probe {
+            self.probing = false;
+        }
     }
 
     pub fn opened_total(&self) -> u64 {
@@ -105,13 +112,13 @@ mod tests {
     fn opens_after_consecutive_failures_only() {
         let t = Instant::now();
         let mut b = CircuitBreaker::new(3, COOLDOWN);
-        b.on_failure(t);
-        b.on_failure(t);
+        b.on_failure(t, false);
+        b.on_failure(t, false);
         b.on_success();
-        b.on_failure(t);
-        b.on_failure(t);
+        b.on_failure(t, false);
+        b.on_failure(t, false);
         assert_eq!(b.state(t), BreakerState::Closed);
-        b.on_failure(t);
+        b.on_failure(t, false);
         assert_eq!(b.state(t), BreakerState::Open);
         assert_eq!(
             b.admit(t + Duration::from_secs(4)),
@@ -124,12 +131,12 @@ mod tests {
     fn half_open_lets_one_probe_through_and_its_result_decides() {
         let t = Instant::now();
         let mut b = CircuitBreaker::new(1, COOLDOWN);
-        b.on_failure(t);
+        b.on_failure(t, false);
         let later = t + COOLDOWN;
         assert_eq!(b.state(later), BreakerState::HalfOpen);
         assert_eq!(b.admit(later), Ok(()));
         assert!(b.admit(later).is_err(), "a second probe waits");
-        b.on_failure(later);
+        b.on_failure(later, true);
         assert_eq!(
             b.state(later),
             BreakerState::Open,
@@ -146,11 +153,33 @@ mod tests {
     fn a_neutral_probe_frees_the_slot() {
         let t = Instant::now();
         let mut b = CircuitBreaker::new(1, COOLDOWN);
-        b.on_failure(t);
+        b.on_failure(t, false);
         let later = t + COOLDOWN;
         assert_eq!(b.admit(later), Ok(()));
-        b.on_neutral();
+        b.on_neutral(true);
         assert_eq!(b.admit(later), Ok(()));
+    }
+
+    #[test]
+    fn late_outcomes_of_calls_let_out_before_opening_leave_the_probe_alone() {
+        let t = Instant::now();
+        let mut b = CircuitBreaker::new(1, COOLDOWN);
+        b.on_failure(t, false);
+        let later = t + COOLDOWN;
+        assert_eq!(b.admit(later), Ok(()));
+        b.on_neutral(false);
+        assert!(
+            b.admit(later).is_err(),
+            "a late 429 does not free the probe slot"
+        );
+        b.on_failure(later, false);
+        assert!(
+            b.admit(later).is_err(),
+            "a late failure does not end the probe"
+        );
+        assert_eq!(b.opened_total(), 1);
+        b.on_neutral(true);
+        assert_eq!(b.admit(later), Ok(()), "the probe's own outcome does");
     }
 
     #[test]
@@ -158,7 +187,7 @@ mod tests {
         let t = Instant::now();
         let mut b = CircuitBreaker::new(0, COOLDOWN);
         for _ in 0..100 {
-            b.on_failure(t);
+            b.on_failure(t, false);
         }
         assert_eq!(b.admit(t), Ok(()));
     }

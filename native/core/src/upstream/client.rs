@@ -251,11 +251,12 @@ impl UpstreamClient {
                 .body(body.clone())
                 .send();
             let outcome = tokio::time::timeout(self.config.response_timeout, request).await;
+            let was_probe = probe.held;
             probe.held = false; // the outcome is recorded below
             let error = match outcome {
                 Ok(Ok(response)) => {
                     let status = response.status().as_u16();
-                    self.record_status(status);
+                    self.record_status(status, was_probe);
                     if retryable_status(status) {
                         let asked = response
                             .headers()
@@ -278,7 +279,7 @@ impl UpstreamClient {
                     seconds: self.config.response_timeout.as_secs_f64(),
                 },
             };
-            self.breaker_lock().on_failure(Instant::now());
+            self.breaker_lock().on_failure(Instant::now(), was_probe);
             if !self.wait_before_retry(attempt, None).await {
                 return Err(error);
             }
@@ -299,11 +300,11 @@ impl UpstreamClient {
             })
     }
 
-    fn record_status(&self, status: u16) {
+    fn record_status(&self, status: u16, probe: bool) {
         let mut breaker = self.breaker_lock();
         match status {
-            500.. => breaker.on_failure(Instant::now()),
-            408 | 429 => breaker.on_neutral(),
+            500.. => breaker.on_failure(Instant::now(), probe),
+            408 | 429 => breaker.on_neutral(probe),
             _ => breaker.on_success(),
         }
     }
@@ -360,7 +361,7 @@ struct ProbeSlot<'a> {
 impl Drop for ProbeSlot<'_> {
     fn drop(&mut self) {
         if self.held {
-            self.client.breaker_lock().on_neutral();
+            self.client.breaker_lock().on_neutral(true);
         }
     }
 }
