@@ -73,6 +73,8 @@ def create_gateway(config: GatewayConfig, kube: Kube) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await kube.close()
+        # aiohttp closes TLS transports on later loop turns (its documented graceful close).
+        await asyncio.sleep(0.25)
 
     app = FastAPI(title="modelkube gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.runtime = ServingState(

@@ -138,10 +138,9 @@ class Catalog:
             names.update(view.models())
         return sorted(names)
 
-    async def changed(self) -> None:
-        """Returns at the next change of anything in the catalog."""
-        event = self._changed
-        await event.wait()
+    def next_change(self) -> asyncio.Event:
+        """Set at the next change of anything in the catalog (take it before looking)."""
+        return self._changed
 
     def _notify(self) -> None:
         event, self._changed = self._changed, asyncio.Event()

@@ -185,7 +185,10 @@ class Forwarder:
     ) -> None:
         if isinstance(exc, UpstreamTimeoutError):
             raise UpstreamTimedOut(f"the model's pod did not answer in time: {exc}") from None
-        reason = "refused" if isinstance(exc, UpstreamConnectError) else "gone"
+        # The native client raises one error for anything before the answer's headers; its
+        # message tells a refused connection (nothing listens) from one cut mid-request.
+        refused = isinstance(exc, UpstreamConnectError) and "refused" in str(exc).lower()
+        reason = "refused" if refused else "gone"
         if isinstance(exc, CircuitOpenError) or not self._may_retry(routed, tried, pod, reason):
             raise UpstreamUnreachable(f"the model's pods could not be reached: {exc}") from None
 

@@ -77,12 +77,12 @@ class Scaler:
 
     async def _until_ready(self, service: ModelServiceView) -> list[str]:
         while True:
-            changed = self.catalog.changed()
+            changed = self.catalog.next_change()
             current = self.catalog.services.get(service.key, service)
             endpoints = self.catalog.endpoints(current)
             if endpoints:
                 return endpoints
-            await changed
+            await changed.wait()
 
     def _wake(self, service: ModelServiceView, model: str) -> None:
         """Patches /scale to 1 once for all the requests waiting on a service at zero."""
