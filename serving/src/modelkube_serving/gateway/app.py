@@ -25,6 +25,7 @@ from modelkube_serving.services.admission import Admission, AdmissionLimits
 from modelkube_serving.state import ServingState
 
 NAME = "gateway"  # the `model` label of requests no model was resolved for
+PRUNE_S = 30.0  # how often the clients of pods that left are dropped
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,11 @@ def create_gateway(config: GatewayConfig, kube: Kube) -> FastAPI:
     admission = Admission(config.limits, admission_changed)
     catalog = Catalog()
     scaler = Scaler(kube, catalog, metrics, config.hold_timeout_s)
+    upstreams = Upstreams(config.response_timeout_s)
     forwarder = Forwarder(
         catalog,
         scaler,
-        Upstreams(config.response_timeout_s),
+        upstreams,
         admission,
         metrics,
         config.bound_factor,
@@ -65,6 +67,7 @@ def create_gateway(config: GatewayConfig, kube: Kube) -> FastAPI:
         tasks = [
             asyncio.create_task(watch_all(kube, catalog, config.namespace)),
             asyncio.create_task(scaler.run_idle()),
+            asyncio.create_task(_prune(catalog, upstreams)),
         ]
         yield
         for task in tasks:
@@ -92,3 +95,9 @@ def create_gateway(config: GatewayConfig, kube: Kube) -> FastAPI:
         max_body_bytes=config.max_body_bytes,
     )
     return app
+
+
+async def _prune(catalog: Catalog, upstreams: Upstreams) -> None:
+    while True:
+        await asyncio.sleep(PRUNE_S)
+        upstreams.keep(catalog.all_endpoints())

@@ -132,6 +132,12 @@ class Catalog:
                 found.update(ready)
         return sorted(found)
 
+    def all_endpoints(self) -> set[str]:
+        return {e for _, ready in self.slices.values() for e in ready}
+
+    def all_endpoints(self) -> set[str]:
+        return {e for _, ready in self.slices.values() for e in ready}
+
     def models(self) -> list[str]:
         names: set[str] = set()
         for view in self.services.values():
