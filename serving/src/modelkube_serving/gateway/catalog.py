@@ -135,9 +135,6 @@ class Catalog:
     def all_endpoints(self) -> set[str]:
         return {e for _, ready in self.slices.values() for e in ready}
 
-    def all_endpoints(self) -> set[str]:
-        return {e for _, ready in self.slices.values() for e in ready}
-
     def models(self) -> list[str]:
         names: set[str] = set()
         for view in self.services.values():
