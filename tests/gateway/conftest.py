@@ -1,15 +1,15 @@
 import itertools
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from modelkube_serving.models.builtin import ensure_builtin
 from tests.controlplane.cluster import ControlPlane
-from tests.gateway.harness import InProcessGateway
+from tests.gateway.harness import InProcessGateway, Pod
 from tests.operator.harness import REPO
 from tests.serving.adapter_files import write_adapter
+from tests.serving.inprocess import InProcessRuntime
 from tests.serving.runtime_process import RuntimeProcess
 
 _namespaces = itertools.count()
@@ -38,22 +38,20 @@ def adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pods(
-    tmp_path_factory: pytest.TempPathFactory, adapter: Path
-) -> Iterator[dict[str, RuntimeProcess]]:
-    """Runtime processes playing the pods: chat-0 and chat-1 serve `chat` (and its adapter
-    a1), other-0 serves `other`. Started together: each is a new interpreter loading MLX."""
+def pods(tmp_path_factory: pytest.TempPathFactory, adapter: Path) -> Iterator[dict[str, Pod]]:
+    """The runtimes playing the pods: chat-0 and chat-1 serve `chat` (and its adapter a1),
+    other-0 serves `other`. chat-0 is a process of its own, so that a test can kill it; the
+    others run in this process, which spares each a new interpreter importing MLX."""
     logs = tmp_path_factory.mktemp("pods")
     # Every address: an EndpointSlice refuses loopback ones (see `host_address`).
     tiny = ["--host", "0.0.0.0", "--model", "builtin://tiny", "--served-model-name"]
     chat, other = [*tiny, "chat", "--adapter", f"a1={adapter}"], [*tiny, "other"]
-    started = {
-        name: RuntimeProcess(args, logs / f"{name}.log").start(wait_ready=False)
-        for name, args in (("chat-0", chat), ("chat-1", chat), ("other-0", other))
-    }
+    started: dict[str, Pod] = {}
     try:
-        with ThreadPoolExecutor(3) as pool:
-            list(pool.map(lambda p: p.wait_ready(180), started.values()))
+        started["chat-0"] = RuntimeProcess(chat, logs / "chat-0.log").start(wait_ready=False)
+        started["chat-1"] = InProcessRuntime(chat, logs / "chat-1.log").start()
+        started["other-0"] = InProcessRuntime(other, logs / "other-0.log").start()
+        started["chat-0"].wait_ready(180)
         yield started
     finally:
         for pod in started.values():

@@ -19,8 +19,11 @@ from modelkube_serving.gateway.app import GatewayConfig, create_gateway
 from modelkube_serving.gateway.forward import Forwarder
 from modelkube_serving.services.admission import AdmissionLimits
 from tests.controlplane.cluster import ControlPlane
-from tests.serving.runtime_process import free_port
+from tests.serving.inprocess import InProcessRuntime
+from tests.serving.runtime_process import RuntimeProcess, free_port
 from tests.waiting import wait_http_ok
+
+Pod = RuntimeProcess | InProcessRuntime  # a runtime playing a pod
 
 
 @dataclass

@@ -25,7 +25,13 @@ from modelkube_serving.gateway.metrics import (
 from modelkube_serving.gateway.routing import choose, request_key
 from modelkube_serving.metrics import REQUESTS_IN_FLIGHT
 from tests.controlplane.cluster import ControlPlane
-from tests.gateway.harness import InProcessGateway, endpoint, endpoint_slice, model_service
+from tests.gateway.harness import (
+    InProcessGateway,
+    Pod,
+    endpoint,
+    endpoint_slice,
+    model_service,
+)
 from tests.serving.runtime_process import RuntimeProcess
 from tests.waiting import wait_until
 
@@ -44,9 +50,7 @@ def replicas(cp: ControlPlane, namespace: str, name: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def published(
-    control_plane: ControlPlane, namespace: str, pods: dict[str, RuntimeProcess]
-) -> dict[str, RuntimeProcess]:
+def published(control_plane: ControlPlane, namespace: str, pods: dict[str, Pod]) -> dict[str, Pod]:
     """`chat` (two pods, adapter a1) is up; `other` may scale to zero and is at zero, its
     pod not yet published; `ghost` is up but has no ready pod."""
     scaling = {"minReplicas": 0, "maxReplicas": 2, "target": 4, "idleSeconds": IDLE_S}
@@ -63,7 +67,7 @@ def published(
 
 @pytest.fixture(scope="module")
 def gateway(
-    published: dict[str, RuntimeProcess], start_gateway: Callable[[float], InProcessGateway]
+    published: dict[str, Pod], start_gateway: Callable[[float], InProcessGateway]
 ) -> InProcessGateway:
     return start_gateway(60.0)
 
@@ -83,7 +87,7 @@ def chat(opening: str, turns: int = 1) -> list[Any]:
     return messages
 
 
-def requests_served(pod: RuntimeProcess) -> float:
+def requests_served(pod: Pod) -> float:
     text = httpx.get(f"{pod.url}/metrics").text
     return sum(
         float(line.rsplit(" ", 1)[1])
@@ -105,9 +109,7 @@ def test_routes_by_model_and_adapter_and_lists_the_union(
     assert client.models.retrieve("chat:a1").id == "chat:a1"
 
 
-def test_a_conversation_stays_on_one_pod(
-    client: openai.OpenAI, published: dict[str, RuntimeProcess]
-) -> None:
+def test_a_conversation_stays_on_one_pod(client: openai.OpenAI, published: dict[str, Pod]) -> None:
     chat_pods = [published["chat-0"], published["chat-1"]]
     before = [requests_served(p) for p in chat_pods]
     for turns in range(1, 5):
@@ -119,7 +121,7 @@ def test_a_conversation_stays_on_one_pod(
 
 
 def test_affinity_holds_until_the_load_bound_then_spills(
-    client: openai.OpenAI, gateway: InProcessGateway, published: dict[str, RuntimeProcess]
+    client: openai.OpenAI, gateway: InProcessGateway, published: dict[str, Pod]
 ) -> None:
     """Two pods, bound 1.25: the conversation's pod takes two streams (the bound is
     ceil(1.25 * 2 / 2) = 2), the third goes to the other pod."""
@@ -153,7 +155,7 @@ def test_scale_from_zero_holds_requests_until_a_pod_is_ready(
     namespace: str,
     client: openai.OpenAI,
     gateway: InProcessGateway,
-    published: dict[str, RuntimeProcess],
+    published: dict[str, Pod],
 ) -> None:
     assert replicas(control_plane, namespace, "other") == 0
 
@@ -203,7 +205,7 @@ def test_bad_model_names_get_a_404_that_lists_nothing(gateway: InProcessGateway)
 
 
 def test_the_hold_times_out_with_503_and_retry_after(
-    start_gateway: Callable[[float], InProcessGateway], published: dict[str, RuntimeProcess]
+    start_gateway: Callable[[float], InProcessGateway], published: dict[str, Pod]
 ) -> None:
     quick = start_gateway(0.5)
     answer = httpx.post(
@@ -218,24 +220,29 @@ def test_the_hold_times_out_with_503_and_retry_after(
 
 
 def test_a_pod_killed_mid_request_is_retried_on_the_other(
-    client: openai.OpenAI, gateway: InProcessGateway, published: dict[str, RuntimeProcess]
+    client: openai.OpenAI, gateway: InProcessGateway, published: dict[str, Pod]
 ) -> None:
-    body = chat("this pod will die")
-    by_endpoint = {endpoint(published[n].port): published[n] for n in ("chat-0", "chat-1")}
-    home = choose(request_key({"messages": body}, ""), dict.fromkeys(by_endpoint, 0), 1.25)
+    doomed = published["chat-0"]  # the process: it can be killed
+    assert isinstance(doomed, RuntimeProcess) and doomed.proc is not None
+    pods = dict.fromkeys((endpoint(published[n].port) for n in ("chat-0", "chat-1")), 0)
+    # A conversation whose own pod is the doomed one.
+    body = next(
+        b
+        for i in range(100)
+        if choose(request_key({"messages": (b := chat(f"doomed {i}"))}, ""), pods, 1.25).endpoint
+        == endpoint(doomed.port)
+    )
 
     with ThreadPoolExecutor(1) as pool:
         ask = pool.submit(
             client.chat.completions.create,
             model="chat",
             messages=body,
-            max_tokens=2000,
+            max_tokens=300,  # long enough to be killed mid-way
             extra_body={"ignore_eos": True},
         )
-        wait_until(lambda: gateway.forwarder.loads.get(home.endpoint), 30, "the request")
-        proc = by_endpoint[home.endpoint].proc
-        assert proc is not None
-        proc.send_signal(signal.SIGKILL)  # the pod vanishes, its endpoint still listed
+        wait_until(lambda: gateway.forwarder.loads.get(endpoint(doomed.port)), 30, "the request")
+        doomed.proc.send_signal(signal.SIGKILL)  # the pod vanishes, its endpoint still listed
         answer = ask.result(120)
     assert answer.choices[0].finish_reason == "length"
     assert gateway.metric(GATEWAY_RETRIES, model="chat", reason="gone") == 1
