@@ -16,7 +16,8 @@ def summary(turns: list[Turn], wall_s: float) -> dict[str, Any]:
     prompt = sum(t.prompt_tokens for t in turns)
     return {
         "requests": len(turns),
-        "hit_rate": sum(t.cached_tokens for t in turns) / prompt if prompt else 0.0,
+        "hit_rate": (hit := sum(t.cached_tokens for t in turns) / prompt if prompt else 0.0),
+        "miss_rate": 1 - hit,
         "later_ttft_p50_ms": statistics.median(later) * 1000,
         "later_ttft_p95_ms": percentile(later, 0.95) * 1000,
         "req_per_s": len(turns) / wall_s,
@@ -27,6 +28,7 @@ def summary(turns: list[Turn], wall_s: float) -> dict[str, Any]:
 def table(direct: dict[str, Any], gateway: dict[str, Any], added_ms: float) -> str:
     rows = [
         ("prefix-cache hit rate", "hit_rate", "{:.1%}", "x"),
+        ("prefix-cache miss rate", "miss_rate", "{:.1%}", "x"),
         ("TTFT p50, turns 2-4 (ms)", "later_ttft_p50_ms", "{:.1f}", "x"),
         ("TTFT p95, turns 2-4 (ms)", "later_ttft_p95_ms", "{:.1f}", "x"),
         ("throughput (req/s)", "req_per_s", "{:.2f}", "x"),
@@ -34,7 +36,7 @@ def table(direct: dict[str, Any], gateway: dict[str, Any], added_ms: float) -> s
     ]
     lines = [
         f"| {'metric':<30} | {'direct random':>14} | {'gateway':>10} | {'gateway/direct':>14} |",
-        f"|{'-' * 32}|{'-' * 16}:|{'-' * 11}:|{'-' * 15}:|",
+        f"|{'-' * 32}|{'-' * 15}:|{'-' * 11}:|{'-' * 15}:|",
     ]
     for title, key, fmt, _ in rows:
         a, b = direct[key], gateway[key]
