@@ -251,3 +251,8 @@ def test_a_pod_killed_mid_request_is_retried_on_the_other(
     again = client.chat.completions.create(model="chat", messages=body, max_tokens=2)
     assert again.model == "chat"
     assert gateway.metric(GATEWAY_RETRIES, model="chat", reason="refused") == 1
+    streamed = client.chat.completions.create(
+        model="chat", messages=body, max_tokens=2, stream=True
+    )
+    assert {chunk.model for chunk in streamed} == {"chat"}
+    assert gateway.metric(GATEWAY_RETRIES, model="chat", reason="refused") == 2
