@@ -8,6 +8,7 @@ from typing import Any
 
 from modelkube_operator import metrics as operator_metrics
 
+import modelkube_serving.gateway.metrics as gateway_metrics
 import modelkube_serving.metrics as serving_metrics
 from tests.chart.helm import CHART, render
 from tests.observability.queries import alerts, dashboards, panel_queries, variable_selectors
@@ -85,7 +86,7 @@ def test_panels_have_unique_ids_and_do_not_overlap() -> None:
 
 
 def test_dashboards_and_alerts_name_only_metrics_modelkube_exports() -> None:
-    known = exported(serving_metrics, operator_metrics)
+    known = exported(serving_metrics, gateway_metrics, operator_metrics)
     exprs = [q.expr for dash in dashboards().values() for q in panel_queries(dash)]
     exprs += [sel for dash in dashboards().values() for sel, _ in variable_selectors(dash).values()]
     exprs += [rule["expr"] for rule in alerts().values()]
@@ -114,3 +115,11 @@ def test_the_serving_dashboard_draws_every_metric_the_runtime_exports() -> None:
     serving = dashboards()["modelkube-serving.json"]
     drawn = set().union(*(named_metrics(q.expr) for q in panel_queries(serving)))
     assert runtime - undrawn - drawn == set()
+
+
+def test_the_serving_dashboard_has_a_gateway_row_drawing_every_gateway_metric() -> None:
+    serving = dashboards()["modelkube-serving.json"]
+    assert "Gateway (modelkube gateway)" in [p["title"] for p in serving["panels"]]
+    drawn = set().union(*(named_metrics(q.expr) for q in panel_queries(serving)))
+    gateway = {m for m in exported(gateway_metrics) if not m.startswith("modelkube_serving")}
+    assert gateway and gateway - drawn == set()

@@ -152,3 +152,32 @@ def test_drift_is_corrected_within_ten_seconds(
     wait_until(
         lambda: get_json(cp, "configmap", "steady-runtime", "-n", namespace), 10, "configmap back"
     )
+
+
+def test_scaled_to_zero_through_scale_reads_ready_and_wakes_under_its_hpa(
+    control_plane: ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    """What the gateway does with /scale on a ModelService with minReplicas 0: to zero (no
+    pods, no HPA, Ready=True ScaledToZero) and back (the Deployment at 1, the HPA back)."""
+    cp = control_plane
+    scaling = {"minReplicas": 0, "maxReplicas": 3, "target": 4, "idleSeconds": 60}
+    apply(cp, namespace, modelservice("sleepy", autoscaling=scaling))
+    wait_until(lambda: get_json(cp, "hpa", "sleepy", "-n", namespace), 30, "an HPA while awake")
+    cp.kubectl("scale", "-n", namespace, "modelservice/sleepy", "--replicas=0")
+    wait_until(lambda: replicas_are(cp, namespace, "sleepy", 0), 15, "deployment at 0")
+    wait_until(lambda: get_json(cp, "hpa", "sleepy", "-n", namespace) is None, 15, "no HPA")
+
+    def scaled_to_zero() -> bool:
+        ms = get_json(cp, "modelservice", "sleepy", "-n", namespace)
+        ready, degraded = condition(ms, "Ready"), condition(ms, "Degraded")
+        return (ready.get("status"), ready.get("reason"), degraded.get("status")) == (
+            "True",
+            "ScaledToZero",
+            "False",
+        )
+
+    wait_until(scaled_to_zero, 15, f"Ready=True ScaledToZero\n{operator.log()}")
+    cp.kubectl("scale", "-n", namespace, "modelservice/sleepy", "--replicas=1")
+    wait_until(lambda: replicas_are(cp, namespace, "sleepy", 1), 15, "deployment back at 1")
+    hpa = wait_until(lambda: get_json(cp, "hpa", "sleepy", "-n", namespace), 15, "HPA back")
+    assert hpa["spec"]["minReplicas"] == 1

@@ -54,7 +54,7 @@ class InProcessRuntime:
         args = parse_serve_args(["--port", str(self.port), *self.args])
         config = uvicorn.Config(
             "unused:app",
-            host="127.0.0.1",
+            host=args.host,
             port=self.port,
             log_level="warning",
             timeout_graceful_shutdown=5,

@@ -130,3 +130,21 @@ tag defaulting to appVersion (and <appVersion>-cuda for the CUDA runtime).
   value: {{ $runtime | quote }}
   {{- end }}
 {{- end -}}
+
+{{/*
+The labels that select the gateway's pods (not the operator's: a different component).
+*/}}
+{{- define "modelkube.gatewaySelectorLabels" -}}
+app.kubernetes.io/name: {{ include "modelkube.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: gateway
+{{- end -}}
+
+{{/*
+The labels of the gateway's resources.
+*/}}
+{{- define "modelkube.gatewayLabels" -}}
+{{ include "modelkube.crdLabels" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: gateway
+{{- end -}}

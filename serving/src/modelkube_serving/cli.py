@@ -1,4 +1,4 @@
-"""`modelkube serve` and `modelkube models`: the runtime's command line."""
+"""`modelkube serve`, `models`, `finetune`, `optimize` and `gateway`: the command line."""
 
 import argparse
 import logging
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from modelkube_serving.argtypes import non_negative, positive, positive_float
 from modelkube_serving.engine.blas import find_openblas
 from modelkube_serving.finetune.command import add_parser as add_finetune_parser
+from modelkube_serving.gateway.command import add_parser as add_gateway_parser
 from modelkube_serving.models.adapters import AdapterSpec, AdapterSpecError, parse_adapter_arg
 from modelkube_serving.models.gguf import DTYPES
 from modelkube_serving.programs.optimize_command import add_parser as add_optimize_parser
@@ -138,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("names", nargs="+", help="tiny, small, smollm2-135m-instruct")
     models.add_argument("--dtype", choices=DTYPES, default="auto", help="as for serve")
     add_finetune_parser(sub)
+    add_gateway_parser(sub)
     add_optimize_parser(sub)
     # Other distributions (the operator, ...) add their subcommands through this entry-point group.
     for entry in entry_points(group="modelkube.commands"):

@@ -128,6 +128,15 @@ class EngineFailure(APIError):
     code = "engine_error"
 
 
+class NoReadyReplica(RetryLater):
+    """The gateway held a request for a model with no ready replica (scaling up from zero,
+    or all its pods gone) past its hold timeout."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "model_not_ready"
+
+
 class UpstreamAnswered(APIError):
     """A provider's own error answer, passed on in OpenAI's shape. Its 5xx become a 502: the
     failure is the provider's, not ours, and the retries have been spent."""

@@ -78,7 +78,20 @@ class Autoscaling(ApiModel):
             ),
         )
     }
-    min_replicas: int = Field(default=1, ge=1, le=1000, description="The fewest replicas.")
+    min_replicas: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description="The fewest replicas. 0: `modelkube gateway` scales the service to zero "
+        "after idleSeconds without a request, and back to one on the next request.",
+    )
+    idle_seconds: int = Field(
+        default=600,
+        ge=1,
+        le=604800,
+        description="With minReplicas 0: seconds without a request through the gateway "
+        "before it scales the service to zero.",
+    )
     max_replicas: int = Field(ge=1, le=1000, description="The most replicas.")
     metric: Literal["inFlightRequests", "cpu"] = Field(
         default="inFlightRequests",
@@ -234,8 +247,9 @@ class ModelServiceSpec(ApiModel):
             (
                 # `kubectl scale` writes spec.replicas; under an autoscaler it would say
                 # "scaled" and change nothing, so it is refused with what to do instead.
+                # With minReplicas 0 it is the on/off switch the gateway flips (0 or more).
                 "!has(self.autoscaling) || !has(oldSelf.autoscaling) || "
-                "self.replicas == oldSelf.replicas",
+                "self.replicas == oldSelf.replicas || self.autoscaling.minReplicas == 0",
                 SCALE_UNDER_AUTOSCALING_MESSAGE,
             ),
         )
@@ -252,7 +266,11 @@ class ModelServiceSpec(ApiModel):
         default_factory=list, max_length=32, description="Adapters served on the base model."
     )
     replicas: int = Field(
-        default=1, ge=0, le=1000, description="Replicas when autoscaling is not set."
+        default=1,
+        ge=0,
+        le=1000,
+        description="Replicas when autoscaling is not set. With autoscaling.minReplicas 0: "
+        "0 while scaled to zero, more while awake (the gateway's /scale writes it).",
     )
     autoscaling: Autoscaling | None = Field(default=None, description="Horizontal autoscaling.")
     runtime: Runtime = Field(default_factory=Runtime, description="The runtime container.")
@@ -279,6 +297,10 @@ class ModelServiceSpec(ApiModel):
         if (self.model is None) == (self.upstream is None):
             raise ValueError(EXACTLY_ONE_SOURCE)
         return self
+
+    def scaled_to_zero(self) -> bool:
+        """Asleep: it may scale to zero (minReplicas 0) and the gateway set replicas to 0."""
+        return bool(self.autoscaling and self.autoscaling.min_replicas == 0 and not self.replicas)
 
     def min_replicas(self) -> int:
         """The replicas that always run: the autoscaler's floor, or the fixed count."""

@@ -308,7 +308,9 @@ def build_deployment(
             },
         },
     }
-    if spec.autoscaling is None:
+    if spec.autoscaling is None or spec.scaled_to_zero():
         # With an HPA the field is left to it: applying it here would fight the autoscaler.
+        # Scaled to zero there is no HPA; once awake again the field is released, defaults
+        # to 1, and the HPA takes over.
         deployment["spec"]["replicas"] = spec.replicas
     return deployment

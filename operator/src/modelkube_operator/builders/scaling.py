@@ -21,7 +21,7 @@ def in_flight_query(owner: Owner) -> str:
 
 def build_hpa(owner: Owner, spec: ModelServiceSpec, keda_present: bool = False) -> Obj | None:
     scaling = spec.autoscaling
-    if scaling is None or uses_keda(spec, keda_present):
+    if scaling is None or uses_keda(spec, keda_present) or spec.scaled_to_zero():
         return None
     if scaling.metric == "cpu":
         metric: Obj = {
@@ -46,7 +46,8 @@ def build_hpa(owner: Owner, spec: ModelServiceSpec, keda_present: bool = False) 
         "metadata": metadata(owner, COMPONENT),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name},
-            "minReplicas": scaling.min_replicas,
+            # An HPA cannot hold zero (that needs an alpha feature gate): the gateway does.
+            "minReplicas": max(1, scaling.min_replicas),
             "maxReplicas": scaling.max_replicas,
             "metrics": [metric],
         },
@@ -57,7 +58,7 @@ def build_scaledobject(owner: Owner, spec: ModelServiceSpec, keda_present: bool)
     """KEDA's ScaledObject in place of the HPA; KEDA then runs an HPA of its own over an
     external metric. Its default metric type, AverageValue, divides the query's total by the
     replicas, so `threshold` is the same per-pod target the HPA would use."""
-    if not uses_keda(spec, keda_present):
+    if not uses_keda(spec, keda_present) or spec.scaled_to_zero():
         return None
     scaling = spec.autoscaling
     assert scaling is not None and scaling.keda is not None
@@ -67,7 +68,9 @@ def build_scaledobject(owner: Owner, spec: ModelServiceSpec, keda_present: bool)
         "metadata": metadata(owner, COMPONENT),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name},
-            "minReplicaCount": scaling.min_replicas,
+            # Not KEDA's own zero: its trigger reads the pods' metric, so with no pod nothing
+            # would wake it. The gateway, which sees the requests, scales to and from zero.
+            "minReplicaCount": max(1, scaling.min_replicas),
             "maxReplicaCount": scaling.max_replicas,
             "triggers": [
                 {

@@ -8,6 +8,7 @@ every pooled TLS connection on every request (measured with py-spy).
 
 import json
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -120,6 +121,51 @@ class Kube:
         ).get("items") or []
         return items
 
+    async def list_object(
+        self, api_version: str, kind: str, namespace: str | None, label_selector: str = ""
+    ) -> Obj:
+        """The whole list (every namespace's when `namespace` is None): its items and its
+        `metadata.resourceVersion`, where a watch starts."""
+        res = resource(api_version, kind)
+        params = {"labelSelector": label_selector} if label_selector else None
+        return await self._json("list", res, "GET", res.path(namespace), params=params)
+
+    async def watch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        resource_version: str,
+        timeout_s: int = 240,
+    ) -> AsyncIterator[Obj]:
+        """The watch events (`{"type", "object"}`) after `resource_version`, until the API
+        server ends the watch (about `timeout_s`); an expired version comes as an ERROR
+        event with a 410 Status, after which the caller lists again."""
+        res = resource(api_version, kind)
+        params = {
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_s),
+        }
+        url = self._server + res.path(namespace)
+        try:
+            async with self._http().get(
+                url,
+                params=params,
+                headers=self._headers(None),
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_s + 30),
+            ) as response:
+                if response.status != 200:
+                    _parsed(response.status, await response.read(), "watch", res)
+                async for line in response.content:
+                    if line.strip():
+                        event: Obj = json.loads(line)
+                        yield event
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            message = f"cannot reach the Kubernetes API server: {str(exc) or type(exc).__name__}"
+            raise ApiError(0, message, "Unreachable", "watch", res.qualified) from exc
+
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
         """The object, or None when there is none."""
         res = resource(api_version, kind)
@@ -155,20 +201,27 @@ class Kube:
         body: bytes | None = None,
         content_type: str | None = None,
     ) -> tuple[int, bytes]:
+        try:
+            async with self._http().request(
+                method,
+                self._server + path,
+                params=params,
+                data=body,
+                headers=self._headers(content_type),
+            ) as response:
+                return response.status, await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            message = f"cannot reach the Kubernetes API server: {str(exc) or type(exc).__name__}"
+            raise ApiError(0, message, "Unreachable", verb, res.qualified) from exc
+
+    def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
         token = self._creds.token  # per request: a rotated token is picked up at once
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        try:
-            async with self._http().request(
-                method, self._server + path, params=params, data=body, headers=headers
-            ) as response:
-                return response.status, await response.read()
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            message = f"cannot reach the Kubernetes API server: {str(exc) or type(exc).__name__}"
-            raise ApiError(0, message, "Unreachable", verb, res.qualified) from exc
+        return headers
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:

@@ -45,6 +45,7 @@ RESOURCES: dict[tuple[str, str], Resource] = {
         Resource("apps/v1", "Deployment", "deployments"),
         Resource("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
         Resource("batch/v1", "Job", "jobs"),
+        Resource("discovery.k8s.io/v1", "EndpointSlice", "endpointslices"),
         Resource("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
         Resource("rbac.authorization.k8s.io/v1", "Role", "roles"),
         Resource("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),

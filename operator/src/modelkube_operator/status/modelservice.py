@@ -20,6 +20,17 @@ def deployment_conditions(spec: ModelServiceSpec, deployment: dict[str, Any] | N
     updated = status.get("updatedReplicas", 0)
     stale = status.get("observedGeneration", 0) < deployment["metadata"].get("generation", 0)
     dep_conditions = {c["type"]: c for c in status.get("conditions", [])}
+    if desired == 0 and spec.scaled_to_zero():
+        return [
+            Cond(
+                "Ready",
+                True,
+                "ScaledToZero",
+                "idle, scaled to zero: the gateway starts a replica on the next request",
+            ),
+            Cond("Progressing", False, "ScaledToZero", "no replicas while idle"),
+            Cond("Degraded", False, "AsExpected"),
+        ]
     return [
         _ready(desired, ready),
         _progressing(desired, ready, updated, stale),

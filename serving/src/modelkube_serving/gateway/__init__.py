@@ -1,0 +1,1 @@
+"""`modelkube gateway`: one OpenAI endpoint in front of every ModelService."""

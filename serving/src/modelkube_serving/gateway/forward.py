@@ -1,0 +1,211 @@
+"""The gateway's data path: a request checked, routed to a pod of its model, and forwarded
+through the native client; a pod that refuses the connection, vanishes mid-request or is
+draining gets the request once more on another pod."""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from modelkube_native import (
+    CircuitOpenError,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamResponse,
+    UpstreamStream,
+    UpstreamTimeoutError,
+    error_frame,
+)
+
+from modelkube_serving import bodies
+from modelkube_serving.errors import ModelNotFound, UpstreamTimedOut, UpstreamUnreachable
+from modelkube_serving.gateway.catalog import Catalog, Target
+from modelkube_serving.gateway.metrics import GatewayMetrics
+from modelkube_serving.gateway.routing import choose, request_key
+from modelkube_serving.gateway.scaler import Scaler
+from modelkube_serving.gateway.upstreams import Upstreams
+from modelkube_serving.protocol import ChatEnvelope, CompletionEnvelope
+from modelkube_serving.services.admission import Admission, Slot, Ticket
+
+PATHS = {"chat": "/chat/completions", "completions": "/completions"}
+_BYTES_PER_TOKEN = 4  # the token rate limit's estimate, as in proxy mode
+_DRAINING = 503  # a pod shutting down says so; another pod can answer
+
+
+@dataclass
+class Routed:
+    """A request checked and bound for a model."""
+
+    endpoint: str  # "chat" or "completions"
+    raw: bytes
+    model: str
+    target: Target
+    key: bytes  # the routing key: conversation start and adapter
+    stream: bool
+    cost: int
+    priority: int
+    headers: list[tuple[str, str]]
+
+
+class Forwarder:
+    def __init__(
+        self,
+        catalog: Catalog,
+        scaler: Scaler,
+        upstreams: Upstreams,
+        admission: Admission,
+        metrics: GatewayMetrics,
+        bound_factor: float,
+    ) -> None:
+        self.catalog = catalog
+        self.scaler = scaler
+        self.upstreams = upstreams
+        self.admission = admission
+        self.metrics = metrics
+        self.bound_factor = bound_factor
+        self.loads: dict[str, int] = {}  # in-flight requests per pod, through this gateway
+
+    def model_cards(self) -> list[dict[str, Any]]:
+        return [_card(m) for m in self.catalog.models()]
+
+    def model_card(self, name: str) -> dict[str, Any]:
+        if self.catalog.resolve(name) is None:
+            raise _unknown(name)
+        return _card(name)
+
+    def prepare(self, endpoint: str, raw: bytes, authorization: str | None) -> Routed:
+        body = bodies.read_json(raw)
+        envelope: ChatEnvelope | CompletionEnvelope = (
+            bodies.validate(ChatEnvelope, body)
+            if endpoint == "chat"
+            else bodies.validate(CompletionEnvelope, body)
+        )
+        target = self.catalog.resolve(envelope.model)
+        if target is None:
+            raise _unknown(envelope.model)
+        limit = envelope.token_limit() if isinstance(envelope, ChatEnvelope) else None
+        limit = limit or envelope.max_tokens
+        headers = [("content-type", "application/json")]
+        if envelope.stream:
+            headers.append(("accept", "text/event-stream"))
+        if authorization:  # a ModelService's own keys still apply behind the gateway
+            headers.append(("authorization", authorization))
+        return Routed(
+            endpoint,
+            raw,
+            envelope.model,
+            target,
+            request_key(body, target.adapter),
+            envelope.stream,
+            len(raw) // _BYTES_PER_TOKEN + (limit or 0),
+            envelope.priority,
+            headers,
+        )
+
+    async def admit(self, routed: Routed, key: str) -> Slot:
+        return await self.admission.acquire(Ticket(key, routed.priority, max(routed.cost, 1)))
+
+    async def complete(self, routed: Routed) -> UpstreamResponse:
+        """The pod's whole answer, whatever its status."""
+        tried: set[str] = set()
+        while True:
+            pod = await self._pick(routed, tried)
+            try:
+                answer = await self.upstreams.client(pod).arequest(
+                    "POST", PATHS[routed.endpoint], routed.raw, routed.headers
+                )
+            except UpstreamError as exc:
+                self._retry_or_raise(routed, tried, pod, exc)
+                continue
+            finally:
+                self._done(routed, pod)
+            if answer.status == _DRAINING and self._may_retry(routed, tried, pod, "draining"):
+                continue
+            return answer
+
+    async def open_stream(self, routed: Routed) -> tuple[UpstreamStream, Slot]:
+        """The pod's stream once its headers came, and the pod's share of the load, which
+        counts until it is released (once, however the stream ends)."""
+        tried: set[str] = set()
+        while True:
+            pod = await self._pick(routed, tried)
+            try:
+                stream = await self.upstreams.client(pod).astream(
+                    "POST", PATHS[routed.endpoint], routed.raw, routed.headers
+                )
+            except UpstreamError as exc:
+                self._done(routed, pod)
+                self._retry_or_raise(routed, tried, pod, exc)
+                continue
+            if stream.status == _DRAINING and self._may_retry(routed, tried, pod, "draining"):
+                stream.close()
+                self._done(routed, pod)
+                continue
+            return stream, Slot(partial(self._done, routed, pod))
+
+    async def relay(self, stream: UpstreamStream, load: Slot) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in stream:
+                yield chunk
+        except UpstreamError as exc:  # the 200 went out already: end as OpenAI's streams do
+            yield error_frame(
+                f"the model's pod stopped mid-answer: {exc}",
+                "server_error",
+                code="upstream_unreachable",
+            )
+        finally:
+            stream.close()
+            load.release()
+
+    # -- routing -------------------------------------------------------------------------
+    async def _pick(self, routed: Routed, tried: set[str]) -> str:
+        service = routed.target.service
+        endpoints = await self.scaler.ready_endpoints(service, routed.model)
+        candidates = [e for e in endpoints if e not in tried] or endpoints
+        choice = choose(
+            routed.key, {e: self.loads.get(e, 0) for e in candidates}, self.bound_factor
+        )
+        self.metrics.routed.labels(
+            model=routed.model, decision="affinity" if choice.affinity else "spill"
+        ).inc()
+        self.loads[choice.endpoint] = self.loads.get(choice.endpoint, 0) + 1
+        self.scaler.started(service)
+        return choice.endpoint
+
+    def _done(self, routed: Routed, pod: str) -> None:
+        left = self.loads.get(pod, 1) - 1
+        if left > 0:
+            self.loads[pod] = left
+        else:
+            self.loads.pop(pod, None)
+        self.scaler.finished(routed.target.service)
+
+    def _retry_or_raise(
+        self, routed: Routed, tried: set[str], pod: str, exc: UpstreamError
+    ) -> None:
+        if isinstance(exc, UpstreamTimeoutError):
+            raise UpstreamTimedOut(f"the model's pod did not answer in time: {exc}") from None
+        # The native client raises one error for anything before the answer's headers; its
+        # message tells a refused connection (nothing listens) from one cut mid-request.
+        refused = isinstance(exc, UpstreamConnectError) and "refused" in str(exc).lower()
+        reason = "refused" if refused else "gone"
+        if isinstance(exc, CircuitOpenError) or not self._may_retry(routed, tried, pod, reason):
+            raise UpstreamUnreachable(f"the model's pods could not be reached: {exc}") from None
+
+    def _may_retry(self, routed: Routed, tried: set[str], pod: str, reason: str) -> bool:
+        """Once per request, and only when another pod is there to try."""
+        tried.add(pod)
+        others = set(self.catalog.endpoints(routed.target.service)) - tried
+        if len(tried) > 1 or not others:
+            return False
+        self.metrics.retries.labels(model=routed.model, reason=reason).inc()
+        return True
+
+
+def _unknown(model: str) -> ModelNotFound:
+    # Names only what the caller sent: the 404 must not list other models.
+    return ModelNotFound(f"The model `{model}` does not exist.", param="model")
+
+
+def _card(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "modelkube"}

@@ -1,0 +1,102 @@
+"""Which pod a request goes to: consistent hashing with bounded loads (CHWBL).
+
+The one copy of the routing rule; the gateway and bench/gateway both call `choose`.
+
+A request's key (the start of its conversation and its adapter, see `request_key`) lands on a
+hash ring of the endpoints. Walking the ring from there, the first endpoint whose in-flight
+load stays within `bound_factor` times the mean load (counting this request) takes it: the
+same conversation keeps reaching the pod that holds its prompt cache until that pod is busier
+than its share, and then spills to the next pod on the ring. With the bound rounded up, the
+least loaded endpoint always fits, so some endpoint is always found; the least loaded one is
+the fallback only for inputs the ring cannot place. (Mirrokni, Thorup, Zadimoghaddam,
+"Consistent Hashing with Bounded Loads", 2018; KubeAI's load balancer uses the same rule.)
+"""
+
+import bisect
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+DEFAULT_BOUND_FACTOR = 1.25  # KubeAI's default: a pod may take 25% more than the mean
+VIRTUAL_NODES = 64  # ring points per endpoint: keys spread evenly over a handful of pods
+KEY_CHARS = 100  # characters of the first user message that identify a conversation
+
+
+@dataclass(frozen=True)
+class Choice:
+    endpoint: str
+    affinity: bool  # the key's own endpoint (the first on the ring), not a spill
+
+
+def _hash(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
+@lru_cache(maxsize=256)
+def _ring(endpoints: frozenset[str]) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The ring's points, sorted, and the endpoint at each; cached per endpoint set."""
+    points = sorted(
+        (_hash(f"{endpoint}#{i}".encode()), endpoint)
+        for endpoint in endpoints
+        for i in range(VIRTUAL_NODES)
+    )
+    return tuple(p for p, _ in points), tuple(e for _, e in points)
+
+
+def load_bound(loads: Mapping[str, int], bound_factor: float) -> int:
+    """The most in-flight requests an endpoint may hold after taking one more."""
+    total = sum(loads.values()) + 1
+    return math.ceil(bound_factor * total / len(loads))
+
+
+def choose(key: bytes, loads: Mapping[str, int], bound_factor: float) -> Choice:
+    """The endpoint for `key` among `loads` (endpoint -> in-flight requests); `loads` must
+    not be empty and `bound_factor` must be at least 1."""
+    if not loads:
+        raise ValueError("no endpoints to choose from")
+    if bound_factor < 1:
+        raise ValueError("bound_factor must be at least 1")
+    points, owners = _ring(frozenset(loads))
+    bound = load_bound(loads, bound_factor)
+    start = bisect.bisect(points, _hash(key)) % len(points)
+    seen: set[str] = set()
+    for step in range(len(points)):
+        endpoint = owners[(start + step) % len(points)]
+        if endpoint in seen:
+            continue
+        if loads[endpoint] + 1 <= bound:
+            return Choice(endpoint, affinity=not seen)
+        seen.add(endpoint)
+        if len(seen) == len(loads):
+            break
+    return Choice(min(loads, key=lambda e: (loads[e], e)), affinity=False)
+
+
+def request_key(body: Mapping[str, object], adapter: str) -> bytes:
+    """What identifies a conversation: the adapter and the start of the first user message
+    (of a chat) or of the prompt. Not the system prompt: many conversations share it, and
+    every pod caches it soon anyway."""
+    return f"{adapter}\0{_opening(body)[:KEY_CHARS]}".encode(errors="replace")
+
+
+def _opening(body: Mapping[str, object]) -> str:
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            if isinstance(message, dict) and message.get("role") == "user":
+                return _text(message.get("content"))
+        return ""
+    prompt = body.get("prompt")
+    if isinstance(prompt, list):
+        prompt = prompt[0] if prompt else ""
+    return prompt if isinstance(prompt, str) else str(prompt or "")
+
+
+def _text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts: the text ones, in order
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""

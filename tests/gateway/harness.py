@@ -1,0 +1,133 @@
+"""A gateway in the test process (uvicorn on a thread, on a loopback port) against the test
+control plane, and the objects a test publishes for it: ModelServices and the EndpointSlices
+a Service's controller would write for ready pods (kwok's pods run nothing, so the endpoints
+are runtime processes on loopback)."""
+
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import httpx
+import uvicorn
+from modelkube_operator.k8s.client import Kube
+from modelkube_operator.k8s.credentials import load_credentials
+from prometheus_client.parser import text_string_to_metric_families
+
+from modelkube_serving.gateway.app import GatewayConfig, create_gateway
+from modelkube_serving.gateway.forward import Forwarder
+from modelkube_serving.services.admission import AdmissionLimits
+from tests.controlplane.cluster import ControlPlane
+from tests.serving.inprocess import InProcessRuntime
+from tests.serving.runtime_process import RuntimeProcess, free_port
+from tests.waiting import wait_http_ok
+
+Pod = RuntimeProcess | InProcessRuntime  # a runtime playing a pod
+
+
+@dataclass
+class InProcessGateway:
+    cp: ControlPlane
+    namespace: str
+    hold_timeout_s: float
+    port: int = field(default_factory=free_port)
+    server: uvicorn.Server | None = None
+    thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def forwarder(self) -> Forwarder:
+        assert self.server is not None
+        app: Any = self.server.config.app
+        found: Forwarder = app.state.forwarder
+        return found
+
+    def start(self) -> "InProcessGateway":
+        config = GatewayConfig(
+            namespace=self.namespace,
+            limits=AdmissionLimits(max_running=64, max_queued=64),
+            hold_timeout_s=self.hold_timeout_s,
+        )
+        kube = Kube(load_credentials(str(self.cp.admin_kubeconfig)), "modelkube-gateway")
+        app = create_gateway(config, kube)
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_level="warning", loop="asyncio"
+            )
+        )
+        self.thread = threading.Thread(target=self.server.run, name=f"gateway-{self.port}")
+        self.thread.start()
+        wait_http_ok(f"{self.url}/healthz", self._stopped, lambda: "", 30)
+        return self
+
+    def _stopped(self) -> str | None:
+        assert self.thread is not None
+        return None if self.thread.is_alive() else "the gateway stopped"
+
+    def stop(self) -> None:
+        if self.server is not None and self.thread is not None:
+            self.server.should_exit = True
+            self.thread.join(15)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the samples of `name` whose labels include `labels`."""
+        text = httpx.get(f"{self.url}/metrics").text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        )
+
+
+def model_service(
+    namespace: str, name: str, adapters: tuple[str, ...] = (), **spec: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "modelkube.io/v1alpha1",
+        "kind": "ModelService",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "model": {"uri": "builtin://tiny"},
+            "adapters": [{"name": a, "uri": f"pvc://adapters/{a}"} for a in adapters],
+            **spec,
+        },
+    }
+
+
+@cache
+def host_address() -> str:
+    """This machine's first non-loopback IPv4 address: an EndpointSlice refuses 127.0.0.0/8,
+    so the runtimes listen on every address and are published on this one."""
+    words = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+    found = [w for w in words if w.count(".") == 3 and not w.startswith("127.")]
+    assert found, f"no non-loopback IPv4 address for the test endpoints: {words}"
+    return found[0]
+
+
+def endpoint(port: int) -> str:
+    return f"{host_address()}:{port}"
+
+
+def endpoint_slice(namespace: str, service: str, port: int) -> dict[str, Any]:
+    """A slice of one ready endpoint: what the EndpointSlice controller writes for a ready
+    pod, here pointing at a runtime process (a slice has one port, so one per runtime)."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"{service}-{port}",
+            "namespace": namespace,
+            "labels": {
+                "kubernetes.io/service-name": service,
+                "endpointslice.kubernetes.io/managed-by": "tests.modelkube.io",
+            },
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [host_address()], "conditions": {"ready": True}}],
+    }

@@ -1,0 +1,258 @@
+"""`modelkube gateway` on the test control plane: it watches real ModelServices and
+EndpointSlices, patches real /scale subresources, and forwards to real runtime processes.
+
+The tests run in order on shared pods (three runtimes cost a model load each): routing,
+affinity, scale from zero and back, bad names, the hold timing out, and last a pod killed
+mid-request.
+"""
+
+import json
+import signal
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from modelkube_serving.gateway.metrics import (
+    GATEWAY_HOLDS,
+    GATEWAY_RETRIES,
+    GATEWAY_ROUTED,
+    GATEWAY_SCALES,
+)
+from modelkube_serving.gateway.routing import choose, request_key
+from modelkube_serving.metrics import REQUESTS_IN_FLIGHT
+from tests.controlplane.cluster import ControlPlane
+from tests.gateway.harness import (
+    InProcessGateway,
+    Pod,
+    endpoint,
+    endpoint_slice,
+    model_service,
+)
+from tests.serving.runtime_process import RuntimeProcess
+from tests.waiting import wait_until
+
+IDLE_S = 2
+
+
+def apply(cp: ControlPlane, *objects: dict[str, Any]) -> None:
+    stdin = "\n---\n".join(map(json.dumps, objects))
+    done = cp.kubectl("apply", "--server-side", "-f", "-", stdin=stdin, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def replicas(cp: ControlPlane, namespace: str, name: str) -> int:
+    out = cp.kubectl("get", "-n", namespace, "ms", name, "-o", "jsonpath={.spec.replicas}")
+    return int(out.stdout or "1")
+
+
+@pytest.fixture(scope="module")
+def published(control_plane: ControlPlane, namespace: str, pods: dict[str, Pod]) -> dict[str, Pod]:
+    """`chat` (two pods, adapter a1) is up; `other` may scale to zero and is at zero, its
+    pod not yet published; `ghost` is up but has no ready pod."""
+    scaling = {"minReplicas": 0, "maxReplicas": 2, "target": 4, "idleSeconds": IDLE_S}
+    apply(
+        control_plane,
+        model_service(namespace, "chat", ("a1",), replicas=2),
+        model_service(namespace, "other", replicas=0, autoscaling=scaling),
+        model_service(namespace, "ghost", replicas=1),
+        endpoint_slice(namespace, "chat", pods["chat-0"].port),
+        endpoint_slice(namespace, "chat", pods["chat-1"].port),
+    )
+    return pods
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    published: dict[str, Pod], start_gateway: Callable[[float], InProcessGateway]
+) -> InProcessGateway:
+    return start_gateway(60.0)
+
+
+@pytest.fixture
+def client(gateway: InProcessGateway) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0) as sdk:
+        yield sdk
+
+
+def chat(opening: str, turns: int = 1) -> list[Any]:
+    messages: list[Any] = [{"role": "system", "content": "You are terse."}]
+    for turn in range(turns):
+        messages.append({"role": "user", "content": opening if turn == 0 else f"and {turn}?"})
+        if turn < turns - 1:
+            messages.append({"role": "assistant", "content": "ok"})
+    return messages
+
+
+def requests_served(pod: Pod) -> float:
+    text = httpx.get(f"{pod.url}/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("modelkube_requests_total{") and 'endpoint="chat"' in line
+    )
+
+
+def test_routes_by_model_and_adapter_and_lists_the_union(
+    client: openai.OpenAI, gateway: InProcessGateway
+) -> None:
+    for model in ("chat", "chat:a1"):
+        answer = client.chat.completions.create(model=model, messages=chat("hi"), max_tokens=4)
+        assert answer.model == model and answer.choices[0].message.content is not None
+    text = client.completions.create(model="chat:a1", prompt="once", max_tokens=3)
+    assert text.model == "chat:a1"
+    listed = {m.id for m in client.models.list()}
+    assert listed == {"chat", "chat:a1", "other", "ghost"}
+    assert client.models.retrieve("chat:a1").id == "chat:a1"
+
+
+def test_a_conversation_stays_on_one_pod(client: openai.OpenAI, published: dict[str, Pod]) -> None:
+    chat_pods = [published["chat-0"], published["chat-1"]]
+    before = [requests_served(p) for p in chat_pods]
+    for turns in range(1, 5):
+        client.chat.completions.create(
+            model="chat", messages=chat("the same conversation", turns), max_tokens=2
+        )
+    served = sorted(requests_served(p) - b for p, b in zip(chat_pods, before, strict=True))
+    assert served == [0, 4]
+
+
+def test_affinity_holds_until_the_load_bound_then_spills(
+    client: openai.OpenAI, gateway: InProcessGateway, published: dict[str, Pod]
+) -> None:
+    """Two pods, bound 1.25: the conversation's pod takes two streams (the bound is
+    ceil(1.25 * 2 / 2) = 2), the third goes to the other pod."""
+    spills = gateway.metric(GATEWAY_ROUTED, decision="spill")
+    body = chat("a long story please")
+    streams = []
+    try:
+        for _ in range(3):
+            stream = client.chat.completions.create(
+                model="chat",
+                messages=body,
+                max_tokens=2000,
+                stream=True,
+                extra_body={"ignore_eos": True},
+            )
+            next(iter(stream))  # its pod is generating: the load counts
+            streams.append(stream)
+        pods = dict.fromkeys((endpoint(published[n].port) for n in ("chat-0", "chat-1")), 0)
+        home = choose(request_key({"messages": body}, ""), pods, 1.25).endpoint
+        loads = dict(gateway.forwarder.loads)
+        assert loads[home] == 2 and sum(loads.values()) == 3, loads
+        assert gateway.metric(GATEWAY_ROUTED, decision="spill") == spills + 1
+    finally:
+        for stream in streams:
+            stream.close()
+    wait_until(lambda: not gateway.forwarder.loads, 30, "the streams' loads released")
+
+
+def test_scale_from_zero_holds_requests_until_a_pod_is_ready(
+    control_plane: ControlPlane,
+    namespace: str,
+    client: openai.OpenAI,
+    gateway: InProcessGateway,
+    published: dict[str, Pod],
+) -> None:
+    assert replicas(control_plane, namespace, "other") == 0
+
+    def ask(i: int) -> str:
+        messages = chat(f"wake {i}")
+        return client.chat.completions.create(model="other", messages=messages, max_tokens=3).model
+
+    with ThreadPoolExecutor(3) as pool:
+        answers = [pool.submit(ask, i) for i in range(3)]
+        # Plays the Deployment and the EndpointSlice controller: once /scale says 1, the
+        # pod (already loaded, to keep the test short) is published as ready.
+        wait_until(lambda: replicas(control_plane, namespace, "other") == 1, 30, "/scale to 1")
+        wait_until(lambda: gateway.metric(GATEWAY_HOLDS) == 0 and _held(gateway) == 3, 30, "holds")
+        assert not any(a.done() for a in answers), "answered before any pod was ready"
+        apply(control_plane, endpoint_slice(namespace, "other", published["other-0"].port))
+        assert [a.result(60) for a in answers] == ["other"] * 3
+    assert gateway.metric(GATEWAY_HOLDS, model="other", outcome="ready") == 3
+    assert gateway.metric(GATEWAY_SCALES, model="other", direction="up") == 1
+
+
+def _held(gateway: InProcessGateway) -> float:
+    return gateway.metric(REQUESTS_IN_FLIGHT, model="gateway")
+
+
+def test_scale_to_zero_after_idle(
+    control_plane: ControlPlane, namespace: str, gateway: InProcessGateway
+) -> None:
+    wait_until(lambda: replicas(control_plane, namespace, "other") == 0, 30, "/scale to 0")
+    assert gateway.metric(GATEWAY_SCALES, model="other", direction="down") >= 1
+    assert replicas(control_plane, namespace, "chat") == 2  # no minReplicas 0: left alone
+
+
+def test_bad_model_names_get_a_404_that_lists_nothing(gateway: InProcessGateway) -> None:
+    for model in ("nope", "chat:nope", "chat:", ":a1", "CHAT", "x" * 300, "chat:a1:a1"):
+        answer = httpx.post(
+            f"{gateway.url}/v1/chat/completions",
+            json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert answer.status_code == 404, (model, answer.text)
+        error = answer.json()["error"]
+        assert error["code"] == "model_not_found" and error["param"] == "model"
+        for served in ("other", "ghost", "a1"):
+            assert served not in error["message"].replace(model, ""), error
+    missing = httpx.post(f"{gateway.url}/v1/chat/completions", json={"messages": []})
+    assert missing.status_code == 400 and missing.json()["error"]["param"]
+    assert httpx.get(f"{gateway.url}/v1/models/nope").status_code == 404
+
+
+def test_the_hold_times_out_with_503_and_retry_after(
+    start_gateway: Callable[[float], InProcessGateway], published: dict[str, Pod]
+) -> None:
+    quick = start_gateway(0.5)
+    answer = httpx.post(
+        f"{quick.url}/v1/chat/completions",
+        json={"model": "ghost", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"]["code"] == "model_not_ready"
+    assert int(answer.headers["retry-after"]) >= 1
+    assert quick.metric(GATEWAY_HOLDS, model="ghost", outcome="timeout") == 1
+
+
+def test_a_pod_killed_mid_request_is_retried_on_the_other(
+    client: openai.OpenAI, gateway: InProcessGateway, published: dict[str, Pod]
+) -> None:
+    doomed = published["chat-0"]  # the process: it can be killed
+    assert isinstance(doomed, RuntimeProcess) and doomed.proc is not None
+    pods = dict.fromkeys((endpoint(published[n].port) for n in ("chat-0", "chat-1")), 0)
+    # A conversation whose own pod is the doomed one.
+    body = next(
+        b
+        for i in range(100)
+        if choose(request_key({"messages": (b := chat(f"doomed {i}"))}, ""), pods, 1.25).endpoint
+        == endpoint(doomed.port)
+    )
+
+    with ThreadPoolExecutor(1) as pool:
+        ask = pool.submit(
+            client.chat.completions.create,
+            model="chat",
+            messages=body,
+            max_tokens=300,  # long enough to be killed mid-way
+            extra_body={"ignore_eos": True},
+        )
+        wait_until(lambda: gateway.forwarder.loads.get(endpoint(doomed.port)), 30, "the request")
+        doomed.proc.send_signal(signal.SIGKILL)  # the pod vanishes, its endpoint still listed
+        answer = ask.result(120)
+    assert answer.choices[0].finish_reason == "length"
+    assert gateway.metric(GATEWAY_RETRIES, model="chat", reason="gone") == 1
+    # The dead pod is still in its EndpointSlice: the next request it gets is refused, then
+    # retried on the live pod.
+    again = client.chat.completions.create(model="chat", messages=body, max_tokens=2)
+    assert again.model == "chat"
+    assert gateway.metric(GATEWAY_RETRIES, model="chat", reason="refused") == 1
+    streamed = client.chat.completions.create(
+        model="chat", messages=body, max_tokens=2, stream=True
+    )
+    assert {chunk.model for chunk in streamed} == {"chat"}
+    assert gateway.metric(GATEWAY_RETRIES, model="chat", reason="refused") == 2

@@ -1,0 +1,99 @@
+"""The routing rule: consistent hashing with bounded loads, as plain examples and as
+properties over generated endpoint sets, loads and keys."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from modelkube_serving.gateway.routing import choose, load_bound, request_key
+
+ENDPOINTS = st.lists(
+    st.from_regex(r"10\.0\.[0-9]{1,3}\.[0-9]{1,3}:8000", fullmatch=True),
+    min_size=1,
+    max_size=8,
+    unique=True,
+)
+KEYS = st.binary(min_size=0, max_size=64)
+FACTORS = st.sampled_from([1.0, 1.1, 1.25, 1.5, 2.0])
+
+
+@st.composite
+def loaded(draw: st.DrawFn) -> dict[str, int]:
+    endpoints = draw(ENDPOINTS)
+    return {e: draw(st.integers(min_value=0, max_value=50)) for e in endpoints}
+
+
+@given(loaded(), KEYS, FACTORS)
+def test_never_picks_an_endpoint_over_the_bound_when_one_fits(
+    loads: dict[str, int], key: bytes, factor: float
+) -> None:
+    bound = load_bound(loads, factor)
+    chosen = choose(key, loads, factor).endpoint
+    assert any(load + 1 <= bound for load in loads.values()), "the least loaded always fits"
+    assert loads[chosen] + 1 <= bound
+
+
+@given(ENDPOINTS, st.integers(min_value=0, max_value=20), KEYS, FACTORS)
+def test_the_same_key_reaches_the_same_endpoint_under_equal_loads(
+    endpoints: list[str], load: int, key: bytes, factor: float
+) -> None:
+    loads = {e: load for e in endpoints}
+    first = choose(key, loads, factor)
+    assert first.affinity
+    assert choose(key, dict(reversed(list(loads.items()))), factor) == first
+
+
+@given(ENDPOINTS, KEYS, st.data())
+def test_an_unrelated_endpoint_leaving_moves_no_key(
+    endpoints: list[str], key: bytes, data: st.DataObject
+) -> None:
+    chosen = choose(key, dict.fromkeys(endpoints, 0), 1.25).endpoint
+    others = [e for e in endpoints if e != chosen]
+    if not others:
+        return
+    gone = data.draw(st.sampled_from(others))
+    remaining = dict.fromkeys((e for e in endpoints if e != gone), 0)
+    assert choose(key, remaining, 1.25).endpoint == chosen
+
+
+def test_a_busy_owner_spills_to_another_endpoint_and_takes_the_key_back_when_free() -> None:
+    loads = dict.fromkeys(["a:1", "b:1", "c:1", "d:1"], 0)
+    home = choose(b"conversation", loads, 1.25)
+    assert home.affinity
+    busy = {**loads, home.endpoint: 3}  # bound: ceil(1.25 * 4 / 4) = 2
+    spilled = choose(b"conversation", busy, 1.25)
+    assert spilled.endpoint != home.endpoint and not spilled.affinity
+    assert choose(b"conversation", dict.fromkeys(loads, 1), 1.25) == home  # bound 2
+
+
+def test_keys_spread_over_every_endpoint() -> None:
+    loads = dict.fromkeys([f"10.0.0.{i}:8000" for i in range(4)], 0)
+    chosen = {choose(f"session {i}".encode(), loads, 1.25).endpoint for i in range(64)}
+    assert chosen == set(loads)
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="no endpoints"):
+        choose(b"k", {}, 1.25)
+    with pytest.raises(ValueError, match="at least 1"):
+        choose(b"k", {"a": 0}, 0.5)
+
+
+def test_the_key_is_the_adapter_and_the_first_user_message_not_the_system_prompt() -> None:
+    def chat(system: str, user: str) -> dict[str, object]:
+        return {
+            "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": user},
+                {"role": "assistant", "content": "later turns do not change the key"},
+            ]
+        }
+
+    assert request_key(chat("shared", "hello"), "") == request_key(chat("other", "hello"), "")
+    assert request_key(chat("shared", "hello"), "") != request_key(chat("shared", "bye"), "")
+    assert request_key(chat("s", "hello"), "a1") != request_key(chat("s", "hello"), "a2")
+    parts = {"messages": [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]}
+    assert request_key(parts, "") == request_key(chat("x", "hello"), "")
+    assert request_key({"prompt": ["once upon"]}, "") == request_key({"prompt": "once upon"}, "")
+    assert request_key({"prompt": "x" * 500}, "") == request_key({"prompt": "x" * 400}, "")
+    assert request_key({"messages": "not a list"}, "") == request_key({}, "")
