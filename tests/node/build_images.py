@@ -32,6 +32,9 @@ import yaml
 
 from tests.node.images import LAYER_GZIP, write_layout
 
+# Part of every cache key with what the recipe puts in an image: bump it when a change to the
+# code below changes the images.
+RECIPE = 1
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modelkube" / "Chart.yaml"
 SUITE = "bookworm"
@@ -138,8 +141,7 @@ def image_config(spec: ImageSpec) -> dict[str, object]:
 
 
 def _input_files(spec: ImageSpec) -> Iterator[Path]:
-    yield from (REPO / "pyproject.toml", REPO / "uv.lock", CHART, Path(__file__))
-    yield Path(__file__).with_name("images.py")
+    yield from (REPO / "pyproject.toml", REPO / "uv.lock", CHART)
     for member in ("operator", "serving", "native"):
         yield REPO / member / "pyproject.toml"
     roots = [REPO / member / "src" for member in spec.sources]
@@ -155,7 +157,8 @@ def _input_files(spec: ImageSpec) -> Iterator[Path]:
 
 def input_key(spec: ImageSpec, uv_version: str) -> str:
     digest = hashlib.sha256()
-    digest.update(repr((spec, SUITE, DPKG_EXCLUDES, uv_version)).encode())
+    recipe = (RECIPE, spec, image_config(spec), SUITE, DPKG_EXCLUDES, BUILD_LEFTOVERS, uv_version)
+    digest.update(repr(recipe).encode())
     for path in _input_files(spec):
         digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]

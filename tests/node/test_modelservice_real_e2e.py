@@ -69,7 +69,7 @@ def served(
         _dump(cp, node, operator)
         raise
     answered = time.time()
-    _print_startup(cp, applied, answered)
+    _print_startup(cp, node, applied, answered)
     yield url
     cp.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
 
@@ -214,7 +214,7 @@ def _time(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def _print_startup(cp: ControlPlane, applied: float, answered: float) -> None:
+def _print_startup(cp: ControlPlane, node: RealNode, applied: float, answered: float) -> None:
     """apply -> first answer, split per pod: schedule, image, start, model load, ready."""
     print(f"\napply -> first answer through the ClusterIP: {answered - applied:.1f}s")
     for pod in _pods(cp):
@@ -239,10 +239,10 @@ def _print_startup(cp: ControlPlane, applied: float, answered: float) -> None:
         pulled = [
             _time(e["firstTimestamp"] or e["eventTime"]) for e in events if e["reason"] == "Pulled"
         ]
-        logs = cp.kubectl("logs", name, "-n", NAMESPACE, "--timestamps").stdout.splitlines()
+        logs = node.container_log(NAMESPACE, name, "runtime")
         loaded = [_time(line.split()[0][:26] + "Z") for line in logs if " ready (BLAS" in line]
         print(
-            f"  {name}: created +{created - applied:.1f}s, scheduled"
+            f"  {name}: created +{max(created - applied, 0):.0f}s, scheduled"
             f" +{conditions['PodScheduled'] - created:.0f}s, image present"
             f" +{(pulled[0] if pulled else started) - conditions['PodScheduled']:.0f}s,"
             f" container started +{started - (pulled[0] if pulled else started):.0f}s,"
