@@ -111,8 +111,8 @@ MODULES = (
     ),
 )
 
-# The opt-in real node (tests/node): not in MODULES, so `make test` never builds it. A module of
-# its own, so that building it leaves the control plane's cache key alone.
+# The real node (tests/node): a module of its own, so that building it leaves the control plane's
+# cache key alone; `make controlplane` builds it too, so the tests find it cached.
 NODE_MODULE = GoModule(
     "node",
     ("k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kube-proxy"),
@@ -178,6 +178,6 @@ def _build(module: GoModule, target: Path) -> None:
 
 
 if __name__ == "__main__":
-    for name, path in ensure_binaries().items():
+    for name, path in ensure_binaries((*MODULES, NODE_MODULE)).items():
         print(f"{name}: {path}")
     sys.exit(0)

@@ -126,6 +126,9 @@ class RealNode:
                     "ipam": {
                         "type": "host-local",
                         "ranges": [[{"subnet": POD_SUBNET, "gateway": NODE_IP}]],
+                        # A default route via the node: ClusterIPs (the API server's too)
+                        # are outside the pods' subnet.
+                        "routes": [{"dst": "0.0.0.0/0"}],
                         "dataDir": str(self.workdir / "cni" / "ipam"),
                     },
                 },
