@@ -166,6 +166,27 @@ def test_a_deleted_pod_is_replaced_and_clients_retrying_get_answers(
     assert _answers(client)
 
 
+def test_a_runtime_killed_with_sigkill_is_restarted_and_answers_again(
+    node_control_plane: ControlPlane, node: RealNode, served: str
+) -> None:
+    cp = node_control_plane
+    pod = _pods(cp)[0]
+    name = pod["metadata"]["name"]
+    [status] = pod["status"]["containerStatuses"]
+    container = status["containerID"].removeprefix("containerd://")
+    # kill -9 of the container's process, on the node: no API in between.
+    node.ctr("tasks", "kill", "--signal", "SIGKILL", container)
+
+    def restarted() -> bool:
+        got = get_json(cp, "pod", name, "-n", NAMESPACE) or {}
+        [now] = got.get("status", {}).get("containerStatuses", [{}])
+        return bool(now.get("restartCount", 0) > status["restartCount"] and now.get("ready"))
+
+    wait_until(restarted, 180, f"{name}'s runtime restarted by kubelet and ready again")
+    client = openai.OpenAI(base_url=served, api_key="unused", max_retries=5, timeout=30)
+    assert _answers(client)
+
+
 class StreamingLoad:
     """One client streaming chat completions back to back, counting whole answers and
     failures (no retries: a retried request counts as failed)."""
