@@ -120,6 +120,9 @@ NODE_MODULE = GoModule(
     ldflags=KUBERNETES_LDFLAGS,
 )
 
+# The real node's cluster DNS: Services resolve by name in its pods (`helm test`'s pod).
+COREDNS_MODULE = GoModule("coredns", ("github.com/coredns/coredns",), "about 5 minutes")
+
 
 def cache_root() -> Path:
     base = os.environ.get("MODELKUBE_CACHE_DIR") or str(Path.home() / ".cache" / "modelkube")
@@ -178,6 +181,6 @@ def _build(module: GoModule, target: Path) -> None:
 
 
 if __name__ == "__main__":
-    for name, path in ensure_binaries((*MODULES, NODE_MODULE)).items():
+    for name, path in ensure_binaries((*MODULES, NODE_MODULE, COREDNS_MODULE)).items():
         print(f"{name}: {path}")
     sys.exit(0)

@@ -1,4 +1,5 @@
-"""One real node for the test control plane: containerd, runc, CNI bridge, kubelet, kube-proxy.
+"""One real node for the test control plane: containerd, runc, CNI bridge, kubelet, kube-proxy,
+CoreDNS.
 
 Tests marked `real_node` use it: it needs root, Debian's containerd, runc, containernetworking-
 plugins, conntrack, iptables, busybox-static, gcc and mmdebstrap (`make test` installs them), and
@@ -27,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from tests.controlplane.binaries import NODE_MODULE, ensure_binaries
+from tests.controlplane.binaries import COREDNS_MODULE, NODE_MODULE, ensure_binaries
 from tests.controlplane.cluster import ControlPlane, write_kubeconfig
 from tests.node.api_relay import ApiRelay
 from tests.node.images import PAUSE_IMAGE, busybox_archive, pause_archive
@@ -41,13 +42,16 @@ NODE_IP = "10.213.0.1"
 CNI_BIN = Path("/usr/lib/cni")
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 BUSYBOX = Path("/usr/bin/busybox")
+CLUSTER_DOMAIN = "cluster.local"
 
 
 @dataclass
 class RealNode:
     workdir: Path
     control_plane: ControlPlane
-    bins: dict[str, Path] = field(default_factory=lambda: ensure_binaries((NODE_MODULE,)))
+    bins: dict[str, Path] = field(
+        default_factory=lambda: ensure_binaries((NODE_MODULE, COREDNS_MODULE))
+    )
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     # The CNI bridge plugin turns forwarding on; stop() puts back what the machine had.
     ip_forward: str = field(default_factory=lambda: IP_FORWARD.read_text())
@@ -76,6 +80,10 @@ class RealNode:
         cp = self.control_plane
         # The admin credential, for this first step (RBAC has no Node authorizer here).
         write_kubeconfig(kubeconfig, cp.server, cp.ca_file, cp.admin_token)
+        self._start(
+            "coredns", [str(self.bins["coredns"]), "-conf", str(self._write_corefile(kubeconfig))]
+        )
+        self._wait("coredns", lambda: "CoreDNS-" in self.log("coredns"), 30)
         self._start(
             "kubelet",
             [
@@ -197,6 +205,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             "authorization": {"mode": "AlwaysAllow"},
             "podLogsDir": str(self.workdir / "pod-logs"),
             "registerNode": True,
+            # CoreDNS on the node's bridge address: Services resolve by name.
+            "clusterDNS": [NODE_IP],
+            "clusterDomain": CLUSTER_DOMAIN,
             "serializeImagePulls": False,
             # The disk is shared with other work: do not taint the node over it.
             "evictionHard": {
@@ -210,6 +221,21 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         }
         path = self.workdir / "kubelet.yaml"
         path.write_text(yaml.safe_dump(config))
+        return path
+
+    def _write_corefile(self, kubeconfig: Path) -> Path:
+        """The cluster's zone from the API server, on the bridge address only; nothing else."""
+        corefile = f"""{CLUSTER_DOMAIN}:53 in-addr.arpa:53 {{
+    bind {NODE_IP}
+    errors
+    kubernetes {CLUSTER_DOMAIN} in-addr.arpa {{
+        kubeconfig {kubeconfig}
+        pods insecure
+    }}
+}}
+"""
+        path = self.workdir / "Corefile"
+        path.write_text(corefile)
         return path
 
     def _write_proxy_config(self, kubeconfig: Path) -> Path:
@@ -299,9 +325,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         proxy = self.procs.pop("kube-proxy", None)
         if proxy is not None:
             _terminate(proxy)
-        kubelet = self.procs.pop("kubelet", None)
-        if kubelet is not None:
-            _terminate(kubelet)
+        for name in ("kubelet", "coredns"):
+            proc = self.procs.pop(name, None)
+            if proc is not None:
+                _terminate(proc)
         runc_root = self.workdir / "containerd" / "runc" / "k8s.io"
         if runc_root.exists():
             listed = subprocess.run(

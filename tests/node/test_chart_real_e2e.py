@@ -77,6 +77,20 @@ def test_the_operator_runs_as_a_real_pod_with_live_probes_and_metrics(
     assert "modelkube_" in metrics
 
 
+def test_helm_test_runs_its_pod_for_real(installed: ControlPlane) -> None:
+    """`helm test`'s pod resolves the operator's Service by name (CoreDNS) and gets 200."""
+    out = helm(
+        "test",
+        RELEASE,
+        "--namespace",
+        NAMESPACE,
+        "--timeout",
+        "180s",
+        kubeconfig=installed.admin_kubeconfig,
+    )
+    assert "Phase:          Succeeded" in out, out
+
+
 def test_the_charts_operator_serves_a_modelservice_on_real_pods(
     installed: ControlPlane, node: RealNode
 ) -> None:
