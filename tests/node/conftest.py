@@ -19,12 +19,15 @@ _why = why_no_containers()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The real-node tests run last, so the node (session-scoped) stops when they end instead
+    of idling through the rest of the run; skipped, with the reason, where it cannot run."""
+    real = [item for item in items if item.get_closest_marker("real_node")]
+    items[:] = [item for item in items if not item.get_closest_marker("real_node")] + real
     if _why is None:
         return
     skip = pytest.mark.skip(reason=f"this machine cannot run containers: {_why}")
-    for item in items:
-        if item.get_closest_marker("real_node"):
-            item.add_marker(skip)
+    for item in real:
+        item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
