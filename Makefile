@@ -18,7 +18,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO := cargo
 NATIVE := --manifest-path native/Cargo.toml
 
-.PHONY: help install system-deps python-deps models controlplane lint native-test freethreaded \
+.PHONY: help install system-deps python-deps models controlplane images lint native-test freethreaded \
 	freethreaded-test test demo bench clean
 
 help:
@@ -28,6 +28,7 @@ help:
 	@echo "            and proxy a runtime as a hosted provider (keys, DSPy, metrics)"
 	@echo "make test   install, then run lint, type checks and the whole test suite"
 	@echo "make bench  install, then run the benchmarks in bench/ (not part of make test)"
+	@echo "make images build the runtime and operator images as OCI archives (root; no registry)"
 
 install: system-deps python-deps models
 
@@ -39,6 +40,16 @@ system-deps:
 	  apt-get install -y -q libopenblas0-pthread >/dev/null 2>&1 \
 	    || { apt-get update -q >/dev/null && apt-get install -y -q libopenblas0-pthread >/dev/null; }; \
 	fi
+	@missing=""; for p in containerd:containerd runc:runc conntrack:conntrack iptables:iptables \
+	    busybox:busybox-static gcc:gcc mmdebstrap:mmdebstrap; do \
+	  command -v $${p%%:*} >/dev/null || missing="$$missing $${p#*:}"; done; \
+	  [ -x /usr/lib/cni/bridge ] || missing="$$missing containernetworking-plugins"; \
+	  if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing$$missing (the real node of the e2e tier)"; \
+	    apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 \
+	      || { apt-get update -q >/dev/null \
+	           && apt-get install -y -q --no-install-recommends $$missing >/dev/null; }; \
+	  fi
 	@if ! command -v promtool >/dev/null; then \
 	  echo "installing Prometheus and promtool (the dashboards and alerts are tested against them)"; \
 	  apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 \
@@ -60,6 +71,14 @@ models: python-deps
 # Go modules (tests/controlplane/gomod) and cached by version: only the first run pays the build.
 controlplane: python-deps
 	$(RUN) python -m tests.controlplane.binaries
+
+# The runtime and operator images as OCI archives (tests/node/build_images.py): a Debian root
+# filesystem from mmdebstrap plus uv.lock's environment and the Rust core; cached by their inputs.
+images: python-deps
+	@command -v mmdebstrap >/dev/null || { echo "installing mmdebstrap (the images' Debian root filesystem)"; \
+	  apt-get install -y -q mmdebstrap >/dev/null 2>&1 \
+	    || { apt-get update -q >/dev/null && apt-get install -y -q mmdebstrap >/dev/null; }; }
+	$(RUN) python -m tests.node.build_images
 
 lint: python-deps
 	$(RUN) ruff check .

@@ -1,4 +1,5 @@
-"""The Dockerfiles, read for what they must hold: no container engine runs here to build them.
+"""The CUDA runtime's Dockerfile, read for what it must hold (the CPU runtime and the operator
+images are built by `make images`, tests/node/build_images.py, with no Dockerfile).
 
 Pinned base images (an exact version, never `latest`), a numeric non-root final USER equal to
 the pods' runAsUser, multi-stage builds whose final stage has no build tools, and Python
@@ -15,11 +16,7 @@ import yaml
 from modelkube_operator.builders.common import restricted_pod_context
 
 REPO = Path(__file__).resolve().parents[1]
-DOCKERFILES = {
-    "operator": REPO / "operator" / "Dockerfile",
-    "runtime-cpu": REPO / "serving" / "Dockerfile",
-    "runtime-cuda": REPO / "serving" / "Dockerfile.cuda",
-}
+DOCKERFILES = {"runtime-cuda": REPO / "serving" / "Dockerfile.cuda"}
 # registry/name:tag with a version of at least major.minor, e.g. python:3.12.12-slim-bookworm.
 _PINNED = re.compile(r"^[\w./-]+:v?\d+\.\d+(\.\d+)?[\w.-]*(@sha256:[0-9a-f]{64})?$")
 MEMBERS = ("operator", "serving", "native")
@@ -99,26 +96,16 @@ def test_dependencies_come_from_the_lock(path: Path) -> None:
     assert "pip install" not in build or "--require-hashes" in build
 
 
-def test_the_operator_image_holds_the_operator_alone() -> None:
-    copies = parse(DOCKERFILES["operator"])[-2].all("COPY")
-    from_context = [c.split()[:-1] for c in copies if not c.startswith("--from")]
-    sources = {source for args in from_context for source in args}
-    manifests = {"pyproject.toml", "uv.lock"} | {f"{d}/pyproject.toml" for d in MEMBERS}
-    assert sources - manifests == {"operator/src"}
-
-
-def test_runtime_images_build_the_native_core_and_pick_their_mlx() -> None:
-    cpu, cuda = parse(DOCKERFILES["runtime-cpu"]), parse(DOCKERFILES["runtime-cuda"])
-    for stages in (cpu, cuda):
-        build = stages[-2]
-        assert "COPY native native" in [f"COPY {c}" for c in build.all("COPY")]
-        assert any("MATURIN_PEP517_ARGS=--locked" in env for env in build.all("ENV"))
-    assert "libopenblas0-pthread" in " ".join(cpu[-1].all("RUN"))
-    cuda_build = " ".join(cuda[-2].all("RUN"))
+def test_the_cuda_runtime_builds_the_native_core_and_picks_its_mlx() -> None:
+    cuda = parse(DOCKERFILES["runtime-cuda"])
+    build = cuda[-2]
+    assert "COPY native native" in [f"COPY {c}" for c in build.all("COPY")]
+    assert any("MATURIN_PEP517_ARGS=--locked" in env for env in build.all("ENV"))
+    cuda_build = " ".join(build.all("RUN"))
     assert "--no-emit-package mlx-cpu" in cuda_build and "mlx[cuda12]" in cuda_build
 
 
-@pytest.mark.parametrize("name", ["runtime-cpu", "runtime-cuda"])
+@pytest.mark.parametrize("name", ["runtime-cuda"])
 def test_runtime_images_hold_the_workspace_members_the_runtime_needs(name: str) -> None:
     """modelkube-serving depends on modelkube-operator (its Kubernetes client): the image must
     copy the operator's sources too, and its .dockerignore let them through."""

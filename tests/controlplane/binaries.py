@@ -111,14 +111,17 @@ MODULES = (
     ),
 )
 
-# The opt-in real node (tests/node): not in MODULES, so `make test` never builds it. A module of
-# its own, so that building it leaves the control plane's cache key alone.
+# The real node (tests/node): a module of its own, so that building it leaves the control plane's
+# cache key alone; `make controlplane` builds it too, so the tests find it cached.
 NODE_MODULE = GoModule(
     "node",
     ("k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kube-proxy"),
     "about 1.5 minutes after the control plane's build",
     ldflags=KUBERNETES_LDFLAGS,
 )
+
+# The real node's cluster DNS: Services resolve by name in its pods (`helm test`'s pod).
+COREDNS_MODULE = GoModule("coredns", ("github.com/coredns/coredns",), "about 5 minutes")
 
 
 def cache_root() -> Path:
@@ -178,6 +181,6 @@ def _build(module: GoModule, target: Path) -> None:
 
 
 if __name__ == "__main__":
-    for name, path in ensure_binaries().items():
+    for name, path in ensure_binaries((*MODULES, NODE_MODULE, COREDNS_MODULE)).items():
         print(f"{name}: {path}")
     sys.exit(0)

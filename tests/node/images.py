@@ -1,4 +1,5 @@
-"""Tiny OCI images built here with no registry: the pause image and a busybox image.
+"""OCI image archives built here with no registry: the pause and busybox images, and the
+layout writer the runtime and operator images use (build_images.py).
 
 Each is an OCI image layout in a tar archive (one gzipped layer), with the name containerd
 imports it under (`ctr images import`). Layers are deterministic (mtime 0, root-owned), so the
@@ -9,14 +10,17 @@ import gzip
 import hashlib
 import io
 import json
+import platform
 import subprocess
 import tarfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 PAUSE_IMAGE = "modelkube.local/pause:3.10"
 BUSYBOX_IMAGE = "modelkube.local/busybox:1"
-DEBIAN_IMAGE = "modelkube.local/debian-python:bookworm"
+ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 # Applets linked into the busybox image: a shell, and an HTTP server to reach from the host.
 BUSYBOX_APPLETS = ("sh", "echo", "cat", "ls", "mkdir", "sleep", "hostname", "httpd", "wget")
 
@@ -52,18 +56,38 @@ def oci_archive(name: str, raw: bytes, entrypoint: list[str], target: Path) -> P
     """Write an OCI image layout tar holding one image named `name` (`repo:tag`), whose one
     layer is the uncompressed tar `raw`."""
     compressed = gzip.compress(raw, compresslevel=6, mtime=0)
-    config = {
-        "architecture": "amd64",
+    config = {"Entrypoint": entrypoint, "WorkingDir": "/"}
+    blobs = {_digest(compressed): compressed}
+    write_layout(
+        name, config, [(_digest(raw), _digest(compressed), len(compressed))], blobs, target
+    )
+    return target
+
+
+def write_layout(
+    name: str,
+    config: Mapping[str, object],
+    layers: list[tuple[str, str, int]],
+    blobs: Mapping[str, bytes | Path],
+    target: Path,
+) -> None:
+    """An OCI image layout tar for image `name` with image `config` (the OCI config's
+    `config` object) and `layers` (diff id, compressed digest, compressed size), bottom first;
+    `blobs` holds each layer's compressed bytes (or a file of them) by digest."""
+    image_config = {
+        "architecture": ARCH,
         "os": "linux",
-        "config": {"Entrypoint": entrypoint, "WorkingDir": "/"},
-        "rootfs": {"type": "layers", "diff_ids": [_digest(raw)]},
+        "config": config,
+        "rootfs": {"type": "layers", "diff_ids": [diff for diff, _, _ in layers]},
     }
-    config_blob = _json(config)
+    config_blob = _json(image_config)
     manifest = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": _descriptor("application/vnd.oci.image.config.v1+json", config_blob),
-        "layers": [_descriptor("application/vnd.oci.image.layer.v1.tar+gzip", compressed)],
+        "layers": [
+            {"mediaType": LAYER_GZIP, "digest": digest, "size": size} for _, digest, size in layers
+        ],
     }
     manifest_blob = _json(manifest)
     index = {
@@ -71,7 +95,7 @@ def oci_archive(name: str, raw: bytes, entrypoint: list[str], target: Path) -> P
         "manifests": [
             {
                 **_descriptor("application/vnd.oci.image.manifest.v1+json", manifest_blob),
-                "platform": {"architecture": "amd64", "os": "linux"},
+                "platform": {"architecture": ARCH, "os": "linux"},
                 "annotations": {
                     "io.containerd.image.name": name,
                     "org.opencontainers.image.ref.name": name.rsplit(":", 1)[1],
@@ -79,17 +103,32 @@ def oci_archive(name: str, raw: bytes, entrypoint: list[str], target: Path) -> P
             }
         ],
     }
-    files = {
-        "oci-layout": _json({"imageLayoutVersion": "1.0.0"}),
-        "index.json": _json(index),
-        **{
-            f"blobs/sha256/{_digest(blob).removeprefix('sha256:')}": blob
-            for blob in (compressed, config_blob, manifest_blob)
-        },
-    }
-    dirs = [Entry("blobs"), Entry("blobs/sha256")]
-    target.write_bytes(layer(dirs + [Entry(p, d, 0o644) for p, d in files.items()]))
-    return target
+    small = {_digest(b): b for b in (config_blob, manifest_blob)}
+    with tarfile.open(target, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path, data in (
+            ("oci-layout", _json({"imageLayoutVersion": "1.0.0"})),
+            ("index.json", _json(index)),
+        ):
+            _add_bytes(tar, path, data)
+        for directory in ("blobs", "blobs/sha256"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for digest, blob in sorted({**blobs, **small}.items()):
+            path = f"blobs/sha256/{digest.removeprefix('sha256:')}"
+            if isinstance(blob, Path):
+                info = tarfile.TarInfo(path)
+                info.size, info.mode = blob.stat().st_size, 0o644
+                with blob.open("rb") as stream:
+                    tar.addfile(info, stream)
+            else:
+                _add_bytes(tar, path, blob)
+
+
+def _add_bytes(tar: tarfile.TarFile, path: str, data: bytes) -> None:
+    info = tarfile.TarInfo(path)
+    info.size, info.mode = len(data), 0o644
+    tar.addfile(info, io.BytesIO(data))
 
 
 def pause_archive(source: Path, workdir: Path) -> Path:
@@ -107,25 +146,6 @@ def busybox_archive(busybox: Path, workdir: Path) -> Path:
     entries = [Entry("bin"), Entry("tmp", mode=0o1777), Entry("bin/busybox", busybox.read_bytes())]
     entries += [Entry(f"bin/{applet}", link="busybox") for applet in BUSYBOX_APPLETS]
     return oci_archive(BUSYBOX_IMAGE, layer(entries), ["/bin/sh"], workdir / "busybox.oci.tar")
-
-
-def debian_archive(packages: list[str], cache: Path) -> Path:
-    """A Debian bookworm root filesystem (mmdebstrap's essential variant plus `packages`)
-    as an image: needs mmdebstrap and the Debian mirror, about a minute; cached in `cache` by
-    the package list (not by the mirror's state: delete the file for fresh packages)."""
-    key = hashlib.sha256(" ".join(sorted(packages)).encode()).hexdigest()[:12]
-    target = cache / f"debian-{key}.oci.tar"
-    if target.exists():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    rootfs = cache / f"debian-{key}.rootfs.tar"
-    command = ["mmdebstrap", "--mode=root", "--variant=essential", "--format=tar", "--quiet"]
-    command += [f"--include={','.join(packages)}", "bookworm", str(rootfs)]
-    subprocess.run(command, check=True, capture_output=True)
-    raw = rootfs.read_bytes()
-    rootfs.unlink()
-    partial = oci_archive(DEBIAN_IMAGE, raw, ["/bin/sh"], target.with_suffix(".partial"))
-    return partial.rename(target)
 
 
 def _json(value: object) -> bytes:

@@ -1,12 +1,13 @@
-"""One real node for the test control plane: containerd, runc, CNI bridge, kubelet, kube-proxy.
+"""One real node for the test control plane: containerd, runc, CNI bridge, kubelet, kube-proxy,
+CoreDNS.
 
-Opt-in (tests marked `real_node`): it needs root, Debian's containerd, runc,
-containernetworking-plugins, conntrack, iptables, busybox-static and gcc, and kubelet and
-kube-proxy built from their Go module. Everything lives under the node's work directory
-(containerd's root, state and socket, runc's root, the pods' network namespaces, kubelet's
-root and pod logs), except what the machine has only one of: the CNI bridge the harness makes
-itself (a private range), kubelet's /kubepods cgroups, kubelet's and kube-proxy's KUBE-*
-iptables chains, and ip_forward (the bridge plugin turns it on); `stop()` puts all of them back.
+Tests marked `real_node` use it: it needs root, Debian's containerd, runc, containernetworking-
+plugins, conntrack, iptables, busybox-static, gcc and mmdebstrap (`make test` installs them), and
+kubelet and kube-proxy built from their Go module. Everything lives under the node's work directory
+(containerd's root, state and socket, runc's root, the pods' network namespaces, kubelet's root and
+pod logs), except what the machine has only one of: the CNI bridge the harness makes itself (a
+private range), kubelet's /kubepods cgroups, kubelet's and kube-proxy's KUBE-* iptables chains, and
+ip_forward (the bridge plugin turns it on); `stop()` puts all of them back.
 
 Settings this machine needs (see shared notes): cgroup v1, so kubelet runs with
 `cgroupDriver: cgroupfs` and `failCgroupV1: false`, and containerd with `SystemdCgroup = false`;
@@ -18,6 +19,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -26,8 +28,9 @@ from typing import Any
 
 import yaml
 
-from tests.controlplane.binaries import NODE_MODULE, ensure_binaries
+from tests.controlplane.binaries import COREDNS_MODULE, NODE_MODULE, ensure_binaries
 from tests.controlplane.cluster import ControlPlane, write_kubeconfig
+from tests.node.api_relay import ApiRelay
 from tests.node.images import PAUSE_IMAGE, busybox_archive, pause_archive
 from tests.serving.runtime_process import free_port
 
@@ -39,16 +42,20 @@ NODE_IP = "10.213.0.1"
 CNI_BIN = Path("/usr/lib/cni")
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 BUSYBOX = Path("/usr/bin/busybox")
+CLUSTER_DOMAIN = "cluster.local"
 
 
 @dataclass
 class RealNode:
     workdir: Path
     control_plane: ControlPlane
-    bins: dict[str, Path] = field(default_factory=lambda: ensure_binaries((NODE_MODULE,)))
+    bins: dict[str, Path] = field(
+        default_factory=lambda: ensure_binaries((NODE_MODULE, COREDNS_MODULE))
+    )
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     # The CNI bridge plugin turns forwarding on; stop() puts back what the machine had.
     ip_forward: str = field(default_factory=lambda: IP_FORWARD.read_text())
+    relay: ApiRelay | None = None
 
     @property
     def socket(self) -> Path:
@@ -74,6 +81,10 @@ class RealNode:
         # The admin credential, for this first step (RBAC has no Node authorizer here).
         write_kubeconfig(kubeconfig, cp.server, cp.ca_file, cp.admin_token)
         self._start(
+            "coredns", [str(self.bins["coredns"]), "-conf", str(self._write_corefile(kubeconfig))]
+        )
+        self._wait("coredns", lambda: "CoreDNS-" in self.log("coredns"), 30)
+        self._start(
             "kubelet",
             [
                 str(self.bins["kubelet"]),
@@ -97,6 +108,8 @@ class RealNode:
         )
         # Its first sync writes KUBE-SERVICES; until then a ClusterIP goes nowhere.
         self._wait("kube-proxy", lambda: _chain_exists("nat", "KUBE-SERVICES"), 30)
+        # Pods reach the API server in-cluster (the operator's pod, helm test's).
+        self.relay = ApiRelay(self.control_plane, NODE_IP).start()
 
     def _ready(self) -> bool:
         result = self.control_plane.kubectl("get", "node", NODE_NAME, "-o", "json", check=False)
@@ -121,6 +134,9 @@ class RealNode:
                     "ipam": {
                         "type": "host-local",
                         "ranges": [[{"subnet": POD_SUBNET, "gateway": NODE_IP}]],
+                        # A default route via the node: ClusterIPs (the API server's too)
+                        # are outside the pods' subnet.
+                        "routes": [{"dst": "0.0.0.0/0"}],
                         "dataDir": str(self.workdir / "cni" / "ipam"),
                     },
                 },
@@ -189,6 +205,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             "authorization": {"mode": "AlwaysAllow"},
             "podLogsDir": str(self.workdir / "pod-logs"),
             "registerNode": True,
+            # CoreDNS on the node's bridge address: Services resolve by name.
+            "clusterDNS": [NODE_IP],
+            "clusterDomain": CLUSTER_DOMAIN,
             "serializeImagePulls": False,
             # The disk is shared with other work: do not taint the node over it.
             "evictionHard": {
@@ -202,6 +221,21 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         }
         path = self.workdir / "kubelet.yaml"
         path.write_text(yaml.safe_dump(config))
+        return path
+
+    def _write_corefile(self, kubeconfig: Path) -> Path:
+        """The cluster's zone from the API server, on the bridge address only; nothing else."""
+        corefile = f"""{CLUSTER_DOMAIN}:53 in-addr.arpa:53 {{
+    bind {NODE_IP}
+    errors
+    kubernetes {CLUSTER_DOMAIN} in-addr.arpa {{
+        kubeconfig {kubeconfig}
+        pods insecure
+    }}
+}}
+"""
+        path = self.workdir / "Corefile"
+        path.write_text(corefile)
         return path
 
     def _write_proxy_config(self, kubeconfig: Path) -> Path:
@@ -253,7 +287,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
     def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         command = ["ctr", f"--address={self.socket}", "--namespace=k8s.io", *args]
-        return subprocess.run(command, capture_output=True, text=True, check=check, timeout=120)
+        # An import unpacks the whole image (the runtime's is ~2 GB unpacked).
+        return subprocess.run(command, capture_output=True, text=True, check=check, timeout=600)
 
     def _start(self, name: str, command: list[str]) -> None:
         with (self.workdir / f"{name}.log").open("ab") as log:
@@ -270,18 +305,30 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             time.sleep(0.2)
         raise TimeoutError(f"{what} not ready after {timeout}s:\n{self.log(what)}")
 
+    def container_log(self, namespace: str, pod: str, container: str) -> list[str]:
+        """A container's log lines as kubelet keeps them (CRI format: an RFC 3339 time, the
+        stream, a tag, the line), read here: the API server cannot reach kubelet's port."""
+        lines: list[str] = []
+        for path in sorted(self.workdir.glob(f"pod-logs/{namespace}_{pod}_*/{container}/*.log")):
+            lines += path.read_text(errors="replace").splitlines()
+        return lines
+
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
     def stop(self) -> None:
         """Stop kubelet, the pods' containers, containerd; remove mounts, cgroups and bridge."""
+        if self.relay is not None:
+            self.relay.stop()
+            self.relay = None
         proxy = self.procs.pop("kube-proxy", None)
         if proxy is not None:
             _terminate(proxy)
-        kubelet = self.procs.pop("kubelet", None)
-        if kubelet is not None:
-            _terminate(kubelet)
+        for name in ("kubelet", "coredns"):
+            proc = self.procs.pop(name, None)
+            if proc is not None:
+                _terminate(proc)
         runc_root = self.workdir / "containerd" / "runc" / "k8s.io"
         if runc_root.exists():
             listed = subprocess.run(
@@ -301,6 +348,56 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
         _remove_kube_chains()
         IP_FORWARD.write_text(self.ip_forward)
+
+
+# Each with the Debian package that brings it (`make system-deps` installs them as root).
+TOOLS = {
+    "containerd": "containerd",
+    "ctr": "containerd",
+    "runc": "runc",
+    "iptables": "iptables",
+    "conntrack": "conntrack",
+    "gcc": "gcc",
+    "mmdebstrap": "mmdebstrap",
+    "unshare": "util-linux",
+}
+
+
+def why_no_containers() -> str | None:
+    """Why this machine cannot run the real node, found by trying; None when it can."""
+    if os.geteuid() != 0:
+        return "not root (containerd, runc and the CNI bridge need root)"
+    missing = sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None})
+    missing += [
+        p.name for p in (CNI_BIN / "bridge", CNI_BIN / "host-local", BUSYBOX) if not p.exists()
+    ]
+    if missing:
+        return f"missing {', '.join(missing)} (apt-get install them, or run `make test` as root)"
+    probe = subprocess.run(
+        ["unshare", "--mount", "--uts", "--ipc", "--net", "--pid", "--fork", "true"],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode != 0:
+        return f"cannot make namespaces: {probe.stderr.strip()}"
+    return _why_no_cgroup()
+
+
+def _why_no_cgroup() -> str | None:
+    """A child cgroup with a memory limit: what runc makes for every container."""
+    v1 = Path("/sys/fs/cgroup/memory")
+    parent = v1 if v1.is_dir() else Path("/sys/fs/cgroup")
+    limit = "memory.limit_in_bytes" if v1.is_dir() else "memory.max"
+    probe = parent / f"modelkube-probe-{os.getpid()}"
+    try:
+        probe.mkdir()
+        try:
+            (probe / limit).write_text("67108864")
+        finally:
+            probe.rmdir()
+    except OSError as error:
+        return f"cannot make a memory-limited cgroup under {parent}: {error}"
+    return None
 
 
 def _make_bridge() -> None:

@@ -1,0 +1,77 @@
+"""One control plane (with the CRDs) and one real node for the whole real-node tier.
+
+The tier runs in the default `pytest` run; it is skipped, with the one reason found, only when
+this machine cannot run containers (tests/node/node.py `why_no_containers`).
+"""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.controlplane.cluster import FAKE_NODE, ControlPlane
+from tests.node import build_images
+from tests.node.node import RealNode, why_no_containers
+
+REPO = Path(__file__).resolve().parents[2]
+_why = why_no_containers()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The real-node tests run last, so the node (session-scoped) stops when they end instead
+    of idling through the rest of the run; skipped, with the reason, where it cannot run."""
+    real = [item for item in items if item.get_closest_marker("real_node")]
+    items[:] = [item for item in items if not item.get_closest_marker("real_node")] + real
+    if _why is None:
+        return
+    skip = pytest.mark.skip(reason=f"this machine cannot run containers: {_why}")
+    for item in real:
+        item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def node_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    cp = ControlPlane(tmp_path_factory.mktemp("control-plane")).start(crds=REPO / "crds")
+    # Every pod here must run for real: nothing may land on kwok's simulated node.
+    cp.kubectl("cordon", FAKE_NODE["metadata"]["name"])  # type: ignore[index]
+    try:
+        yield cp
+    finally:
+        cp.stop()
+
+
+@pytest.fixture(scope="session")
+def node(
+    node_control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RealNode]:
+    started = time.monotonic()
+    real = RealNode(tmp_path_factory.mktemp("node"), node_control_plane).start()
+    print(f"node Ready {time.monotonic() - started:.1f}s after start")
+    try:
+        yield real
+    finally:
+        real.stop()
+
+
+@pytest.fixture(scope="session")
+def runtime_image(node: RealNode) -> str:
+    """The runtime image from `make images`' recipe (cached by its inputs), in containerd."""
+    return _imported(node, "runtime")
+
+
+@pytest.fixture(scope="session")
+def operator_image(node: RealNode) -> str:
+    return _imported(node, "operator")
+
+
+def _imported(node: RealNode, name: str) -> str:
+    started = time.monotonic()
+    archive = build_images.build(name, build_images.find_uv(), build_images.Log())
+    built = time.monotonic()
+    node.import_image(archive)
+    print(
+        f"image {name}: {archive.stat().st_size / 1e6:.0f} MB compressed, built/cached in"
+        f" {built - started:.1f}s, imported in {time.monotonic() - built:.1f}s"
+    )
+    return build_images.reference(build_images.IMAGES[name])

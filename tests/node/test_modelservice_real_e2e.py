@@ -1,0 +1,290 @@
+"""A ModelService served by real pods: the operator (a process under its own ServiceAccount)
+makes the runtime's Deployment, its pods run the image `make images` builds on the real node in a
+namespace enforcing Pod Security "restricted" with a read-only root filesystem, and the official
+`openai` client answers through the Service's ClusterIP (kube-proxy, iptables).
+
+Each test prints what it measured (apply -> first answer split, requests lost in a rollout);
+timings are reported, never asserted.
+"""
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import openai
+import pytest
+import yaml
+
+from tests.controlplane.cluster import ControlPlane
+from tests.node.node import NODE_NAME, RealNode
+from tests.operator.harness import OperatorProcess, get_json, operator_kubeconfig
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.real_node, pytest.mark.timeout(1500)]
+
+NAMESPACE = "real-serving"
+NAME = "tiny"
+
+
+@pytest.fixture(scope="module")
+def operator(node_control_plane: ControlPlane, runtime_image: str) -> Iterator[OperatorProcess]:
+    cp = node_control_plane
+    proc = OperatorProcess(operator_kubeconfig(cp), cp.workdir / "operator.log", "real-*")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def served(
+    node_control_plane: ControlPlane, node: RealNode, operator: OperatorProcess
+) -> Iterator[str]:
+    """The ModelService `tiny` (2 replicas) Ready in a restricted namespace: its ClusterIP."""
+    cp = node_control_plane
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": NAMESPACE,
+            "labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+            },
+        },
+    }
+    cp.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(namespace))
+    applied = time.time()
+    cp.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=yaml.safe_dump(_modelservice(32)))
+    try:
+        service = wait_until(
+            lambda: get_json(cp, "service", NAME, "-n", NAMESPACE), 60, "the runtime's Service"
+        )
+        url = f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}/v1"
+        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=10)
+        wait_until(lambda: _answers(client), 600, f"an answer through {url}")
+    except (TimeoutError, AssertionError):
+        _dump(cp, node, operator)
+        raise
+    answered = time.time()
+    _print_startup(cp, node, applied, answered)
+    yield url
+    cp.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+
+
+def _modelservice(max_concurrent: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "modelkube.io/v1alpha1",
+        "kind": "ModelService",
+        "metadata": {"name": NAME},
+        "spec": {
+            "model": {"uri": "builtin://tiny"},
+            "replicas": 2,
+            "runtime": {
+                "maxConcurrentRequests": max_concurrent,
+                "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}},
+            },
+        },
+    }
+
+
+def _answers(client: openai.OpenAI) -> str | None:
+    try:
+        reply = client.chat.completions.create(
+            model=NAME, messages=[{"role": "user", "content": "hello"}], max_tokens=4
+        )
+    except (openai.APIConnectionError, openai.APIStatusError):
+        return None
+    return reply.choices[0].message.content or "(empty)"
+
+
+def test_the_openai_client_answers_through_the_cluster_ip(
+    node_control_plane: ControlPlane, served: str
+) -> None:
+    cp = node_control_plane
+    client = openai.OpenAI(base_url=served, api_key="unused", max_retries=0, timeout=30)
+    reply = client.chat.completions.create(
+        model=NAME, messages=[{"role": "user", "content": "Say hi"}], max_tokens=8
+    )
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    assert reply.usage is not None and reply.usage.completion_tokens > 0
+    assert [m.id for m in client.models.list()] == [NAME]
+    pods = _pods(cp)
+    assert len(pods) == 2
+    for pod in pods:
+        assert pod["spec"]["nodeName"] == NODE_NAME
+        container = pod["spec"]["containers"][0]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["imagePullPolicy"] == "IfNotPresent"
+        assert pod["status"]["containerStatuses"][0]["ready"] is True
+    ms = get_json(cp, "modelservice", NAME, "-n", NAMESPACE)
+    assert ms is not None and ms["status"]["readyReplicas"] == 2
+
+
+def test_a_rolling_update_under_streaming_load_loses_no_request(
+    node_control_plane: ControlPlane, served: str
+) -> None:
+    cp = node_control_plane
+    before = {p["metadata"]["name"] for p in _pods(cp)}
+    load = StreamingLoad(served)
+    load.start()
+    wait_until(lambda: load.ok >= 5, 60, "streamed answers before the rollout")
+    # A settings change: the pod template's settings hash changes and the pods roll.
+    cp.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=yaml.safe_dump(_modelservice(16)))
+
+    def rolled() -> bool:
+        pods = _pods(cp)
+        names = {p["metadata"]["name"] for p in pods}
+        ready = all(p["status"].get("containerStatuses", [{}])[0].get("ready") for p in pods)
+        return len(pods) == 2 and not names & before and ready
+
+    wait_until(rolled, 300, "the pods to be replaced by ready new ones")
+    settled = load.ok
+    wait_until(lambda: load.ok >= settled + 5, 60, "streamed answers after the rollout")
+    load.stop()
+    print(f"rolling update: {load.failed} of {load.ok + load.failed} streamed requests failed")
+    assert load.failed == 0, load.errors[:5]
+
+
+def test_a_deleted_pod_is_replaced_and_clients_retrying_get_answers(
+    node_control_plane: ControlPlane, served: str
+) -> None:
+    cp = node_control_plane
+    victim = _pods(cp)[0]["metadata"]["name"]
+    cp.kubectl("delete", "pod", victim, "-n", NAMESPACE, "--grace-period=0", "--force")
+    client = openai.OpenAI(base_url=served, api_key="unused", max_retries=5, timeout=30)
+    assert _answers(client)
+
+    def replaced() -> bool:
+        pods = _pods(cp)
+        ready = [p for p in pods if p["status"].get("containerStatuses", [{}])[0].get("ready")]
+        return len(ready) == 2 and victim not in {p["metadata"]["name"] for p in pods}
+
+    wait_until(replaced, 180, f"a ready pod in place of {victim}")
+    assert _answers(client)
+
+
+def test_a_runtime_killed_with_sigkill_is_restarted_and_answers_again(
+    node_control_plane: ControlPlane, node: RealNode, served: str
+) -> None:
+    cp = node_control_plane
+    pod = _pods(cp)[0]
+    name = pod["metadata"]["name"]
+    [status] = pod["status"]["containerStatuses"]
+    container = status["containerID"].removeprefix("containerd://")
+    # kill -9 of the container's process, on the node: no API in between.
+    node.ctr("tasks", "kill", "--signal", "SIGKILL", container)
+
+    def restarted() -> bool:
+        got = get_json(cp, "pod", name, "-n", NAMESPACE) or {}
+        [now] = got.get("status", {}).get("containerStatuses", [{}])
+        return bool(now.get("restartCount", 0) > status["restartCount"] and now.get("ready"))
+
+    wait_until(restarted, 180, f"{name}'s runtime restarted by kubelet and ready again")
+    client = openai.OpenAI(base_url=served, api_key="unused", max_retries=5, timeout=30)
+    assert _answers(client)
+
+
+class StreamingLoad:
+    """One client streaming chat completions back to back, counting whole answers and
+    failures (no retries: a retried request counts as failed)."""
+
+    def __init__(self, url: str) -> None:
+        self.client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=30)
+        self.ok = 0
+        self.failed = 0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                stream = self.client.chat.completions.create(
+                    model=NAME,
+                    messages=[{"role": "user", "content": "count"}],
+                    max_tokens=16,
+                    stream=True,
+                )
+                finished = [c.choices[0].finish_reason for c in stream if c.choices]
+                if finished and finished[-1] in ("stop", "length"):
+                    self.ok += 1
+                else:
+                    self.failed += 1
+                    self.errors.append(f"stream ended without a finish reason: {finished}")
+            except openai.OpenAIError as error:
+                self.failed += 1
+                self.errors.append(repr(error))
+
+
+def _pods(cp: ControlPlane) -> list[dict[str, Any]]:
+    listed = get_json(cp, "pods", "-n", NAMESPACE, "-l", f"app.kubernetes.io/instance={NAME}")
+    return [p for p in (listed or {}).get("items", []) if "deletionTimestamp" not in p["metadata"]]
+
+
+def _time(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def _print_startup(cp: ControlPlane, node: RealNode, applied: float, answered: float) -> None:
+    """apply -> first answer, split per pod: schedule, image, start, model load, ready."""
+    print(f"\napply -> first answer through the ClusterIP: {answered - applied:.1f}s")
+    for pod in _pods(cp):
+        name = pod["metadata"]["name"]
+        created = _time(pod["metadata"]["creationTimestamp"])
+        conditions = {
+            c["type"]: _time(c["lastTransitionTime"]) for c in pod["status"]["conditions"]
+        }
+        started = _time(pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"])
+        events = json.loads(
+            cp.kubectl(
+                "get",
+                "events",
+                "-n",
+                NAMESPACE,
+                "--field-selector",
+                f"involvedObject.name={name}",
+                "-o",
+                "json",
+            ).stdout
+        )["items"]
+        pulled = [
+            _time(e["firstTimestamp"] or e["eventTime"]) for e in events if e["reason"] == "Pulled"
+        ]
+        logs = node.container_log(NAMESPACE, name, "runtime")
+        loaded = [_time(line.split()[0][:26] + "Z") for line in logs if " ready (BLAS" in line]
+        print(
+            f"  {name}: created +{max(created - applied, 0):.0f}s, scheduled"
+            f" +{conditions['PodScheduled'] - created:.0f}s, image present"
+            f" +{(pulled[0] if pulled else started) - conditions['PodScheduled']:.0f}s,"
+            f" container started +{started - (pulled[0] if pulled else started):.0f}s,"
+            f" model loaded +{(loaded[0] - started) if loaded else float('nan'):.1f}s,"
+            f" Ready +{conditions['Ready'] - (loaded[0] if loaded else started):.1f}s"
+        )
+
+
+def _dump(cp: ControlPlane, node: RealNode, operator: OperatorProcess) -> None:
+    print(cp.kubectl("get", "all,events", "-n", NAMESPACE, "-o", "wide", check=False).stdout)
+    print(cp.kubectl("describe", "pods", "-n", NAMESPACE, check=False).stdout[-6000:])
+    print(
+        cp.kubectl(
+            "logs",
+            "-n",
+            NAMESPACE,
+            "-l",
+            f"app.kubernetes.io/instance={NAME}",
+            "--tail=50",
+            check=False,
+        ).stdout
+    )
+    print("--- operator:\n" + operator.log())
+    print("--- kubelet:\n" + node.log("kubelet"))
