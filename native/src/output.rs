@@ -175,6 +175,7 @@ impl RenderSpec {
     }
 
     /// The body of a response of several choices, from each choice's object in index order.
+    #[allow(clippy::needless_pass_by_value)] // PyO3 extracts the list as an owned Vec
     fn join<'py>(
         &self,
         py: Python<'py>,

@@ -712,7 +712,10 @@ pub(crate) mod tests {
         Renderer::new(group.clone()).start(&mut out);
         let frames = text(&out);
         assert_eq!(frames.matches("\"role\":\"assistant\"").count(), 2);
-        assert!(frames.contains("{\"index\":1,\"delta\":{\"role\""), "{frames}");
+        assert!(
+            frames.contains("{\"index\":1,\"delta\":{\"role\""),
+            "{frames}"
+        );
         let second = Renderer::new(group.for_choice(1));
         out.clear();
         second.delta(&v, "a", &[], &mut out);
@@ -725,7 +728,11 @@ pub(crate) mod tests {
         };
         out.clear();
         second.close(usage, &mut out);
-        assert!(text(&out).ends_with("}\n\ndata: [DONE]\n\n"), "{}", text(&out));
+        assert!(
+            text(&out).ends_with("}\n\ndata: [DONE]\n\n"),
+            "{}",
+            text(&out)
+        );
         let bodies = Renderer::new(RenderSpec {
             stream: false,
             ..group
@@ -737,8 +744,12 @@ pub(crate) mod tests {
         bodies.join(&[a, b], usage, &mut out);
         let body = text(&out);
         assert!(body.contains("\"choices\":[{\"index\":0,"), "{body}");
-        assert!(body.contains("},{\"index\":1,\"message\":{\"role\":\"assistant\",\"content\":\"b\""));
-        assert!(body.ends_with("\"total_tokens\":7,\"prompt_tokens_details\":{\"cached_tokens\":0}}}"));
+        assert!(
+            body.contains("},{\"index\":1,\"message\":{\"role\":\"assistant\",\"content\":\"b\"")
+        );
+        assert!(
+            body.ends_with("\"total_tokens\":7,\"prompt_tokens_details\":{\"cached_tokens\":0}}}")
+        );
     }
 
     #[test]
