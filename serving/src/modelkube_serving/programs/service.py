@@ -24,8 +24,8 @@ from dspy.utils.exceptions import AdapterParseError
 from modelkube_serving.errors import InvalidRequest, NotFound, Unprocessable
 from modelkube_serving.programs.lm import ChatBackend, runtime_lm
 from modelkube_serving.programs.modules import build_all
-from modelkube_serving.programs.structured import adapter
 from modelkube_serving.programs.spec import ProgramSpec, ProgramSpecError, parse_programs
+from modelkube_serving.programs.structured import adapter
 
 log = logging.getLogger("modelkube.programs")
 # Room for a chain of thought and its answer; a model that ignores the fields stops here.
