@@ -13,6 +13,7 @@ import copy
 from typing import Any
 
 import dspy
+import pydantic
 
 # Per string field: room for a short paragraph of reasoning or an answer.
 MAX_STRING_CHARS = 320
@@ -25,9 +26,23 @@ SUPPORTED_PARAMS = frozenset(
 )
 
 
+class BoundedJSONAdapter(dspy.JSONAdapter):  # type: ignore[misc]  # DSPy is untyped
+    """DSPy's JSON adapter, its schema bounded before it leaves: DSPy builds the schema as a
+    pydantic model and sends it as it is; this sends it as OpenAI's `response_format`, with
+    the bounds of `bounded_schema`, to a local engine and a remote service alike."""
+
+    def _prepare_response_format(self, lm: Any, lm_kwargs: dict[str, Any], signature: Any) -> None:
+        super()._prepare_response_format(lm, lm_kwargs, signature)
+        format_ = lm_kwargs.get("response_format")
+        if isinstance(format_, type) and issubclass(format_, pydantic.BaseModel):
+            schema = bounded_schema(format_.model_json_schema())
+            spec = {"name": format_.__name__, "schema": schema, "strict": True}
+            lm_kwargs["response_format"] = {"type": "json_schema", "json_schema": spec}
+
+
 def adapter() -> Any:
-    """The adapter programs run with: DSPy's JSON adapter, no native function calling."""
-    return dspy.JSONAdapter(use_native_function_calling=False)
+    """The adapter programs run with: the JSON adapter, no native function calling."""
+    return BoundedJSONAdapter(use_native_function_calling=False)
 
 
 def bounded_schema(schema: dict[str, Any]) -> dict[str, Any]:
