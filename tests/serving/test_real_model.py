@@ -225,17 +225,17 @@ def _token_id(client: openai.OpenAI, text: str) -> int:
 
 def test_a_big_frequency_penalty_stops_the_repetition(client: openai.OpenAI) -> None:
     def most_repeats(penalty: float) -> int:
-        reply = client.completions.create(
+        reply = client.chat.completions.create(
             model=MODEL,
-            prompt="yes yes yes yes yes yes yes yes",
-            max_tokens=24,
+            messages=[{"role": "user", "content": "Write the word hello 20 times."}],
+            max_tokens=30,
             temperature=0,
-            logprobs=0,
+            logprobs=True,
             frequency_penalty=penalty,
         )
         logprobs = reply.choices[0].logprobs
-        assert logprobs is not None and logprobs.tokens is not None
-        return max(Counter(logprobs.tokens).values(), default=0)
+        assert logprobs is not None and logprobs.content is not None
+        return max(Counter(t.token for t in logprobs.content).values(), default=0)
 
     free = most_repeats(0.0)
     assert free >= 6, "greedy, the model repeats the word; the test needs that"
