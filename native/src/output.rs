@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use modelkube_core::detok;
 use modelkube_core::output::{self, Logprobs, RequestSpec, StepInput};
-use modelkube_core::render::{self, Endpoint, ErrorBody, Finish, Renderer};
+use modelkube_core::render::{self, Endpoint, ErrorBody, Finish, Renderer, Usage};
 use modelkube_core::CoreError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -99,7 +99,7 @@ impl RenderSpec {
     #[new]
     #[pyo3(signature = (
         request_id, model, *, chat, stream, created, include_usage = false, logprobs = false,
-        top_logprobs = 0
+        top_logprobs = 0, choices = 1
     ))]
     fn new(
         request_id: String,
@@ -110,7 +110,13 @@ impl RenderSpec {
         include_usage: bool,
         logprobs: bool,
         top_logprobs: usize,
-    ) -> Self {
+        choices: u32,
+    ) -> PyResult<Self> {
+        if choices == 0 {
+            return Err(to_py(CoreError::InvalidArgument(
+                "a response has at least one choice".into(),
+            )));
+        }
         let spec = render::RenderSpec {
             request_id,
             model,
@@ -120,10 +126,74 @@ impl RenderSpec {
             created,
             logprobs,
             top_logprobs,
+            index: 0,
+            choices,
         };
-        Self {
+        Ok(Self {
             inner: Arc::new(Renderer::new(spec)),
+        })
+    }
+
+    #[getter]
+    fn index(&self) -> u32 {
+        self.inner.spec().index
+    }
+
+    #[getter]
+    fn choices(&self) -> u32 {
+        self.inner.spec().choices
+    }
+
+    /// The same response's choice `index` (0 <= index < choices).
+    fn for_choice(&self, index: u32) -> PyResult<Self> {
+        let spec = self.inner.spec();
+        if index >= spec.choices {
+            return Err(to_py(CoreError::InvalidArgument(format!(
+                "choice {index} of a response of {} choices",
+                spec.choices
+            ))));
         }
+        Ok(Self {
+            inner: Arc::new(Renderer::new(spec.for_choice(index))),
+        })
+    }
+
+    /// The end of a stream of several choices: the usage chunk (when asked for), `[DONE]`.
+    fn close<'py>(
+        &self,
+        py: Python<'py>,
+        prompt_tokens: u64,
+        completion_tokens: u64,
+        cached_tokens: u64,
+    ) -> Bound<'py, PyBytes> {
+        let mut out = Vec::with_capacity(256);
+        let usage = Usage {
+            prompt_tokens,
+            completion_tokens,
+            cached_tokens,
+        };
+        self.inner.close(usage, &mut out);
+        PyBytes::new(py, &out)
+    }
+
+    /// The body of a response of several choices, from each choice's object in index order.
+    #[allow(clippy::needless_pass_by_value)] // PyO3 extracts the list as an owned Vec
+    fn join<'py>(
+        &self,
+        py: Python<'py>,
+        choices: Vec<Vec<u8>>,
+        prompt_tokens: u64,
+        completion_tokens: u64,
+        cached_tokens: u64,
+    ) -> Bound<'py, PyBytes> {
+        let mut out = Vec::with_capacity(256 + choices.iter().map(Vec::len).sum::<usize>());
+        let usage = Usage {
+            prompt_tokens,
+            completion_tokens,
+            cached_tokens,
+        };
+        self.inner.join(&choices, usage, &mut out);
+        PyBytes::new(py, &out)
     }
 
     #[getter]

@@ -293,7 +293,11 @@ def test_bodies_that_asked_no_logprobs_say_null(vocab: Vocabulary) -> None:
     body = json.loads(rows[-1].data)
     ChatCompletion.model_validate(body)
     assert body["choices"][0]["logprobs"] is None
-    assert body["choices"][0]["message"] == {"role": "assistant", "content": rows[-1].text}
+    assert body["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": rows[-1].text,
+        "refusal": None,
+    }
     assert body["usage"]["total_tokens"] == 6
 
 

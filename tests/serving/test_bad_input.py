@@ -148,7 +148,14 @@ CASES: list[tuple[str, Any, int, str | None, str, str | None]] = [
         "Unrecognized request argument supplied: frobnicate",
         "frobnicate",
     ),
-    ("chat", {"model": MODEL, "messages": MSG, "n": 2}, 400, None, "less than or equal to 1", "n"),
+    (
+        "chat",
+        {"model": MODEL, "messages": MSG, "n": 17},
+        400,
+        None,
+        "less than or equal to 16",
+        "n",
+    ),
     (
         "chat",
         {"model": MODEL, "messages": MSG, "stop": ["a", "b", "c", "d", "e"]},

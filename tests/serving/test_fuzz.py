@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from openai.types import Completion, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from tests.openai_wire import assert_required_fields
 from tests.serving.conftest import MODEL, StartRuntime
 from tests.serving.inprocess import InProcessRuntime
 from tests.waiting import wait_until
@@ -68,14 +69,20 @@ SAMPLING: dict[str, st.SearchStrategy[Any]] = {
     "max_tokens": st.none() | st.integers(min_value=-2, max_value=2**70),
     "temperature": st.none() | st.floats(min_value=0, max_value=2) | st.just(1e-300),
     "top_p": st.none() | st.floats(min_value=0, max_value=1),
-    "n": st.none() | st.integers(min_value=0, max_value=3),
+    "n": st.none() | st.integers(min_value=0, max_value=3) | st.sampled_from([16, 17, 128]),
     "seed": st.none() | st.integers(min_value=-(2**64), max_value=2**64),
     "stop": st.none() | texts | st.lists(texts, max_size=5),
     "stream": st.none() | st.booleans(),
     "stream_options": st.none() | st.fixed_dictionaries({"include_usage": st.booleans()}),
     "presence_penalty": st.none() | st.floats(min_value=-2, max_value=2),
     "frequency_penalty": st.none() | st.floats(min_value=-2, max_value=2),
-    "logit_bias": st.none() | st.dictionaries(st.text(max_size=4), st.floats(-100, 100)),
+    "logit_bias": st.none()
+    | st.dictionaries(st.text(max_size=4), st.floats(-100, 100))
+    | st.dictionaries(
+        st.integers(min_value=0, max_value=1100).map(str),
+        st.floats(-101, 101) | st.sampled_from([-100, 100]),
+        max_size=4,
+    ),
     "user": st.none() | texts,
     "ignore_eos": st.none() | st.booleans(),
     "skip_special_tokens": st.none() | st.booleans(),
@@ -107,6 +114,16 @@ CHAT: dict[str, st.SearchStrategy[Any]] = {
         }
     ),
     "metadata": st.none() | st.dictionaries(st.text(max_size=4), st.text(max_size=4)),
+    # Newer fields: accepted where they change nothing, refused by name where they cannot work.
+    "safety_identifier": st.none() | texts,
+    "prompt_cache_key": st.none() | texts,
+    "verbosity": st.none() | st.sampled_from(["low", "medium", "high", "loud"]),
+    "service_tier": st.none() | st.sampled_from(["auto", "default", "flex", "priority"]),
+    "store": st.none() | st.booleans(),
+    "modalities": st.none() | st.lists(st.sampled_from(["text", "audio", "image"]), max_size=2),
+    "audio": st.none() | st.fixed_dictionaries({"voice": st.just("alloy")}),
+    "prediction": st.none() | st.fixed_dictionaries({"type": st.just("content")}),
+    "web_search_options": st.none() | st.just({}),
 }
 TEXT: dict[str, st.SearchStrategy[Any]] = {
     **SAMPLING,
@@ -173,8 +190,10 @@ def _check(response: httpx.Response, chat: bool) -> None:
         _check_stream(response.text, chat)
     elif chat:
         ChatCompletion.model_validate(response.json(), strict=True)
+        assert_required_fields(response.json(), "chat.completion")
     else:
         Completion.model_validate(response.json(), strict=True)
+        assert_required_fields(response.json(), "text_completion")
 
 
 def _check_stream(text: str, chat: bool) -> None:
@@ -185,6 +204,7 @@ def _check_stream(text: str, chat: bool) -> None:
         assert "error" not in payload, data
         if chat:
             ChatCompletionChunk.model_validate(payload, strict=True)
+            assert_required_fields(payload, "chat.completion.chunk")
         else:
             Completion.model_validate(_text_chunk_as_completion(payload), strict=True)
 

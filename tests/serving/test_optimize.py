@@ -1,4 +1,5 @@
-"""Compiling a declarative program with stock DSPy optimizers, on DSPy's own scripted LM."""
+"""Compiling a declarative program with stock DSPy optimizers, on DSPy's own scripted LM (which
+answers in the format of the JSON adapter that optimize runs with)."""
 
 import inspect
 import json
@@ -18,6 +19,7 @@ from modelkube_serving.programs.optimize import (
 )
 from modelkube_serving.programs.remote import remote_lm
 from modelkube_serving.programs.spec import ProgramSpec, parse_programs
+from modelkube_serving.programs.structured import adapter
 
 ROWS = [{"question": f"q{i}?", "answer": f"a{i}"} for i in range(6)]
 QA = ProgramSpec(name="qa", signature="question -> answer")
@@ -26,14 +28,14 @@ QA = ProgramSpec(name="qa", signature="question -> answer")
 def scripted(odd_right: bool = True, **extra: str) -> DummyLM:
     """Answers each question (right for odd numbers); MIPROv2's proposer gets fixed texts."""
     proposer = {
-        "`[[ ## summary ## ]]`": {"summary": "Short questions, one-word answers."},
-        "`[[ ## proposed_instruction ## ]]`": {"proposed_instruction": "Answer in one word."},
-        "`[[ ## observations ## ]]`": {"observations": "Short questions."},
+        "fields: `summary`": {"summary": "Short questions, one-word answers."},
+        "fields: `proposed_instruction`": {"proposed_instruction": "Answer in one word."},
+        "fields: `observations`": {"observations": "Short questions."},
     }
     answers = {
         f"q{i}?": {**extra, "answer": f"a{i}" if odd_right and i % 2 else "wrong"} for i in range(6)
     }
-    return DummyLM({**proposer, **answers})
+    return DummyLM({**proposer, **answers}, adapter=adapter())
 
 
 def run(spec: ProgramSpec, lm: Any, settings: Settings) -> tuple[ProgramSpec, list[str]]:
@@ -63,7 +65,9 @@ def test_chain_of_thought_demos_keep_their_reasoning_and_the_instructions() -> N
 
 
 def test_output_that_never_parses_still_gives_labeled_demos() -> None:
-    lm = DummyLM({f"q{i}?": {"nonsense": "x"} for i in range(6)})  # no `answer` field: unparsable
+    lm = DummyLM(
+        {f"q{i}?": {"nonsense": "x"} for i in range(6)}, adapter=adapter()
+    )  # no `answer` field: unparsable
     compiled, said = run(QA, lm, Settings("bootstrap_fewshot", "exact_match", 4, seed=1))
     assert len(compiled.demos) == 4
     assert all(demo in ROWS for demo in compiled.demos)
@@ -72,7 +76,7 @@ def test_output_that_never_parses_still_gives_labeled_demos() -> None:
 
 
 def test_the_seed_chooses_which_examples_become_labeled_demos() -> None:
-    lm = DummyLM({f"q{i}?": {"nonsense": "x"} for i in range(6)})
+    lm = DummyLM({f"q{i}?": {"nonsense": "x"} for i in range(6)}, adapter=adapter())
     chosen = {
         seed: run(QA, lm, Settings("bootstrap_fewshot", "f1", 2, seed=seed))[0].demos
         for seed in range(4)

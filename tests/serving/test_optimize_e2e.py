@@ -1,7 +1,8 @@
 """`modelkube optimize` against a real runtime on builtin://tiny, through the OpenAI API.
 
-The tiny model has random weights, so DSPy never parses its output: no bootstrapped demo can
-pass the metric, and the program that comes out carries labeled demos from the trainset.
+The tiny model has random weights: its answers parse (the JSON adapter sends the signature's
+schema and the runtime constrains decoding to it) but are never right, so no bootstrapped demo
+can pass the metric, and the program that comes out carries labeled demos from the trainset.
 """
 
 import json
@@ -49,7 +50,7 @@ def optimize(
 
 
 @pytest.mark.slow  # four examples, each called before, while and after compiling, on MLX's CPU
-def test_bootstrap_fewshot_on_unparsable_output_writes_labeled_demos(
+def test_bootstrap_fewshot_on_wrong_answers_writes_labeled_demos(
     auth_runtime: InProcessRuntime, tmp_path: Path
 ) -> None:
     output = tmp_path / "optimized.json"
@@ -57,7 +58,7 @@ def test_bootstrap_fewshot_on_unparsable_output_writes_labeled_demos(
     assert code == 0, err
     assert out == ""
     assert f"modelkube optimize: compiling qa against {MODEL} at {auth_runtime.url}/v1" in err
-    assert "modelkube optimize: score before: 0.000 (4 unparsable, 0 failed calls)" in err
+    assert "modelkube optimize: score before: 0.000 (0 unparsable, 0 failed calls)" in err
     assert "modelkube optimize: 2 demos: 0 bootstrapped (passing answers), 2 labeled" in err
     written = json.loads(output.read_text())
     [program] = parse_programs(json.dumps({"programs": [written]}), str(output))

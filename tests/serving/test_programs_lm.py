@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator
 import dspy
 import pytest
 import pytest_asyncio
-from dspy.utils.exceptions import AdapterParseError
 from openai.types.chat import ChatCompletion
 
 from modelkube_serving.engine.mlx_engine import EngineSettings, MLXEngine
 from modelkube_serving.metrics import GENERATION_TOKENS, RuntimeMetrics
 from modelkube_serving.models.uri import resolve_model
 from modelkube_serving.programs.lm import local_backend, runtime_lm
+from modelkube_serving.programs.structured import adapter
 from modelkube_serving.protocol import ChatCompletionRequest
 from modelkube_serving.services.admission import Admission, AdmissionLimits
 from modelkube_serving.services.completions import CompletionService
@@ -79,12 +79,17 @@ async def test_lm_calls_run_on_the_engine_async_and_from_threads(
 
 @pytest.mark.slow  # DSPy's prompts prefill on MLX's reference BLAS in this process (no preload)
 @pytest.mark.asyncio
-async def test_predict_on_random_weights_fails_in_dspys_parser(
+async def test_predict_on_random_weights_parses_with_the_json_adapter(
     service: CompletionService,
 ) -> None:
+    """The JSON adapter sends the signature's schema; constrained, random weights answer in
+    the signature's fields, in one call (no ChatAdapter attempt, no fallback)."""
     lm = runtime_lm(local_backend(service), asyncio.get_running_loop(), max_tokens=MAX_TOKENS)
     before = generated(service)
-    with dspy.context(lm=lm), pytest.raises(AdapterParseError) as raised:
-        await dspy.Predict("question -> answer").acall(question="What does the operator do?")
-    assert raised.value.lm_response
-    assert generated(service) - before == 2 * MAX_TOKENS  # ChatAdapter, then JSONAdapter
+    with dspy.context(lm=lm, adapter=adapter()):
+        result = await dspy.Predict("question -> answer: str, sure: bool").acall(
+            question="What does the operator do?"
+        )
+    assert isinstance(result.answer, str) and isinstance(result.sure, bool)
+    assert len(lm.history) == 1
+    assert generated(service) - before == lm.history[-1]["usage"]["completion_tokens"]

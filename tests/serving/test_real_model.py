@@ -6,15 +6,20 @@ decoding makes the answers reproducible; the expected words are ones any correct
 contains.
 """
 
+from collections import Counter
 from collections.abc import Iterator
+from typing import cast
 
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionTokenLogprob
+from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel, Field
 
 from modelkube_serving.models.uri import resolve_model
 from tests.serving.runtime_process import RuntimeProcess
+from tests.serving.schema_table import SCHEMAS
+from tests.serving.test_schema_table import check_choice, response_format
 
 pytestmark = pytest.mark.real_model
 
@@ -174,3 +179,82 @@ def test_a_warm_start_reuses_the_conversion(real_runtime: RuntimeProcess) -> Non
     messages: list[str] = []
     path = resolve_model(f"builtin://{MODEL}", progress=messages.append)
     assert messages == [f"gguf: SmolLM2-135M-Instruct.Q4_1.gguf: reusing {path}"]
+
+
+# -- sampling fields and n on the real model ---------------------------------------------------
+def test_three_choices_of_a_real_answer(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Name a fruit."}],
+        max_tokens=12,
+        temperature=0.9,
+        seed=5,
+        n=3,
+    )
+    assert [c.index for c in reply.choices] == [0, 1, 2]
+    assert all(c.message.content for c in reply.choices)
+    assert len({c.message.content for c in reply.choices}) > 1
+    assert reply.usage is not None and reply.usage.completion_tokens > 12
+
+
+def test_banning_the_first_greedy_token_changes_the_answer(client: openai.OpenAI) -> None:
+    ask: ChatCompletionMessageParam = {"role": "user", "content": "What is the capital of France?"}
+    first = client.chat.completions.create(
+        model=MODEL, messages=[ask], max_tokens=1, temperature=0, logprobs=True
+    )
+    logprobs = first.choices[0].logprobs
+    assert logprobs is not None and logprobs.content
+    text = bytes(logprobs.content[0].bytes or []).decode()
+    # The token's id: the one completion of max_tokens=1 with this prompt as token ids.
+    token = _token_id(client, text)
+    banned = client.chat.completions.create(
+        model=MODEL, messages=[ask], max_tokens=1, temperature=0, logit_bias={str(token): -100}
+    )
+    assert banned.choices[0].message.content != first.choices[0].message.content
+
+
+def _token_id(client: openai.OpenAI, text: str) -> int:
+    """The id of the token whose text is `text`, found through logit_bias: forcing it gives it."""
+    from modelkube_native import Vocabulary
+
+    vocab = Vocabulary(str(resolve_model(f"builtin://{MODEL}") / "tokenizer.json"))
+    ids = [i for i in range(vocab.size) if vocab.decode([i], skip_special_tokens=False) == text]
+    assert ids, text
+    return ids[0]
+
+
+def test_a_big_frequency_penalty_stops_the_repetition(client: openai.OpenAI) -> None:
+    def most_repeats(penalty: float) -> int:
+        reply = client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Write the word hello 20 times."}],
+            max_tokens=30,
+            temperature=0,
+            logprobs=True,
+            frequency_penalty=penalty,
+        )
+        logprobs = reply.choices[0].logprobs
+        assert logprobs is not None and logprobs.content is not None
+        return max(Counter(t.token for t in logprobs.content).values(), default=0)
+
+    free = most_repeats(0.0)
+    assert free >= 6, "greedy, the model repeats the word; the test needs that"
+    assert most_repeats(2.0) < free / 2
+
+
+@pytest.mark.parametrize(
+    "name", ["nested objects", "array bounded", "anyOf scalars", "$ref and $defs", "format date"]
+)
+def test_table_schemas_validate_on_the_real_model(client: openai.OpenAI, name: str) -> None:
+    schema = SCHEMAS[name]
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": f"Answer as JSON: {name}"}],
+        response_format=cast(ResponseFormatJSONSchema, response_format(name, schema)),
+        temperature=1.0,
+        seed=1,
+        n=2,
+        max_tokens=120,
+    )
+    finished = [check_choice(c.model_dump(), schema) for c in reply.choices]
+    assert any(finished), reply

@@ -289,7 +289,7 @@ def test_streams_pass_through_and_a_cut_stream_ends_in_an_error_event(
 def test_programs_run_on_the_provider(
     upstream: FaultUpstream, fault_proxy: InProcessRuntime
 ) -> None:
-    upstream.then(Fault(content="[[ ## answer ## ]]\n4\n\n[[ ## completed ## ]]"))
+    upstream.then(Fault(content='{"answer": "4"}'))
     r = httpx.post(
         f"{fault_proxy.url}/v1/programs/qa",
         json={"inputs": {"question": "What is 2 + 2?"}},
@@ -300,6 +300,23 @@ def test_programs_run_on_the_provider(
     assert r.json()["outputs"] == {"answer": "4"}
     [seen] = upstream.received
     assert "What is 2 + 2?" in json.dumps(seen.body["messages"])
+    # The JSON adapter's schema goes to the provider, which decides what to do with it.
+    schema = seen.body["response_format"]["json_schema"]["schema"]
+    assert schema["required"] == ["answer"]
+
+
+def test_a_provider_answer_that_does_not_parse_is_a_422(
+    upstream: FaultUpstream, fault_proxy: InProcessRuntime
+) -> None:
+    upstream.then(Fault(content="four"))
+    r = httpx.post(
+        f"{fault_proxy.url}/v1/programs/qa",
+        json={"inputs": {"question": "What is 2 + 2?"}},
+        headers={"authorization": f"Bearer {OUR_KEY}"},
+        timeout=30,
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "unparsable_output"
 
 
 def test_a_failing_provider_trips_the_breaker(

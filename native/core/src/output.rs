@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::detok::{StreamDecoder, Vocabulary};
 use crate::error::{CoreError, CoreResult};
-use crate::render::{Finish, Renderer, TokenLogprob, Usage, DONE};
+use crate::render::{Finish, Renderer, TokenLogprob, Usage};
 use crate::stops::StopMatcher;
 
 /// How many finished handles are remembered, to tell "finished" from "unknown" in errors.
@@ -277,8 +277,9 @@ impl OutputPath {
             }
             if let Some(finish) = finish {
                 render.finish(finish, &mut frames);
-                render.usage(usage, &mut frames);
-                frames.extend_from_slice(DONE);
+                if spec.sole() {
+                    render.close(usage, &mut frames);
+                }
             }
             (shown, (!frames.is_empty()).then_some(frames))
         } else {
@@ -288,14 +289,13 @@ impl OutputPath {
                 Some(finish) => {
                     let text = std::mem::take(&mut request.text);
                     let mut body = Vec::with_capacity(256 + text.len());
-                    render.body(
-                        &self.vocab,
-                        &text,
-                        &request.logprobs,
-                        finish,
-                        usage,
-                        &mut body,
-                    );
+                    if spec.sole() {
+                        let lp = &request.logprobs;
+                        render.body(&self.vocab, &text, lp, finish, usage, &mut body);
+                    } else {
+                        // One of several choices: the service joins them.
+                        render.choice(&self.vocab, &text, &request.logprobs, finish, &mut body);
+                    }
                     (text, Some(body))
                 }
                 None => (String::new(), None),
@@ -364,6 +364,8 @@ mod tests {
                 created: 0,
                 logprobs: true,
                 top_logprobs: 0,
+                index: 0,
+                choices: 1,
             })),
             stops: stops.iter().map(|s| (*s).to_string()).collect(),
             prompt_tokens: 1,

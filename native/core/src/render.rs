@@ -127,6 +127,27 @@ pub struct RenderSpec {
     pub logprobs: bool,
     /// How many alternatives each logprob entry shows at most.
     pub top_logprobs: usize,
+    /// Which choice of the response this is (`index`), of how many (`n`). A response of
+    /// several choices is closed by `close` or `join` once all of them finished; a choice's
+    /// own finish renders only its finish chunk, or its choice object.
+    pub index: u32,
+    pub choices: u32,
+}
+
+impl RenderSpec {
+    /// Whether this choice's finish also ends the response (usage, `[DONE]`, the body).
+    pub fn sole(&self) -> bool {
+        self.choices <= 1
+    }
+
+    /// The same response's choice `index`.
+    #[must_use]
+    pub fn for_choice(&self, index: u32) -> Self {
+        Self {
+            index,
+            ..self.clone()
+        }
+    }
 }
 
 /// One request's renderer: the constant head of its chunks is rendered once.
@@ -155,11 +176,14 @@ impl Renderer {
     /// What a stream opens with: the role chunk of a chat completion; nothing for text.
     pub fn start(&self, out: &mut Vec<u8>) {
         if self.spec.endpoint == Endpoint::Chat {
-            out.extend_from_slice(&self.head);
-            out.extend_from_slice(
-                b"{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\
-                  \"logprobs\":null,\"finish_reason\":null}]}\n\n",
-            );
+            for index in 0..self.spec.choices.max(1) {
+                out.extend_from_slice(&self.head);
+                push_index(out, index);
+                out.extend_from_slice(
+                    b"\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},\
+                      \"logprobs\":null,\"finish_reason\":null}]}\n\n",
+                );
+            }
         }
     }
 
@@ -174,12 +198,14 @@ impl Renderer {
         out.extend_from_slice(&self.head);
         match self.spec.endpoint {
             Endpoint::Chat => {
-                out.extend_from_slice(b"{\"index\":0,\"delta\":{\"content\":");
+                push_index(out, self.spec.index);
+                out.extend_from_slice(b"\"delta\":{\"content\":");
                 push_json_str(out, text);
                 out.push(b'}');
             }
             Endpoint::Text => {
-                out.extend_from_slice(b"{\"index\":0,\"text\":");
+                push_index(out, self.spec.index);
+                out.extend_from_slice(b"\"text\":");
                 push_json_str(out, text);
             }
         }
@@ -194,9 +220,10 @@ impl Renderer {
 
     pub fn finish(&self, reason: Finish, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.head);
+        push_index(out, self.spec.index);
         match self.spec.endpoint {
-            Endpoint::Chat => out.extend_from_slice(b"{\"index\":0,\"delta\":{}"),
-            Endpoint::Text => out.extend_from_slice(b"{\"index\":0,\"text\":\"\""),
+            Endpoint::Chat => out.extend_from_slice(b"\"delta\":{}"),
+            Endpoint::Text => out.extend_from_slice(b"\"text\":\"\""),
         }
         out.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":");
         push_json_str(out, reason.as_str());
@@ -211,6 +238,12 @@ impl Renderer {
             push_usage(out, usage);
             out.extend_from_slice(b"}\n\n");
         }
+    }
+
+    /// The end of a stream: the usage chunk (when asked for), then `[DONE]`.
+    pub fn close(&self, usage: Usage, out: &mut Vec<u8>) {
+        self.usage(usage, out);
+        out.extend_from_slice(DONE);
     }
 
     /// An error in the middle of a stream, as the data frame of an OpenAI error body.
@@ -236,21 +269,29 @@ impl Renderer {
         usage: Usage,
         out: &mut Vec<u8>,
     ) {
-        let object = match self.spec.endpoint {
-            Endpoint::Chat => "chat.completion",
-            Endpoint::Text => "text_completion",
-        };
-        push_object_head(out, &self.spec, object);
+        let mut choice = Vec::with_capacity(128 + text.len());
+        self.choice(vocab, text, logprobs, finish, &mut choice);
+        self.join(&[choice], usage, out);
+    }
+
+    /// One choice object of a response that is not streamed (`{"index": .., ..}`).
+    pub fn choice(
+        &self,
+        vocab: &Vocabulary,
+        text: &str,
+        logprobs: &[TokenLogprob],
+        finish: Finish,
+        out: &mut Vec<u8>,
+    ) {
+        push_index(out, self.spec.index);
         match self.spec.endpoint {
             Endpoint::Chat => {
-                out.extend_from_slice(
-                    b"{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":",
-                );
+                out.extend_from_slice(b"\"message\":{\"role\":\"assistant\",\"content\":");
                 push_json_str(out, text);
-                out.push(b'}');
+                out.extend_from_slice(b",\"refusal\":null}");
             }
             Endpoint::Text => {
-                out.extend_from_slice(b"{\"index\":0,\"text\":");
+                out.extend_from_slice(b"\"text\":");
                 push_json_str(out, text);
             }
         }
@@ -262,7 +303,23 @@ impl Renderer {
         }
         out.extend_from_slice(b",\"finish_reason\":");
         push_json_str(out, finish.as_str());
-        out.extend_from_slice(b"}],\"usage\":");
+        out.push(b'}');
+    }
+
+    /// The whole response of choice objects rendered by `choice`, in index order.
+    pub fn join(&self, choices: &[Vec<u8>], usage: Usage, out: &mut Vec<u8>) {
+        let object = match self.spec.endpoint {
+            Endpoint::Chat => "chat.completion",
+            Endpoint::Text => "text_completion",
+        };
+        push_object_head(out, &self.spec, object);
+        for (i, choice) in choices.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(choice);
+        }
+        out.extend_from_slice(b"],\"usage\":");
         push_usage(out, usage);
         out.push(b'}');
     }
@@ -287,7 +344,7 @@ impl Renderer {
                     }
                     out.extend_from_slice(b"]}");
                 }
-                out.extend_from_slice(b"]}");
+                out.extend_from_slice(b"],\"refusal\":null}");
             }
             Endpoint::Text => {
                 out.extend_from_slice(b"{\"tokens\":[");
@@ -333,6 +390,11 @@ fn push_object_head(out: &mut Vec<u8>, spec: &RenderSpec, object: &str) {
     let _ = write!(out, ",\"created\":{},\"model\":", spec.created);
     push_json_str(out, &spec.model);
     out.extend_from_slice(b",\"choices\":[");
+}
+
+/// `{"index":N,` opening a choice.
+fn push_index(out: &mut Vec<u8>, index: u32) {
+    let _ = write!(out, "{{\"index\":{index},");
 }
 
 fn push_usage(out: &mut Vec<u8>, usage: Usage) {
@@ -429,6 +491,8 @@ pub(crate) mod tests {
             created: 7,
             logprobs: true,
             top_logprobs: 2,
+            index: 0,
+            choices: 1,
         }
     }
 
@@ -468,7 +532,7 @@ pub(crate) mod tests {
         assert_eq!(
             text(&out),
             format!(
-                "{HEAD}{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"\"}},\
+                "{HEAD}{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}},\
                  \"logprobs\":null,\"finish_reason\":null}}]}}\n\n"
             )
         );
@@ -541,7 +605,7 @@ pub(crate) mod tests {
                  {{\"token\":\"\u{FFFD}\",\"logprob\":-0.5,\"bytes\":[195]}},\
                  {{\"token\":\"a\",\"logprob\":-1.25,\"bytes\":[97]}}]}},\
                  {{\"token\":\"\u{FFFD}\",\"logprob\":-0.25,\"bytes\":[169],\"top_logprobs\":[]}}\
-                 ]}},\"finish_reason\":null}}]}}\n\n"
+                 ],\"refusal\":null}},\"finish_reason\":null}}]}}\n\n"
             )
         );
     }
@@ -598,9 +662,9 @@ pub(crate) mod tests {
         assert_eq!(
             text(&out),
             "{\"id\":\"id-1\",\"object\":\"chat.completion\",\"created\":7,\"model\":\"m\",\
-             \"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"b\"},\
-             \"logprobs\":{\"content\":[{\"token\":\"b\",\"logprob\":-0.75,\"bytes\":[98],\
-             \"top_logprobs\":[]}]},\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":2,\
+             \"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"b\",\
+             \"refusal\":null},\"logprobs\":{\"content\":[{\"token\":\"b\",\"logprob\":-0.75,\
+             \"bytes\":[98],\"top_logprobs\":[]}],\"refusal\":null},\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":2,\
              \"completion_tokens\":1,\"total_tokens\":3,\"prompt_tokens_details\":\
              {\"cached_tokens\":0}}}"
         );
@@ -633,6 +697,58 @@ pub(crate) mod tests {
             text(&out),
             "data: {\"error\":{\"message\":\"generation failed: \\\"x\\\"\",\
              \"type\":\"server_error\",\"param\":null,\"code\":\"engine_error\"}}\n\n"
+        );
+    }
+
+    #[test]
+    fn several_choices_open_with_a_role_chunk_each_and_close_once() {
+        let v = vocab();
+        let group = RenderSpec {
+            logprobs: false,
+            choices: 2,
+            ..spec(Endpoint::Chat)
+        };
+        let mut out = vec![];
+        Renderer::new(group.clone()).start(&mut out);
+        let frames = text(&out);
+        assert_eq!(frames.matches("\"role\":\"assistant\"").count(), 2);
+        assert!(
+            frames.contains("{\"index\":1,\"delta\":{\"role\""),
+            "{frames}"
+        );
+        let second = Renderer::new(group.for_choice(1));
+        out.clear();
+        second.delta(&v, "a", &[], &mut out);
+        second.finish(Finish::Length, &mut out);
+        assert_eq!(text(&out).matches("{\"index\":1,").count(), 2);
+        let usage = Usage {
+            prompt_tokens: 3,
+            completion_tokens: 4,
+            cached_tokens: 0,
+        };
+        out.clear();
+        second.close(usage, &mut out);
+        assert!(
+            text(&out).ends_with("}\n\ndata: [DONE]\n\n"),
+            "{}",
+            text(&out)
+        );
+        let bodies = Renderer::new(RenderSpec {
+            stream: false,
+            ..group
+        });
+        let (mut a, mut b) = (vec![], vec![]);
+        bodies.choice(&v, "a", &[], Finish::Stop, &mut a);
+        Renderer::new(bodies.spec().for_choice(1)).choice(&v, "b", &[], Finish::Length, &mut b);
+        out.clear();
+        bodies.join(&[a, b], usage, &mut out);
+        let body = text(&out);
+        assert!(body.contains("\"choices\":[{\"index\":0,"), "{body}");
+        assert!(
+            body.contains("},{\"index\":1,\"message\":{\"role\":\"assistant\",\"content\":\"b\"")
+        );
+        assert!(
+            body.ends_with("\"total_tokens\":7,\"prompt_tokens_details\":{\"cached_tokens\":0}}}")
         );
     }
 

@@ -61,12 +61,25 @@ class RenderSpec:
         include_usage: bool = False,
         logprobs: bool = False,
         top_logprobs: int = 0,
+        choices: int = 1,
     ) -> RenderSpec: ...
     @property
     def request_id(self) -> str: ...
     @property
     def stream(self) -> bool: ...
+    @property
+    def index(self) -> int: ...
+    @property
+    def choices(self) -> int: ...
+    def for_choice(self, index: int) -> RenderSpec:
+        """The same response's choice `index` (0 <= index < choices)."""
     def start(self) -> bytes: ...
+    def close(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> bytes:
+        """The end of a stream of several choices: the usage chunk (when asked for), `[DONE]`."""
+    def join(
+        self, choices: list[bytes], prompt_tokens: int, completion_tokens: int, cached_tokens: int
+    ) -> bytes:
+        """The body of a response of several choices, from each choice's object in order."""
 
 def error_frame(
     message: str, error_type: str, *, param: str | None = None, code: str | None = None

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from modelkube_serving.protocol_sampling import MAX_CHOICES, NewerChatFields, check_logit_bias
+
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -124,7 +126,7 @@ class CompletionEnvelope(_Envelope):
 class _SamplingFields(_Envelope):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    n: int = Field(default=1, ge=1, le=1)
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES)
     stop: str | list[str] | None = None
     stream_options: StreamOptions | None = None
     presence_penalty: Penalty = 0.0
@@ -149,12 +151,10 @@ class _SamplingFields(_Envelope):
                 raise ValueError("stop sequences must not be empty")
         return value
 
+    _logit_bias = field_validator("logit_bias")(check_logit_bias)
+
     @model_validator(mode="after")
     def _unsupported(self) -> "_SamplingFields":
-        if self.presence_penalty or self.frequency_penalty:
-            raise ValueError("presence_penalty and frequency_penalty are not supported; send 0")
-        if self.logit_bias:
-            raise ValueError("logit_bias is not supported by this runtime")
         if self.stream_options is not None and not self.stream:
             raise ValueError("stream_options is only allowed when stream is true")
         return self
@@ -169,7 +169,7 @@ class _SamplingFields(_Envelope):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
-class ChatCompletionRequest(_SamplingFields):
+class ChatCompletionRequest(NewerChatFields, _SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool = False

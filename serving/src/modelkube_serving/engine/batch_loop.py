@@ -16,7 +16,9 @@ from mlx_lm.generate import BatchGenerator, StopSequences
 from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
 from modelkube_native import FinishReason, OutputPath, RenderSpec
 
+from modelkube_serving.engine import shared_prefill
 from modelkube_serving.engine.constrained import GrammarProcessor
+from modelkube_serving.engine.penalties import LogitsProcessor, sampling_processors
 from modelkube_serving.engine.prompt_cache import PromptCache
 from modelkube_serving.engine.sampling import make_request_sampler
 from modelkube_serving.engine.types import (
@@ -45,6 +47,7 @@ class _Running:
     sink: EventSink
     cached_tokens: int
     completion_tokens: int = 0
+    index: int = 0  # which choice of its request
 
 
 @dataclass
@@ -78,7 +81,7 @@ class BatchLoop:
         self.labels = {"model": model_name}
         self.deliver = deliver
         self.running: dict[int, _Running] = {}
-        self.uids: dict[str, int] = {}
+        self.uids: dict[str, list[int]] = {}  # a request's rows: one per choice
 
     def step(self) -> None:
         """Decode one step; a failing step fails the requests in the batch, never the thread
@@ -113,41 +116,54 @@ class BatchLoop:
         if cached:
             self.metrics.cache_hits.labels(**self.labels).inc()
             self.metrics.cache_hit_tokens.labels(**self.labels).inc(cached)
-        processors = None
-        if request.grammar is not None:
-            processors = [[GrammarProcessor(request.grammar.matcher(), self.eos_token)]]
+        n = request.n
         try:
-            (uid,) = self.gen.insert(
-                [rest],
-                max_tokens=[request.max_tokens],
-                caches=[cache],
-                all_tokens=[prompt[:cached]],
-                samplers=[make_request_sampler(request.sampling)],
-                stop_sequences=[StopSequences()] if request.ignore_eos else None,
-                logits_processors=processors,
+            if n > 1 and len(rest) > 1:  # one prefill, forked: see shared_prefill
+                cache = shared_prefill.prefill(self.gen, cache, rest[:-1])
+                rest = rest[-1:]
+            start = len(prompt) - len(rest)
+            caches = shared_prefill.fork(cache, n) if cache is not None else [None] * n
+            uids = self.gen.insert(
+                [rest] * n,
+                max_tokens=[request.max_tokens] * n,
+                caches=caches,
+                all_tokens=[prompt[:start] for _ in range(n)],
+                samplers=[make_request_sampler(request.sampling.for_choice(i)) for i in range(n)],
+                stop_sequences=[StopSequences() for _ in range(n)] if request.ignore_eos else None,
+                logits_processors=[self._processors(request) for _ in range(n)],
             )
         except Exception as exc:  # this request fails; the thread serves the others
             log.exception("request %s: cannot start generating", request.request_id)
             outbox.add(sink, Finished("error", len(prompt), 0, 0, error=str(exc)))
             return
-        self.output.add(
-            uid,
-            render,
-            stops=list(request.stop),
-            prompt_tokens=len(prompt),
-            cached_tokens=cached,
-            skip_special_tokens=request.skip_special_tokens,
-        )
-        self.running[uid] = _Running(request, sink, cached)
-        self.uids[request.request_id] = uid
+        for index, uid in enumerate(uids):
+            self.output.add(
+                uid,
+                render.for_choice(index) if n > 1 else render,
+                stops=list(request.stop),
+                prompt_tokens=len(prompt),
+                cached_tokens=cached,
+                skip_special_tokens=request.skip_special_tokens,
+            )
+            self.running[uid] = _Running(request, sink, cached, index=index)
+        self.uids[request.request_id] = list(uids)
+
+    def _processors(self, request: GenerationRequest) -> list[LogitsProcessor]:
+        """One choice's own processors (they keep state): the sampling fields', then the
+        grammar's mask last, so no bias can bring back a token the grammar forbids."""
+        processors = sampling_processors(request.sampling)
+        if request.grammar is not None:
+            processors.append(GrammarProcessor(request.grammar.matcher(), self.eos_token))
+        return processors
 
     def cancel(self, request_id: str, outbox: Outbox) -> bool:
         """False when the request is not in this batch."""
-        uid = self.uids.get(request_id)
-        if uid is None:
+        uids = self.uids.get(request_id)
+        if uids is None:
             return False
-        self.gen.remove([uid])
-        self._finish(uid, "cancelled", outbox)
+        self.gen.remove(uids)
+        for uid in list(uids):
+            self._finish(uid, "cancelled", outbox)
         return True
 
     def decode(self) -> None:
@@ -174,16 +190,19 @@ class BatchLoop:
             uid, running = result.handle, self.running[result.handle]
             running.completion_tokens = result.completion_tokens
             if result.finish is None:
-                outbox.add(running.sink, TextDelta(result.tokens, result.data))
+                outbox.add(running.sink, TextDelta(result.tokens, result.data, running.index))
             elif uid in done:  # its reason is the output path's: a stop string says "stop"
                 r = done[uid]
-                self.cache.insert_cache(r.all_tokens[:], r.prompt_cache)
+                if running.index == 0:  # one cache per prompt, not one per choice
+                    self.cache.insert_cache(r.all_tokens[:], r.prompt_cache)
                 self._finish(uid, result.finish, outbox, data=result.data)
             else:  # a stop string ended it; the batch still has it
                 stopped[uid] = (result.finish, result.data)
         if stopped:
-            for cache, tokens in self.gen.remove(stopped, return_prompt_caches=True).values():
-                self.cache.insert_cache(tokens[:], cache)
+            caches = self.gen.remove(stopped, return_prompt_caches=True)
+            for uid, (cache, tokens) in caches.items():
+                if self.running[uid].index == 0:
+                    self.cache.insert_cache(tokens[:], cache)
             for uid, (finish, data) in stopped.items():
                 self._finish(uid, finish, outbox, data=data)
         self.flush(outbox)
@@ -198,7 +217,12 @@ class BatchLoop:
     ) -> None:
         """The request is done; if the output path has not finished it, it is discarded."""
         running = self.running.pop(uid)
-        self.uids.pop(running.request.request_id, None)
+        request_id = running.request.request_id
+        siblings = self.uids.get(request_id, [])
+        if uid in siblings:
+            siblings.remove(uid)
+        if not siblings:
+            self.uids.pop(request_id, None)
         if reason in ("cancelled", "error"):
             with contextlib.suppress(KeyError):  # it may never have reached the output path
                 self.output.discard(uid)
@@ -211,6 +235,7 @@ class BatchLoop:
                 running.cached_tokens,
                 error,
                 data,
+                running.index,
             ),
         )
 

@@ -32,6 +32,10 @@ class GrammarProcessor:
         width = logits.shape[-1]
         if self.failed:
             return self._only_eos(logits, width)
+        if self.matcher.is_stopped:
+            # The grammar is complete and the token seen is the end-of-sequence it allowed:
+            # mlx-lm runs this row's processors once more before its stop check ends it.
+            return self._only_eos(logits, width)
         try:
             if self.started:
                 self.matcher.consume(cast(int, tokens[-1].item()))

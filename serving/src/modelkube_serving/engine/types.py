@@ -1,7 +1,7 @@
 """What the service layer hands the engine, and what the engine hands back."""
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 from modelkube_native import FinishReason, Grammar, RenderSpec
@@ -15,6 +15,18 @@ class SamplingParams:
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int | None = None
+    # OpenAI's penalties, over every token this choice generated (0: none).
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    # (token id, bias) pairs; a bias of -100 bans the token.
+    logit_bias: tuple[tuple[int, float], ...] = ()
+
+    def for_choice(self, index: int) -> "SamplingParams":
+        """Choice `index` of several: a seeded request stays reproducible, and its choices
+        still differ."""
+        if self.seed is None or index == 0:
+            return self
+        return replace(self, seed=self.seed + index)
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,8 @@ class GenerationRequest:
     adapter: str = ""
     # `response_format`'s compiled grammar: the output is constrained to it (None: free text).
     grammar: Grammar | None = None
+    # How many choices (`n`): each a row of the batch, all from one prefill of the prompt.
+    n: int = 1
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,7 @@ class TextDelta:
     # What to write to the client, rendered by the native output path: SSE chunks when
     # streaming; None when there is nothing yet, and always when not streaming.
     data: bytes | None = None
+    index: int = 0  # which choice
 
 
 @dataclass(frozen=True)
@@ -51,8 +66,10 @@ class Finished:
     cached_tokens: int
     error: str | None = None
     # The last bytes to write: streaming, the last chunks (finish, usage, [DONE]); not
-    # streaming, the whole JSON response. None when it did not finish normally.
+    # streaming, the whole JSON response. None when it did not finish normally. One of several
+    # choices: streaming, its finish chunk; not streaming, its choice object.
     data: bytes | None = None
+    index: int = 0  # which choice
 
 
 EngineEvent = TextDelta | Finished

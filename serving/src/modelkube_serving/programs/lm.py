@@ -20,6 +20,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import dspy
 from dspy.lm15 import Message, Request, Response, TextPart, Usage, response_to_events
 
+from modelkube_serving.programs.structured import SUPPORTED_PARAMS, openai_response_format
 from modelkube_serving.protocol import ChatCompletionRequest
 from modelkube_serving.services.completions import CompletionService
 
@@ -41,6 +42,10 @@ def local_backend(service: CompletionService) -> ChatBackend:
     """Chat on the local engine, through the same validation and admission as the routes."""
 
     async def chat(body: dict[str, Any], key: str) -> dict[str, Any]:
+        if "response_format" in body:
+            # Its bounded grammar ends the answer; the room left in the context is the limit,
+            # so a long prompt never makes a fixed max_tokens a 400.
+            body = {k: v for k, v in body.items() if k != "max_tokens"}
         prepared = service.prepare_chat(ChatCompletionRequest.model_validate(body))
         slot = await service.admit(prepared, key)
         answer: dict[str, Any] = json.loads(await service.collect(prepared, slot))
@@ -51,6 +56,10 @@ def local_backend(service: CompletionService) -> ChatBackend:
 
 class AsyncRuntimeEngine:
     """DSPy's async engine contract over the runtime's chat; use it on the runtime's loop."""
+
+    # What DSPy's JSON adapter asks before it sends the signature's schema.
+    supports_response_schema = True
+    supported_params = SUPPORTED_PARAMS
 
     def __init__(self, backend: ChatBackend, key: str = PROGRAMS_KEY) -> None:
         self.backend = backend
@@ -70,6 +79,9 @@ class AsyncRuntimeEngine:
 
 class RuntimeEngine:
     """The sync contract, for callers on other threads: hands the work to the runtime's loop."""
+
+    supports_response_schema = True
+    supported_params = SUPPORTED_PARAMS
 
     def __init__(self, engine: AsyncRuntimeEngine, loop: asyncio.AbstractEventLoop) -> None:
         self.engine = engine
@@ -110,6 +122,7 @@ def chat_request(model: str, request: Request) -> dict[str, Any]:
     c = request.config
     fields: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": c.max_tokens}
     fields.update(temperature=c.temperature, top_p=c.top_p, seed=c.seed, stop=list(c.stop) or None)
+    fields["response_format"] = openai_response_format(c.response_format)
     return {k: v for k, v in fields.items() if v is not None}
 
 

@@ -20,6 +20,7 @@ from dspy.utils.exceptions import AdapterParseError
 from modelkube_serving.programs.metrics import dspy_metric
 from modelkube_serving.programs.modules import build
 from modelkube_serving.programs.spec import ProgramSpec
+from modelkube_serving.programs.structured import adapter
 
 OPTIMIZERS = ("bootstrap_fewshot", "miprov2")
 # Per-example failures (output that does not parse) are part of optimizing a small model, not a
@@ -74,7 +75,7 @@ def optimize(
     metric = dspy_metric(settings.metric, outputs)
     student = build(spec).module
     # DSPy prints progress to stdout, which may be where the program goes.
-    with dspy.context(lm=lm), redirect_stdout(sys.stderr):
+    with dspy.context(lm=lm, adapter=adapter()), redirect_stdout(sys.stderr):
         say(f"step 1/3: scoring {spec.name} on {len(trainset)} examples ({settings.metric})")
         before = _checked(evaluate(student, trainset, metric, lm, settings.threads))
         say(f"score before: {before}")
@@ -92,7 +93,7 @@ def evaluate(
 ) -> Evaluation:
     def one(example: Any) -> tuple[float, str | None]:
         try:
-            with dspy.context(lm=lm):  # DSPy's context is per thread
+            with dspy.context(lm=lm, adapter=adapter()):  # DSPy's context is per thread
                 return float(metric(example, program(**example.inputs()))), None
         except AdapterParseError:
             return 0.0, "unparsable"

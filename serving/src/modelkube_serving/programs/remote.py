@@ -67,7 +67,21 @@ def choose_model(models: list[str], wanted: str | None, base: str) -> str:
 def remote_lm(base: str, model: str, key: str, max_tokens: int, retries: int = 2) -> Any:
     import dspy
 
-    return dspy.LM(
+    from modelkube_serving.programs.structured import SUPPORTED_PARAMS
+
+    class ServedLM(dspy.LM):  # type: ignore[misc]  # DSPy is untyped
+        """A served model: it takes a JSON schema as `response_format` (DSPy cannot know
+        that of a model name it has no metadata for), so the JSON adapter sends one."""
+
+        @property
+        def supports_response_schema(self) -> bool:
+            return True
+
+        @property
+        def supported_params(self) -> set[str]:
+            return set(SUPPORTED_PARAMS)
+
+    return ServedLM(
         f"openai/{model}",
         api_base=base,
         api_key=key,

@@ -2,8 +2,10 @@
 
 Each program becomes a DSPy module (`Predict` or `ChainOfThought`) with its instructions and
 demos. A call runs it with our engine-backed LM, so its requests batch with ordinary traffic.
-Model output that does not parse into the signature's fields becomes a 422 with the raw text:
-DSPy's ChatAdapter falls back to its JSONAdapter once, and that is the one retry.
+It runs with DSPy's JSON adapter, which sends the signature's schema as `response_format`: on
+a local model, constrained decoding makes the answer parse, whatever the weights. In proxy
+mode the provider decides, and output that does not parse into the signature's fields becomes
+a 422 `unparsable_output` with the raw text.
 
 The programs file is polled four times a second and compared by content (like the adapters
 file), so a ConfigMap that Kubernetes updates by a symlink swap is seen like any edit. A reload
@@ -23,11 +25,11 @@ from modelkube_serving.errors import InvalidRequest, NotFound, Unprocessable
 from modelkube_serving.programs.lm import ChatBackend, runtime_lm
 from modelkube_serving.programs.modules import build_all
 from modelkube_serving.programs.spec import ProgramSpec, ProgramSpecError, parse_programs
+from modelkube_serving.programs.structured import adapter
 
 log = logging.getLogger("modelkube.programs")
 # Room for a chain of thought and its answer; a model that ignores the fields stops here.
 PROGRAM_MAX_TOKENS = 512
-COMPLETED_MARKER = "[[ ## completed ## ]]"  # DSPy's ChatAdapter ends its answers with it
 
 
 class ProgramService:
@@ -108,7 +110,7 @@ class ProgramService:
             raise InvalidRequest(
                 f"Program `{name}` takes inputs {wanted}: {problem}.", param="inputs"
             )
-        with dspy.context(lm=self._runtime_lm(), track_usage=True):
+        with dspy.context(lm=self._runtime_lm(), adapter=adapter(), track_usage=True):
             try:
                 result = await program.module.acall(**inputs)
             except AdapterParseError as exc:
@@ -128,15 +130,14 @@ class ProgramService:
 
     def _runtime_lm(self) -> Any:
         if self._lm is None:
-            # Greedy and bounded, as `modelkube optimize` calls the model: without them a
-            # program samples at temperature 1 and may generate up to the context's end. A
-            # small model goes on past the ChatAdapter's end marker; the parser drops that.
+            # Greedy, as `modelkube optimize` calls the model. The answer is constrained to
+            # the signature's bounded schema (programs.structured), so it ends by itself; the
+            # token bound is for a proxied provider, which decides on its own.
             self._lm = runtime_lm(
                 self._backend,
                 asyncio.get_running_loop(),
                 temperature=0.0,
                 max_tokens=PROGRAM_MAX_TOKENS,
-                stop=[COMPLETED_MARKER],
             )
         return self._lm
 

@@ -28,6 +28,7 @@ from modelkube_serving.errors import (
 )
 from modelkube_serving.metrics import RuntimeMetrics
 from modelkube_serving.protocol import ChatCompletionRequest, CompletionRequest, ResponseFormat
+from modelkube_serving.protocol_sampling import token_biases
 from modelkube_serving.services import responses
 from modelkube_serving.services.admission import Admission, Slot, Ticket
 
@@ -58,6 +59,7 @@ class Prepared:
             include_usage=self.include_usage,
             logprobs=g.logprobs,
             top_logprobs=g.top_logprobs,
+            choices=g.n,
         )
 
 
@@ -175,7 +177,7 @@ class CompletionService:
             request_id=f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}",
             prompt_tokens=prompt,
             max_tokens=limit if limit is not None else room,
-            sampling=SamplingParams(req.temperature, req.top_p, req.seed),
+            sampling=self._sampling(req),
             stop=req.stop_strings(),
             logprobs=logprobs,
             top_logprobs=top_logprobs,
@@ -183,17 +185,38 @@ class CompletionService:
             skip_special_tokens=req.skip_special_tokens,
             adapter=adapter,
             grammar=grammar,
+            n=req.n,
         )
         arrived = time.perf_counter()
         return Prepared(
             kind, generation, req.stream, req.include_usage, arrived, req.priority, req.model
         )
 
+    def _sampling(self, req: ChatCompletionRequest | CompletionRequest) -> SamplingParams:
+        """The sampling fields; a biased token id the model does not have is a 400."""
+        biases = token_biases(req.logit_bias)
+        limit = self.engine.vocab_size
+        unknown = sorted(t for t in biases if t >= limit)
+        if unknown:
+            raise InvalidRequest(
+                f"Invalid key in 'logit_bias': {unknown[0]} is not a token id of this model "
+                f"(ids are below {limit}).",
+                param="logit_bias",
+            )
+        return SamplingParams(
+            req.temperature,
+            req.top_p,
+            req.seed,
+            presence_penalty=req.presence_penalty,
+            frequency_penalty=req.frequency_penalty,
+            logit_bias=tuple(biases.items()),
+        )
+
     # -- running -----------------------------------------------------------------------
     async def admit(self, prepared: Prepared, key: str) -> Slot:
         """A place in the batch, in the queue's order; the cost is the most tokens it may use."""
         request = prepared.generation
-        cost = len(request.prompt_tokens) + request.max_tokens
+        cost = len(request.prompt_tokens) + request.n * request.max_tokens
         self._waiting[request.adapter] += 1
         try:
             slot = await self.admission.acquire(Ticket(key, prepared.priority, cost))
@@ -209,6 +232,7 @@ class CompletionService:
         queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
         request = prepared.generation
         finished = False
+        left = request.n  # choices still generating
         first_token_at: float | None = None
         labels = {"model": prepared.model}
         if not self.engine.serves(request.adapter):  # unloaded since it was admitted
@@ -224,8 +248,10 @@ class CompletionService:
                     first_token_at = time.perf_counter()
                     self.metrics.ttft.labels(**labels).observe(first_token_at - prepared.arrived)
                 if isinstance(event, Finished):
-                    finished = True
-                    self._observe_finished(prepared, event, first_token_at)
+                    left -= 1
+                    # A choice that failed fails the request; the others are cancelled.
+                    finished = left == 0 or event.reason in ("error", "cancelled")
+                    self._observe_finished(prepared, event, first_token_at, finished)
                 yield event
                 if finished:
                     return
@@ -235,11 +261,18 @@ class CompletionService:
                 self.engine.cancel(request.request_id)
             slot.release()
 
-    def _observe_finished(self, prepared: Prepared, done: Finished, first: float | None) -> None:
+    def _observe_finished(
+        self, prepared: Prepared, done: Finished, first: float | None, last: bool
+    ) -> None:
+        """One choice finished: its tokens count; the request's latency counts once, at its
+        last choice, and its prompt once, at its first."""
         now = time.perf_counter()
         m, labels = self.metrics, {"model": prepared.model}
-        m.prompt_tokens.labels(**labels).inc(done.prompt_tokens)
+        if done.index == 0:
+            m.prompt_tokens.labels(**labels).inc(done.prompt_tokens)
         m.generation_tokens.labels(**labels).inc(done.completion_tokens)
+        if not last:
+            return
         endpoint = "chat" if prepared.kind == "chat" else "completions"
         m.duration.labels(model=prepared.model, endpoint=endpoint).observe(now - prepared.arrived)
         if first is not None and done.completion_tokens > 1:
@@ -247,14 +280,18 @@ class CompletionService:
 
     async def collect(self, prepared: Prepared, slot: Slot) -> bytes:
         """The JSON response, as the native output path rendered it."""
-        done: Finished | None = None
+        done: list[Finished] = []
         async for event in self.events(prepared, slot):
             if isinstance(event, Finished):
-                done = event
-        assert done is not None
-        if done.data is None:
-            raise _failure(done)
-        return done.data
+                if event.data is None:
+                    raise _failure(event)
+                done.append(event)
+        if len(done) == 1:
+            assert done[0].data is not None
+            return done[0].data
+        done.sort(key=lambda d: d.index)
+        choices = [d.data for d in done if d.data is not None]
+        return prepared.render.join(choices, *_usage(done))
 
     async def stream(self, prepared: Prepared, slot: Slot) -> AsyncIterator[bytes]:
         """The SSE frames of the response as they come, all rendered natively: the role
@@ -262,14 +299,26 @@ class CompletionService:
         start = prepared.render.start()
         if start:
             yield start
+        done: list[Finished] = []
         try:
             async for event in self.events(prepared, slot):
                 if event.data is not None:
                     yield event.data
                 elif isinstance(event, Finished):
                     yield _error_frame(_failure(event))
+                    return
+                if isinstance(event, Finished):
+                    done.append(event)
+            if prepared.generation.n > 1:  # each choice sent its finish: now usage, [DONE]
+                yield prepared.render.close(*_usage(done))
         except ModelNotFound as exc:  # an adapter unloaded before the request reached it
             yield _error_frame(exc)
+
+
+def _usage(done: list[Finished]) -> tuple[int, int, int]:
+    """A response's usage over its choices: the prompt once, every choice's completion."""
+    first = done[0]
+    return first.prompt_tokens, sum(d.completion_tokens for d in done), first.cached_tokens
 
 
 def _failure(done: Finished) -> EngineFailure:
