@@ -6,6 +6,7 @@ use std::sync::Arc;
 use modelkube_core::detok;
 use modelkube_core::output::{self, Logprobs, RequestSpec, StepInput};
 use modelkube_core::render::{self, Endpoint, ErrorBody, Finish, Renderer};
+use modelkube_core::toolcalls::ToolSyntax;
 use modelkube_core::CoreError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -25,6 +26,7 @@ use crate::gil::without_gil;
 pub enum FinishReason {
     Stop,
     Length,
+    ToolCalls,
 }
 
 impl From<FinishReason> for Finish {
@@ -32,6 +34,7 @@ impl From<FinishReason> for Finish {
         match reason {
             FinishReason::Stop => Finish::Stop,
             FinishReason::Length => Finish::Length,
+            FinishReason::ToolCalls => Finish::ToolCalls,
         }
     }
 }
@@ -41,6 +44,7 @@ impl From<Finish> for FinishReason {
         match finish {
             Finish::Stop => FinishReason::Stop,
             Finish::Length => FinishReason::Length,
+            Finish::ToolCalls => FinishReason::ToolCalls,
         }
     }
 }
@@ -97,7 +101,7 @@ impl RenderSpec {
     #[new]
     #[pyo3(signature = (
         request_id, model, *, chat, stream, created, include_usage = false, logprobs = false,
-        top_logprobs = 0
+        top_logprobs = 0, tools = false
     ))]
     fn new(
         request_id: String,
@@ -108,6 +112,7 @@ impl RenderSpec {
         include_usage: bool,
         logprobs: bool,
         top_logprobs: usize,
+        tools: bool,
     ) -> Self {
         let spec = render::RenderSpec {
             request_id,
@@ -118,6 +123,7 @@ impl RenderSpec {
             created,
             logprobs,
             top_logprobs,
+            tools: (tools && chat).then_some(ToolSyntax::Hermes),
         };
         Self {
             inner: Arc::new(Renderer::new(spec)),

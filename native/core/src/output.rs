@@ -14,6 +14,7 @@ use crate::detok::{StreamDecoder, Vocabulary};
 use crate::error::{CoreError, CoreResult};
 use crate::render::{Finish, Renderer, TokenLogprob, Usage, DONE};
 use crate::stops::StopMatcher;
+use crate::toolcalls::{ToolCallParser, ToolEvent};
 
 /// How many finished handles are remembered, to tell "finished" from "unknown" in errors.
 const FINISHED_MEMORY: usize = 4096;
@@ -72,6 +73,8 @@ struct Request {
     spec: RequestSpec,
     decoder: StreamDecoder,
     stops: StopMatcher,
+    /// Chat with tools: the parser of tool calls in the shown text.
+    tools: Option<ToolCallParser>,
     /// Not streaming: the text so far.
     text: String,
     decoded_chars: u64,
@@ -150,6 +153,7 @@ impl OutputPath {
         table.finished.remove(&handle);
         let request = Request {
             stops: StopMatcher::new(spec.stops.clone()),
+            tools: spec.render.spec().tools.map(|_| ToolCallParser::new()),
             decoder: StreamDecoder::new(&self.vocab, spec.skip_special_tokens),
             spec,
             text: String::new(),
@@ -254,12 +258,13 @@ impl OutputPath {
             .stops
             .push(&decoded, &mut shown, input.finish.is_some());
         request.shown_chars += shown.chars().count() as u64;
-        let finish = if stopped {
+        let mut finish = if stopped {
             Some(Finish::Stop)
         } else {
             input.finish
         };
         let released = release(request, finish.is_some(), stopped);
+        let events = parse_tools(request, &shown, &mut finish);
         let first = request.completion_tokens == 1 && input.token.is_some();
         if shown.is_empty() && released.is_empty() && finish.is_none() && !first {
             return Ok(None);
@@ -272,7 +277,9 @@ impl OutputPath {
         };
         let (text, data) = if spec.stream {
             let mut frames = Vec::with_capacity(192 + shown.len());
-            if !shown.is_empty() || !released.is_empty() {
+            if let Some(events) = &events {
+                push_tool_events(&render, &self.vocab, events, &released, &mut frames);
+            } else if !shown.is_empty() || !released.is_empty() {
                 render.delta(&self.vocab, &shown, &released, &mut frames);
             }
             if let Some(finish) = finish {
@@ -282,15 +289,20 @@ impl OutputPath {
             }
             (shown, (!frames.is_empty()).then_some(frames))
         } else {
-            request.text.push_str(&shown);
+            match &events {
+                Some(events) => request.text.extend(events.iter().filter_map(content)),
+                None => request.text.push_str(&shown),
+            }
             request.logprobs.extend(released);
             match finish {
                 Some(finish) => {
                     let text = std::mem::take(&mut request.text);
+                    let calls = request.tools.as_ref().map_or(&[][..], |p| p.calls());
                     let mut body = Vec::with_capacity(256 + text.len());
                     render.body(
                         &self.vocab,
                         &text,
+                        calls,
                         &request.logprobs,
                         finish,
                         usage,
@@ -309,6 +321,56 @@ impl OutputPath {
             completion_tokens: request.completion_tokens,
             tokens,
         }))
+    }
+}
+
+/// A chat with tools: what the shown text says (content, calls); a stop after calls is
+/// `tool_calls`. None without tools.
+fn parse_tools(
+    request: &mut Request,
+    shown: &str,
+    finish: &mut Option<Finish>,
+) -> Option<Vec<ToolEvent>> {
+    let parser = request.tools.as_mut()?;
+    let mut events = Vec::new();
+    parser.push(shown, finish.is_some(), &mut events);
+    if *finish == Some(Finish::Stop) && !parser.calls().is_empty() {
+        *finish = Some(Finish::ToolCalls);
+    }
+    Some(events)
+}
+
+fn content(event: &ToolEvent) -> Option<&str> {
+    match event {
+        ToolEvent::Content(text) => Some(text),
+        _ => None,
+    }
+}
+
+/// The chunks of one step of a chat with tools, in the order its text says them; the logprob
+/// entries released go with the first.
+fn push_tool_events(
+    render: &Renderer,
+    vocab: &Vocabulary,
+    events: &[ToolEvent],
+    released: &[TokenLogprob],
+    out: &mut Vec<u8>,
+) {
+    let mut logprobs = released;
+    for event in events {
+        match event {
+            ToolEvent::Content(text) => render.delta(vocab, text, logprobs, out),
+            ToolEvent::Start { index, id, name } => {
+                render.tool_delta(vocab, *index, Some((id, name)), "", logprobs, out);
+            }
+            ToolEvent::Arguments { index, fragment } => {
+                render.tool_delta(vocab, *index, None, fragment, logprobs, out);
+            }
+        }
+        logprobs = &[];
+    }
+    if !logprobs.is_empty() {
+        render.delta(vocab, "", logprobs, out);
     }
 }
 
@@ -364,6 +426,7 @@ mod tests {
                 created: 0,
                 logprobs: true,
                 top_logprobs: 0,
+                tools: None,
             })),
             stops: stops.iter().map(|s| (*s).to_string()).collect(),
             prompt_tokens: 1,

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use crate::detok::Vocabulary;
+use crate::toolcalls::{ToolCall, ToolSyntax};
 
 /// The end of every successful stream.
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
@@ -76,6 +77,8 @@ pub enum Endpoint {
 pub enum Finish {
     Stop,
     Length,
+    /// It stopped after calling tools.
+    ToolCalls,
 }
 
 impl Finish {
@@ -83,6 +86,7 @@ impl Finish {
         match self {
             Finish::Stop => "stop",
             Finish::Length => "length",
+            Finish::ToolCalls => "tool_calls",
         }
     }
 }
@@ -127,6 +131,8 @@ pub struct RenderSpec {
     pub logprobs: bool,
     /// How many alternatives each logprob entry shows at most.
     pub top_logprobs: usize,
+    /// Chat only: tool calls written in this syntax are parsed into `tool_calls`.
+    pub tools: Option<ToolSyntax>,
 }
 
 /// One request's renderer: the constant head of its chunks is rendered once.
@@ -183,6 +189,41 @@ impl Renderer {
                 push_json_str(out, text);
             }
         }
+        self.chunk_end(vocab, logprobs, out);
+    }
+
+    /// A chat chunk of a tool call: its start (`id`, `type`, the function's name, no
+    /// arguments yet) when `start` is given, else a fragment of its arguments.
+    pub fn tool_delta(
+        &self,
+        vocab: &Vocabulary,
+        index: usize,
+        start: Option<(&str, &str)>,
+        arguments: &str,
+        logprobs: &[TokenLogprob],
+        out: &mut Vec<u8>,
+    ) {
+        out.extend_from_slice(&self.head);
+        let _ = write!(
+            out,
+            "{{\"index\":0,\"delta\":{{\"tool_calls\":[{{\"index\":{index},"
+        );
+        if let Some((id, name)) = start {
+            out.extend_from_slice(b"\"id\":");
+            push_json_str(out, id);
+            out.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
+            push_json_str(out, name);
+            out.extend_from_slice(b",\"arguments\":");
+        } else {
+            out.extend_from_slice(b"\"function\":{\"arguments\":");
+        }
+        push_json_str(out, arguments);
+        out.extend_from_slice(b"}}]}");
+        self.chunk_end(vocab, logprobs, out);
+    }
+
+    /// `,"logprobs":..,"finish_reason":null}]}` and the frame's end.
+    fn chunk_end(&self, vocab: &Vocabulary, logprobs: &[TokenLogprob], out: &mut Vec<u8>) {
         out.extend_from_slice(b",\"logprobs\":");
         if self.spec.logprobs && !logprobs.is_empty() {
             self.push_logprobs(vocab, logprobs, out);
@@ -226,11 +267,14 @@ impl Renderer {
         out.extend_from_slice(b"}}\n\n");
     }
 
-    /// The whole response of a completion that is not streamed.
+    /// The whole response of a completion that is not streamed; a chat message with tool
+    /// calls has them in `tool_calls`, and `content` null unless it said more than blanks.
+    #[allow(clippy::too_many_arguments)]
     pub fn body(
         &self,
         vocab: &Vocabulary,
         text: &str,
+        calls: &[ToolCall],
         logprobs: &[TokenLogprob],
         finish: Finish,
         usage: Usage,
@@ -246,7 +290,11 @@ impl Renderer {
                 out.extend_from_slice(
                     b"{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":",
                 );
-                push_json_str(out, text);
+                let content = calls.is_empty() || !text.trim().is_empty();
+                push_json_opt(out, content.then_some(text));
+                if !calls.is_empty() {
+                    push_tool_calls(out, calls);
+                }
                 out.push(b'}');
             }
             Endpoint::Text => {
@@ -333,6 +381,24 @@ fn push_object_head(out: &mut Vec<u8>, spec: &RenderSpec, object: &str) {
     let _ = write!(out, ",\"created\":{},\"model\":", spec.created);
     push_json_str(out, &spec.model);
     out.extend_from_slice(b",\"choices\":[");
+}
+
+/// `,"tool_calls":[{"id":..,"type":"function","function":{"name":..,"arguments":..}},..]`
+fn push_tool_calls(out: &mut Vec<u8>, calls: &[ToolCall]) {
+    out.extend_from_slice(b",\"tool_calls\":[");
+    for (i, call) in calls.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"id\":");
+        push_json_str(out, &call.id);
+        out.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
+        push_json_str(out, &call.name);
+        out.extend_from_slice(b",\"arguments\":");
+        push_json_str(out, &call.arguments);
+        out.extend_from_slice(b"}}");
+    }
+    out.push(b']');
 }
 
 fn push_usage(out: &mut Vec<u8>, usage: Usage) {
@@ -429,6 +495,7 @@ pub(crate) mod tests {
             created: 7,
             logprobs: true,
             top_logprobs: 2,
+            tools: None,
         }
     }
 
@@ -594,7 +661,7 @@ pub(crate) mod tests {
             ..spec(Endpoint::Chat)
         });
         let mut out = vec![];
-        chat.body(&v, "b", &items, Finish::Length, usage, &mut out);
+        chat.body(&v, "b", &[], &items, Finish::Length, usage, &mut out);
         assert_eq!(
             text(&out),
             "{\"id\":\"id-1\",\"object\":\"chat.completion\",\"created\":7,\"model\":\"m\",\
@@ -610,7 +677,7 @@ pub(crate) mod tests {
             ..spec(Endpoint::Text)
         });
         out.clear();
-        plain.body(&v, "b", &[], Finish::Stop, usage, &mut out);
+        plain.body(&v, "b", &[], &[], Finish::Stop, usage, &mut out);
         assert!(text(&out).starts_with("{\"id\":\"id-1\",\"object\":\"text_completion\""));
         assert!(text(&out).contains(
             "\"choices\":[{\"index\":0,\"text\":\"b\",\"logprobs\":null,\"finish_reason\":\"stop\"}]"
