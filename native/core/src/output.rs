@@ -545,6 +545,96 @@ mod tests {
         assert_eq!(streamed.matches("\"logprobs\":null").count(), 3);
     }
 
+    /// A chat with tools over a vocabulary of single characters: the text is fed one
+    /// character per step through the parser, as tokens would be.
+    fn tools_run(stream: bool, text: &str) -> String {
+        let chars: Vec<String> = text.chars().map(|c| c.to_string()).collect();
+        let mut ids: Vec<&String> = vec![];
+        for c in &chars {
+            if !ids.contains(&c) {
+                ids.push(c);
+            }
+        }
+        let entries: Vec<String> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                // Byte-level names: a space is "Ġ", a newline "Ċ".
+                let name = c.replace(' ', "Ġ").replace('\n', "Ċ");
+                format!("{}: {i}", serde_json::to_string(&name).unwrap())
+            })
+            .collect();
+        let json = format!("{{{}}}", entries.join(", "));
+        let tokenizer = format!(
+            r#"{{"version": "1.0", "added_tokens": [], "normalizer": null,
+            "pre_tokenizer": {{"type": "ByteLevel", "add_prefix_space": false,
+                "trim_offsets": true, "use_regex": true}},
+            "post_processor": null,
+            "decoder": {{"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true,
+                "use_regex": true}},
+            "model": {{"type": "BPE", "dropout": null, "unk_token": null,
+                "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                "fuse_unk": false, "byte_fallback": false, "vocab": {json}, "merges": []}}}}"#
+        );
+        let vocab = Arc::new(Vocabulary::from_json(&tokenizer, "t").unwrap());
+        let out = OutputPath::new(Arc::clone(&vocab), false);
+        let mut request = spec(Endpoint::Chat, stream, &[]);
+        request.render = Arc::new(Renderer::new(RenderSpec {
+            logprobs: false,
+            tools: Some(crate::toolcalls::ToolSyntax::Hermes),
+            ..request.render.spec().clone()
+        }));
+        out.add(1, request).unwrap();
+        let mut frames = String::new();
+        for (i, c) in chars.iter().enumerate() {
+            let token = ids.iter().position(|x| *x == c).unwrap();
+            let step = StepInput {
+                handle: 1,
+                token: Some(i64::try_from(token).unwrap()),
+                finish: (i + 1 == chars.len()).then_some(Finish::Stop),
+                logprobs: None,
+            };
+            for o in out.step(&[step]).unwrap() {
+                frames.push_str(&String::from_utf8(o.data.unwrap_or_default()).unwrap());
+            }
+        }
+        frames
+    }
+
+    #[test]
+    fn tool_calls_stream_as_openai_deltas_and_end_with_tool_calls() {
+        let text = "<tool_call>{\"name\": \"f\", \"arguments\": {\"a\": 1}}</tool_call>";
+        let frames = tools_run(true, text);
+        assert!(
+            frames.contains("\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_"),
+            "{frames}"
+        );
+        assert!(frames
+            .contains("\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]}"));
+        let fragments: String = frames
+            .split("{\"index\":0,\"function\":{\"arguments\":\"")
+            .skip(1)
+            .map(|s| &s[..s.find("\"}}]}").unwrap()])
+            .collect();
+        assert_eq!(fragments, "{\\\"a\\\": 1}");
+        assert!(!frames.contains("\"content\":\"<"));
+        assert!(frames.contains("\"finish_reason\":\"tool_calls\""));
+    }
+
+    #[test]
+    fn a_body_with_tool_calls_has_no_content() {
+        let text = "<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call>\n";
+        let body = tools_run(false, text);
+        assert!(body.contains(
+            "\"message\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_"
+        ), "{body}");
+        assert!(body.contains("\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}"));
+        assert!(body.contains("\"finish_reason\":\"tool_calls\""));
+        let plain = tools_run(false, "just text");
+        assert!(plain.contains("\"content\":\"just text\"}"), "{plain}");
+        assert!(plain.contains("\"finish_reason\":\"stop\""));
+    }
+
     #[test]
     fn a_bad_alternative_fails_the_step_before_any_change() {
         let v = vocab();

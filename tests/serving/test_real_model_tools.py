@@ -1,0 +1,145 @@
+"""Tool calling on a real model, builtin://smollm2-135m-instruct, through the official SDK.
+
+SmolLM2's chat template takes no tools, so the runtime's fallback prompt shows them (the
+Hermes syntax in the system prompt). `tool_choice: required` makes the grammar enforce the
+call; the model still chooses the arguments. Greedy decoding keeps the answers reproducible.
+"""
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import jsonschema
+import openai
+import pytest
+from openai.types.chat import ChatCompletion, ChatCompletionMessageParam, ChatCompletionToolParam
+
+from tests.openai_wire import chat_chunks, sse_payloads
+from tests.serving.runtime_process import RuntimeProcess
+
+pytestmark = pytest.mark.real_model
+
+MODEL = "smollm2-135m-instruct"
+WEATHER: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 30},
+        "unit": {"enum": ["celsius", "fahrenheit"]},
+    },
+    "required": ["city", "unit"],
+    "additionalProperties": False,
+}
+TOOLS: list[ChatCompletionToolParam] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Get the current weather in a city.",
+            "parameters": WEATHER,
+        },
+    }
+]
+ASK: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What is the weather like in Paris today?"}
+]
+
+
+@pytest.fixture(scope="module")
+def real_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
+    log = tmp_path_factory.mktemp("real-model-tools") / "runtime.log"
+    proc = RuntimeProcess(["--model", f"builtin://{MODEL}"], log)
+    proc.start(timeout=300)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def client(real_runtime: RuntimeProcess) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{real_runtime.url}/v1", api_key="unused", max_retries=0) as sdk:
+        yield sdk
+
+
+def _create(client: openai.OpenAI, **kwargs: Any) -> ChatCompletion:
+    """A completion read raw and validated strictly with the SDK's own type."""
+    raw = client.chat.completions.with_raw_response.create(
+        model=MODEL, temperature=0, max_tokens=60, **kwargs
+    )
+    return ChatCompletion.model_validate(json.loads(raw.text), strict=True)
+
+
+def test_a_weather_question_calls_the_tool_with_the_city(client: openai.OpenAI) -> None:
+    response = _create(client, messages=ASK, tools=TOOLS, tool_choice="required")
+    choice = response.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    [call] = choice.message.tool_calls or []
+    assert call.function.name == "get_weather"
+    arguments = json.loads(call.function.arguments)
+    jsonschema.validate(arguments, WEATHER)
+    assert "Paris" in arguments["city"], arguments
+
+
+def test_the_tool_result_round_trips_into_the_answer(client: openai.OpenAI) -> None:
+    first = _create(client, messages=ASK, tools=TOOLS, tool_choice="required")
+    message = first.choices[0].message
+    [call] = message.tool_calls or []
+    history: list[ChatCompletionMessageParam] = [
+        *ASK,
+        message.model_dump(exclude_none=True),  # type: ignore[list-item]
+        {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 24 degrees celsius."},
+    ]
+    answer = _create(client, messages=history, tools=TOOLS, tool_choice="none")
+    choice = answer.choices[0]
+    assert choice.message.tool_calls is None
+    text = choice.message.content or ""
+    assert "24" in text or "sunny" in text.lower(), text
+
+
+def test_a_streamed_call_matches_the_whole_one(
+    client: openai.OpenAI, real_runtime: RuntimeProcess
+) -> None:
+    whole = _create(client, messages=ASK, tools=TOOLS, tool_choice="required")
+    [expected] = whole.choices[0].message.tool_calls or []
+    body = {
+        "model": MODEL,
+        "messages": ASK,
+        "tools": TOOLS,
+        "tool_choice": "required",
+        "temperature": 0,
+        "max_tokens": 60,
+        "stream": True,
+    }
+    reply = httpx.post(f"{real_runtime.url}/v1/chat/completions", json=body, timeout=120)
+    chunks = chat_chunks(sse_payloads(reply.content))
+    parts = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert parts[0].function and parts[0].function.name == "get_weather"
+    arguments = "".join(p.function.arguments or "" for p in parts if p.function)
+    assert arguments == expected.function.arguments
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+
+    # The SDK's own stream reads the same call.
+    stream = client.chat.completions.create(
+        model=MODEL, messages=ASK, tools=TOOLS, tool_choice="required", temperature=0,
+        max_tokens=60, stream=True,
+    )
+    sdk_arguments = "".join(
+        tc.function.arguments or ""
+        for chunk in stream
+        if chunk.choices
+        for tc in chunk.choices[0].delta.tool_calls or []
+        if tc.function
+    )
+    assert sdk_arguments == arguments
+
+
+def test_auto_lets_the_model_choose_and_what_it_writes_parses(client: openai.OpenAI) -> None:
+    response = _create(client, messages=ASK, tools=TOOLS)
+    choice = response.choices[0]
+    if choice.message.tool_calls:
+        assert choice.finish_reason == "tool_calls"
+        for call in choice.message.tool_calls:
+            assert call.function.name
+            json.loads(call.function.arguments)
+    else:
+        assert choice.message.content
+        assert "<tool_call>" not in choice.message.content or choice.finish_reason == "length"
