@@ -97,9 +97,9 @@ function = st.fixed_dictionaries(
     {"name": tool_names},
     optional={"description": texts, "parameters": parameters, "strict": st.booleans()},
 )
-tool = st.fixed_dictionaries({"type": st.sampled_from(["function", "function", "x"])}, optional={
-    "function": function
-})
+tool = st.fixed_dictionaries(
+    {"type": st.sampled_from(["function", "function", "x"])}, optional={"function": function}
+)
 tool_choice = st.sampled_from(["none", "auto", "required", "x"]) | st.fixed_dictionaries(
     {"type": st.just("function"), "function": st.fixed_dictionaries({"name": tool_names})}
 )

@@ -13,7 +13,12 @@ import httpx
 import jsonschema
 import openai
 import pytest
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam, ChatCompletionToolParam
+from openai.types.chat import (
+    ChatCompletion,
+    ChatCompletionMessageFunctionToolCall,
+    ChatCompletionMessageParam,
+    ChatCompletionToolParam,
+)
 
 from tests.openai_wire import chat_chunks, sse_payloads
 from tests.serving.runtime_process import RuntimeProcess
@@ -45,6 +50,12 @@ ASK: list[ChatCompletionMessageParam] = [
 ]
 
 
+def _function_calls(message: Any) -> list[ChatCompletionMessageFunctionToolCall]:
+    calls = message.tool_calls or []
+    assert all(isinstance(c, ChatCompletionMessageFunctionToolCall) for c in calls), calls
+    return list(calls)
+
+
 @pytest.fixture(scope="module")
 def real_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
     log = tmp_path_factory.mktemp("real-model-tools") / "runtime.log"
@@ -72,7 +83,7 @@ def test_a_weather_question_calls_the_tool_with_the_city(client: openai.OpenAI) 
     response = _create(client, messages=ASK, tools=TOOLS, tool_choice="required")
     choice = response.choices[0]
     assert choice.finish_reason == "tool_calls"
-    [call] = choice.message.tool_calls or []
+    [call] = _function_calls(choice.message)
     assert call.function.name == "get_weather"
     arguments = json.loads(call.function.arguments)
     jsonschema.validate(arguments, WEATHER)
@@ -82,7 +93,7 @@ def test_a_weather_question_calls_the_tool_with_the_city(client: openai.OpenAI) 
 def test_the_tool_result_round_trips_into_the_answer(client: openai.OpenAI) -> None:
     first = _create(client, messages=ASK, tools=TOOLS, tool_choice="required")
     message = first.choices[0].message
-    [call] = message.tool_calls or []
+    [call] = _function_calls(message)
     history: list[ChatCompletionMessageParam] = [
         *ASK,
         message.model_dump(exclude_none=True),  # type: ignore[list-item]
@@ -99,7 +110,7 @@ def test_a_streamed_call_matches_the_whole_one(
     client: openai.OpenAI, real_runtime: RuntimeProcess
 ) -> None:
     whole = _create(client, messages=ASK, tools=TOOLS, tool_choice="required")
-    [expected] = whole.choices[0].message.tool_calls or []
+    [expected] = _function_calls(whole.choices[0].message)
     body = {
         "model": MODEL,
         "messages": ASK,
@@ -119,8 +130,13 @@ def test_a_streamed_call_matches_the_whole_one(
 
     # The SDK's own stream reads the same call.
     stream = client.chat.completions.create(
-        model=MODEL, messages=ASK, tools=TOOLS, tool_choice="required", temperature=0,
-        max_tokens=60, stream=True,
+        model=MODEL,
+        messages=ASK,
+        tools=TOOLS,
+        tool_choice="required",
+        temperature=0,
+        max_tokens=60,
+        stream=True,
     )
     sdk_arguments = "".join(
         tc.function.arguments or ""
@@ -137,7 +153,7 @@ def test_auto_lets_the_model_choose_and_what_it_writes_parses(client: openai.Ope
     choice = response.choices[0]
     if choice.message.tool_calls:
         assert choice.finish_reason == "tool_calls"
-        for call in choice.message.tool_calls:
+        for call in _function_calls(choice.message):
             assert call.function.name
             json.loads(call.function.arguments)
     else:

@@ -13,7 +13,12 @@ import httpx
 import jsonschema
 import openai
 import pytest
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam, ChatCompletionToolParam
+from openai.types.chat import (
+    ChatCompletion,
+    ChatCompletionMessageFunctionToolCall,
+    ChatCompletionMessageParam,
+    ChatCompletionToolParam,
+)
 
 from tests.openai_wire import chat_chunks, sse_payloads
 from tests.serving.conftest import MODEL
@@ -44,7 +49,13 @@ TOOLS: list[ChatCompletionToolParam] = [
 ]
 PARAMETERS = {"get_weather": WEATHER_PARAMETERS, "get_time": {"type": "object", "maxProperties": 0}}
 ASK: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Weather in Paris?"}]
-MAX_TOKENS = 120
+MAX_TOKENS = 200
+
+
+def _function_calls(message: Any) -> list[ChatCompletionMessageFunctionToolCall]:
+    calls = message.tool_calls or []
+    assert all(isinstance(c, ChatCompletionMessageFunctionToolCall) for c in calls), calls
+    return list(calls)
 
 
 def _raw(runtime: InProcessRuntime, **body: Any) -> httpx.Response:
@@ -101,7 +112,7 @@ def test_a_named_function_is_the_one_called(runtime: InProcessRuntime) -> None:
     assert reply.status_code == 200, reply.text
     choice = _strict(reply.json()).choices[0]
     assert choice.finish_reason == "tool_calls"
-    [call] = choice.message.tool_calls or []
+    [call] = _function_calls(choice.message)
     assert _check_call(call, {"get_weather"})["city"] in {"Paris", "Tokyo", "Lima"}
 
 
@@ -133,7 +144,7 @@ def test_a_streamed_call_arrives_as_openai_tool_call_deltas(runtime: InProcessRu
     assert chunks[-1].usage is not None
 
     whole = _strict(_raw(runtime, **{**body, "stream": False, "stream_options": None}).json())
-    [call] = whole.choices[0].message.tool_calls or []
+    [call] = _function_calls(whole.choices[0].message)
     assert call.function.arguments == arguments  # same seed, same call
     assert call.function.name == "get_weather"
 
@@ -149,7 +160,7 @@ def test_a_call_and_its_result_round_trip(client: openai.OpenAI) -> None:
         max_tokens=MAX_TOKENS,
     )
     message = first.choices[0].message
-    [call] = message.tool_calls or []
+    [call] = _function_calls(message)
     history: list[ChatCompletionMessageParam] = [
         *ASK,
         message.model_dump(exclude_none=True),  # type: ignore[list-item]

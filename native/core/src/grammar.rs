@@ -406,4 +406,21 @@ mod tests {
             Err(CoreError::InvalidGrammar(_))
         ));
     }
+
+    #[test]
+    fn a_lark_grammar_puts_the_call_syntax_around_a_schema() {
+        let (compiler, eos) = compiler(0);
+        let lark = r#"start: "<t>" %json {"type": "object", "properties": {"a": {"type": "boolean"}}, "required": ["a"], "additionalProperties": false, "x-guidance": {"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}} "</t>""#;
+        let grammar = compiler.compile(&GrammarSource::Lark(lark.into())).unwrap();
+        let mut m = grammar.matcher();
+        assert!(!allowed(&m.mask().unwrap(), id_of('{')));
+        for c in "<t>{\"a\": true}</t>".chars() {
+            assert!(allowed(&m.mask().unwrap(), id_of(c)), "{c}");
+            m.consume(id_of(c)).unwrap();
+        }
+        assert!(m.is_accepting());
+        assert!(allowed(&m.mask().unwrap(), eos));
+        let bad = compiler.compile(&GrammarSource::Lark("start: %json {".into()));
+        assert!(matches!(bad, Err(CoreError::InvalidGrammar(_))));
+    }
 }

@@ -1,12 +1,12 @@
 """What a model's chat template can render."""
 
-import logging
+import re
 from typing import Any
 
 import jinja2
 import jinja2.meta
 
-log = logging.getLogger(__name__)
+_TOOLS_WORD = re.compile(r"\btools\b")
 
 
 def template_takes_tools(tokenizer: Any) -> bool:
@@ -15,9 +15,11 @@ def template_takes_tools(tokenizer: Any) -> bool:
     template = getattr(tokenizer, "chat_template", None)
     if not isinstance(template, str):
         return False
+    # Only parsed, never rendered here: autoescape changes nothing.
+    env = jinja2.Environment(autoescape=True, extensions=["jinja2.ext.loopcontrols"])
     try:
-        names = jinja2.meta.find_undeclared_variables(jinja2.Environment().parse(template))
+        names = jinja2.meta.find_undeclared_variables(env.parse(template))
     except jinja2.TemplateError:
-        log.warning("the chat template does not parse; tools go through the fallback prompt")
-        return False
+        # Tags of transformers' own ({% generation %}) do not parse here: read the words.
+        return bool(_TOOLS_WORD.search(template))
     return "tools" in names

@@ -55,8 +55,10 @@ def fallback_messages(messages: list[ChatMessage], tools: tuple[Tool, ...]) -> l
     for m in messages:
         if m.role == "tool":
             response = f"<tool_response>\n{m.text()}\n</tool_response>"
-            if out and out[-1]["role"] == "user" and out[-1]["content"].endswith(
-                "</tool_response>"
+            if (
+                out
+                and out[-1]["role"] == "user"
+                and out[-1]["content"].endswith("</tool_response>")
             ):
                 out[-1]["content"] += "\n" + response
             else:
