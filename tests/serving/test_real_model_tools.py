@@ -9,7 +9,6 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import jsonschema
 import openai
 import pytest
@@ -79,20 +78,30 @@ def _create(client: openai.OpenAI, **kwargs: Any) -> ChatCompletion:
     return ChatCompletion.model_validate(json.loads(raw.text), strict=True)
 
 
-def test_a_weather_question_calls_the_tool_with_the_city(client: openai.OpenAI) -> None:
-    response = _create(client, messages=ASK, tools=TOOLS, tool_choice="required")
-    choice = response.choices[0]
+@pytest.fixture(scope="module")
+def forced(real_runtime: RuntimeProcess) -> ChatCompletion:
+    """The answer to the weather question with the call forced, one call."""
+    with openai.OpenAI(base_url=f"{real_runtime.url}/v1", api_key="unused", max_retries=0) as sdk:
+        return _create(
+            sdk, messages=ASK, tools=TOOLS, tool_choice="required", parallel_tool_calls=False
+        )
+
+
+def test_a_weather_question_calls_the_tool_with_the_city(forced: ChatCompletion) -> None:
+    choice = forced.choices[0]
     assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
     [call] = _function_calls(choice.message)
     assert call.function.name == "get_weather"
     arguments = json.loads(call.function.arguments)
     jsonschema.validate(arguments, WEATHER)
-    assert "Paris" in arguments["city"], arguments
+    assert arguments["city"] == "Paris", arguments
 
 
-def test_the_tool_result_round_trips_into_the_answer(client: openai.OpenAI) -> None:
-    first = _create(client, messages=ASK, tools=TOOLS, tool_choice="required")
-    message = first.choices[0].message
+def test_the_tool_result_round_trips_into_the_answer(
+    client: openai.OpenAI, forced: ChatCompletion
+) -> None:
+    message = forced.choices[0].message
     [call] = _function_calls(message)
     history: list[ChatCompletionMessageParam] = [
         *ASK,
@@ -102,50 +111,32 @@ def test_the_tool_result_round_trips_into_the_answer(client: openai.OpenAI) -> N
     answer = _create(client, messages=history, tools=TOOLS, tool_choice="none")
     choice = answer.choices[0]
     assert choice.message.tool_calls is None
-    text = choice.message.content or ""
-    assert "24" in text or "sunny" in text.lower(), text
+    assert choice.finish_reason == "stop"
+    # This small model repeats the result rather than phrase it; the result is in the answer.
+    assert "24" in (choice.message.content or ""), choice.message.content
 
 
 def test_a_streamed_call_matches_the_whole_one(
-    client: openai.OpenAI, real_runtime: RuntimeProcess
+    client: openai.OpenAI, forced: ChatCompletion
 ) -> None:
-    whole = _create(client, messages=ASK, tools=TOOLS, tool_choice="required")
-    [expected] = _function_calls(whole.choices[0].message)
-    body = {
-        "model": MODEL,
-        "messages": ASK,
-        "tools": TOOLS,
-        "tool_choice": "required",
-        "temperature": 0,
-        "max_tokens": 60,
-        "stream": True,
-    }
-    reply = httpx.post(f"{real_runtime.url}/v1/chat/completions", json=body, timeout=120)
-    chunks = chat_chunks(sse_payloads(reply.content))
-    parts = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
-    assert parts[0].function and parts[0].function.name == "get_weather"
-    arguments = "".join(p.function.arguments or "" for p in parts if p.function)
-    assert arguments == expected.function.arguments
-    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
-
-    # The SDK's own stream reads the same call.
-    stream = client.chat.completions.create(
+    [expected] = _function_calls(forced.choices[0].message)
+    with client.chat.completions.with_streaming_response.create(
         model=MODEL,
         messages=ASK,
         tools=TOOLS,
         tool_choice="required",
+        parallel_tool_calls=False,
         temperature=0,
         max_tokens=60,
         stream=True,
-    )
-    sdk_arguments = "".join(
-        tc.function.arguments or ""
-        for chunk in stream
-        if chunk.choices
-        for tc in chunk.choices[0].delta.tool_calls or []
-        if tc.function
-    )
-    assert sdk_arguments == arguments
+    ) as response:
+        chunks = chat_chunks(sse_payloads(response.read()))
+    parts = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert parts[0].id and parts[0].function and parts[0].function.name == "get_weather"
+    assert len(parts) > 2  # the name, then the arguments in fragments
+    arguments = "".join(p.function.arguments or "" for p in parts if p.function)
+    assert arguments == expected.function.arguments
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
 
 
 def test_auto_lets_the_model_choose_and_what_it_writes_parses(client: openai.OpenAI) -> None:
@@ -154,8 +145,7 @@ def test_auto_lets_the_model_choose_and_what_it_writes_parses(client: openai.Ope
     if choice.message.tool_calls:
         assert choice.finish_reason == "tool_calls"
         for call in _function_calls(choice.message):
-            assert call.function.name
             json.loads(call.function.arguments)
     else:
         assert choice.message.content
-        assert "<tool_call>" not in choice.message.content or choice.finish_reason == "length"
+        assert "<tool_call>" not in choice.message.content
