@@ -263,7 +263,7 @@ tool_bodies = st.fixed_dictionaries(
 ).map(_shorten)
 
 
-@FUZZ
+@settings(FUZZ, max_examples=max(EXAMPLES // 3, 1))
 @given(body=tool_bodies)
 def test_generated_tool_requests_never_fail_the_server(
     fuzzed: InProcessRuntime, body: dict[str, Any]

@@ -55,15 +55,6 @@ def _function_calls(message: Any) -> list[ChatCompletionMessageFunctionToolCall]
     return list(calls)
 
 
-@pytest.fixture(scope="module")
-def real_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
-    log = tmp_path_factory.mktemp("real-model-tools") / "runtime.log"
-    proc = RuntimeProcess(["--model", f"builtin://{MODEL}"], log)
-    proc.start(timeout=300)
-    yield proc
-    proc.stop()
-
-
 @pytest.fixture
 def client(real_runtime: RuntimeProcess) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=f"{real_runtime.url}/v1", api_key="unused", max_retries=0) as sdk:
