@@ -20,7 +20,7 @@ use crate::gil::without_gil;
     frozen,
     from_py_object,
     module = "modelkube_native._native",
-    rename_all = "UPPERCASE"
+    rename_all = "SCREAMING_SNAKE_CASE"
 )]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
