@@ -207,6 +207,28 @@ def test_auto_with_no_call_answers_text(runtime: InProcessRuntime) -> None:
     assert choice.finish_reason in ("stop", "length")
 
 
+@pytest.mark.parametrize("seed", [8, 9])
+def test_auto_with_a_json_format_answers_calls_or_that_json(
+    runtime: InProcessRuntime, seed: int
+) -> None:
+    reply = _raw(
+        runtime,
+        messages=ASK,
+        tools=TOOLS,
+        response_format={"type": "json_object"},
+        parallel_tool_calls=False,
+        max_tokens=MAX_TOKENS,
+        temperature=1.0,
+        seed=seed,
+    )
+    choice = _strict(reply.json()).choices[0]
+    if choice.finish_reason == "tool_calls":
+        [call] = _function_calls(choice.message)
+        _check_call(call, {"get_weather", "get_time"})
+    elif choice.finish_reason == "stop":
+        assert isinstance(json.loads(choice.message.content or ""), dict)
+
+
 BAD_REQUESTS: list[tuple[dict[str, Any], str, str]] = [
     (
         {"tools": [{"type": "function", "function": {"description": "no name"}}]},
