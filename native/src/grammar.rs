@@ -55,6 +55,11 @@ impl GrammarCompiler {
     fn json_schema(&self, py: Python<'_>, schema: String) -> PyResult<Grammar> {
         self.compile(py, &GrammarSource::JsonSchema(schema))
     }
+
+    /// Output matching the Lark grammar `grammar` (llguidance's dialect, `%json` included).
+    fn lark(&self, py: Python<'_>, grammar: String) -> PyResult<Grammar> {
+        self.compile(py, &GrammarSource::Lark(grammar))
+    }
 }
 
 impl GrammarCompiler {

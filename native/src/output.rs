@@ -6,6 +6,7 @@ use std::sync::Arc;
 use modelkube_core::detok;
 use modelkube_core::output::{self, Logprobs, RequestSpec, StepInput};
 use modelkube_core::render::{self, Endpoint, ErrorBody, Finish, Renderer, Usage};
+use modelkube_core::toolcalls::ToolSyntax;
 use modelkube_core::CoreError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -19,12 +20,13 @@ use crate::gil::without_gil;
     frozen,
     from_py_object,
     module = "modelkube_native._native",
-    rename_all = "UPPERCASE"
+    rename_all = "SCREAMING_SNAKE_CASE"
 )]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
     Stop,
     Length,
+    ToolCalls,
 }
 
 impl From<FinishReason> for Finish {
@@ -32,6 +34,7 @@ impl From<FinishReason> for Finish {
         match reason {
             FinishReason::Stop => Finish::Stop,
             FinishReason::Length => Finish::Length,
+            FinishReason::ToolCalls => Finish::ToolCalls,
         }
     }
 }
@@ -41,6 +44,7 @@ impl From<Finish> for FinishReason {
         match finish {
             Finish::Stop => FinishReason::Stop,
             Finish::Length => FinishReason::Length,
+            Finish::ToolCalls => FinishReason::ToolCalls,
         }
     }
 }
@@ -99,7 +103,7 @@ impl RenderSpec {
     #[new]
     #[pyo3(signature = (
         request_id, model, *, chat, stream, created, include_usage = false, logprobs = false,
-        top_logprobs = 0, choices = 1
+        top_logprobs = 0, choices = 1, tools = false
     ))]
     fn new(
         request_id: String,
@@ -111,6 +115,7 @@ impl RenderSpec {
         logprobs: bool,
         top_logprobs: usize,
         choices: u32,
+        tools: bool,
     ) -> PyResult<Self> {
         if choices == 0 {
             return Err(to_py(CoreError::InvalidArgument(
@@ -128,6 +133,7 @@ impl RenderSpec {
             top_logprobs,
             index: 0,
             choices,
+            tools: (tools && chat).then_some(ToolSyntax::Hermes),
         };
         Ok(Self {
             inner: Arc::new(Renderer::new(spec)),

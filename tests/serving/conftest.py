@@ -64,6 +64,18 @@ def auth_runtime(start_runtime: StartRuntime, keys_file: Path) -> InProcessRunti
     return start_runtime("--api-keys-file", str(keys_file))
 
 
+@pytest.fixture(scope="session")
+def real_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
+    """One `modelkube serve` process of builtin://smollm2-135m-instruct, shared by the
+    real-model modules (its start costs tens of seconds)."""
+    log = tmp_path_factory.mktemp("real-model") / "runtime.log"
+    proc = RuntimeProcess(["--model", "builtin://smollm2-135m-instruct"], log)
+    # A cold cache converts the GGUF file first (about 10 s here).
+    proc.start(timeout=300)
+    yield proc
+    proc.stop()
+
+
 @pytest.fixture
 def client(runtime: InProcessRuntime) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=f"{runtime.url}/v1", api_key="unused", max_retries=0) as sdk:

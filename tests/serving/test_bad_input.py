@@ -177,8 +177,8 @@ CASES: list[tuple[str, Any, int, str | None, str, str | None]] = [
         {"model": MODEL, "messages": MSG, "tools": [{"type": "function"}]},
         400,
         None,
-        "tools are not supported",
-        None,
+        "Missing required parameter",
+        "tools.0.function",
     ),
     (
         "chat",

@@ -89,9 +89,44 @@ SAMPLING: dict[str, st.SearchStrategy[Any]] = {
     "priority": st.none() | st.integers(min_value=-1001, max_value=1001),
 }
 content = texts | st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": texts}))
+# Tools: names valid and not, schemas that compile and ones that do not, calls in history.
+tool_names = st.sampled_from(["f", "get_weather"]) | texts
+parameters = (
+    st.none()
+    | st.just({"type": "object", "properties": {"x": {"enum": [1, 2]}}, "required": ["x"]})
+    | st.dictionaries(
+        st.sampled_from(["type", "properties", "required", "$ref", "enum", "x"]),
+        json_values,
+        max_size=3,
+    )
+)
+function = st.fixed_dictionaries(
+    {"name": tool_names},
+    optional={"description": texts, "parameters": parameters, "strict": st.booleans()},
+)
+tool = st.fixed_dictionaries(
+    {"type": st.sampled_from(["function", "function", "x"])}, optional={"function": function}
+)
+tool_choice = st.sampled_from(["none", "auto", "required", "x"]) | st.fixed_dictionaries(
+    {"type": st.just("function"), "function": st.fixed_dictionaries({"name": tool_names})}
+)
+tool_call = st.fixed_dictionaries(
+    {
+        "id": texts,
+        "type": st.just("function"),
+        "function": st.fixed_dictionaries(
+            {"name": tool_names, "arguments": texts | st.just('{"x": 1}')}
+        ),
+    }
+)
 message = st.fixed_dictionaries(
     {"role": st.sampled_from(["system", "developer", "user", "assistant", "tool", "bot"])},
-    optional={"content": st.none() | content, "name": texts},
+    optional={
+        "content": st.none() | content,
+        "name": texts,
+        "tool_calls": st.lists(tool_call, max_size=2),
+        "tool_call_id": texts,
+    },
 )
 CHAT: dict[str, st.SearchStrategy[Any]] = {
     **SAMPLING,
@@ -124,6 +159,9 @@ CHAT: dict[str, st.SearchStrategy[Any]] = {
     "audio": st.none() | st.fixed_dictionaries({"voice": st.just("alloy")}),
     "prediction": st.none() | st.fixed_dictionaries({"type": st.just("content")}),
     "web_search_options": st.none() | st.just({}),
+    "tools": st.none() | st.lists(tool, max_size=3),
+    "tool_choice": st.none() | tool_choice,
+    "parallel_tool_calls": st.none() | st.booleans(),
 }
 TEXT: dict[str, st.SearchStrategy[Any]] = {
     **SAMPLING,
@@ -219,6 +257,35 @@ def _text_chunk_as_completion(payload: dict[str, Any]) -> dict[str, Any]:
 @FUZZ
 @given(body=chat_bodies)
 def test_generated_chat_requests_never_fail_the_server(
+    fuzzed: InProcessRuntime, body: dict[str, Any]
+) -> None:
+    _check(_post(f"{fuzzed.url}/v1/chat/completions", body), chat=True)
+
+
+# Tool requests that reach the engine more often: a user turn, tools, and a choice of calling.
+tool_bodies = st.fixed_dictionaries(
+    {
+        "model": st.just(MODEL),
+        "messages": st.lists(message, min_size=1, max_size=3).map(
+            lambda ms: [{"role": "user", "content": "hi"}, *ms]
+        ),
+        "tools": st.lists(
+            st.fixed_dictionaries({"type": st.just("function"), "function": function}),
+            min_size=1,
+            max_size=3,
+        ),
+    },
+    optional={
+        "tool_choice": tool_choice,
+        "parallel_tool_calls": st.booleans(),
+        "stream": st.booleans(),
+    },
+).map(_shorten)
+
+
+@settings(FUZZ, max_examples=max(EXAMPLES // 3, 1))
+@given(body=tool_bodies)
+def test_generated_tool_requests_never_fail_the_server(
     fuzzed: InProcessRuntime, body: dict[str, Any]
 ) -> None:
     _check(_post(f"{fuzzed.url}/v1/chat/completions", body), chat=True)

@@ -34,16 +34,6 @@ JAPANESE: list[ChatCompletionMessageParam] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def real_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
-    log = tmp_path_factory.mktemp("real-model") / "runtime.log"
-    proc = RuntimeProcess(["--model", f"builtin://{MODEL}"], log)
-    # A cold cache converts the GGUF file first (about 10 s here).
-    proc.start(timeout=300)
-    yield proc
-    proc.stop()
-
-
 @pytest.fixture
 def client(real_runtime: RuntimeProcess) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=f"{real_runtime.url}/v1", api_key="unused", max_retries=0) as sdk:

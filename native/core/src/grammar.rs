@@ -30,13 +30,15 @@ pub enum GrammarSource {
     JsonObject,
     /// `response_format: {"type": "json_schema"}`: the schema's JSON text.
     JsonSchema(String),
+    /// A Lark grammar in llguidance's dialect (tool calls: the call syntax around `%json`).
+    Lark(String),
 }
 
 impl GrammarSource {
     fn key(&self) -> &str {
         match self {
             GrammarSource::JsonObject => "json_object",
-            GrammarSource::JsonSchema(text) => text,
+            GrammarSource::JsonSchema(text) | GrammarSource::Lark(text) => text,
         }
     }
 }
@@ -106,27 +108,30 @@ impl GrammarCompiler {
     }
 
     fn compile_uncached(&self, source: &GrammarSource) -> CoreResult<CompiledGrammar> {
-        let schema = match source {
-            GrammarSource::JsonObject => serde_json::json!({"type": "object"}),
-            GrammarSource::JsonSchema(text) => {
-                if text.len() > MAX_SCHEMA_BYTES {
-                    return Err(CoreError::InvalidGrammar(format!(
-                        "the schema has {} bytes, more than the {MAX_SCHEMA_BYTES} allowed",
-                        text.len()
-                    )));
-                }
-                serde_json::from_str(text).map_err(|e| {
-                    CoreError::InvalidGrammar(format!("the schema is not JSON: {e}"))
-                })?
-            }
+        let text = match source {
+            GrammarSource::JsonObject => "",
+            GrammarSource::JsonSchema(text) | GrammarSource::Lark(text) => text,
         };
-        let schema = with_layout(schema);
+        if text.len() > MAX_SCHEMA_BYTES {
+            return Err(CoreError::InvalidGrammar(format!(
+                "the schema has {} bytes, more than the {MAX_SCHEMA_BYTES} allowed",
+                text.len()
+            )));
+        }
+        let grammar = match source {
+            GrammarSource::JsonObject => TopLevelGrammar::from_json_schema(with_layout(
+                serde_json::json!({"type": "object"}),
+            )),
+            GrammarSource::JsonSchema(text) => {
+                let schema = serde_json::from_str(text).map_err(|e| {
+                    CoreError::InvalidGrammar(format!("the schema is not JSON: {e}"))
+                })?;
+                TopLevelGrammar::from_json_schema(with_layout(schema))
+            }
+            GrammarSource::Lark(text) => TopLevelGrammar::from_lark(text.clone()),
+        };
         let started = Instant::now();
-        let parser = guard(|| {
-            self.factory
-                .create_parser(TopLevelGrammar::from_json_schema(schema))
-        })
-        .map_err(|e| match e {
+        let parser = guard(|| self.factory.create_parser(grammar)).map_err(|e| match e {
             CoreError::Grammar(reason) => CoreError::InvalidGrammar(reason),
             other => other,
         })?;
@@ -400,5 +405,22 @@ mod tests {
             compiler.compile(&GrammarSource::JsonSchema(huge)),
             Err(CoreError::InvalidGrammar(_))
         ));
+    }
+
+    #[test]
+    fn a_lark_grammar_puts_the_call_syntax_around_a_schema() {
+        let (compiler, eos) = compiler(0);
+        let lark = r#"start: "<t>" %json {"type": "object", "properties": {"a": {"type": "boolean"}}, "required": ["a"], "additionalProperties": false, "x-guidance": {"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}} "</t>""#;
+        let grammar = compiler.compile(&GrammarSource::Lark(lark.into())).unwrap();
+        let mut m = grammar.matcher();
+        assert!(!allowed(&m.mask().unwrap(), id_of('{')));
+        for c in "<t>{\"a\": true}</t>".chars() {
+            assert!(allowed(&m.mask().unwrap(), id_of(c)), "{c}");
+            m.consume(id_of(c)).unwrap();
+        }
+        assert!(m.is_accepting());
+        assert!(allowed(&m.mask().unwrap(), eos));
+        let bad = compiler.compile(&GrammarSource::Lark("start: %json {".into()));
+        assert!(matches!(bad, Err(CoreError::InvalidGrammar(_))));
     }
 }

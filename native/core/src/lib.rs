@@ -11,6 +11,7 @@ pub mod prefix;
 pub mod ratelimit;
 pub mod render;
 pub mod stops;
+pub mod toolcalls;
 pub mod upstream;
 
 pub use error::{CoreError, CoreResult};

@@ -14,6 +14,7 @@ use crate::detok::{StreamDecoder, Vocabulary};
 use crate::error::{CoreError, CoreResult};
 use crate::render::{Finish, Renderer, TokenLogprob, Usage};
 use crate::stops::StopMatcher;
+use crate::toolcalls::{ToolCallParser, ToolEvent};
 
 /// How many finished handles are remembered, to tell "finished" from "unknown" in errors.
 const FINISHED_MEMORY: usize = 4096;
@@ -72,6 +73,8 @@ struct Request {
     spec: RequestSpec,
     decoder: StreamDecoder,
     stops: StopMatcher,
+    /// Chat with tools: the parser of tool calls in the shown text.
+    tools: Option<ToolCallParser>,
     /// Not streaming: the text so far.
     text: String,
     decoded_chars: u64,
@@ -150,6 +153,7 @@ impl OutputPath {
         table.finished.remove(&handle);
         let request = Request {
             stops: StopMatcher::new(spec.stops.clone()),
+            tools: spec.render.spec().tools.map(|_| ToolCallParser::new()),
             decoder: StreamDecoder::new(&self.vocab, spec.skip_special_tokens),
             spec,
             text: String::new(),
@@ -254,12 +258,13 @@ impl OutputPath {
             .stops
             .push(&decoded, &mut shown, input.finish.is_some());
         request.shown_chars += shown.chars().count() as u64;
-        let finish = if stopped {
+        let mut finish = if stopped {
             Some(Finish::Stop)
         } else {
             input.finish
         };
         let released = release(request, finish.is_some(), stopped);
+        let events = parse_tools(request, &shown, &mut finish);
         let first = request.completion_tokens == 1 && input.token.is_some();
         if shown.is_empty() && released.is_empty() && finish.is_none() && !first {
             return Ok(None);
@@ -272,7 +277,9 @@ impl OutputPath {
         };
         let (text, data) = if spec.stream {
             let mut frames = Vec::with_capacity(192 + shown.len());
-            if !shown.is_empty() || !released.is_empty() {
+            if let Some(events) = &events {
+                push_tool_events(&render, &self.vocab, events, &released, &mut frames);
+            } else if !shown.is_empty() || !released.is_empty() {
                 render.delta(&self.vocab, &shown, &released, &mut frames);
             }
             if let Some(finish) = finish {
@@ -283,18 +290,22 @@ impl OutputPath {
             }
             (shown, (!frames.is_empty()).then_some(frames))
         } else {
-            request.text.push_str(&shown);
+            match &events {
+                Some(events) => request.text.extend(events.iter().filter_map(content)),
+                None => request.text.push_str(&shown),
+            }
             request.logprobs.extend(released);
             match finish {
                 Some(finish) => {
                     let text = std::mem::take(&mut request.text);
+                    let calls = request.tools.as_ref().map_or(&[][..], |p| p.calls());
                     let mut body = Vec::with_capacity(256 + text.len());
+                    let lp = &request.logprobs;
                     if spec.sole() {
-                        let lp = &request.logprobs;
-                        render.body(&self.vocab, &text, lp, finish, usage, &mut body);
+                        render.body(&self.vocab, &text, calls, lp, finish, usage, &mut body);
                     } else {
                         // One of several choices: the service joins them.
-                        render.choice(&self.vocab, &text, &request.logprobs, finish, &mut body);
+                        render.choice(&self.vocab, &text, calls, lp, finish, &mut body);
                     }
                     (text, Some(body))
                 }
@@ -309,6 +320,56 @@ impl OutputPath {
             completion_tokens: request.completion_tokens,
             tokens,
         }))
+    }
+}
+
+/// A chat with tools: what the shown text says (content, calls); a stop after calls is
+/// `tool_calls`. None without tools.
+fn parse_tools(
+    request: &mut Request,
+    shown: &str,
+    finish: &mut Option<Finish>,
+) -> Option<Vec<ToolEvent>> {
+    let parser = request.tools.as_mut()?;
+    let mut events = Vec::new();
+    parser.push(shown, finish.is_some(), &mut events);
+    if *finish == Some(Finish::Stop) && !parser.calls().is_empty() {
+        *finish = Some(Finish::ToolCalls);
+    }
+    Some(events)
+}
+
+fn content(event: &ToolEvent) -> Option<&str> {
+    match event {
+        ToolEvent::Content(text) => Some(text),
+        _ => None,
+    }
+}
+
+/// The chunks of one step of a chat with tools, in the order its text says them; the logprob
+/// entries released go with the first.
+fn push_tool_events(
+    render: &Renderer,
+    vocab: &Vocabulary,
+    events: &[ToolEvent],
+    released: &[TokenLogprob],
+    out: &mut Vec<u8>,
+) {
+    let mut logprobs = released;
+    for event in events {
+        match event {
+            ToolEvent::Content(text) => render.delta(vocab, text, logprobs, out),
+            ToolEvent::Start { index, id, name } => {
+                render.tool_delta(vocab, *index, Some((id, name)), "", logprobs, out);
+            }
+            ToolEvent::Arguments { index, fragment } => {
+                render.tool_delta(vocab, *index, None, fragment, logprobs, out);
+            }
+        }
+        logprobs = &[];
+    }
+    if !logprobs.is_empty() {
+        render.delta(vocab, "", logprobs, out);
     }
 }
 
@@ -366,6 +427,7 @@ mod tests {
                 top_logprobs: 0,
                 index: 0,
                 choices: 1,
+                tools: None,
             })),
             stops: stops.iter().map(|s| (*s).to_string()).collect(),
             prompt_tokens: 1,
@@ -482,6 +544,96 @@ mod tests {
         let streamed = frames(&run(&out, &[0, 1]));
         assert!(!streamed.contains("\"content\":["));
         assert_eq!(streamed.matches("\"logprobs\":null").count(), 3);
+    }
+
+    /// A chat with tools over a vocabulary of single characters: the text is fed one
+    /// character per step through the parser, as tokens would be.
+    fn tools_run(stream: bool, text: &str) -> String {
+        let chars: Vec<String> = text.chars().map(|c| c.to_string()).collect();
+        let mut ids: Vec<&String> = vec![];
+        for c in &chars {
+            if !ids.contains(&c) {
+                ids.push(c);
+            }
+        }
+        let entries: Vec<String> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                // Byte-level names: a space is "Ġ", a newline "Ċ".
+                let name = c.replace(' ', "Ġ").replace('\n', "Ċ");
+                format!("{}: {i}", serde_json::to_string(&name).unwrap())
+            })
+            .collect();
+        let json = format!("{{{}}}", entries.join(", "));
+        let tokenizer = format!(
+            r#"{{"version": "1.0", "added_tokens": [], "normalizer": null,
+            "pre_tokenizer": {{"type": "ByteLevel", "add_prefix_space": false,
+                "trim_offsets": true, "use_regex": true}},
+            "post_processor": null,
+            "decoder": {{"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true,
+                "use_regex": true}},
+            "model": {{"type": "BPE", "dropout": null, "unk_token": null,
+                "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                "fuse_unk": false, "byte_fallback": false, "vocab": {json}, "merges": []}}}}"#
+        );
+        let vocab = Arc::new(Vocabulary::from_json(&tokenizer, "t").unwrap());
+        let out = OutputPath::new(Arc::clone(&vocab), false);
+        let mut request = spec(Endpoint::Chat, stream, &[]);
+        request.render = Arc::new(Renderer::new(RenderSpec {
+            logprobs: false,
+            tools: Some(crate::toolcalls::ToolSyntax::Hermes),
+            ..request.render.spec().clone()
+        }));
+        out.add(1, request).unwrap();
+        let mut frames = String::new();
+        for (i, c) in chars.iter().enumerate() {
+            let token = ids.iter().position(|x| *x == c).unwrap();
+            let step = StepInput {
+                handle: 1,
+                token: Some(i64::try_from(token).unwrap()),
+                finish: (i + 1 == chars.len()).then_some(Finish::Stop),
+                logprobs: None,
+            };
+            for o in out.step(&[step]).unwrap() {
+                frames.push_str(&String::from_utf8(o.data.unwrap_or_default()).unwrap());
+            }
+        }
+        frames
+    }
+
+    #[test]
+    fn tool_calls_stream_as_openai_deltas_and_end_with_tool_calls() {
+        let text = "<tool_call>{\"name\": \"f\", \"arguments\": {\"a\": 1}}</tool_call>";
+        let frames = tools_run(true, text);
+        assert!(
+            frames.contains("\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_"),
+            "{frames}"
+        );
+        assert!(frames
+            .contains("\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]}"));
+        let fragments: String = frames
+            .split("{\"index\":0,\"function\":{\"arguments\":\"")
+            .skip(1)
+            .map(|s| &s[..s.find("\"}}]}").unwrap()])
+            .collect();
+        assert_eq!(fragments, "{\\\"a\\\": 1}");
+        assert!(!frames.contains("\"content\":\"<"));
+        assert!(frames.contains("\"finish_reason\":\"tool_calls\""));
+    }
+
+    #[test]
+    fn a_body_with_tool_calls_has_no_content() {
+        let text = "<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call>\n";
+        let body = tools_run(false, text);
+        assert!(body.contains(
+            "\"message\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_"
+        ), "{body}");
+        assert!(body.contains("\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}"));
+        assert!(body.contains("\"finish_reason\":\"tool_calls\""));
+        let plain = tools_run(false, "just text");
+        assert!(plain.contains("\"content\":\"just text\"}"), "{plain}");
+        assert!(plain.contains("\"finish_reason\":\"stop\""));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use crate::detok::Vocabulary;
+use crate::toolcalls::{ToolCall, ToolSyntax};
 
 /// The end of every successful stream.
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
@@ -76,6 +77,8 @@ pub enum Endpoint {
 pub enum Finish {
     Stop,
     Length,
+    /// It stopped after calling tools.
+    ToolCalls,
 }
 
 impl Finish {
@@ -83,6 +86,7 @@ impl Finish {
         match self {
             Finish::Stop => "stop",
             Finish::Length => "length",
+            Finish::ToolCalls => "tool_calls",
         }
     }
 }
@@ -132,6 +136,8 @@ pub struct RenderSpec {
     /// own finish renders only its finish chunk, or its choice object.
     pub index: u32,
     pub choices: u32,
+    /// Chat only: tool calls written in this syntax are parsed into `tool_calls`.
+    pub tools: Option<ToolSyntax>,
 }
 
 impl RenderSpec {
@@ -209,6 +215,42 @@ impl Renderer {
                 push_json_str(out, text);
             }
         }
+        self.chunk_end(vocab, logprobs, out);
+    }
+
+    /// A chat chunk of a tool call: its start (`id`, `type`, the function's name, no
+    /// arguments yet) when `start` is given, else a fragment of its arguments.
+    pub fn tool_delta(
+        &self,
+        vocab: &Vocabulary,
+        index: usize,
+        start: Option<(&str, &str)>,
+        arguments: &str,
+        logprobs: &[TokenLogprob],
+        out: &mut Vec<u8>,
+    ) {
+        out.extend_from_slice(&self.head);
+        let _ = write!(
+            out,
+                "{{\"index\":{},\"delta\":{{\"tool_calls\":[{{\"index\":{index},",
+            self.spec.index
+        );
+        if let Some((id, name)) = start {
+            out.extend_from_slice(b"\"id\":");
+            push_json_str(out, id);
+            out.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
+            push_json_str(out, name);
+            out.extend_from_slice(b",\"arguments\":");
+        } else {
+            out.extend_from_slice(b"\"function\":{\"arguments\":");
+        }
+        push_json_str(out, arguments);
+        out.extend_from_slice(b"}}]}");
+        self.chunk_end(vocab, logprobs, out);
+    }
+
+    /// `,"logprobs":..,"finish_reason":null}]}` and the frame's end.
+    fn chunk_end(&self, vocab: &Vocabulary, logprobs: &[TokenLogprob], out: &mut Vec<u8>) {
         out.extend_from_slice(b",\"logprobs\":");
         if self.spec.logprobs && !logprobs.is_empty() {
             self.push_logprobs(vocab, logprobs, out);
@@ -259,26 +301,32 @@ impl Renderer {
         out.extend_from_slice(b"}}\n\n");
     }
 
-    /// The whole response of a completion that is not streamed.
+    /// The whole response of a completion that is not streamed; a chat message with tool
+    /// calls has them in `tool_calls`, and `content` null unless it said more than blanks.
+    #[allow(clippy::too_many_arguments)]
     pub fn body(
         &self,
         vocab: &Vocabulary,
         text: &str,
+        calls: &[ToolCall],
         logprobs: &[TokenLogprob],
         finish: Finish,
         usage: Usage,
         out: &mut Vec<u8>,
     ) {
         let mut choice = Vec::with_capacity(128 + text.len());
-        self.choice(vocab, text, logprobs, finish, &mut choice);
+        self.choice(vocab, text, calls, logprobs, finish, &mut choice);
         self.join(&[choice], usage, out);
     }
 
-    /// One choice object of a response that is not streamed (`{"index": .., ..}`).
+    /// One choice object of a response that is not streamed (`{"index": .., ..}`); a chat
+    /// message with tool calls has them in `tool_calls`, and `content` null unless it said
+    /// more than blanks.
     pub fn choice(
         &self,
         vocab: &Vocabulary,
         text: &str,
+        calls: &[ToolCall],
         logprobs: &[TokenLogprob],
         finish: Finish,
         out: &mut Vec<u8>,
@@ -287,8 +335,13 @@ impl Renderer {
         match self.spec.endpoint {
             Endpoint::Chat => {
                 out.extend_from_slice(b"\"message\":{\"role\":\"assistant\",\"content\":");
-                push_json_str(out, text);
-                out.extend_from_slice(b",\"refusal\":null}");
+                let content = calls.is_empty() || !text.trim().is_empty();
+                push_json_opt(out, content.then_some(text));
+                out.extend_from_slice(b",\"refusal\":null");
+                if !calls.is_empty() {
+                    push_tool_calls(out, calls);
+                }
+                out.push(b'}');
             }
             Endpoint::Text => {
                 out.extend_from_slice(b"\"text\":");
@@ -397,6 +450,24 @@ fn push_index(out: &mut Vec<u8>, index: u32) {
     let _ = write!(out, "{{\"index\":{index},");
 }
 
+/// `,"tool_calls":[{"id":..,"type":"function","function":{"name":..,"arguments":..}},..]`
+fn push_tool_calls(out: &mut Vec<u8>, calls: &[ToolCall]) {
+    out.extend_from_slice(b",\"tool_calls\":[");
+    for (i, call) in calls.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"id\":");
+        push_json_str(out, &call.id);
+        out.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
+        push_json_str(out, &call.name);
+        out.extend_from_slice(b",\"arguments\":");
+        push_json_str(out, &call.arguments);
+        out.extend_from_slice(b"}}");
+    }
+    out.push(b']');
+}
+
 fn push_usage(out: &mut Vec<u8>, usage: Usage) {
     let total = usage.prompt_tokens + usage.completion_tokens;
     let _ = write!(
@@ -493,6 +564,7 @@ pub(crate) mod tests {
             top_logprobs: 2,
             index: 0,
             choices: 1,
+            tools: None,
         }
     }
 
@@ -658,7 +730,7 @@ pub(crate) mod tests {
             ..spec(Endpoint::Chat)
         });
         let mut out = vec![];
-        chat.body(&v, "b", &items, Finish::Length, usage, &mut out);
+        chat.body(&v, "b", &[], &items, Finish::Length, usage, &mut out);
         assert_eq!(
             text(&out),
             "{\"id\":\"id-1\",\"object\":\"chat.completion\",\"created\":7,\"model\":\"m\",\
@@ -674,7 +746,7 @@ pub(crate) mod tests {
             ..spec(Endpoint::Text)
         });
         out.clear();
-        plain.body(&v, "b", &[], Finish::Stop, usage, &mut out);
+        plain.body(&v, "b", &[], &[], Finish::Stop, usage, &mut out);
         assert!(text(&out).starts_with("{\"id\":\"id-1\",\"object\":\"text_completion\""));
         assert!(text(&out).contains(
             "\"choices\":[{\"index\":0,\"text\":\"b\",\"logprobs\":null,\"finish_reason\":\"stop\"}]"
@@ -738,8 +810,8 @@ pub(crate) mod tests {
             ..group
         });
         let (mut a, mut b) = (vec![], vec![]);
-        bodies.choice(&v, "a", &[], Finish::Stop, &mut a);
-        Renderer::new(bodies.spec().for_choice(1)).choice(&v, "b", &[], Finish::Length, &mut b);
+        bodies.choice(&v, "a", &[], &[], Finish::Stop, &mut a);
+        Renderer::new(bodies.spec().for_choice(1)).choice(&v, "b", &[], &[], Finish::Length, &mut b);
         out.clear();
         bodies.join(&[a, b], usage, &mut out);
         let body = text(&out);

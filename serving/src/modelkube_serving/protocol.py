@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from modelkube_serving.protocol_sampling import MAX_CHOICES, NewerChatFields, check_logit_bias
+from modelkube_serving.protocol_tools import MessageToolCall, Tool, ToolChoice
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -46,11 +47,20 @@ class ChatMessage(_Strict):
     role: Role
     content: str | list[TextPart] | None = None
     name: str | None = None
+    # An assistant's calls (its content may then be null), and the call a tool message answers.
+    tool_calls: list[MessageToolCall] | None = None
+    tool_call_id: str | None = None
 
     @model_validator(mode="after")
     def _content_required(self) -> "ChatMessage":
         if self.content is None and self.role != "assistant":
             raise ValueError(f"content is required for role '{self.role}'")
+        if self.tool_calls is not None and self.role != "assistant":
+            raise ValueError("tool_calls are only allowed in assistant messages")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message requires tool_call_id: the id of the call it answers")
+        if self.tool_call_id is not None and self.role != "tool":
+            raise ValueError("tool_call_id is only allowed in tool messages")
         return self
 
     def text(self) -> str:
@@ -175,9 +185,9 @@ class ChatCompletionRequest(NewerChatFields, _SamplingFields):
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     response_format: ResponseFormat | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool = True
     metadata: dict[str, str] | None = None
     store: bool | None = None
     service_tier: str | None = None
@@ -186,8 +196,6 @@ class ChatCompletionRequest(NewerChatFields, _SamplingFields):
     def _chat_rules(self) -> "ChatCompletionRequest":
         if self.top_logprobs and not self.logprobs:
             raise ValueError("top_logprobs requires logprobs to be true")
-        if self.tools:
-            raise ValueError("tools are not supported by this runtime")
         return self
 
     def token_limit(self) -> int | None:

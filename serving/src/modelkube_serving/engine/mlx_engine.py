@@ -28,6 +28,7 @@ from modelkube_native import (
 )
 
 from modelkube_serving.engine.batch_loop import BatchLoop
+from modelkube_serving.engine.chat_template import template_takes_tools
 from modelkube_serving.engine.engine_loop import Commands, EngineLoop, LoadDone
 from modelkube_serving.engine.loading import context_length, load_model, vocab_size
 from modelkube_serving.engine.prompt_cache import PromptCache
@@ -74,6 +75,7 @@ class MLXEngine:
         self._base: Any = None
         self._vocabulary: Vocabulary | None = None
         self._grammars: GrammarCompiler | None = None
+        self.template_tools = False
         # Event-loop side: adapters that take requests, and loads not answered yet.
         self._servable: set[str] = set()
         self._caches: list[weakref.ref[PromptCache]] = []  # each live variant's
@@ -109,9 +111,11 @@ class MLXEngine:
             self._thread.join(timeout)
 
     # -- the Engine protocol --------------------------------------------------------
-    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+    def encode_chat(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> list[int]:
         tokens: list[int] = self._tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True
+            messages, tools=tools, add_generation_prompt=True
         )
         return list(tokens)
 
@@ -130,6 +134,14 @@ class MLXEngine:
         if schema is None:
             return self._grammars.json_object()
         return self._grammars.json_schema(schema)
+
+    def lark(self, grammar: str) -> Grammar:
+        if self._grammars is None:
+            raise InvalidGrammarError(
+                "tool_choice required and named functions are not available for this model: "
+                "its tokenizer cannot be constrained"
+            )
+        return self._grammars.lark(grammar)
 
     def submit(self, request: GenerationRequest, render: RenderSpec, sink: EventSink) -> None:
         self._commands.put(("submit", request, render, sink))
@@ -182,6 +194,7 @@ class MLXEngine:
             self._base, self._tokenizer = load_model(self._path)
             self._vocabulary = Vocabulary(str(self._path / "tokenizer.json"))
             self._grammars = self._grammar_compiler()
+            self.template_tools = template_takes_tools(self._tokenizer)
             base = self._make_loop(self._base, self.model_name)
         except Exception as exc:  # reported to the app, which exits with one line
             self._load_error = exc

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from modelkube_native import FinishReason, Grammar, RenderSpec
 
@@ -82,14 +82,23 @@ class Engine(Protocol):
     model_name: str
     context_length: int
     vocab_size: int
+    # Whether the model's chat template takes a `tools` variable (else tools are shown to the
+    # model through the fallback system prompt).
+    template_tools: bool
 
-    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]: ...
+    def encode_chat(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> list[int]: ...
 
     def encode(self, text: str) -> list[int]: ...
 
     def grammar(self, schema: str | None) -> Grammar:
         """The compiled grammar of a JSON schema's text (None: any JSON object); raises
         InvalidGrammarError when it cannot compile."""
+        ...
+
+    def lark(self, grammar: str) -> Grammar:
+        """The compiled grammar of a Lark grammar's text (llguidance's dialect)."""
         ...
 
     def submit(self, request: GenerationRequest, render: RenderSpec, sink: EventSink) -> None:

@@ -31,6 +31,8 @@ from modelkube_serving.protocol import ChatCompletionRequest, CompletionRequest,
 from modelkube_serving.protocol_sampling import token_biases
 from modelkube_serving.services import responses
 from modelkube_serving.services.admission import Admission, Slot, Ticket
+from modelkube_serving.services.tools.encoding import encode_conversation, tool_grammar
+from modelkube_serving.services.tools.plan import plan_tools
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Prepared:
     arrived: float
     priority: int = 0
     model: str = ""  # the name it asked for: the base model's, or "<base>:<adapter>"
+    tools: bool = False  # tool calls in the output are parsed into `tool_calls`
     created: int = field(default_factory=lambda: int(time.time()))
 
     @functools.cached_property
@@ -60,6 +63,7 @@ class Prepared:
             logprobs=g.logprobs,
             top_logprobs=g.top_logprobs,
             choices=g.n,
+            tools=self.tools,
         )
 
 
@@ -108,11 +112,14 @@ class CompletionService:
 
     def prepare_chat(self, req: ChatCompletionRequest) -> Prepared:
         adapter = self.check_model(req.model)
-        messages = [{"role": m.role, "content": m.text()} for m in req.messages]
-        prompt = self.engine.encode_chat(messages)
+        plan = plan_tools(req)
+        prompt = encode_conversation(self.engine, req.messages, plan)
         logprobs = req.logprobs
-        grammar = self._grammar(req.response_format)
-        return self._prepare(
+        answer = _answer_schema(req.response_format)
+        grammar = tool_grammar(self.engine, plan, answer)
+        if grammar is None and not plan.forced:
+            grammar = self._grammar(req.response_format)
+        prepared = self._prepare(
             "chat",
             req,
             adapter,
@@ -122,6 +129,8 @@ class CompletionService:
             req.top_logprobs or 0,
             grammar,
         )
+        prepared.tools = plan.active
+        return prepared
 
     def _grammar(self, response_format: ResponseFormat | None) -> Grammar | None:
         """The grammar the output is constrained to; a schema that cannot compile is a 400
@@ -319,6 +328,15 @@ def _usage(done: list[Finished]) -> tuple[int, int, int]:
     """A response's usage over its choices: the prompt once, every choice's completion."""
     first = done[0]
     return first.prompt_tokens, sum(d.completion_tokens for d in done), first.cached_tokens
+
+
+def _answer_schema(response_format: ResponseFormat | None) -> dict[str, Any] | None:
+    """The JSON schema a `response_format` asks for (any object for `json_object`)."""
+    if response_format is None or response_format.type == "text":
+        return None
+    if response_format.json_schema is None or not response_format.json_schema.schema_:
+        return {"type": "object"}
+    return response_format.json_schema.schema_
 
 
 def _failure(done: Finished) -> EngineFailure:
