@@ -17,8 +17,11 @@ export CARGO_TARGET_DIR ?= $(CACHE_DIR)/cargo-target
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO := cargo
 NATIVE := --manifest-path native/Cargo.toml
+# llama.cpp as vendored by the llama-cpp-python sdist (PyPI): native/llama/build.rs compiles it.
+LLAMA_CPP_PYTHON := 0.3.36
+export MODELKUBE_LLAMA_CPP_SRC ?= $(CACHE_DIR)/llama.cpp-src-$(LLAMA_CPP_PYTHON)
 
-.PHONY: help install system-deps python-deps models controlplane lint native-test test demo bench clean
+.PHONY: help install system-deps llama-cpp-src python-deps models controlplane lint native-test test demo bench clean
 
 help:
 	@echo "make demo   install, then serve builtin://tiny through the openai SDK, and run the"
@@ -48,7 +51,21 @@ $(UV):
 	python3 -m venv $(UV_HOME)
 	$(UV_HOME)/bin/pip install -q uv==$(UV_VERSION)
 
-python-deps: $(UV)
+llama-cpp-src: $(MODELKUBE_LLAMA_CPP_SRC)/include/llama.h
+
+# pip's own download of the sdist (no binary), unpacked once into the cache.
+$(MODELKUBE_LLAMA_CPP_SRC)/include/llama.h: | $(UV)
+	rm -rf $(MODELKUBE_LLAMA_CPP_SRC).tmp && mkdir -p $(MODELKUBE_LLAMA_CPP_SRC).tmp
+	$(UV) tool run pip download -q --no-deps --no-binary :all: \
+	  -d $(MODELKUBE_LLAMA_CPP_SRC).tmp llama-cpp-python==$(LLAMA_CPP_PYTHON)
+	tar xzf $(MODELKUBE_LLAMA_CPP_SRC).tmp/llama_cpp_python-$(LLAMA_CPP_PYTHON).tar.gz \
+	  -C $(MODELKUBE_LLAMA_CPP_SRC).tmp llama_cpp_python-$(LLAMA_CPP_PYTHON)/vendor/llama.cpp
+	rm -rf $(MODELKUBE_LLAMA_CPP_SRC)
+	mv $(MODELKUBE_LLAMA_CPP_SRC).tmp/llama_cpp_python-$(LLAMA_CPP_PYTHON)/vendor/llama.cpp \
+	  $(MODELKUBE_LLAMA_CPP_SRC)
+	rm -rf $(MODELKUBE_LLAMA_CPP_SRC).tmp
+
+python-deps: $(UV) llama-cpp-src
 	$(UV) sync --frozen --all-packages
 
 models: python-deps

@@ -7,6 +7,7 @@ contains.
 """
 
 from collections.abc import Iterator
+from typing import Any
 
 import openai
 import pytest
@@ -19,6 +20,7 @@ from tests.serving.runtime_process import RuntimeProcess
 pytestmark = pytest.mark.real_model
 
 MODEL = "smollm2-135m-instruct"
+_LOGPROBS: dict[str, Any] = {"logprobs": True, "top_logprobs": 2}
 # Greedy, this model answers おはやくないですが、... here: multi-byte characters, several of
 # them split across tokens, and a stop string made of two of them.
 JAPANESE: list[ChatCompletionMessageParam] = [
@@ -29,10 +31,17 @@ JAPANESE: list[ChatCompletionMessageParam] = [
 ]
 
 
+@pytest.fixture(scope="module", params=["mlx", "llamacpp"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each engine serves the same GGUF file: MLX converted, llama.cpp as it is."""
+    kind: str = request.param
+    return kind
+
+
 @pytest.fixture(scope="module")
-def real_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
+def real_runtime(tmp_path_factory: pytest.TempPathFactory, engine: str) -> Iterator[RuntimeProcess]:
     log = tmp_path_factory.mktemp("real-model") / "runtime.log"
-    proc = RuntimeProcess(["--model", f"builtin://{MODEL}"], log)
+    proc = RuntimeProcess(["--model", f"builtin://{MODEL}", "--engine", engine], log)
     # A cold cache converts the GGUF file first (about 10 s here).
     proc.start(timeout=300)
     yield proc
@@ -73,7 +82,7 @@ def test_greedy_factual_answers(client: openai.OpenAI, question: str, expected: 
     assert expected in answer, answer
 
 
-def test_streaming_with_a_stop_string_on_multibyte_text(client: openai.OpenAI) -> None:
+def test_streaming_with_a_stop_string_on_multibyte_text(client: openai.OpenAI, engine: str) -> None:
     whole = client.chat.completions.create(
         model=MODEL,
         messages=JAPANESE,
@@ -92,8 +101,7 @@ def test_streaming_with_a_stop_string_on_multibyte_text(client: openai.OpenAI) -
         temperature=0,
         stop=["です"],
         stream=True,
-        logprobs=True,
-        top_logprobs=2,
+        **_LOGPROBS if engine == "mlx" else {},
     )
     deltas: list[str] = []
     logprobs: list[ChatCompletionTokenLogprob] = []
@@ -110,7 +118,8 @@ def test_streaming_with_a_stop_string_on_multibyte_text(client: openai.OpenAI) -
     assert text == expected  # cut before the stop string, whatever tokens it spans
     assert "\ufffd" not in text  # no delta ends inside a character
     assert finish == "stop"
-    assert len(logprobs) > len(text)  # characters split across tokens
+    if engine == "mlx":
+        assert len(logprobs) > len(text)  # characters split across tokens
     for item in logprobs:
         assert item.logprob <= 0
         # Greedy: the chosen token is the most likely one.
@@ -127,7 +136,18 @@ def test_streaming_with_a_stop_string_on_multibyte_text(client: openai.OpenAI) -
     assert stopped.choices[0].finish_reason == "stop"
 
 
-def test_logprob_bytes_rebuild_multibyte_text(client: openai.OpenAI) -> None:
+def test_logprobs_where_the_engine_lacks_them_are_a_400(client: openai.OpenAI, engine: str) -> None:
+    if engine == "mlx":
+        pytest.skip("MLX serves logprobs")
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model=MODEL, messages=JAPANESE, max_tokens=4, logprobs=True)
+    assert raised.value.body["param"] == "logprobs"  # type: ignore[index]
+    assert "llamacpp" in raised.value.message
+
+
+def test_logprob_bytes_rebuild_multibyte_text(client: openai.OpenAI, engine: str) -> None:
+    if engine != "mlx":
+        pytest.skip("logprobs are served by MLX only so far")
     reply = client.chat.completions.create(
         model=MODEL,
         messages=JAPANESE,
@@ -148,9 +168,11 @@ class Capital(BaseModel):
     capital: str = Field(max_length=40)
 
 
-def test_a_structured_answer_is_right_and_parses(client: openai.OpenAI) -> None:
+def test_a_structured_answer_is_right_and_parses(client: openai.OpenAI, engine: str) -> None:
     """Constrained decoding keeps the model's own answer: greedy, it fills the schema with
     the right capital."""
+    if engine != "mlx":
+        pytest.skip("grammar masks are applied by MLX only so far")
     reply = client.chat.completions.parse(
         model=MODEL,
         messages=[

@@ -117,6 +117,47 @@ class OutputPath:
     def __len__(self) -> int: ...
 
 @final
+class LlamaEngine:
+    """llama.cpp on one GGUF file: continuous batching over its sequences, each step decoded,
+    sampled and rendered through an OutputPath with the GIL released."""
+
+    def __new__(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        n_ctx: int,
+        n_batch: int = 512,
+        n_seq_max: int = 16,
+        n_threads: int = 1,
+    ) -> LlamaEngine: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def context_length(self) -> int: ...
+    @property
+    def context_length_trained(self) -> int: ...
+    @property
+    def running(self) -> int: ...
+    def add(
+        self,
+        handle: int,
+        prompt: list[int],
+        *,
+        max_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        ignore_eos: bool = False,
+    ) -> None: ...
+    def generate_greedy(self, prompt: list[int], max_tokens: int) -> list[int]:
+        """Greedy token ids for one prompt with nothing else running."""
+    def cancel(self, handle: int) -> bool: ...
+    def clear(self) -> list[int]: ...
+    def step(self, output: OutputPath) -> list[StepResult]:
+        """One decode over every running request; a result for each with news. A request a
+        stop string ends is ended in llama.cpp too."""
+
+@final
 class Admission:
     """Fair, bounded admission with deadlines and per-key rate limits."""
 
