@@ -58,7 +58,10 @@ fn main() {
         .build();
     let build = out.join("build");
     for dir in ["src", "ggml/src"] {
-        println!("cargo:rustc-link-search=native={}", build.join(dir).display());
+        println!(
+            "cargo:rustc-link-search=native={}",
+            build.join(dir).display()
+        );
     }
     for lib in ["llama", "ggml", "ggml-cpu", "ggml-base"] {
         println!("cargo:rustc-link-lib=static={lib}");

@@ -51,17 +51,17 @@ impl LlamaEngine {
 #[pymethods]
 impl LlamaEngine {
     #[new]
-    #[pyo3(signature = (path, *, n_ctx, n_batch = 512, n_seq_max = 16, n_threads = 1))]
+    #[pyo3(signature = (path, *, context_length, n_batch = 512, n_seq_max = 16, n_threads = 1))]
     fn new(
         py: Python<'_>,
         path: PathBuf,
-        n_ctx: u32,
+        context_length: u32,
         n_batch: u32,
         n_seq_max: u32,
         n_threads: i32,
     ) -> PyResult<Self> {
         let settings = Settings {
-            n_ctx,
+            n_ctx_seq: context_length,
             n_batch,
             n_seq_max,
             n_threads,
@@ -81,7 +81,7 @@ impl LlamaEngine {
         self.vocab_size
     }
 
-    /// KV cells shared by every sequence.
+    /// Tokens one request may hold (prompt and completion): its own KV cells.
     #[getter]
     fn context_length(&self) -> u32 {
         self.context_length
@@ -134,7 +134,12 @@ impl LlamaEngine {
 
     /// Greedy token ids for one prompt with nothing else running: what llama.cpp's own
     /// server answers at temperature 0 (the parity test compares them).
-    fn generate_greedy(&self, py: Python<'_>, prompt: Vec<u32>, max_tokens: u32) -> PyResult<Vec<u32>> {
+    fn generate_greedy(
+        &self,
+        py: Python<'_>,
+        prompt: Vec<u32>,
+        max_tokens: u32,
+    ) -> PyResult<Vec<u32>> {
         without_gil(py, || self.engine().generate_greedy(prompt, max_tokens)).map_err(llama_to_py)
     }
 

@@ -21,6 +21,6 @@ def test_greedy_tokens_equal_llama_servers() -> None:
     path = resolve_model("builtin://smollm2-135m-instruct")
     cases = fixture["cases"]
     assert [c["prompt"] for c in cases] == prompts(path)
-    engine = LlamaEngine(gguf_source(path), n_ctx=1024, n_seq_max=1, n_threads=1)
+    engine = LlamaEngine(gguf_source(path), context_length=1024, n_seq_max=1, n_threads=1)
     got = [engine.generate_greedy(c["prompt"], fixture["max_tokens"]) for c in cases]
     assert got == [c["completion"] for c in cases]

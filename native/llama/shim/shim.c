@@ -31,9 +31,10 @@ struct llama_context * mk_context_new(struct llama_model * model, uint32_t n_ctx
     p.n_threads = n_threads;
     p.n_threads_batch = n_threads;
     p.no_perf = true;
-    // One pool of KV cells for every sequence: a long prompt may use what short ones leave, and a
-    // cached prefix can be shared between sequences by copy.
-    p.kv_unified = true;
+    // A KV stream of its own per sequence (n_ctx / n_seq_max cells each), as llama-server runs
+    // with --parallel: a unified cache changes the attention's numerics with the batch, and
+    // greedy outputs then drift from the same prompt decoded alone.
+    p.kv_unified = false;
     return llama_init_from_model(model, p);
 }
 

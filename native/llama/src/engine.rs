@@ -4,6 +4,10 @@
 //! row (the next token of each decoding row first, then prompt chunks of prefilling rows up to
 //! the batch size), decodes it once, and samples each row whose last position was computed.
 
+// Token ids (< n_vocab, checked in `add`), positions (< n_ctx) and sequence ids (< n_seq_max)
+// all fit llama.cpp's i32.
+#![allow(clippy::cast_possible_wrap)]
+
 use std::ffi::CString;
 use std::path::Path;
 use std::sync::Once;
@@ -33,8 +37,8 @@ pub enum LlamaError {
 
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
-    /// KV cells shared by every sequence.
-    pub n_ctx: u32,
+    /// KV cells of each sequence: its prompt and completion together.
+    pub n_ctx_seq: u32,
     /// Tokens decoded in one step at most (prompt chunks included).
     pub n_batch: u32,
     /// Requests decoded side by side at most.
@@ -86,6 +90,7 @@ pub struct LlamaEngine {
     ctx: *mut ffi::Context,
     batch: *mut ffi::Batch,
     n_vocab: u32,
+    /// Cells per sequence (llama.cpp may round the total up).
     n_ctx: u32,
     n_batch: u32,
     n_seq_max: u32,
@@ -115,13 +120,13 @@ impl LlamaEngine {
         }
         let n_seq_max = settings.n_seq_max.max(1);
         let n_batch = settings.n_batch.max(n_seq_max);
+        let n_ctx = settings.n_ctx_seq.saturating_mul(n_seq_max);
         // SAFETY: `model` is live; the context and batch are freed in Drop (or here on failure).
-        let ctx = unsafe {
-            ffi::mk_context_new(model, settings.n_ctx, n_batch, n_seq_max, settings.n_threads)
-        };
+        let ctx =
+            unsafe { ffi::mk_context_new(model, n_ctx, n_batch, n_seq_max, settings.n_threads) };
         if ctx.is_null() {
             unsafe { ffi::mk_model_free(model) };
-            return Err(LlamaError::Context(settings.n_ctx));
+            return Err(LlamaError::Context(n_ctx));
         }
         let batch = unsafe { ffi::mk_batch_new(n_batch as i32) };
         let engine = Self {
@@ -129,7 +134,7 @@ impl LlamaEngine {
             ctx,
             batch,
             n_vocab: unsafe { ffi::mk_n_vocab(model) } as u32,
-            n_ctx: unsafe { ffi::mk_n_ctx(ctx) },
+            n_ctx: unsafe { ffi::mk_n_ctx(ctx) } / n_seq_max,
             n_batch,
             n_seq_max,
             free: (0..n_seq_max as i32).rev().collect(),
@@ -142,6 +147,7 @@ impl LlamaEngine {
         self.n_vocab
     }
 
+    /// Tokens one request may hold: prompt and completion.
     pub fn context_length(&self) -> u32 {
         self.n_ctx
     }
@@ -195,7 +201,11 @@ impl LlamaEngine {
 
     /// Greedy tokens for one prompt, alone in the batch (the parity check against llama.cpp's
     /// own server); the end-of-generation token is not included.
-    pub fn generate_greedy(&mut self, prompt: Vec<u32>, max_tokens: u32) -> Result<Vec<u32>, LlamaError> {
+    pub fn generate_greedy(
+        &mut self,
+        prompt: Vec<u32>,
+        max_tokens: u32,
+    ) -> Result<Vec<u32>, LlamaError> {
         const HANDLE: u64 = u64::MAX;
         if let Some(row) = self.rows.first() {
             return Err(LlamaError::Duplicate(row.handle));

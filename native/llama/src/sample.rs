@@ -17,7 +17,9 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(sampling: Sampling) -> Self {
-        let rng = sampling.seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
+        let rng = sampling
+            .seed
+            .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
         Self {
             sampling,
             rng,

@@ -125,7 +125,7 @@ class LlamaEngine:
         cls,
         path: str | os.PathLike[str],
         *,
-        n_ctx: int,
+        context_length: int,
         n_batch: int = 512,
         n_seq_max: int = 16,
         n_threads: int = 1,

@@ -84,6 +84,7 @@ def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = Non
         config.max_concurrent_requests,
         metrics,
         threads=config.engine_threads,
+        context_length=config.context_length,
     )
     metrics.engine.labels(engine=kind).set(1)
     if config.context_length is not None:

@@ -43,11 +43,12 @@ def build_engine(
     max_batch_size: int,
     metrics: "RuntimeMetrics",
     threads: int = 0,
+    context_length: int | None = None,
 ) -> "Engine":
     if kind == "llamacpp":
         from modelkube_serving.engine.llamacpp_engine import LlamaCppEngine, LlamaSettings
 
-        settings = LlamaSettings(max_batch_size=max_batch_size, threads=threads)
+        settings = LlamaSettings(max_batch_size, context_length, threads=threads)
         return LlamaCppEngine(model_path, model_name, settings, metrics)
     from modelkube_serving.engine.mlx_engine import EngineSettings, MLXEngine
 

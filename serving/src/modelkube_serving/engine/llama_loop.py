@@ -2,12 +2,10 @@
 
 Everything here runs on the engine thread. A step is one native call: llama.cpp decodes every
 running request, samples each, and the output path detokenizes, applies stop strings and
-renders, all with the GIL released. KV cells are shared by every sequence, so a request is
-admitted only while its prompt and max_tokens fit beside the running ones; the rest wait here
-in arrival order (admission already bounds how many there are).
+renders, all with the GIL released. Each request has a llama.cpp sequence with KV cells of its own
+(admission bounds the requests running to the sequences there are).
 """
 
-import collections
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -31,15 +29,7 @@ log = logging.getLogger(__name__)
 class _Running:
     request: GenerationRequest
     sink: EventSink
-    cells: int
     completion_tokens: int = 0
-
-
-@dataclass
-class _Waiting:
-    request: GenerationRequest
-    render: RenderSpec
-    sink: EventSink
 
 
 class LlamaLoop:
@@ -57,36 +47,19 @@ class LlamaLoop:
         self.labels = {"model": model_name}
         self.deliver = deliver
         self.running: dict[int, _Running] = {}
-        self.waiting: collections.deque[_Waiting] = collections.deque()
         self.handles: dict[str, int] = {}
         self._next_handle = 0
-        self._cells_used = 0
 
     def admit(
         self, request: GenerationRequest, render: RenderSpec, sink: EventSink, outbox: Outbox
     ) -> None:
-        # The service refused logprobs and grammars (not among this engine's features) and
-        # contexts past the cache: this is the engine's own guard.
-        cells = len(request.prompt_tokens) + request.max_tokens
-        unsupported = request.logprobs or request.grammar is not None
-        if unsupported or cells > self.engine.context_length:
-            error = f"cannot serve this request on llama.cpp ({cells} tokens)"
-            outbox.add(sink, Finished("error", len(request.prompt_tokens), 0, 0, error=error))
+        prompt = len(request.prompt_tokens)
+        # The service refused logprobs and grammars (not among this engine's features): this
+        # is the engine's own guard.
+        if request.logprobs or request.grammar is not None:
+            error = "logprobs and response_format are not served by the llama.cpp engine"
+            outbox.add(sink, Finished("error", prompt, 0, 0, error=error))
             return
-        self.waiting.append(_Waiting(request, render, sink))
-        self._start_waiting(outbox)
-
-    def _start_waiting(self, outbox: Outbox) -> None:
-        while self.waiting:
-            head = self.waiting[0]
-            cells = len(head.request.prompt_tokens) + head.request.max_tokens
-            if self.running and self._cells_used + cells > self.engine.context_length:
-                return  # it waits for cells, and so does everything behind it
-            self.waiting.popleft()
-            self._start(head, cells, outbox)
-
-    def _start(self, waiting: _Waiting, cells: int, outbox: Outbox) -> None:
-        request, sink = waiting.request, waiting.sink
         handle = self._next_handle
         self._next_handle += 1
         sampling = request.sampling
@@ -102,19 +75,18 @@ class LlamaLoop:
             )
             self.output.add(
                 handle,
-                waiting.render,
+                render,
                 stops=list(request.stop),
-                prompt_tokens=len(request.prompt_tokens),
+                prompt_tokens=prompt,
                 cached_tokens=0,
                 skip_special_tokens=request.skip_special_tokens,
             )
         except NativeError as exc:  # this request fails; the thread serves the others
             self.engine.cancel(handle)
             log.warning("request %s: cannot start generating: %s", request.request_id, exc)
-            outbox.add(sink, Finished("error", len(request.prompt_tokens), 0, 0, error=str(exc)))
+            outbox.add(sink, Finished("error", prompt, 0, 0, error=str(exc)))
             return
-        self._cells_used += cells
-        self.running[handle] = _Running(request, sink, cells)
+        self.running[handle] = _Running(request, sink)
         self.handles[request.request_id] = handle
 
     def step(self) -> None:
@@ -129,7 +101,6 @@ class LlamaLoop:
             self.engine.clear()
             for handle in list(self.running):
                 self._finish(handle, "error", outbox, error=f"generation failed: {exc}")
-            self._start_waiting(outbox)
             self.flush(outbox)
             return
         for result in results:
@@ -139,23 +110,15 @@ class LlamaLoop:
                 outbox.add(running.sink, TextDelta(result.tokens, result.data))
             else:
                 self._finish(result.handle, result.finish, outbox, data=result.data)
-        self._start_waiting(outbox)
         self.flush(outbox)
 
     def cancel(self, request_id: str, outbox: Outbox) -> bool:
         """False when the request is not in this loop."""
-        for waiting in self.waiting:
-            if waiting.request.request_id == request_id:
-                self.waiting.remove(waiting)
-                prompt = len(waiting.request.prompt_tokens)
-                outbox.add(waiting.sink, Finished("cancelled", prompt, 0, 0))
-                return True
         handle = self.handles.get(request_id)
         if handle is None:
             return False
         self.engine.cancel(handle)
         self._finish(handle, "cancelled", outbox)
-        self._start_waiting(outbox)
         return True
 
     def _finish(
@@ -168,7 +131,6 @@ class LlamaLoop:
     ) -> None:
         running = self.running.pop(handle)
         self.handles.pop(running.request.request_id, None)
-        self._cells_used -= running.cells
         if reason in ("cancelled", "error"):
             with contextlib.suppress(KeyError):  # the output path may have finished it
                 self.output.discard(handle)
@@ -182,10 +144,6 @@ class LlamaLoop:
         error = "the engine stopped before it finished"
         for handle in list(self.running):
             self._finish(handle, "cancelled", outbox, error=error)
-        for waiting in self.waiting:
-            prompt = len(waiting.request.prompt_tokens)
-            outbox.add(waiting.sink, Finished("cancelled", prompt, 0, 0, error=error))
-        self.waiting.clear()
         self.flush(outbox)
 
     def flush(self, outbox: Outbox) -> None:

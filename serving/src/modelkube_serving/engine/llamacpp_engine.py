@@ -20,11 +20,15 @@ from modelkube_serving.metrics import RuntimeMetrics
 from modelkube_serving.models.errors import UnsupportedModelError
 
 
+# Tokens a request may hold by default: each of max_batch_size sequences gets its own KV cells,
+# allocated up front (SmolLM2-135M: ~23 KB a token at f16, so 32 x 2048 is ~1.5 GB).
+DEFAULT_CONTEXT = 2048
+
+
 @dataclass(frozen=True)
 class LlamaSettings:
     max_batch_size: int = 32
-    # KV cells shared by every running request (SmolLM2-135M: ~23 KB each at f16).
-    kv_cells: int = 16384
+    context_length: int | None = None  # per request; None: DEFAULT_CONTEXT within the model's
     # Tokens one step decodes at most: prompt chunks beside the decoding rows.
     step_tokens: int = 512
     threads: int = 0  # 0: the CPUs this process may use
@@ -54,9 +58,8 @@ class LlamaCppEngine(ThreadedEngine):
         self._gguf = gguf_source(model_path)
         config = json.loads((model_path / "config.json").read_text())
         self.vocab_size = int(config["vocab_size"])
-        self.context_length = min(
-            int(config.get("max_position_embeddings", 4096)), settings.kv_cells
-        )
+        trained = int(config.get("max_position_embeddings", DEFAULT_CONTEXT))
+        self.context_length = min(trained, settings.context_length or DEFAULT_CONTEXT)
         self._settings = settings
         self._metrics = metrics
 
@@ -69,12 +72,13 @@ class LlamaCppEngine(ThreadedEngine):
         settings = self._settings
         engine = LlamaEngine(
             self._gguf,
-            n_ctx=settings.kv_cells,
+            context_length=self.context_length,
             n_batch=settings.step_tokens,
             n_seq_max=settings.max_batch_size,
             n_threads=settings.threads or len(os.sched_getaffinity(0)),
         )
         self.vocab_size = engine.vocab_size
+        self.context_length = engine.context_length
         output = OutputPath(vocabulary)
         return LlamaLoop(engine, output, self._metrics, self.model_name, self._deliver)
 
