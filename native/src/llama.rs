@@ -51,6 +51,7 @@ impl LlamaEngine {
 #[pymethods]
 impl LlamaEngine {
     #[new]
+    #[allow(clippy::needless_pass_by_value)] // PyO3 hands over an owned path
     #[pyo3(signature = (path, *, context_length, n_batch = 512, n_seq_max = 16, n_threads = 1))]
     fn new(
         py: Python<'_>,

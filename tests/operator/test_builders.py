@@ -67,7 +67,9 @@ def test_the_engine_reaches_the_runtime_only_when_not_the_default() -> None:
     assert "--engine" not in default["containers"][0]["args"]
     assert "MODELKUBE_ENGINE" not in build_configmap(OWNER, spec(), NONE, NO_PROGRAMS)["data"]
     s = spec(runtime={"engine": "llamacpp"})
-    args = build_deployment(OWNER, s, NONE, "h")["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = build_deployment(OWNER, s, NONE, "h")["spec"]["template"]["spec"]["containers"][0][
+        "args"
+    ]
     assert args[args.index("--engine") + 1] == "$(MODELKUBE_ENGINE)"
     assert build_configmap(OWNER, s, NONE, NO_PROGRAMS)["data"]["MODELKUBE_ENGINE"] == "llamacpp"
 

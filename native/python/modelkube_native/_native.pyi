@@ -10,6 +10,7 @@ __all__ = [
     "Grammar",
     "GrammarCompiler",
     "GrammarMatcher",
+    "LlamaEngine",
     "OutputPath",
     "PrefixIndex",
     "RenderSpec",

@@ -19,7 +19,6 @@ from modelkube_serving.engine.threaded import ThreadedEngine
 from modelkube_serving.metrics import RuntimeMetrics
 from modelkube_serving.models.errors import UnsupportedModelError
 
-
 # Tokens a request may hold by default: each of max_batch_size sequences gets its own KV cells,
 # allocated up front (SmolLM2-135M: ~23 KB a token at f16, so 32 x 2048 is ~1.5 GB).
 DEFAULT_CONTEXT = 2048
