@@ -77,7 +77,13 @@ def test_models_lists_the_real_model(client: openai.OpenAI) -> None:
         ("How many days are in a week?", "7"),
     ],
 )
-def test_greedy_factual_answers(client: openai.OpenAI, question: str, expected: str) -> None:
+def test_greedy_factual_answers(
+    client: openai.OpenAI, engine: str, question: str, expected: str
+) -> None:
+    if engine == "llamacpp" and expected == "Paris":
+        # llama.cpp's own llama-server answers "L'Étoile, la Marseillaise, ..." here, greedy,
+        # on this Q4_1 file (case 0 of data/smollm2_greedy_ids.json); MLX's float32 says Paris.
+        pytest.skip("llama.cpp itself answers this one wrong; parity is test_greedy_parity's")
     answer = ask(client, question)
     assert expected in answer, answer
 
