@@ -85,8 +85,10 @@ lint: python-deps
 	$(CARGO) fmt $(NATIVE) --all --check
 	$(CARGO) clippy $(NATIVE) --workspace --all-targets --locked -q -- -D warnings
 
-native-test:
-	$(CARGO) test $(NATIVE) -p modelkube-core --locked -q
+# The llama crate's batch parity test runs on the real model's GGUF file.
+native-test: python-deps
+	MODELKUBE_TEST_GGUF="$$($(RUN) python -c 'from modelkube_serving.models.packaged import packaged_gguf; print(packaged_gguf("smollm2-135m-instruct"))')" \
+	  $(CARGO) test $(NATIVE) -p modelkube-core -p modelkube-llama --locked -q
 
 test: install controlplane lint native-test
 	$(RUN) pytest
