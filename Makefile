@@ -17,8 +17,11 @@ export CARGO_TARGET_DIR ?= $(CACHE_DIR)/cargo-target
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO := cargo
 NATIVE := --manifest-path native/Cargo.toml
+# llama.cpp as vendored by the llama-cpp-python sdist (PyPI): native/llama/build.rs compiles it.
+LLAMA_CPP_PYTHON := 0.3.36
+export MODELKUBE_LLAMA_CPP_SRC ?= $(CACHE_DIR)/llama.cpp-src-$(LLAMA_CPP_PYTHON)
 
-.PHONY: help install system-deps python-deps models controlplane images lint native-test freethreaded \
+.PHONY: help install system-deps llama-cpp-src python-deps models controlplane images lint native-test freethreaded \
 	freethreaded-test test demo bench clean
 
 help:
@@ -61,7 +64,21 @@ $(UV):
 	python3 -m venv $(UV_HOME)
 	$(UV_HOME)/bin/pip install -q uv==$(UV_VERSION)
 
-python-deps: $(UV)
+llama-cpp-src: $(MODELKUBE_LLAMA_CPP_SRC)/include/llama.h
+
+# pip's own download of the sdist (no binary), unpacked once into the cache.
+$(MODELKUBE_LLAMA_CPP_SRC)/include/llama.h: | $(UV)
+	rm -rf $(MODELKUBE_LLAMA_CPP_SRC).tmp && mkdir -p $(MODELKUBE_LLAMA_CPP_SRC).tmp
+	$(UV) tool run pip download -q --no-deps --no-binary :all: \
+	  -d $(MODELKUBE_LLAMA_CPP_SRC).tmp llama-cpp-python==$(LLAMA_CPP_PYTHON)
+	tar xzf $(MODELKUBE_LLAMA_CPP_SRC).tmp/llama_cpp_python-$(LLAMA_CPP_PYTHON).tar.gz \
+	  -C $(MODELKUBE_LLAMA_CPP_SRC).tmp llama_cpp_python-$(LLAMA_CPP_PYTHON)/vendor/llama.cpp
+	rm -rf $(MODELKUBE_LLAMA_CPP_SRC)
+	mv $(MODELKUBE_LLAMA_CPP_SRC).tmp/llama_cpp_python-$(LLAMA_CPP_PYTHON)/vendor/llama.cpp \
+	  $(MODELKUBE_LLAMA_CPP_SRC)
+	rm -rf $(MODELKUBE_LLAMA_CPP_SRC).tmp
+
+python-deps: $(UV) llama-cpp-src
 	$(UV) sync --frozen --all-packages
 
 models: python-deps
@@ -89,8 +106,10 @@ lint: python-deps
 	$(CARGO) fmt $(NATIVE) --all --check
 	$(CARGO) clippy $(NATIVE) --workspace --all-targets --locked -q -- -D warnings
 
-native-test:
-	$(CARGO) test $(NATIVE) -p modelkube-core --locked -q
+# The llama crate's batch parity test runs on the real model's GGUF file.
+native-test: python-deps
+	MODELKUBE_TEST_GGUF="$$($(RUN) python -c 'from modelkube_serving.models.packaged import packaged_gguf; print(packaged_gguf("smollm2-135m-instruct"))')" \
+	  $(CARGO) test $(NATIVE) -p modelkube-core -p modelkube-llama --locked -q
 
 # The Rust core on a free-threaded CPython: 3.14t built once from Debian's source package
 # (cached under ~/.cache/modelkube/python-<version>t), a cp314t wheel of native/ (cached by a

@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--systems",
         default="",
-        help="comma-separated HTTP systems to run (ours, ours-keep, mlx_lm.server, "
+        help="comma-separated HTTP systems to run (ours, ours-keep, ours-llamacpp, mlx_lm.server, "
         "llama-server); default: all the model has",
     )
     parser.add_argument("--output", type=Path, default=RESULTS_PATH)

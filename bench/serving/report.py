@@ -9,7 +9,8 @@ HTTP_COLUMNS = (
 )  # fmt: skip
 CEILING_COLUMNS = (("tok/s", "tok_per_s"), ("req/s", "req_per_s"))
 SHORT_NAMES = {
-    "ours": "ours", "ours-keep": "keep", "mlx_lm.server": "mlx", "llama-server": "llama",
+    "ours": "ours", "ours-keep": "keep", "ours-llamacpp": "ours-llama", "mlx_lm.server": "mlx",
+    "llama-server": "llama",
     "ceiling": "ceil",
 }  # fmt: skip
 # Each row's tok/s over these peers' at the same client count, where they were measured.

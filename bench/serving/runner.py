@@ -26,7 +26,7 @@ from modelkube_serving.models.uri import resolve_model
 HTTP_SYSTEMS = ("ours", "mlx_lm.server")
 # A real model from a GGUF file: ours on dequantized float32 and on the weights kept as
 # loaded (Q4_1), mlx_lm.server on the same float32 directory, llama-server on the file.
-REAL_HTTP_SYSTEMS = ("ours", "ours-keep", "mlx_lm.server", "llama-server")
+REAL_HTTP_SYSTEMS = ("ours", "ours-keep", "ours-llamacpp", "mlx_lm.server", "llama-server")
 ALL_SYSTEMS = (*REAL_HTTP_SYSTEMS, "ceiling")
 T = TypeVar("T")
 
@@ -48,7 +48,13 @@ def model_paths(name: str) -> dict[str, Path]:
     float32 = resolve_model(f"builtin://{name}", progress=log, dtype="float32")
     resolve_model(f"builtin://{name}", progress=log, dtype="keep")  # converted before timing
     gguf = packaged_gguf(name)
-    return {"ours": float32, "ours-keep": float32, "mlx_lm.server": float32, "llama-server": gguf}
+    return {
+        "ours": float32,
+        "ours-keep": float32,
+        "ours-llamacpp": float32,  # its source.json names the GGUF file llama.cpp loads
+        "mlx_lm.server": float32,
+        "llama-server": gguf,
+    }
 
 
 def round_order(items: list[T], index: int) -> list[T]:

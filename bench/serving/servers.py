@@ -60,7 +60,9 @@ def free_port() -> int:
 
 
 # `--dtype` of each of our systems; the real model's GGUF weights are Q4_1.
-OUR_DTYPES = {"ours": "float32", "ours-keep": "keep"}
+OUR_DTYPES = {"ours": "float32", "ours-keep": "keep", "ours-llamacpp": "float32"}
+# `--engine` of each of ours: llama.cpp in the Rust core serves the GGUF file as it is.
+OUR_ENGINES = {"ours": "mlx", "ours-keep": "mlx", "ours-llamacpp": "llamacpp"}
 LLAMA_CONTEXT_PER_SLOT = 2048  # a ~1,000-token prefill plus its answer fits one slot
 
 
@@ -69,7 +71,8 @@ def _command(system: str, model: str, path: Path, port: int, parallel: int) -> l
     if system in OUR_DTYPES:
         return [
             str(bindir / "modelkube"), "serve", "--model", f"builtin://{model}",
-            "--dtype", OUR_DTYPES[system], "--host", HOST, "--port", str(port),
+            "--dtype", OUR_DTYPES[system], "--engine", OUR_ENGINES[system],
+            "--host", HOST, "--port", str(port),
             "--max-concurrent-requests", "64", "--max-queued-requests", "1024",
         ]  # fmt: skip
     if system == "llama-server":

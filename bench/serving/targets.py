@@ -43,7 +43,7 @@ def _vs_ceiling(result: dict[str, Any]) -> Target:
 
 
 def _vs_llama(result: dict[str, Any]) -> Target:
-    """No target yet (the CPU engine's issue owns the gap): the ratios, reported as n/a."""
+    """No target for MLX on the CPU (llama.cpp's kernels are the gap): the ratios, as n/a."""
     name = f"{result['model']}: ours / llama-server tok/s (1, 4, 16 clients)"
     parts = []
     for c in (1, 4, 16):
@@ -51,6 +51,23 @@ def _vs_llama(result: dict[str, Any]) -> Target:
         if ours and llama:
             parts.append(f"@{c} {ratio(ours['tok_per_s'], llama['tok_per_s']) or 0:.2f}x")
     return Target(name, None, ", ".join(parts) or "not measured")
+
+
+def _llamacpp_vs_llama(result: dict[str, Any]) -> Target:
+    """Issue 18: our runtime on llama.cpp >= 1.0x llama-server's tok/s at 1, 4 and 16 clients,
+    with p95 TTFT no worse."""
+    name = f"{result['model']}: ours-llamacpp >= 1.0x llama-server tok/s, p95 TTFT no worse"
+    parts, met = [], True
+    for c in (1, 4, 16):
+        ours, llama = _level(result, "ours-llamacpp", c), _level(result, "llama-server", c)
+        if not ours or not llama:
+            continue
+        speed = ratio(ours["tok_per_s"], llama["tok_per_s"]) or 0
+        ttft_ok = (ours["ttft_p95_ms"] or 0) <= (llama["ttft_p95_ms"] or 0)
+        met = met and speed >= 1.0 and ttft_ok
+        ttft = f"{ours['ttft_p95_ms'] or 0:.0f}/{llama['ttft_p95_ms'] or 0:.0f}ms"
+        parts.append(f"@{c} {speed:.2f}x ttft95 {ttft}")
+    return Target(name, met if parts else None, ", ".join(parts) or "not measured")
 
 
 def _no_errors(result: dict[str, Any]) -> Target:
@@ -75,6 +92,7 @@ def evaluate(results: list[dict[str, Any]]) -> list[Target]:
         targets.append(_vs_mlx(result))
         if is_real(result["model"]):
             targets.append(_vs_llama(result))
+            targets.append(_llamacpp_vs_llama(result))
         else:
             targets.append(_vs_ceiling(result))
         if result["model"] == "tiny":

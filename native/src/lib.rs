@@ -11,6 +11,7 @@ mod admission;
 mod errors;
 mod gil;
 mod grammar;
+mod llama;
 mod output;
 mod prefix;
 mod upstream;
@@ -29,6 +30,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<grammar::GrammarCompiler>()?;
     m.add_class::<grammar::Grammar>()?;
     m.add_class::<grammar::GrammarMatcher>()?;
+    m.add_class::<llama::LlamaEngine>()?;
     m.add_class::<admission::Admission>()?;
     m.add_class::<prefix::PrefixIndex>()?;
     m.add_class::<upstream::UpstreamClient>()?;

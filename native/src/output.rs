@@ -256,6 +256,21 @@ pub struct StepResult {
     tokens: u64,
 }
 
+/// The output path's reports as Python objects.
+pub(crate) fn step_results(py: Python<'_>, outputs: Vec<output::StepOutput>) -> Vec<StepResult> {
+    outputs
+        .into_iter()
+        .map(|o| StepResult {
+            handle: o.handle,
+            text: o.text,
+            data: o.data.map(|d| PyBytes::new(py, &d).unbind()),
+            finish: o.finish.map(FinishReason::from),
+            completion_tokens: o.completion_tokens,
+            tokens: o.tokens,
+        })
+        .collect()
+}
+
 /// One request's input to a step: (handle, token or None, finish or None,
 /// (logprob, top ids, top logprobs) or None).
 type StepRow = (
@@ -269,7 +284,7 @@ type StepRow = (
 /// each whole step, so a step sees every request's state from one instant.
 #[pyclass(frozen, module = "modelkube_native._native")]
 pub struct OutputPath {
-    inner: output::OutputPath,
+    pub(crate) inner: output::OutputPath,
 }
 
 #[pymethods]
@@ -335,17 +350,7 @@ impl OutputPath {
             });
         }
         let outputs = without_gil(py, || self.inner.step(&parsed)).map_err(to_py)?;
-        Ok(outputs
-            .into_iter()
-            .map(|o| StepResult {
-                handle: o.handle,
-                text: o.text,
-                data: o.data.map(|d| PyBytes::new(py, &d).unbind()),
-                finish: o.finish.map(FinishReason::from),
-                completion_tokens: o.completion_tokens,
-                tokens: o.tokens,
-            })
-            .collect())
+        Ok(step_results(py, outputs))
     }
 
     fn __len__(&self) -> usize {

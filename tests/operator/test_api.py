@@ -45,7 +45,7 @@ def test_modelservice_crd_has_scale_printer_columns_and_names() -> None:
         "Age",
     ]
     # `kubectl get -o wide` adds the rest.
-    assert [c["name"] for c in columns if c.get("priority")] == ["Image", "URL", "Reason"]
+    assert [c["name"] for c in columns if c.get("priority")] == ["Engine", "Image", "URL", "Reason"]
     assert {c["name"]: c["jsonPath"] for c in columns}["Replicas"] == ".status.replicasSummary"
     assert crd["spec"]["names"]["shortNames"] == ["ms"]
     assert crd["spec"]["names"]["categories"] == ["modelkube"]

@@ -62,6 +62,18 @@ def test_api_keys_secret_is_mounted_and_passed() -> None:
     assert args[args.index("--api-keys-file") + 1] == "/etc/modelkube/keys/list"
 
 
+def test_the_engine_reaches_the_runtime_only_when_not_the_default() -> None:
+    default = build_deployment(OWNER, spec(), NONE, "h")["spec"]["template"]["spec"]
+    assert "--engine" not in default["containers"][0]["args"]
+    assert "MODELKUBE_ENGINE" not in build_configmap(OWNER, spec(), NONE, NO_PROGRAMS)["data"]
+    s = spec(runtime={"engine": "llamacpp"})
+    args = build_deployment(OWNER, s, NONE, "h")["spec"]["template"]["spec"]["containers"][0][
+        "args"
+    ]
+    assert args[args.index("--engine") + 1] == "$(MODELKUBE_ENGINE)"
+    assert build_configmap(OWNER, s, NONE, NO_PROGRAMS)["data"]["MODELKUBE_ENGINE"] == "llamacpp"
+
+
 def test_pvc_model_is_mounted_read_only() -> None:
     pod = build_deployment(OWNER, spec(model={"uri": "pvc://models/llama"}), NONE, "h")["spec"][
         "template"

@@ -52,6 +52,44 @@ def runtime(start_runtime: StartRuntime) -> InProcessRuntime:
     return start_runtime()
 
 
+# The llama.cpp engine serves GGUF files: the real model, under the tiny model's name, so a
+# test runs on either engine as it is.
+ENGINE_ARGS: dict[str, tuple[str, ...]] = {
+    "mlx": (),
+    "llamacpp": (
+        "--model",
+        "builtin://smollm2-135m-instruct",
+        "--engine",
+        "llamacpp",
+        "--served-model-name",
+        MODEL,
+        # One thread: ggml's spinning thread pool crawls when the cores are shared with
+        # other work, as on a loaded test machine.
+        "--engine-threads",
+        "1",
+    ),
+}
+
+
+@pytest.fixture(scope="session")
+def llamacpp_runtime(start_runtime: StartRuntime) -> InProcessRuntime:
+    return start_runtime(*ENGINE_ARGS["llamacpp"])
+
+
+@pytest.fixture(params=list(ENGINE_ARGS))
+def engine_args(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """`modelkube serve` flags for each engine, for tests that start their own runtime."""
+    return ENGINE_ARGS[request.param]
+
+
+@pytest.fixture(params=list(ENGINE_ARGS))
+def any_runtime(request: pytest.FixtureRequest) -> InProcessRuntime:
+    """The shared runtime of each engine in turn."""
+    name = "runtime" if request.param == "mlx" else "llamacpp_runtime"
+    started: InProcessRuntime = request.getfixturevalue(name)
+    return started
+
+
 @pytest.fixture(scope="session")
 def keys_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("keys") / "keys"

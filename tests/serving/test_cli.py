@@ -76,6 +76,10 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
             ["--upstream-provider", "openai", "--upstream-model", "m", "--adapter", "a=/x"],
             "adapters and the fine-tuning API need a local --model",
         ),
+        (
+            ["--model", "builtin://tiny", "--engine", "llamacpp"],
+            "the llama.cpp engine serves GGUF models",
+        ),
     ],
 )
 def test_bad_serve_arguments_fail_with_one_line(

@@ -65,8 +65,12 @@ def test_open_runtime_warns_loudly(runtime: InProcessRuntime) -> None:
 
 
 # -- overload ---------------------------------------------------------------------------
-def test_full_queue_answers_429_with_retry_after(start_runtime: StartRuntime) -> None:
-    small = start_runtime("--max-concurrent-requests", "1", "--max-queued-requests", "1")
+def test_full_queue_answers_429_with_retry_after(
+    start_runtime: StartRuntime, engine_args: tuple[str, ...]
+) -> None:
+    small = start_runtime(
+        *engine_args, "--max-concurrent-requests", "1", "--max-queued-requests", "1"
+    )
     url = f"{small.url}/v1/chat/completions"
     long_job = {**CHAT, "max_tokens": 1500, "stream": True, "ignore_eos": True}
     with httpx.Client(timeout=60) as c1, httpx.Client(timeout=60) as c2:
@@ -94,8 +98,9 @@ def test_full_queue_answers_429_with_retry_after(start_runtime: StartRuntime) ->
 
 # -- disconnects -------------------------------------------------------------------------
 def test_disconnect_mid_stream_frees_the_slot_and_stops_generating(
-    runtime: InProcessRuntime,
+    any_runtime: InProcessRuntime,
 ) -> None:
+    runtime = any_runtime
     generated = f"modelkube_generation_tokens_total{{model={MODEL}}}"
     with (
         httpx.Client(timeout=60) as client,
@@ -117,8 +122,9 @@ def test_disconnect_mid_stream_frees_the_slot_and_stops_generating(
 
 @pytest.mark.asyncio
 async def test_disconnect_while_waiting_for_a_whole_response_cancels_it(
-    runtime: InProcessRuntime,
+    any_runtime: InProcessRuntime,
 ) -> None:
+    runtime = any_runtime
     async with httpx.AsyncClient(timeout=60) as client:
         task = asyncio.create_task(
             client.post(
@@ -214,7 +220,8 @@ def test_sigterm_drains_in_flight_requests_then_exits_zero(start_process: StartP
 
 
 # -- metrics and BLAS -------------------------------------------------------------------
-def test_metrics_parse_and_move_as_requests_are_served(runtime: InProcessRuntime) -> None:
+def test_metrics_parse_and_move_as_requests_are_served(any_runtime: InProcessRuntime) -> None:
+    runtime = any_runtime
     before = scrape(runtime.url)
     with openai.OpenAI(base_url=f"{runtime.url}/v1", api_key="x", max_retries=0) as sdk:
         reply = sdk.chat.completions.create(
@@ -237,6 +244,10 @@ def test_metrics_parse_and_move_as_requests_are_served(runtime: InProcessRuntime
         assert any(k.startswith(name) and v > 0 for k, v in after.items()), name
     assert IN_FLIGHT in after
     assert f"modelkube_requests_queued{{model={MODEL}}}" in after
+    kind = runtime.state.engine.kind  # type: ignore[attr-defined]
+    assert [k for k in after if k.startswith("modelkube_engine_info")] == [
+        f"modelkube_engine_info{{engine={kind}}}"
+    ]
 
 
 def test_runtime_process_runs_on_openblas(start_process: StartProcess) -> None:

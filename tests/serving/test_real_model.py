@@ -8,7 +8,7 @@ contains.
 
 from collections import Counter
 from collections.abc import Iterator
-from typing import cast
+from typing import Any, cast
 
 import openai
 import pytest
@@ -24,6 +24,7 @@ from tests.serving.test_schema_table import check_choice, response_format
 pytestmark = pytest.mark.real_model
 
 MODEL = "smollm2-135m-instruct"
+_LOGPROBS: dict[str, Any] = {"logprobs": True, "top_logprobs": 2}
 # Greedy, this model answers おはやくないですが、... here: multi-byte characters, several of
 # them split across tokens, and a stop string made of two of them.
 JAPANESE: list[ChatCompletionMessageParam] = [
@@ -34,11 +35,39 @@ JAPANESE: list[ChatCompletionMessageParam] = [
 ]
 
 
+@pytest.fixture(scope="module", params=["mlx", "llamacpp"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each engine serves the same GGUF file: MLX converted, llama.cpp as it is."""
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture(scope="module")
+def engine_runtime(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, engine: str
+) -> Iterator[RuntimeProcess]:
+    """The session's MLX runtime, or a llama.cpp one for this module."""
+    if engine == "mlx":
+        yield request.getfixturevalue("real_runtime")
+        return
+    log = tmp_path_factory.mktemp("real-model") / "runtime.log"
+    proc = RuntimeProcess(["--model", f"builtin://{MODEL}", "--engine", engine], log)
+    proc.start(timeout=300)
+    yield proc
+    proc.stop()
+
+
 @pytest.fixture
-def client(real_runtime: RuntimeProcess) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{real_runtime.url}/v1", api_key="unused", max_retries=0) as sdk:
+def client(engine_runtime: RuntimeProcess) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{engine_runtime.url}/v1", api_key="unused", max_retries=0) as sdk:
         yield sdk
 
+
+@pytest.fixture
+def mlx_client(real_runtime: RuntimeProcess) -> Iterator[openai.OpenAI]:
+    """For what only the MLX engine serves (n > 1, penalties, logit_bias, schemas)."""
+    with openai.OpenAI(base_url=f"{real_runtime.url}/v1", api_key="unused", max_retries=0) as sdk:
+        yield sdk
 
 def ask(client: openai.OpenAI, question: str, max_tokens: int = 20) -> str:
     reply = client.chat.completions.create(
@@ -63,12 +92,18 @@ def test_models_lists_the_real_model(client: openai.OpenAI) -> None:
         ("How many days are in a week?", "7"),
     ],
 )
-def test_greedy_factual_answers(client: openai.OpenAI, question: str, expected: str) -> None:
+def test_greedy_factual_answers(
+    client: openai.OpenAI, engine: str, question: str, expected: str
+) -> None:
+    if engine == "llamacpp" and expected == "Paris":
+        # llama.cpp's own llama-server answers "L'Étoile, la Marseillaise, ..." here, greedy,
+        # on this Q4_1 file (case 0 of data/smollm2_greedy_ids.json); MLX's float32 says Paris.
+        pytest.skip("llama.cpp itself answers this one wrong; parity is test_greedy_parity's")
     answer = ask(client, question)
     assert expected in answer, answer
 
 
-def test_streaming_with_a_stop_string_on_multibyte_text(client: openai.OpenAI) -> None:
+def test_streaming_with_a_stop_string_on_multibyte_text(client: openai.OpenAI, engine: str) -> None:
     whole = client.chat.completions.create(
         model=MODEL,
         messages=JAPANESE,
@@ -87,8 +122,7 @@ def test_streaming_with_a_stop_string_on_multibyte_text(client: openai.OpenAI) -
         temperature=0,
         stop=["です"],
         stream=True,
-        logprobs=True,
-        top_logprobs=2,
+        **_LOGPROBS if engine == "mlx" else {},
     )
     deltas: list[str] = []
     logprobs: list[ChatCompletionTokenLogprob] = []
@@ -105,7 +139,8 @@ def test_streaming_with_a_stop_string_on_multibyte_text(client: openai.OpenAI) -
     assert text == expected  # cut before the stop string, whatever tokens it spans
     assert "\ufffd" not in text  # no delta ends inside a character
     assert finish == "stop"
-    assert len(logprobs) > len(text)  # characters split across tokens
+    if engine == "mlx":
+        assert len(logprobs) > len(text)  # characters split across tokens
     for item in logprobs:
         assert item.logprob <= 0
         # Greedy: the chosen token is the most likely one.
@@ -122,7 +157,18 @@ def test_streaming_with_a_stop_string_on_multibyte_text(client: openai.OpenAI) -
     assert stopped.choices[0].finish_reason == "stop"
 
 
-def test_logprob_bytes_rebuild_multibyte_text(client: openai.OpenAI) -> None:
+def test_logprobs_where_the_engine_lacks_them_are_a_400(client: openai.OpenAI, engine: str) -> None:
+    if engine == "mlx":
+        pytest.skip("MLX serves logprobs")
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model=MODEL, messages=JAPANESE, max_tokens=4, logprobs=True)
+    assert raised.value.body["param"] == "logprobs"  # type: ignore[index]
+    assert "llamacpp" in raised.value.message
+
+
+def test_logprob_bytes_rebuild_multibyte_text(client: openai.OpenAI, engine: str) -> None:
+    if engine != "mlx":
+        pytest.skip("logprobs are served by MLX only so far")
     reply = client.chat.completions.create(
         model=MODEL,
         messages=JAPANESE,
@@ -143,9 +189,11 @@ class Capital(BaseModel):
     capital: str = Field(max_length=40)
 
 
-def test_a_structured_answer_is_right_and_parses(client: openai.OpenAI) -> None:
+def test_a_structured_answer_is_right_and_parses(client: openai.OpenAI, engine: str) -> None:
     """Constrained decoding keeps the model's own answer: greedy, it fills the schema with
     the right capital."""
+    if engine != "mlx":
+        pytest.skip("grammar masks are applied by MLX only so far")
     reply = client.chat.completions.parse(
         model=MODEL,
         messages=[
@@ -172,8 +220,8 @@ def test_a_warm_start_reuses_the_conversion(real_runtime: RuntimeProcess) -> Non
 
 
 # -- sampling fields and n on the real model ---------------------------------------------------
-def test_three_choices_of_a_real_answer(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(
+def test_three_choices_of_a_real_answer(mlx_client: openai.OpenAI) -> None:
+    reply = mlx_client.chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": "Name a fruit."}],
         max_tokens=12,
@@ -187,17 +235,17 @@ def test_three_choices_of_a_real_answer(client: openai.OpenAI) -> None:
     assert reply.usage is not None and reply.usage.completion_tokens > 12
 
 
-def test_banning_the_first_greedy_token_changes_the_answer(client: openai.OpenAI) -> None:
+def test_banning_the_first_greedy_token_changes_the_answer(mlx_client: openai.OpenAI) -> None:
     ask: ChatCompletionMessageParam = {"role": "user", "content": "What is the capital of France?"}
-    first = client.chat.completions.create(
+    first = mlx_client.chat.completions.create(
         model=MODEL, messages=[ask], max_tokens=1, temperature=0, logprobs=True
     )
     logprobs = first.choices[0].logprobs
     assert logprobs is not None and logprobs.content
     text = bytes(logprobs.content[0].bytes or []).decode()
     # The token's id: the one completion of max_tokens=1 with this prompt as token ids.
-    token = _token_id(client, text)
-    banned = client.chat.completions.create(
+    token = _token_id(mlx_client, text)
+    banned = mlx_client.chat.completions.create(
         model=MODEL, messages=[ask], max_tokens=1, temperature=0, logit_bias={str(token): -100}
     )
     assert banned.choices[0].message.content != first.choices[0].message.content
@@ -213,9 +261,9 @@ def _token_id(client: openai.OpenAI, text: str) -> int:
     return ids[0]
 
 
-def test_a_big_frequency_penalty_stops_the_repetition(client: openai.OpenAI) -> None:
+def test_a_big_frequency_penalty_stops_the_repetition(mlx_client: openai.OpenAI) -> None:
     def most_repeats(penalty: float) -> int:
-        reply = client.chat.completions.create(
+        reply = mlx_client.chat.completions.create(
             model=MODEL,
             messages=[{"role": "user", "content": "Write the word hello 20 times."}],
             max_tokens=30,
@@ -235,9 +283,9 @@ def test_a_big_frequency_penalty_stops_the_repetition(client: openai.OpenAI) -> 
 @pytest.mark.parametrize(
     "name", ["nested objects", "array bounded", "anyOf scalars", "$ref and $defs", "format date"]
 )
-def test_table_schemas_validate_on_the_real_model(client: openai.OpenAI, name: str) -> None:
+def test_table_schemas_validate_on_the_real_model(mlx_client: openai.OpenAI, name: str) -> None:
     schema = SCHEMAS[name]
-    reply = client.chat.completions.create(
+    reply = mlx_client.chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": f"Answer as JSON: {name}"}],
         response_format=cast(ResponseFormatJSONSchema, response_format(name, schema)),

@@ -10,6 +10,7 @@ __all__ = [
     "Grammar",
     "GrammarCompiler",
     "GrammarMatcher",
+    "LlamaEngine",
     "OutputPath",
     "PrefixIndex",
     "RenderSpec",
@@ -130,6 +131,47 @@ class OutputPath:
         """One engine step for the whole batch: per request (handle, token or None, finish or
         None, (logprob, top ids, top logprobs) or None); a result for each with news."""
     def __len__(self) -> int: ...
+
+@final
+class LlamaEngine:
+    """llama.cpp on one GGUF file: continuous batching over its sequences, each step decoded,
+    sampled and rendered through an OutputPath with the GIL released."""
+
+    def __new__(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        context_length: int,
+        n_batch: int = 512,
+        n_seq_max: int = 16,
+        n_threads: int = 1,
+    ) -> LlamaEngine: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def context_length(self) -> int: ...
+    @property
+    def context_length_trained(self) -> int: ...
+    @property
+    def running(self) -> int: ...
+    def add(
+        self,
+        handle: int,
+        prompt: list[int],
+        *,
+        max_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        ignore_eos: bool = False,
+    ) -> None: ...
+    def generate_greedy(self, prompt: list[int], max_tokens: int) -> list[int]:
+        """Greedy token ids for one prompt with nothing else running."""
+    def cancel(self, handle: int) -> bool: ...
+    def clear(self) -> list[int]: ...
+    def step(self, output: OutputPath) -> list[StepResult]:
+        """One decode over every running request; a result for each with news. A request a
+        stop string ends is ended in llama.cpp too."""
 
 @final
 class Admission:

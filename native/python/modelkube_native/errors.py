@@ -82,3 +82,11 @@ class CircuitOpenError(UpstreamError):
     @property
     def retry_after_s(self) -> float:
         return float(self.args[1]) if len(self.args) > 1 else 1.0
+
+
+class LlamaLoadError(NativeError, OSError):
+    """llama.cpp cannot load the GGUF file, or cannot make a context for it."""
+
+
+class LlamaDecodeError(NativeError, RuntimeError):
+    """A llama.cpp decode step failed (its KV cache full, or an internal error)."""

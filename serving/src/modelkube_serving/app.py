@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from modelkube_native import UpstreamClient
 
 from modelkube_serving.engine.blas import loaded_blas
-from modelkube_serving.engine.mlx_engine import EngineSettings, MLXEngine
+from modelkube_serving.engine.choice import build_engine, choose_engine
+from modelkube_serving.engine.types import Engine
 from modelkube_serving.error_handlers import install_error_handlers
 from modelkube_serving.metrics import (
     ModelServerCollector,
@@ -65,6 +66,8 @@ class ServeConfig:
     upstream_breaker: tuple[int, float] = (5, 10.0)  # failures in a row, seconds paused
     upstream_ca_file: Path | None = None  # trusted besides the system's CAs
     vllm_metrics: bool = True  # vLLM's metric names too, for endpoint pickers
+    engine: str = "mlx"  # mlx, llamacpp or auto (see engine/choice.py)
+    engine_threads: int = 0  # llama.cpp's; 0: one per CPU
 
 
 def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = None) -> FastAPI:
@@ -73,12 +76,17 @@ def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = Non
     if config.upstream is not None:
         return _proxy_app(config, config.upstream, metrics, admission)
     assert config.model_path is not None, "a local model or an upstream"
-    engine = MLXEngine(
+    kind = choose_engine(config.engine, config.model_path)
+    engine = build_engine(
+        kind,
         config.model_path,
         config.model_name,
-        EngineSettings(max_batch_size=config.max_concurrent_requests),
+        config.max_concurrent_requests,
         metrics,
+        threads=config.engine_threads,
+        context_length=config.context_length,
     )
+    metrics.engine.labels(engine=kind).set(1)
     if config.context_length is not None:
         engine.context_length = min(engine.context_length, config.context_length)
     service = CompletionService(engine, admission, metrics, config.model_name)
@@ -106,7 +114,9 @@ def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = Non
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         def loaded(error: BaseException | None) -> None:
             if error is None:
-                log.info("model %s ready (BLAS: %s)", config.model_name, loaded_blas())
+                log.info(
+                    "model %s ready (engine: %s, BLAS: %s)", config.model_name, kind, loaded_blas()
+                )
             elif on_fatal is not None:
                 on_fatal(f"cannot load model {config.model_name}: {error}")
 
@@ -178,7 +188,7 @@ def _proxy_app(
 
 
 def _server_load(
-    engine: MLXEngine, service: CompletionService, admission: Admission
+    engine: Engine, service: CompletionService, admission: Admission
 ) -> Callable[[], ServerLoad]:
     def load() -> ServerLoad:
         running, waiting = service.adapter_load()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from modelkube_serving.argtypes import non_negative, positive, positive_float
 from modelkube_serving.engine.blas import find_openblas
+from modelkube_serving.engine.choice import ENGINE_CHOICES
 from modelkube_serving.finetune.command import add_parser as add_finetune_parser
 from modelkube_serving.gateway.command import add_parser as add_gateway_parser
 from modelkube_serving.models.adapters import AdapterSpec, AdapterSpecError, parse_adapter_arg
@@ -38,6 +39,19 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="a GGUF model's weights: float32 (dequantized), keep (as in the file), "
         "auto (float32 on the CPU, keep on an accelerator)",
+    )
+    serve.add_argument(
+        "--engine",
+        choices=ENGINE_CHOICES,
+        default="mlx",
+        help="mlx, llamacpp (GGUF models, in the Rust core), or auto (llama.cpp for a GGUF "
+        "model on a node without an accelerator, else MLX)",
+    )
+    serve.add_argument(
+        "--engine-threads",
+        type=non_negative,
+        default=0,
+        help="llama.cpp's threads (default 0: one per CPU this process may use)",
     )
     serve.add_argument("--served-model-name", help="the name clients use (default: from the URI)")
     serve.add_argument("--host", default="127.0.0.1")
@@ -283,6 +297,7 @@ def serve_config(args: argparse.Namespace) -> "ServeConfig":
     path = (
         resolve_model(args.model, progress=log.info, dtype=args.dtype) if upstream is None else None
     )
+    engine = _engine(args.engine, path)
     adapters = _resolve_adapters(args.adapter)
     programs = load_programs(args.programs_file) if args.programs_file else ()
     if not keys:
@@ -310,7 +325,22 @@ def serve_config(args: argparse.Namespace) -> "ServeConfig":
         upstream_breaker=(args.upstream_breaker_failures, args.upstream_breaker_cooldown),
         upstream_ca_file=args.upstream_ca_file,
         vllm_metrics=args.vllm_metrics,
+        engine=engine,
+        engine_threads=args.engine_threads,
     )
+
+
+def _engine(requested: str, path: Path | None) -> str:
+    """The engine that will serve; a model it cannot serve is a setup error now, not later."""
+    from modelkube_serving.engine.choice import choose_engine
+    from modelkube_serving.engine.llamacpp_engine import gguf_source
+
+    if path is None:  # proxy mode: no engine
+        return requested
+    kind = choose_engine(requested, path)
+    if kind == "llamacpp":
+        gguf_source(path)
+    return kind
 
 
 def _serve(args: argparse.Namespace) -> int:

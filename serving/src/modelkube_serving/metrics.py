@@ -22,6 +22,7 @@ PREFIX_CACHE_HITS = f"{PREFIX}_prefix_cache_hits_total"
 PREFIX_CACHE_HIT_TOKENS = f"{PREFIX}_prefix_cache_hit_tokens_total"
 BATCH_SIZE = f"{PREFIX}_batch_size"
 BLAS_INFO = f"{PREFIX}_blas_info"
+ENGINE_INFO = f"{PREFIX}_engine_info"
 ADAPTERS = f"{PREFIX}_adapters"
 MAX_CONCURRENT_REQUESTS = f"{PREFIX}_max_concurrent_requests"
 MAX_QUEUED_REQUESTS = f"{PREFIX}_max_queued_requests"
@@ -130,6 +131,12 @@ class RuntimeMetrics:
             "Calls to the upstream provider, by outcome: its HTTP status after retries, or "
             "unreachable, timeout, circuit_open, cut (a stream ended early).",
             ["provider", "outcome"],
+            registry=r,
+        )
+        self.engine = Gauge(
+            ENGINE_INFO,
+            "The engine serving the model: mlx or llamacpp (value is always 1).",
+            ["engine"],
             registry=r,
         )
         self.blas = Gauge(

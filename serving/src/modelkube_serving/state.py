@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from modelkube_serving.engine.mlx_engine import MLXEngine
+from modelkube_serving.engine.types import Engine
 from modelkube_serving.metrics import RuntimeMetrics
 from modelkube_serving.services.adapters import AdapterManager
 from modelkube_serving.services.admission import Admission
@@ -31,9 +31,9 @@ class ServingState:
 
 @dataclass(kw_only=True)
 class RuntimeState(ServingState):
-    """Serving a local model on the MLX engine."""
+    """Serving a local model on an engine (MLX or llama.cpp)."""
 
-    engine: MLXEngine
+    engine: Engine
     service: CompletionService
     adapters: AdapterManager
 

@@ -81,6 +81,7 @@ MODELSERVICE = KindInfo(
             "description": "Ready replicas / desired replicas.",
         },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Engine", "type": "string", "jsonPath": ".spec.runtime.engine", "priority": 1},
         {"name": "Image", "type": "string", "jsonPath": ".status.image", "priority": 1},
         {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1},
         {"name": "Reason", "type": "string", "jsonPath": _ready("Ready", "reason"), "priority": 1},

@@ -148,6 +148,12 @@ class Runtime(PodSettings):
     context_length: int | None = Field(
         default=None, ge=16, le=1048576, description="Override the model's context length."
     )
+    engine: Literal["mlx", "llamacpp", "auto"] = Field(
+        default="mlx",
+        description="What runs the model: mlx (mlx-lm; Apple silicon, NVIDIA and CPU), "
+        "llamacpp (llama.cpp in the runtime's Rust core; GGUF models, fastest on CPU nodes), "
+        "or auto (llamacpp for a GGUF model on a node without an accelerator, else mlx).",
+    )
     drain_seconds: int = Field(
         default=30,
         ge=0,

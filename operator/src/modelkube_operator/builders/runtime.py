@@ -54,6 +54,8 @@ def runtime_settings(owner: Owner, spec: ModelServiceSpec) -> dict[str, str]:
     }
     if spec.runtime.context_length is not None:
         settings["MODELKUBE_CONTEXT_LENGTH"] = str(spec.runtime.context_length)
+    if spec.runtime.engine != "mlx":
+        settings["MODELKUBE_ENGINE"] = spec.runtime.engine
     return settings
 
 
@@ -126,6 +128,8 @@ def _args(spec: ModelServiceSpec) -> list[str]:
     ]
     if spec.runtime.context_length is not None:
         args += ["--context-length", "$(MODELKUBE_CONTEXT_LENGTH)"]
+    if spec.runtime.engine != "mlx":
+        args += ["--engine", "$(MODELKUBE_ENGINE)"]
     if spec.auth is not None:
         args += ["--api-keys-file", f"{KEYS_DIR}/{spec.auth.api_keys_secret_ref.key}"]
     if spec.fine_tuning_api is not None and fine_tuning_api(spec):

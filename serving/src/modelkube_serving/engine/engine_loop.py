@@ -1,6 +1,6 @@
 """The engine thread's outer loop: commands, then one decode step of every busy variant.
 
-Each model variant (the base, and each adapter on it) has a BatchLoop of its own. The loop
+Each model variant (the base, and each adapter on it) has a loop of its own. The loop
 applies every queued command (submit, cancel, load or unload an adapter, stop), then decodes
 one step of each variant with running requests in turn, so an adapter loading between steps
 delays the others by its load time alone. An unloaded adapter takes no new requests; those
@@ -10,13 +10,13 @@ it runs finish, and then its generator is released.
 import logging
 import queue
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from modelkube_native import RenderSpec
 
-from modelkube_serving.engine.batch_loop import BatchLoop, Deliver, Outbox
+from modelkube_serving.engine.batch_loop import Deliver, Outbox
 from modelkube_serving.engine.types import EventSink, Finished, GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -25,14 +25,33 @@ _IDLE_POLL_S = 0.25
 
 Commands = queue.SimpleQueue[tuple[Any, ...]]
 LoadDone = Callable[[str | None], None]
-# Builds an adapter's BatchLoop on the engine thread; raises when the adapter cannot load.
-MakeVariant = Callable[[str, Path], BatchLoop]
+
+
+class VariantLoop(Protocol):
+    """One variant's batch on the engine thread (MLX's BatchLoop, llama.cpp's LlamaLoop)."""
+
+    @property
+    def running(self) -> Sized: ...
+
+    def step(self) -> None: ...
+
+    def admit(
+        self, request: GenerationRequest, render: RenderSpec, sink: EventSink, outbox: Outbox
+    ) -> None: ...
+
+    def cancel(self, request_id: str, outbox: Outbox) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+# Builds an adapter's loop on the engine thread; raises when the adapter cannot load.
+MakeVariant = Callable[[str, Path], VariantLoop]
 
 
 class EngineLoop:
-    def __init__(self, base: BatchLoop, make_variant: MakeVariant, deliver: Deliver) -> None:
-        self.live: dict[str, BatchLoop] = {"": base}  # by adapter name; "" is the base
-        self.draining: list[tuple[str, BatchLoop]] = []
+    def __init__(self, base: VariantLoop, make_variant: MakeVariant, deliver: Deliver) -> None:
+        self.live: dict[str, VariantLoop] = {"": base}  # by adapter name; "" is the base
+        self.draining: list[tuple[str, VariantLoop]] = []
         self._make_variant = make_variant
         self._deliver = deliver
 
@@ -131,7 +150,7 @@ class EngineLoop:
     def _busy(self) -> bool:
         return any(loop.running for loop in self._loops())
 
-    def _loops(self) -> Iterator[BatchLoop]:
+    def _loops(self) -> Iterator[VariantLoop]:
         yield from list(self.live.values())
         yield from [loop for _, loop in self.draining]
 

@@ -1,10 +1,17 @@
 """What the service layer hands the engine, and what the engine hands back."""
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from modelkube_native import FinishReason, Grammar, RenderSpec
+
+# Request features an engine may lack, named by the request parameter that asks for them.
+FEATURES = frozenset(
+    {"logprobs", "response_format", "n", "presence_penalty", "frequency_penalty", "logit_bias"}
+)
 
 # A request ends with OpenAI's finish reason, or did not end normally.
 Outcome = FinishReason | Literal["cancelled", "error"]
@@ -77,14 +84,42 @@ EventSink = Callable[[EngineEvent], None]
 
 
 class Engine(Protocol):
-    """What the services need from an engine; the MLX engine is the implementation."""
+    """What the runtime needs from an engine, and all it knows of one: MLX (mlx_engine) and
+    llama.cpp (llamacpp_engine) implement it, and nothing above the engine names either."""
 
+    kind: str  # "mlx" or "llamacpp"
+    # Request features it serves, of FEATURES; the service answers a 400 for the others.
+    features: frozenset[str]
     model_name: str
     context_length: int
     vocab_size: int
     # Whether the model's chat template takes a `tools` variable (else tools are shown to the
     # model through the fallback system prompt).
     template_tools: bool
+
+    def start(
+        self, loop: asyncio.AbstractEventLoop, on_loaded: Callable[[BaseException | None], None]
+    ) -> None:
+        """Load the model on the engine's own thread; `on_loaded` runs on `loop` after."""
+        ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    def prefix_cache_usage(self) -> float:
+        """The prefix cache's use over its budget, 0..1; read from any thread."""
+        ...
+
+    def load_adapter(self, name: str, path: Path, done: Callable[[str | None], None]) -> None:
+        """Load (or reload) adapter `name`; `done` gets None or the reason it failed."""
+        ...
+
+    def unload_adapter(self, name: str) -> None: ...
 
     def encode_chat(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None

@@ -232,6 +232,24 @@ def convert(source: Path, out: Path, dtype: str, progress: Progress) -> None:
     )
 
 
+def _record_source(target: Path, source: Path) -> None:
+    """Point source.json at `source`: the llama.cpp engine loads the GGUF file it names, and
+    the file that was converted (same content) may be gone since (another checkout's venv).
+    Replaced atomically, so a reader never sees half of it."""
+    record = target / "source.json"
+    try:
+        current = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return
+    if current.get("gguf") == str(source):
+        return
+    current["gguf"] = str(source)
+    fd, tmp = tempfile.mkstemp(prefix=".source-", dir=target)
+    with open(fd, "w") as f:
+        f.write(json.dumps(current, indent=2))
+    Path(tmp).replace(record)
+
+
 def content_hash(path: Path) -> str:
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
@@ -251,6 +269,7 @@ def ensure_gguf(source: Path, dtype: str = "auto", progress: Progress | None = N
     target = converted_path(content_hash(source), stored)
     if (target / "config.json").is_file():
         say(f"gguf: {source.name}: reusing {target}")
+        _record_source(target, source)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     # Built aside and renamed into place, so a crash never leaves half a model.

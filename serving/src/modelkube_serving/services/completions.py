@@ -137,6 +137,7 @@ class CompletionService:
         naming the problem."""
         if response_format is None or response_format.type == "text":
             return None
+        self._check_feature("response_format", f"response_format {response_format.type}")
         try:
             return self.engine.grammar(response_format.schema_text())
         except InvalidGrammarError as exc:
@@ -159,6 +160,13 @@ class CompletionService:
         logprobs = req.logprobs is not None
         return self._prepare("text", req, adapter, prompt, req.max_tokens, logprobs, top)
 
+    def _check_feature(self, param: str, what: str) -> None:
+        if param not in self.engine.features:
+            raise InvalidRequest(
+                f"{what} is not supported by this model's engine ({self.engine.kind}).",
+                param=param,
+            )
+
     def _prepare(
         self,
         kind: str,
@@ -170,6 +178,16 @@ class CompletionService:
         top_logprobs: int,
         grammar: Grammar | None = None,
     ) -> Prepared:
+        if logprobs:
+            self._check_feature("logprobs", "logprobs")
+        if req.n > 1:
+            self._check_feature("n", "n > 1")
+        if req.presence_penalty:
+            self._check_feature("presence_penalty", "presence_penalty")
+        if req.frequency_penalty:
+            self._check_feature("frequency_penalty", "frequency_penalty")
+        if req.logit_bias:
+            self._check_feature("logit_bias", "logit_bias")
         if not prompt:
             field = "messages" if kind == "chat" else "prompt"
             raise InvalidRequest(f"The {field} is empty: it holds no token.", param=field)

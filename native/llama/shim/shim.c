@@ -1,0 +1,93 @@
+// A narrow C surface over llama.h: plain arguments in, opaque pointers out, so the Rust side
+// never mirrors llama.cpp's parameter structs (whose layout changes between versions).
+#include <stdlib.h>
+#include "llama.h"
+
+void mk_backend_init(void) {
+    llama_backend_init();
+}
+
+static void mk_quiet(enum ggml_log_level level, const char * text, void * data) {
+    (void) level; (void) text; (void) data;
+}
+
+void mk_quiet_logs(void) { llama_log_set(mk_quiet, NULL); }
+
+struct llama_model * mk_model_load(const char * path) {
+    struct llama_model_params p = llama_model_default_params();
+    p.n_gpu_layers = 0;
+    return llama_model_load_from_file(path, p);
+}
+
+void mk_model_free(struct llama_model * model) { llama_model_free(model); }
+
+struct llama_context * mk_context_new(struct llama_model * model, uint32_t n_ctx, uint32_t n_batch,
+                                      uint32_t n_seq_max, int32_t n_threads) {
+    struct llama_context_params p = llama_context_default_params();
+    p.n_ctx = n_ctx;
+    p.n_batch = n_batch;
+    p.n_ubatch = n_batch;
+    p.n_seq_max = n_seq_max;
+    p.n_threads = n_threads;
+    p.n_threads_batch = n_threads;
+    p.no_perf = true;
+    // A KV stream of its own per sequence (n_ctx / n_seq_max cells each), as llama-server runs
+    // with --parallel: a unified cache changes the attention's numerics with the batch, and
+    // greedy outputs then drift from the same prompt decoded alone.
+    p.kv_unified = false;
+    return llama_init_from_model(model, p);
+}
+
+void mk_context_free(struct llama_context * ctx) { llama_free(ctx); }
+
+int32_t mk_n_vocab(const struct llama_model * model) {
+    return llama_vocab_n_tokens(llama_model_get_vocab(model));
+}
+
+int32_t mk_n_ctx_train(const struct llama_model * model) { return llama_model_n_ctx_train(model); }
+
+uint32_t mk_n_ctx(const struct llama_context * ctx) { return llama_n_ctx(ctx); }
+
+bool mk_is_eog(const struct llama_model * model, llama_token token) {
+    return llama_vocab_is_eog(llama_model_get_vocab(model), token);
+}
+
+struct llama_batch * mk_batch_new(int32_t capacity) {
+    struct llama_batch * batch = malloc(sizeof(struct llama_batch));
+    if (batch == NULL) return NULL;
+    *batch = llama_batch_init(capacity, 0, 1);
+    return batch;
+}
+
+void mk_batch_free(struct llama_batch * batch) {
+    llama_batch_free(*batch);
+    free(batch);
+}
+
+void mk_batch_clear(struct llama_batch * batch) { batch->n_tokens = 0; }
+
+void mk_batch_add(struct llama_batch * batch, llama_token token, llama_pos pos, llama_seq_id seq,
+                  bool logits) {
+    int32_t i = batch->n_tokens;
+    batch->token[i] = token;
+    batch->pos[i] = pos;
+    batch->n_seq_id[i] = 1;
+    batch->seq_id[i][0] = seq;
+    batch->logits[i] = logits;
+    batch->n_tokens = i + 1;
+}
+
+int32_t mk_decode(struct llama_context * ctx, struct llama_batch * batch) {
+    return llama_decode(ctx, *batch);
+}
+
+const float * mk_logits(struct llama_context * ctx, int32_t i) { return llama_get_logits_ith(ctx, i); }
+
+bool mk_seq_rm(struct llama_context * ctx, llama_seq_id seq, llama_pos p0, llama_pos p1) {
+    return llama_memory_seq_rm(llama_get_memory(ctx), seq, p0, p1);
+}
+
+void mk_seq_cp(struct llama_context * ctx, llama_seq_id src, llama_seq_id dst, llama_pos p0,
+               llama_pos p1) {
+    llama_memory_seq_cp(llama_get_memory(ctx), src, dst, p0, p1);
+}

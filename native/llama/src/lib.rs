@@ -1,0 +1,9 @@
+//! llama.cpp inside modelkube's core: a GGUF model, its context, and a continuous-batching
+//! decode loop with per-request sampling. No Python here.
+
+mod engine;
+mod ffi;
+mod sample;
+
+pub use engine::{Emitted, Finish, LlamaEngine, LlamaError, Request, Settings};
+pub use sample::{argmax, Sampler, Sampling};

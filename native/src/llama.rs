@@ -1,0 +1,185 @@
+//! `LlamaEngine`: llama.cpp's decode loop and the output path in one call per step, with the
+//! GIL released for all of it.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+
+use modelkube_core::output::StepInput;
+use modelkube_core::render::Finish as RenderFinish;
+use modelkube_llama::{Finish, LlamaError, Request, Sampling, Settings};
+use pyo3::prelude::*;
+use pyo3::{import_exception, PyErr};
+
+use crate::errors::{to_py, DuplicateRequestError, InvalidArgumentError};
+use crate::gil::without_gil;
+use crate::output::{step_results, OutputPath, StepResult};
+
+import_exception!(modelkube_native.errors, LlamaLoadError);
+import_exception!(modelkube_native.errors, LlamaDecodeError);
+
+#[allow(clippy::needless_pass_by_value)] // `map_err(llama_to_py)` hands the error over by value
+fn llama_to_py(err: LlamaError) -> PyErr {
+    let message = err.to_string();
+    match err {
+        LlamaError::Load(_) | LlamaError::Context(_) => LlamaLoadError::new_err(message),
+        LlamaError::Decode(_) => LlamaDecodeError::new_err(message),
+        LlamaError::Duplicate(_) => DuplicateRequestError::new_err(message),
+        LlamaError::Busy(_)
+        | LlamaError::EmptyPrompt
+        | LlamaError::TokenId { .. }
+        | LlamaError::TooLong { .. } => InvalidArgumentError::new_err(message),
+    }
+}
+
+#[pyclass(frozen, module = "modelkube_native._native")]
+pub struct LlamaEngine {
+    inner: Mutex<modelkube_llama::LlamaEngine>,
+    vocab_size: u32,
+    context_length: u32,
+    context_length_trained: u32,
+}
+
+impl LlamaEngine {
+    fn engine(&self) -> MutexGuard<'_, modelkube_llama::LlamaEngine> {
+        // A panic mid-step leaves no state worse than a failed step: keep serving.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[pymethods]
+impl LlamaEngine {
+    #[new]
+    #[allow(clippy::needless_pass_by_value)] // PyO3 hands over an owned path
+    #[pyo3(signature = (path, *, context_length, n_batch = 512, n_seq_max = 16, n_threads = 1))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        context_length: u32,
+        n_batch: u32,
+        n_seq_max: u32,
+        n_threads: i32,
+    ) -> PyResult<Self> {
+        let settings = Settings {
+            n_ctx_seq: context_length,
+            n_batch,
+            n_seq_max,
+            n_threads,
+        };
+        let engine = without_gil(py, || modelkube_llama::LlamaEngine::load(&path, settings))
+            .map_err(llama_to_py)?;
+        Ok(Self {
+            vocab_size: engine.vocab_size(),
+            context_length: engine.context_length(),
+            context_length_trained: engine.context_length_trained(),
+            inner: Mutex::new(engine),
+        })
+    }
+
+    #[getter]
+    fn vocab_size(&self) -> u32 {
+        self.vocab_size
+    }
+
+    /// Tokens one request may hold (prompt and completion): its own KV cells.
+    #[getter]
+    fn context_length(&self) -> u32 {
+        self.context_length
+    }
+
+    /// The context the model was trained with (from the GGUF metadata).
+    #[getter]
+    fn context_length_trained(&self) -> u32 {
+        self.context_length_trained
+    }
+
+    #[getter]
+    fn running(&self) -> usize {
+        self.engine().running()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (
+        handle, prompt, *, max_tokens, temperature = 1.0, top_p = 1.0, seed = None,
+        ignore_eos = false
+    ))]
+    fn add(
+        &self,
+        handle: u64,
+        prompt: Vec<u32>,
+        max_tokens: u32,
+        temperature: f32,
+        top_p: f32,
+        seed: Option<u64>,
+        ignore_eos: bool,
+    ) -> PyResult<()> {
+        if !(temperature.is_finite() && temperature >= 0.0 && top_p > 0.0 && top_p <= 1.0) {
+            return Err(InvalidArgumentError::new_err(format!(
+                "temperature {temperature} and top_p {top_p} are out of range"
+            )));
+        }
+        let request = Request {
+            handle,
+            prompt,
+            max_tokens,
+            sampling: Sampling {
+                temperature,
+                top_p,
+                seed,
+            },
+            ignore_eos,
+        };
+        self.engine().add(request).map_err(llama_to_py)
+    }
+
+    /// Greedy token ids for one prompt with nothing else running: what llama.cpp's own
+    /// server answers at temperature 0 (the parity test compares them).
+    fn generate_greedy(
+        &self,
+        py: Python<'_>,
+        prompt: Vec<u32>,
+        max_tokens: u32,
+    ) -> PyResult<Vec<u32>> {
+        without_gil(py, || self.engine().generate_greedy(prompt, max_tokens)).map_err(llama_to_py)
+    }
+
+    /// Ends a request in llama.cpp (the output path is the caller's); false when not running.
+    fn cancel(&self, handle: u64) -> bool {
+        self.engine().cancel(handle)
+    }
+
+    /// Ends every request; their handles.
+    fn clear(&self) -> Vec<u64> {
+        self.engine().clear()
+    }
+
+    /// One decode over every running request, its tokens sampled and rendered by `output`.
+    /// A request that a stop string ends there is ended in llama.cpp too.
+    fn step(&self, py: Python<'_>, output: &OutputPath) -> PyResult<Vec<StepResult>> {
+        let outputs = without_gil(py, || {
+            let mut engine = self.engine();
+            let emitted = engine.step().map_err(llama_to_py)?;
+            let inputs: Vec<StepInput> = emitted
+                .iter()
+                .map(|e| StepInput {
+                    handle: e.handle,
+                    token: e.token.map(i64::from),
+                    finish: e.finish.map(|f| match f {
+                        Finish::Stop => RenderFinish::Stop,
+                        Finish::Length => RenderFinish::Length,
+                    }),
+                    logprobs: None,
+                })
+                .collect();
+            let outputs = output.inner.step(&inputs).map_err(to_py)?;
+            for o in &outputs {
+                if o.finish.is_some() {
+                    engine.cancel(o.handle);
+                }
+            }
+            Ok::<_, PyErr>(outputs)
+        })?;
+        Ok(step_results(py, outputs))
+    }
+}

@@ -1,0 +1,87 @@
+"""The llama.cpp engine: a GGUF file served by llama.cpp inside the Rust core.
+
+The model directory is the one GGUF conversion writes (models/gguf.py): its tokenizer and
+chat template tokenize here, exactly as for MLX, and its `source.json` names the GGUF file
+that llama.cpp loads as it is (quantized). Token ids agree because both come from the GGUF's
+own vocabulary.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlx_lm.utils import load_tokenizer
+from modelkube_native import LlamaEngine, OutputPath, Vocabulary
+
+from modelkube_serving.engine.chat_template import template_takes_tools
+from modelkube_serving.engine.llama_loop import LlamaLoop
+from modelkube_serving.engine.threaded import ThreadedEngine
+from modelkube_serving.metrics import RuntimeMetrics
+from modelkube_serving.models.errors import UnsupportedModelError
+
+# Tokens a request may hold by default: each of max_batch_size sequences gets its own KV cells,
+# allocated up front (SmolLM2-135M: ~23 KB a token at f16, so 32 x 2048 is ~1.5 GB).
+DEFAULT_CONTEXT = 2048
+
+
+@dataclass(frozen=True)
+class LlamaSettings:
+    max_batch_size: int = 32
+    context_length: int | None = None  # per request; None: DEFAULT_CONTEXT within the model's
+    # Tokens one step decodes at most: prompt chunks beside the decoding rows.
+    step_tokens: int = 512
+    threads: int = 0  # 0: the CPUs this process may use
+
+
+def gguf_source(model_path: Path) -> Path:
+    """The GGUF file a converted model directory came from."""
+    source = model_path / "source.json"
+    if not source.is_file():
+        raise UnsupportedModelError(
+            f"the llama.cpp engine serves GGUF models; {model_path} is not one (use --engine mlx)"
+        )
+    gguf = Path(json.loads(source.read_text())["gguf"])
+    if not gguf.is_file():
+        raise UnsupportedModelError(f"the GGUF file {gguf} of {model_path} is gone")
+    return gguf
+
+
+class LlamaCppEngine(ThreadedEngine):
+    kind = "llamacpp"
+    features: frozenset[str] = frozenset()  # logprobs and grammar masks: not yet
+
+    def __init__(
+        self, model_path: Path, model_name: str, settings: LlamaSettings, metrics: RuntimeMetrics
+    ) -> None:
+        super().__init__(model_path, model_name)
+        self._gguf = gguf_source(model_path)
+        config = json.loads((model_path / "config.json").read_text())
+        self.vocab_size = int(config["vocab_size"])
+        trained = int(config.get("max_position_embeddings", DEFAULT_CONTEXT))
+        self.context_length = min(trained, settings.context_length or DEFAULT_CONTEXT)
+        self._settings = settings
+        self._metrics = metrics
+
+    def prefix_cache_usage(self) -> float:
+        return 0.0  # no prefix cache on this engine yet
+
+    def _load(self) -> LlamaLoop:
+        self._tokenizer = load_tokenizer(self._path)
+        self.template_tools = template_takes_tools(self._tokenizer)
+        vocabulary = Vocabulary(str(self._path / "tokenizer.json"))
+        settings = self._settings
+        engine = LlamaEngine(
+            self._gguf,
+            context_length=self.context_length,
+            n_batch=settings.step_tokens,
+            n_seq_max=settings.max_batch_size,
+            n_threads=settings.threads or len(os.sched_getaffinity(0)),
+        )
+        self.vocab_size = engine.vocab_size
+        self.context_length = engine.context_length
+        output = OutputPath(vocabulary)
+        return LlamaLoop(engine, output, self._metrics, self.model_name, self._deliver)
+
+    def _make_variant(self, adapter: str, path: Path) -> LlamaLoop:
+        raise UnsupportedModelError(f"adapters are not served on the llama.cpp engine yet ({path})")
