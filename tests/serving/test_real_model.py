@@ -69,6 +69,7 @@ def mlx_client(real_runtime: RuntimeProcess) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=f"{real_runtime.url}/v1", api_key="unused", max_retries=0) as sdk:
         yield sdk
 
+
 def ask(client: openai.OpenAI, question: str, max_tokens: int = 20) -> str:
     reply = client.chat.completions.create(
         model=MODEL,

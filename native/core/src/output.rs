@@ -626,13 +626,20 @@ mod tests {
     fn a_body_with_tool_calls_has_no_content() {
         let text = "<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call>\n";
         let body = tools_run(false, text);
-        assert!(body.contains(
-            "\"message\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_"
-        ), "{body}");
+        assert!(
+            body.contains(
+                "\"message\":{\"role\":\"assistant\",\"content\":null,\"refusal\":null,\
+             \"tool_calls\":[{\"id\":\"call_"
+            ),
+            "{body}"
+        );
         assert!(body.contains("\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}"));
         assert!(body.contains("\"finish_reason\":\"tool_calls\""));
         let plain = tools_run(false, "just text");
-        assert!(plain.contains("\"content\":\"just text\"}"), "{plain}");
+        assert!(
+            plain.contains("\"content\":\"just text\",\"refusal\":null}"),
+            "{plain}"
+        );
         assert!(plain.contains("\"finish_reason\":\"stop\""));
     }
 

@@ -232,7 +232,7 @@ impl Renderer {
         out.extend_from_slice(&self.head);
         let _ = write!(
             out,
-                "{{\"index\":{},\"delta\":{{\"tool_calls\":[{{\"index\":{index},",
+            "{{\"index\":{},\"delta\":{{\"tool_calls\":[{{\"index\":{index},",
             self.spec.index
         );
         if let Some((id, name)) = start {
@@ -811,7 +811,14 @@ pub(crate) mod tests {
         });
         let (mut a, mut b) = (vec![], vec![]);
         bodies.choice(&v, "a", &[], &[], Finish::Stop, &mut a);
-        Renderer::new(bodies.spec().for_choice(1)).choice(&v, "b", &[], &[], Finish::Length, &mut b);
+        Renderer::new(bodies.spec().for_choice(1)).choice(
+            &v,
+            "b",
+            &[],
+            &[],
+            Finish::Length,
+            &mut b,
+        );
         out.clear();
         bodies.join(&[a, b], usage, &mut out);
         let body = text(&out);
