@@ -21,7 +21,14 @@ REQUIREMENTS = Path(__file__).with_name("requirements.txt")
 STAMP = VENV / ".modelkube-stamp"
 TAG = "cp" + "".join(VERSION.split(".")[:2])
 # What the wheel is built from: the same files uv's cache-keys name for the abi3 build.
-SOURCE_GLOBS = ("pyproject.toml", "Cargo.toml", "Cargo.lock", "core/Cargo.toml", "**/*.rs")
+SOURCE_GLOBS = (
+    "pyproject.toml",
+    "Cargo.toml",
+    "Cargo.lock",
+    "*/Cargo.toml",
+    "**/*.rs",
+    "llama/shim/*",
+)
 
 
 def uv() -> str:

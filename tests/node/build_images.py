@@ -148,7 +148,9 @@ def _input_files(spec: ImageSpec) -> Iterator[Path]:
     if spec.native:
         native = REPO / "native"
         yield from (native / "Cargo.toml", native / "Cargo.lock", native / "core" / "Cargo.toml")
+        yield from (native / "llama" / "Cargo.toml", native / "llama" / "build.rs")
         roots += [native / "src", native / "core" / "src", native / "python"]
+        roots += [native / "llama" / "src", native / "llama" / "shim"]
     for root in roots:
         yield from sorted(
             p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts

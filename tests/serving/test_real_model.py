@@ -158,13 +158,27 @@ def test_streaming_with_a_stop_string_on_multibyte_text(client: openai.OpenAI, e
     assert stopped.choices[0].finish_reason == "stop"
 
 
-def test_logprobs_where_the_engine_lacks_them_are_a_400(client: openai.OpenAI, engine: str) -> None:
+@pytest.mark.parametrize(
+    ("param", "fields"),
+    [
+        ("logprobs", {"logprobs": True}),
+        ("n", {"n": 2}),
+        ("presence_penalty", {"presence_penalty": 0.5}),
+        ("frequency_penalty", {"frequency_penalty": 0.5}),
+        ("logit_bias", {"logit_bias": {"42": -100}}),
+    ],
+)
+def test_what_the_engine_lacks_is_a_400_naming_it(
+    client: openai.OpenAI, engine: str, param: str, fields: dict[str, Any]
+) -> None:
     if engine == "mlx":
-        pytest.skip("MLX serves logprobs")
+        pytest.skip("MLX serves every one of them")
     with pytest.raises(openai.BadRequestError) as raised:
-        client.chat.completions.create(model=MODEL, messages=JAPANESE, max_tokens=4, logprobs=True)
-    assert raised.value.body["param"] == "logprobs"  # type: ignore[index]
+        client.chat.completions.create(model=MODEL, messages=JAPANESE, max_tokens=4, **fields)
+    assert raised.value.body["param"] == param  # type: ignore[index]
     assert "llamacpp" in raised.value.message
+    # The runtime still answers.
+    assert ask(client, "What is the capital of France?", max_tokens=4)
 
 
 def test_logprob_bytes_rebuild_multibyte_text(client: openai.OpenAI, engine: str) -> None:
