@@ -118,9 +118,9 @@ freethreaded: python-deps
 	$(RUN) python -m tests.freethreaded.environment
 
 # The native tests and the thread tests again, with the GIL off (serving/src for the built-in
-# model's tokenizer, made by `make models`).
+# model's tokenizer, made by `make models`, and the proxy-mode app; operator/src for its API).
 freethreaded-test: freethreaded models
-	PYTHONPATH=serving/src .venv-ft/bin/python -m pytest -p no:cacheprovider tests/native \
+	PYTHONPATH=serving/src:operator/src .venv-ft/bin/python -m pytest -p no:cacheprovider tests/native \
 	  tests/freethreaded
 
 test: install controlplane lint native-test freethreaded-test

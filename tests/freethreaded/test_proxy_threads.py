@@ -2,9 +2,10 @@
 accepting on one socket and forwarding through one native `UpstreamClient`, with pydantic
 validating each body and a prometheus-client counter shared by every loop.
 
-modelkube's own proxy app is not loaded here: `modelkube_serving.app` imports every mode's
-modules, DSPy among them (programs), which .venv-ft does not install; so this test builds the
-same stack from its parts. It runs in both test runs; without the GIL the loops really overlap."""
+The first test builds that stack from its parts; the second serves modelkube's own proxy-mode
+app (`create_app`: keys, admission, metrics, error bodies) the same way. A runtime without
+programs never imports DSPy, which cannot load on a free-threaded CPython (its orjson refuses
+that build). Both run in both test runs; without the GIL the loops really overlap."""
 
 import http.client
 import json
@@ -22,6 +23,9 @@ from modelkube_native import UpstreamClient
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, ConfigDict
 
+from modelkube_serving.app import ServeConfig, create_app
+from modelkube_serving.metrics import REQUESTS_TOTAL
+from modelkube_serving.upstream.providers import resolve_upstream
 from tests.fault_upstream import FaultUpstream
 from tests.freethreaded.threads import run_threads
 
@@ -86,15 +90,37 @@ def servers(app: FastAPI, count: int) -> Iterator[int]:
         listener.close()
 
 
-def post(port: int, message: str) -> dict[str, object]:
+def post(port: int, message: str, **fields: object) -> dict[str, object]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": message}]})
+    messages = [{"role": "user", "content": message}]
+    body = json.dumps({"model": "m", "messages": messages, **fields})
     connection.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
     response = connection.getresponse()
-    answer: dict[str, object] = json.loads(response.read())
+    raw = response.read()
     connection.close()
-    assert response.status == 200, answer
+    assert response.status == 200, raw
+    if fields.get("stream"):
+        frames = [line[6:] for line in raw.decode().splitlines() if line.startswith("data: ")]
+        assert frames[-1] == "[DONE]", frames
+        chunks = [json.loads(frame) for frame in frames[:-1]]
+        deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+        text = "".join(d.get("content") or "" for d in deltas)
+        return {"choices": [{"message": {"content": text}}]}
+    answer: dict[str, object] = json.loads(raw)
     return answer
+
+
+def metric(port: int, name: str) -> float:
+    """The sum of a metric's samples, read from the app's /metrics."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", "/metrics")
+    text = connection.getresponse().read().decode()
+    connection.close()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
 
 
 def test_event_loops_on_threads_proxy_through_one_native_client() -> None:
@@ -124,5 +150,30 @@ def test_event_loops_on_threads_proxy_through_one_native_client() -> None:
     }
     assert sum(counts.values()) == CLIENTS * CALLS
     assert set(counts) <= {f"loop-{i}" for i in range(LOOPS)}
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        assert not sys._is_gil_enabled()  # type: ignore[attr-defined,unused-ignore]
+
+
+def test_the_runtimes_own_proxy_app_serves_from_event_loops_on_threads() -> None:
+    upstream = FaultUpstream().start()
+    target = resolve_upstream("custom", upstream.url, "their-model", None)
+    config = ServeConfig(
+        model_path=None, model_name="m", upstream=target, max_concurrent_requests=CLIENTS
+    )
+    try:
+        with servers(create_app(config), LOOPS) as port:
+
+            def work(index: int) -> None:
+                for turn in range(CALLS):
+                    message = f"client {index} call {turn}"
+                    answer = post(port, message, stream=turn % 2 == 1)
+                    choices = answer["choices"]
+                    assert isinstance(choices, list)
+                    assert choices[0]["message"]["content"] == f"echo: {message}"
+
+            run_threads(CLIENTS, work)
+            assert metric(port, REQUESTS_TOTAL) == CLIENTS * CALLS
+    finally:
+        upstream.stop()
     if sysconfig.get_config_var("Py_GIL_DISABLED"):
         assert not sys._is_gil_enabled()  # type: ignore[attr-defined,unused-ignore]

@@ -11,7 +11,8 @@ from openai.types.chat import ChatCompletion
 from modelkube_serving.engine.mlx_engine import EngineSettings, MLXEngine
 from modelkube_serving.metrics import GENERATION_TOKENS, RuntimeMetrics
 from modelkube_serving.models.uri import resolve_model
-from modelkube_serving.programs.lm import local_backend, runtime_lm
+from modelkube_serving.programs.backend import local_backend
+from modelkube_serving.programs.lm import runtime_lm
 from modelkube_serving.programs.structured import adapter
 from modelkube_serving.protocol import ChatCompletionRequest
 from modelkube_serving.services.admission import Admission, AdmissionLimits

@@ -23,8 +23,8 @@ from modelkube_serving.metrics import (
 from modelkube_serving.middleware import RequestAccounting
 from modelkube_serving.models.adapters import AdapterSpec
 from modelkube_serving.openapi import install_openapi
-from modelkube_serving.programs.lm import ChatBackend, local_backend
-from modelkube_serving.programs.service import ProgramService
+from modelkube_serving.programs.backend import ChatBackend, local_backend
+from modelkube_serving.programs.serving import Programs, serve_programs
 from modelkube_serving.programs.spec import ProgramSpec
 from modelkube_serving.routes import adapters as adapter_routes
 from modelkube_serving.routes import files as file_routes
@@ -108,7 +108,7 @@ def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = Non
     fine_tuning = (
         FineTuningService(config.fine_tuning, config.model_name) if config.fine_tuning else None
     )
-    programs = ProgramService(config.programs, local_backend(service), config.programs_file)
+    programs = serve_programs(config.programs, local_backend(service), config.programs_file)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -164,7 +164,7 @@ def _proxy_app(
         api_keys=config.api_keys,
         proxy=proxy,
     )
-    programs = ProgramService(
+    programs = serve_programs(
         config.programs, ChatBackend(config.model_name, proxy.chat), config.programs_file
     )
 
@@ -231,9 +231,7 @@ def _admission(config: ServeConfig, metrics: RuntimeMetrics) -> Admission:
     return admission
 
 
-def _finish(
-    app: FastAPI, config: ServeConfig, state: ServingState, programs: ProgramService
-) -> FastAPI:
+def _finish(app: FastAPI, config: ServeConfig, state: ServingState, programs: Programs) -> FastAPI:
     """What every mode shares: programs, operations, error bodies and request accounting."""
     app.state.runtime = state
     app.state.programs = programs

@@ -8,10 +8,7 @@ forwarded) with ordinary traffic and show in the same token metrics.
 """
 
 import asyncio
-import json
 import os
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 # LiteLLM, imported by DSPy, fetches a cost map from the internet unless told to use its own.
@@ -20,38 +17,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import dspy
 from dspy.lm15 import Message, Request, Response, TextPart, Usage, response_to_events
 
+from modelkube_serving.programs.backend import PROGRAMS_KEY, ChatBackend
 from modelkube_serving.programs.structured import SUPPORTED_PARAMS, openai_response_format
-from modelkube_serving.protocol import ChatCompletionRequest
-from modelkube_serving.services.completions import CompletionService
-
-PROGRAMS_KEY = "modelkube-programs"  # the admission key programs' requests queue under
-
-# An OpenAI chat request body and an admission key -> the chat completion body.
-ChatFn = Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]]
-
-
-@dataclass(frozen=True)
-class ChatBackend:
-    """What programs call: the served model's name and its in-process chat completion."""
-
-    model_name: str
-    chat: ChatFn
-
-
-def local_backend(service: CompletionService) -> ChatBackend:
-    """Chat on the local engine, through the same validation and admission as the routes."""
-
-    async def chat(body: dict[str, Any], key: str) -> dict[str, Any]:
-        if "response_format" in body:
-            # Its bounded grammar ends the answer; the room left in the context is the limit,
-            # so a long prompt never makes a fixed max_tokens a 400.
-            body = {k: v for k, v in body.items() if k != "max_tokens"}
-        prepared = service.prepare_chat(ChatCompletionRequest.model_validate(body))
-        slot = await service.admit(prepared, key)
-        answer: dict[str, Any] = json.loads(await service.collect(prepared, slot))
-        return answer
-
-    return ChatBackend(service.model_name, chat)
 
 
 class AsyncRuntimeEngine:

@@ -22,7 +22,8 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError
 
 from modelkube_serving.errors import InvalidRequest, NotFound, Unprocessable
-from modelkube_serving.programs.lm import ChatBackend, runtime_lm
+from modelkube_serving.programs.backend import ChatBackend
+from modelkube_serving.programs.lm import runtime_lm
 from modelkube_serving.programs.modules import build_all
 from modelkube_serving.programs.spec import ProgramSpec, ProgramSpecError, parse_programs
 from modelkube_serving.programs.structured import adapter

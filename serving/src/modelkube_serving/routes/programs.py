@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict
 
-from modelkube_serving.programs.service import ProgramService
+from modelkube_serving.programs.serving import Programs
 from modelkube_serving.routes.deps import require_api_key, require_serving
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
@@ -17,8 +17,8 @@ class ProgramRequest(BaseModel):
     inputs: dict[str, Any]
 
 
-def _programs(request: Request) -> ProgramService:
-    service: ProgramService = request.app.state.programs
+def _programs(request: Request) -> Programs:
+    service: Programs = request.app.state.programs
     return service
 
 
