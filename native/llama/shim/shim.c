@@ -2,6 +2,7 @@
 // never mirrors llama.cpp's parameter structs (whose layout changes between versions).
 #include <stdlib.h>
 #include "llama.h"
+#include "ggml-cpu.h"
 
 void mk_backend_init(void) {
     llama_backend_init();
@@ -39,6 +40,17 @@ struct llama_context * mk_context_new(struct llama_model * model, uint32_t n_ctx
 }
 
 void mk_context_free(struct llama_context * ctx) { llama_free(ctx); }
+
+// One pool of compute threads for the context's life, as llama-server attaches: without it,
+// ggml makes and joins a disposable pool on every decode (thread creation on each step).
+struct ggml_threadpool * mk_threadpool_attach(struct llama_context * ctx, int32_t n_threads) {
+    struct ggml_threadpool_params p = ggml_threadpool_params_default(n_threads);
+    struct ggml_threadpool * pool = ggml_threadpool_new(&p);
+    if (pool != NULL) llama_attach_threadpool(ctx, pool, NULL);
+    return pool;
+}
+
+void mk_threadpool_free(struct ggml_threadpool * pool) { ggml_threadpool_free(pool); }
 
 int32_t mk_n_vocab(const struct llama_model * model) {
     return llama_vocab_n_tokens(llama_model_get_vocab(model));

@@ -88,6 +88,8 @@ struct Row {
 pub struct LlamaEngine {
     model: *mut ffi::Model,
     ctx: *mut ffi::Context,
+    /// The context's compute threads (null: ggml makes a pool per decode, slower).
+    threads: *mut ffi::Threadpool,
     batch: *mut ffi::Batch,
     n_vocab: u32,
     /// Cells per sequence (llama.cpp may round the total up).
@@ -128,10 +130,13 @@ impl LlamaEngine {
             unsafe { ffi::mk_model_free(model) };
             return Err(LlamaError::Context(n_ctx));
         }
+        // SAFETY: `ctx` is live; the pool is freed in Drop, after the context.
+        let threads = unsafe { ffi::mk_threadpool_attach(ctx, settings.n_threads.max(1)) };
         let batch = unsafe { ffi::mk_batch_new(n_batch as i32) };
         let engine = Self {
             model,
             ctx,
+            threads,
             batch,
             n_vocab: unsafe { ffi::mk_n_vocab(model) } as u32,
             n_ctx: unsafe { ffi::mk_n_ctx(ctx) } / n_seq_max,
@@ -359,6 +364,9 @@ impl Drop for LlamaEngine {
         unsafe {
             ffi::mk_batch_free(self.batch);
             ffi::mk_context_free(self.ctx);
+            if !self.threads.is_null() {
+                ffi::mk_threadpool_free(self.threads);
+            }
             ffi::mk_model_free(self.model);
         }
     }

@@ -14,6 +14,10 @@ pub struct Context {
 pub struct Batch {
     _private: [u8; 0],
 }
+#[repr(C)]
+pub struct Threadpool {
+    _private: [u8; 0],
+}
 
 extern "C" {
     pub fn mk_backend_init();
@@ -28,6 +32,8 @@ extern "C" {
         n_threads: i32,
     ) -> *mut Context;
     pub fn mk_context_free(ctx: *mut Context);
+    pub fn mk_threadpool_attach(ctx: *mut Context, n_threads: i32) -> *mut Threadpool;
+    pub fn mk_threadpool_free(pool: *mut Threadpool);
     pub fn mk_n_vocab(model: *const Model) -> i32;
     pub fn mk_n_ctx_train(model: *const Model) -> i32;
     pub fn mk_n_ctx(ctx: *const Context) -> u32;
