@@ -113,7 +113,7 @@ impl LlamaEngine {
         top_p: f32,
         seed: Option<u64>,
         ignore_eos: bool,
-    ) -> PyResult<()> {
+    ) -> PyResult<u32> {
         if !(temperature.is_finite() && temperature >= 0.0 && top_p > 0.0 && top_p <= 1.0) {
             return Err(InvalidArgumentError::new_err(format!(
                 "temperature {temperature} and top_p {top_p} are out of range"

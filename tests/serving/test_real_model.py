@@ -181,6 +181,24 @@ def test_what_the_engine_lacks_is_a_400_naming_it(
     assert ask(client, "What is the capital of France?", max_tokens=4)
 
 
+def test_a_conversation_sent_again_reuses_its_prefix_and_answers_the_same(
+    client: openai.OpenAI,
+) -> None:
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": "You are a geography teacher. Answer in one sentence."},
+        {"role": "user", "content": "Which river flows through Cairo?"},
+    ]
+    first, again = (
+        client.chat.completions.create(model=MODEL, messages=messages, max_tokens=12, temperature=0)
+        for _ in range(2)
+    )
+    assert again.choices[0].message.content == first.choices[0].message.content
+    assert again.usage is not None and again.usage.prompt_tokens_details is not None
+    cached = again.usage.prompt_tokens_details.cached_tokens or 0
+    # Everything but the last prompt token, whose logits the first new token needs.
+    assert cached >= again.usage.prompt_tokens - 16
+
+
 def test_logprob_bytes_rebuild_multibyte_text(client: openai.OpenAI, engine: str) -> None:
     if engine != "mlx":
         pytest.skip("logprobs are served by MLX only so far")

@@ -79,6 +79,8 @@ struct Row {
     pending: Vec<u32>,
     fed: usize,
     pos: i32,
+    /// The tokens whose KV cells this row's sequence holds, in order.
+    held: Vec<u32>,
     sampler: Sampler,
     max_tokens: u32,
     generated: u32,
@@ -97,6 +99,9 @@ pub struct LlamaEngine {
     n_batch: u32,
     n_seq_max: u32,
     free: Vec<i32>,
+    /// By sequence: the tokens a free sequence's KV cells still hold from its last request,
+    /// so a prompt that starts the same way decodes only its rest (llama-server's prompt cache).
+    cached: Vec<Vec<u32>>,
     rows: Vec<Row>,
 }
 
@@ -143,6 +148,7 @@ impl LlamaEngine {
             n_batch,
             n_seq_max,
             free: (0..n_seq_max as i32).rev().collect(),
+            cached: vec![Vec::new(); n_seq_max as usize],
             rows: Vec::new(),
         };
         Ok(engine)
@@ -169,7 +175,8 @@ impl LlamaEngine {
         self.rows.len()
     }
 
-    pub fn add(&mut self, request: Request) -> Result<(), LlamaError> {
+    /// Starts a request; how many of its prompt tokens were already in the KV cache.
+    pub fn add(&mut self, request: Request) -> Result<u32, LlamaError> {
         if request.prompt.is_empty() {
             return Err(LlamaError::EmptyPrompt);
         }
@@ -189,19 +196,43 @@ impl LlamaEngine {
         if self.rows.iter().any(|r| r.handle == request.handle) {
             return Err(LlamaError::Duplicate(request.handle));
         }
-        let seq = self.free.pop().ok_or(LlamaError::Busy(self.n_seq_max))?;
+        let seq = self.take_sequence(&request.prompt)?;
+        let cached = &mut self.cached[seq as usize];
+        // At least the prompt's last token is decoded: its logits give the first token.
+        let reuse = common_prefix(cached, &request.prompt).min(request.prompt.len() - 1);
+        cached.truncate(reuse);
+        let held = std::mem::take(cached);
+        // SAFETY: the context is live; cells from `reuse` on (all of them at 0) are dropped.
+        unsafe {
+            ffi::mk_seq_rm(
+                self.ctx,
+                seq,
+                if reuse == 0 { -1 } else { reuse as i32 },
+                -1,
+            )
+        };
         self.rows.push(Row {
             handle: request.handle,
             seq,
             pending: request.prompt,
-            fed: 0,
-            pos: 0,
+            fed: reuse,
+            pos: reuse as i32,
+            held,
             sampler: Sampler::new(request.sampling),
             max_tokens: request.max_tokens,
             generated: 0,
             ignore_eos: request.ignore_eos,
         });
-        Ok(())
+        Ok(reuse as u32)
+    }
+
+    /// The free sequence whose cached tokens share the longest prefix with `prompt`.
+    fn take_sequence(&mut self, prompt: &[u32]) -> Result<i32, LlamaError> {
+        let best = (0..self.free.len())
+            .rev()
+            .max_by_key(|&i| common_prefix(&self.cached[self.free[i] as usize], prompt))
+            .ok_or(LlamaError::Busy(self.n_seq_max))?;
+        Ok(self.free.remove(best))
     }
 
     /// Greedy tokens for one prompt, alone in the batch (the parity check against llama.cpp's
@@ -245,14 +276,16 @@ impl LlamaEngine {
         match self.rows.iter().position(|r| r.handle == handle) {
             Some(i) => {
                 let row = self.rows.remove(i);
-                self.release(row.seq);
+                self.cached[row.seq as usize] = row.held;
+                self.free.push(row.seq);
                 true
             }
             None => false,
         }
     }
 
-    /// Ends every request (after a failed step, or at shutdown); their handles.
+    /// Ends every request (after a failed step, or at shutdown), forgetting what their cells
+    /// held; their handles.
     pub fn clear(&mut self) -> Vec<u64> {
         let rows = std::mem::take(&mut self.rows);
         rows.into_iter()
@@ -266,6 +299,7 @@ impl LlamaEngine {
     fn release(&mut self, seq: i32) {
         // SAFETY: the context is live; removing a whole sequence never fails.
         unsafe { ffi::mk_seq_rm(self.ctx, seq, -1, -1) };
+        self.cached[seq as usize].clear();
         self.free.push(seq);
     }
 
@@ -346,6 +380,7 @@ impl LlamaEngine {
                 let last = row.fed + k + 1 == row.pending.len();
                 let token = row.pending[row.fed + k] as i32;
                 unsafe { ffi::mk_batch_add(self.batch, token, row.pos, row.seq, last) };
+                row.held.push(token as u32);
                 if last {
                     outputs.push((i, used as i32));
                 }
@@ -370,4 +405,9 @@ impl Drop for LlamaEngine {
             ffi::mk_model_free(self.model);
         }
     }
+}
+
+/// How many leading tokens `a` and `b` share.
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }

@@ -164,7 +164,9 @@ class LlamaEngine:
         top_p: float = 1.0,
         seed: int | None = None,
         ignore_eos: bool = False,
-    ) -> None: ...
+    ) -> int:
+        """Starts a request; how many of its prompt tokens its sequence's cache already held."""
+        ...
     def generate_greedy(self, prompt: list[int], max_tokens: int) -> list[int]:
         """Greedy token ids for one prompt with nothing else running."""
     def cancel(self, handle: int) -> bool: ...

@@ -30,6 +30,7 @@ class _Running:
     request: GenerationRequest
     sink: EventSink
     completion_tokens: int = 0
+    cached: int = 0  # prompt tokens whose KV cells were reused
 
 
 class LlamaLoop:
@@ -64,7 +65,7 @@ class LlamaLoop:
         self._next_handle += 1
         sampling = request.sampling
         try:
-            self.engine.add(
+            cached = self.engine.add(
                 handle,
                 request.prompt_tokens,
                 max_tokens=request.max_tokens,
@@ -78,7 +79,7 @@ class LlamaLoop:
                 render,
                 stops=list(request.stop),
                 prompt_tokens=prompt,
-                cached_tokens=0,
+                cached_tokens=cached,
                 skip_special_tokens=request.skip_special_tokens,
             )
         except NativeError as exc:  # this request fails; the thread serves the others
@@ -86,7 +87,7 @@ class LlamaLoop:
             log.warning("request %s: cannot start generating: %s", request.request_id, exc)
             outbox.add(sink, Finished("error", prompt, 0, 0, error=str(exc)))
             return
-        self.running[handle] = _Running(request, sink)
+        self.running[handle] = _Running(request, sink, cached=cached)
         self.handles[request.request_id] = handle
 
     def step(self) -> None:
@@ -135,7 +136,7 @@ class LlamaLoop:
             with contextlib.suppress(KeyError):  # the output path may have finished it
                 self.output.discard(handle)
         prompt = len(running.request.prompt_tokens)
-        event = Finished(reason, prompt, running.completion_tokens, 0, error, data)
+        event = Finished(reason, prompt, running.completion_tokens, running.cached, error, data)
         outbox.add(running.sink, event)
 
     def close(self) -> None:
