@@ -16,7 +16,9 @@ from openai.types.chat import ChatCompletionMessageParam, ChatCompletionTokenLog
 from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel, Field
 
+from modelkube_serving.metrics import PREFIX_CACHE_HIT_TOKENS
 from modelkube_serving.models.uri import resolve_model
+from tests.serving.conftest import scrape
 from tests.serving.runtime_process import RuntimeProcess
 from tests.serving.schema_table import SCHEMAS
 from tests.serving.test_schema_table import check_choice, response_format
@@ -182,21 +184,27 @@ def test_what_the_engine_lacks_is_a_400_naming_it(
 
 
 def test_a_conversation_sent_again_reuses_its_prefix_and_answers_the_same(
-    client: openai.OpenAI,
+    client: openai.OpenAI, engine_runtime: RuntimeProcess
 ) -> None:
     messages: list[ChatCompletionMessageParam] = [
         {"role": "system", "content": "You are a geography teacher. Answer in one sentence."},
         {"role": "user", "content": "Which river flows through Cairo?"},
     ]
-    first, again = (
-        client.chat.completions.create(model=MODEL, messages=messages, max_tokens=12, temperature=0)
-        for _ in range(2)
+    first = client.chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=12, temperature=0
+    )
+    hit_tokens = f"{PREFIX_CACHE_HIT_TOKENS}{{model={MODEL}}}"
+    before = scrape(engine_runtime.url).get(hit_tokens, 0.0)
+    again = client.chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=12, temperature=0
     )
     assert again.choices[0].message.content == first.choices[0].message.content
     assert again.usage is not None and again.usage.prompt_tokens_details is not None
     cached = again.usage.prompt_tokens_details.cached_tokens or 0
-    # Everything but the last prompt token, whose logits the first new token needs.
+    # Nearly all of it: at least the last prompt token is decoded again, for its logits.
     assert cached >= again.usage.prompt_tokens - 16
+    # The dashboard's prefix-cache counters count it, on either engine.
+    assert scrape(engine_runtime.url)[hit_tokens] - before == cached
 
 
 def test_logprob_bytes_rebuild_multibyte_text(client: openai.OpenAI, engine: str) -> None:

@@ -87,6 +87,9 @@ class LlamaLoop:
             log.warning("request %s: cannot start generating: %s", request.request_id, exc)
             outbox.add(sink, Finished("error", prompt, 0, 0, error=str(exc)))
             return
+        if cached:  # the same prefix-cache counters as MLX's, for the dashboard's hit ratio
+            self.metrics.cache_hits.labels(**self.labels).inc()
+            self.metrics.cache_hit_tokens.labels(**self.labels).inc(cached)
         self.running[handle] = _Running(request, sink, cached=cached)
         self.handles[request.request_id] = handle
 
