@@ -70,6 +70,28 @@ def can_i(cp: ControlPlane, token: str, *args: str) -> bool:
     return result.stdout.strip() == "yes"
 
 
+def adapters_ready(
+    cp: ControlPlane,
+    name: str,
+    namespace: str,
+    operator: OperatorProcess,
+    field: str,
+    value: str,
+    timeout: float,
+) -> dict[str, Any]:
+    """The ModelService once its AdaptersReady condition's `field` is `value`."""
+    found: dict[str, Any] = wait_until(
+        lambda: (
+            (m := get_json(cp, "modelservice", name, "-n", namespace))
+            and condition(m, "AdaptersReady").get(field) == value
+            and m
+        ),
+        timeout,
+        f"AdaptersReady {field}={value}\n{operator.log()}",
+    )
+    return found
+
+
 def run_training_pod(
     cp: ControlPlane,
     job: dict[str, Any],
@@ -112,15 +134,7 @@ def test_a_finished_fine_tune_is_served_without_a_restart(
     assert applied.returncode == 0, applied.stderr
 
     # Until the job succeeds, the service says what it waits for and serves the base only.
-    ms = wait_until(
-        lambda: (
-            (m := get_json(cp, "modelservice", "chat", "-n", namespace))
-            and condition(m, "AdaptersReady").get("reason") == "AdaptersWaiting"
-            and m
-        ),
-        30,
-        f"AdaptersWaiting\n{operator.log()}",
-    )
+    ms = adapters_ready(cp, "chat", namespace, operator, "reason", "AdaptersWaiting", 30)
     assert "tuned: FineTuneJob tune is training" in condition(ms, "AdaptersReady")["message"]
     assert ms["status"]["servedModels"] == ["chat"]
     deployment = wait_until(lambda: get_json(cp, "deployment", "chat", "-n", namespace), 30, "dep")
@@ -165,15 +179,7 @@ def test_a_finished_fine_tune_is_served_without_a_restart(
         assert progress["trainLoss"] in table and "20" in table
 
         finish_training_pod(cp, namespace, "tune", 0)
-        ms = wait_until(
-            lambda: (
-                (m := get_json(cp, "modelservice", "chat", "-n", namespace))
-                and condition(m, "AdaptersReady").get("status") == "True"
-                and m
-            ),
-            60,
-            f"AdaptersReady\n{operator.log()}",
-        )
+        ms = adapters_ready(cp, "chat", namespace, operator, "status", "True", 60)
         assert ms["status"]["servedModels"] == ["chat", "chat:tuned"]
         configmap = get_json(cp, "configmap", "chat-runtime", "-n", namespace) or {}
         listed = json.loads(configmap["data"]["adapters.json"])

@@ -19,13 +19,17 @@ from tests.controlplane.cluster import ControlPlane
 from tests.finetune import tag_task
 from tests.operator.harness import (
     OperatorProcess,
-    condition,
     finish_training_pod,
     get_json,
     wait_until,
 )
 from tests.operator.test_finetunejob_e2e import storage
-from tests.operator.test_handoff_e2e import model_ids, run_training_pod, service_account_dir
+from tests.operator.test_handoff_e2e import (
+    adapters_ready,
+    model_ids,
+    run_training_pod,
+    service_account_dir,
+)
 from tests.serving.runtime_process import RuntimeProcess
 
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]
@@ -105,15 +109,7 @@ def test_a_fine_tune_of_the_real_model_learns_its_task_and_leaves_the_base_as_it
         assert trained.returncode == 0, trained.stderr
         finish_training_pod(cp, namespace, "tag", 0)
 
-        ms = wait_until(
-            lambda: (
-                (m := get_json(cp, "modelservice", "tagger", "-n", namespace))
-                and condition(m, "AdaptersReady").get("status") == "True"
-                and m
-            ),
-            60,
-            f"AdaptersReady\n{operator.log()}",
-        )
+        ms = adapters_ready(cp, "tagger", namespace, operator, "status", "True", 60)
         assert ms["status"]["servedModels"] == ["tagger", "tagger:tag"]
         configmap = get_json(cp, "configmap", "tagger-runtime", "-n", namespace) or {}
         adapters_file.write_text(configmap["data"]["adapters.json"])  # the kubelet's refresh
