@@ -21,7 +21,7 @@ from openai.types import Completion, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from tests.openai_wire import assert_required_fields
-from tests.serving.conftest import MODEL, StartRuntime
+from tests.serving.conftest import ENGINE_ARGS, MODEL, StartRuntime
 from tests.serving.inprocess import InProcessRuntime
 from tests.waiting import wait_until
 
@@ -193,9 +193,8 @@ chat_bodies = _bodies({"model": model_names, "messages": st.lists(message, max_s
 text_bodies = _bodies({"model": model_names, "prompt": prompts}, TEXT)
 
 
-@pytest.fixture(scope="module")
-def fuzzed(start_runtime: StartRuntime) -> Iterator[InProcessRuntime]:
-    runtime = start_runtime("--max-concurrent-requests", "4")
+def _fuzzed_runtime(start_runtime: StartRuntime, *args: str) -> Iterator[InProcessRuntime]:
+    runtime = start_runtime(*args, "--max-concurrent-requests", "4")
     yield runtime
     # Afterwards: alive, ready, nothing in flight, and still answering.
     assert httpx.get(f"{runtime.url}/healthz").status_code == 200
@@ -205,6 +204,23 @@ def fuzzed(start_runtime: StartRuntime) -> Iterator[InProcessRuntime]:
         f"{runtime.url}/v1/completions", json={"model": MODEL, "prompt": "ok", "max_tokens": 2}
     )
     assert answer.status_code == 200
+
+
+@pytest.fixture(scope="module")
+def fuzzed(start_runtime: StartRuntime) -> Iterator[InProcessRuntime]:
+    yield from _fuzzed_runtime(start_runtime)
+
+
+@pytest.fixture(scope="module", params=list(ENGINE_ARGS))
+def fuzzed_engine(
+    request: pytest.FixtureRequest, start_runtime: StartRuntime
+) -> Iterator[InProcessRuntime]:
+    """The fuzzed runtime of each engine: generated bodies reach llama.cpp's engine too."""
+    if request.param == "mlx":
+        mlx: InProcessRuntime = request.getfixturevalue("fuzzed")
+        yield mlx
+        return
+    yield from _fuzzed_runtime(start_runtime, *ENGINE_ARGS[request.param])
 
 
 def _post(url: str, body: dict[str, Any]) -> httpx.Response:
@@ -257,9 +273,9 @@ def _text_chunk_as_completion(payload: dict[str, Any]) -> dict[str, Any]:
 @FUZZ
 @given(body=chat_bodies)
 def test_generated_chat_requests_never_fail_the_server(
-    fuzzed: InProcessRuntime, body: dict[str, Any]
+    fuzzed_engine: InProcessRuntime, body: dict[str, Any]
 ) -> None:
-    _check(_post(f"{fuzzed.url}/v1/chat/completions", body), chat=True)
+    _check(_post(f"{fuzzed_engine.url}/v1/chat/completions", body), chat=True)
 
 
 # Tool requests that reach the engine more often: a user turn, tools, and a choice of calling.
@@ -286,17 +302,17 @@ tool_bodies = st.fixed_dictionaries(
 @settings(FUZZ, max_examples=max(EXAMPLES // 3, 1))
 @given(body=tool_bodies)
 def test_generated_tool_requests_never_fail_the_server(
-    fuzzed: InProcessRuntime, body: dict[str, Any]
+    fuzzed_engine: InProcessRuntime, body: dict[str, Any]
 ) -> None:
-    _check(_post(f"{fuzzed.url}/v1/chat/completions", body), chat=True)
+    _check(_post(f"{fuzzed_engine.url}/v1/chat/completions", body), chat=True)
 
 
 @FUZZ
 @given(body=text_bodies)
 def test_generated_completion_requests_never_fail_the_server(
-    fuzzed: InProcessRuntime, body: dict[str, Any]
+    fuzzed_engine: InProcessRuntime, body: dict[str, Any]
 ) -> None:
-    _check(_post(f"{fuzzed.url}/v1/completions", body), chat=False)
+    _check(_post(f"{fuzzed_engine.url}/v1/completions", body), chat=False)
 
 
 @FUZZ
