@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modelkube_serving.gateway.metrics import (
     GATEWAY_HOLDS,
@@ -32,6 +34,7 @@ from tests.gateway.harness import (
     endpoint_slice,
     model_service,
 )
+from tests.serving import test_fuzz as fuzz
 from tests.serving.runtime_process import RuntimeProcess
 from tests.waiting import wait_until
 
@@ -202,6 +205,36 @@ def test_bad_model_names_get_a_404_that_lists_nothing(gateway: InProcessGateway)
     missing = httpx.post(f"{gateway.url}/v1/chat/completions", json={"messages": []})
     assert missing.status_code == 400 and missing.json()["error"]["param"]
     assert httpx.get(f"{gateway.url}/v1/models/nope").status_code == 404
+
+
+# Generated bodies through the gateway to the pods: the bodies test_fuzz sends a runtime, named
+# for the models the gateway routes (and any text); never a 5xx, always OpenAI's error body.
+gateway_models = st.sampled_from(["chat", "chat:a1"]) | fuzz.texts
+gateway_chat = fuzz._bodies(
+    {"model": gateway_models, "messages": st.lists(fuzz.message, max_size=3)}, fuzz.CHAT
+)
+gateway_text = fuzz._bodies({"model": gateway_models, "prompt": fuzz.prompts}, fuzz.TEXT)
+
+
+@settings(fuzz.FUZZ, max_examples=max(fuzz.EXAMPLES // 3, 1))
+@given(body=gateway_chat, text=gateway_text, raw=st.binary(max_size=200))
+def test_generated_bodies_through_the_gateway_never_fail_it(
+    gateway: InProcessGateway, body: dict[str, Any], text: dict[str, Any], raw: bytes
+) -> None:
+    fuzz._check(fuzz._post(f"{gateway.url}/v1/chat/completions", body), chat=True)
+    fuzz._check(fuzz._post(f"{gateway.url}/v1/completions", text), chat=False)
+    bytes_answer = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        content=raw,
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    fuzz._check(bytes_answer, chat=True)
+
+
+def test_the_gateway_answers_after_the_generated_bodies(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(model="chat", messages=chat("hi"), max_tokens=2)
+    assert reply.choices[0].finish_reason in ("stop", "length")
 
 
 def test_the_hold_times_out_with_503_and_retry_after(
