@@ -4,6 +4,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.controlplane.cluster import ControlPlane
 from tests.operator.harness import wait_until
@@ -508,3 +510,42 @@ def test_kubectl_scale_is_refused_under_autoscaling_and_works_without(
     refused = cp.kubectl("scale", "ms/scaled", "-n", namespace, "--replicas=3", check=False)
     assert refused.returncode != 0
     assert "spec.replicas cannot change while spec.autoscaling is set" in refused.stderr
+
+
+def _dry_run(cp: ControlPlane, spec: dict[str, Any]) -> tuple[int, str]:
+    manifest = {
+        "apiVersion": "modelkube.io/v1alpha1",
+        "kind": "ModelService",
+        "metadata": {"name": "generated", "namespace": "default"},
+        "spec": spec,
+    }
+    stdin = json.dumps(manifest)
+    done = cp.kubectl("apply", "--dry-run=server", "-f", "-", stdin=stdin, check=False)
+    return done.returncode, done.stderr
+
+
+ENGINES = ("mlx", "llamacpp", "auto")
+any_json = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+
+
+# This round's new ModelService fields, with generated values: what the schema allows is
+# accepted (null too: apply drops it, so the default holds), and anything else is refused by
+# the API server naming the field.
+@settings(max_examples=25, deadline=None, derandomize=True, database=None)
+@given(engine=st.sampled_from(ENGINES) | any_json, idle=st.integers(-5, 700_000) | any_json)
+def test_generated_engine_and_idle_seconds_are_accepted_or_refused_by_name(
+    control_plane: ControlPlane, engine: Any, idle: Any
+) -> None:
+    scaling = {"minReplicas": 0, "maxReplicas": 2, "target": 4, "idleSeconds": idle}
+    code, stderr = _dry_run(control_plane, {**MS, "runtime": {"engine": engine}})
+    if engine is None or engine in ENGINES:
+        assert code == 0, stderr
+    else:
+        assert code != 0 and "spec.runtime.engine" in stderr, stderr
+    code, stderr = _dry_run(control_plane, {**MS, "autoscaling": scaling})
+    number = isinstance(idle, int) and not isinstance(idle, bool)
+    valid = idle is None or (number and 1 <= idle <= 604800)
+    if valid:
+        assert code == 0, stderr
+    else:
+        assert code != 0 and "spec.autoscaling.idleSeconds" in stderr, stderr
