@@ -123,8 +123,9 @@ freethreaded-test: freethreaded models
 	PYTHONPATH=serving/src:operator/src .venv-ft/bin/python -m pytest -p no:cacheprovider tests/native \
 	  tests/freethreaded
 
+# The slowest tests are listed at the end, so CI's log shows where the suite's time goes.
 test: install controlplane lint native-test freethreaded-test
-	$(RUN) pytest
+	$(RUN) pytest --durations=40
 
 demo: install controlplane
 	$(RUN) python examples/demo.py
