@@ -123,6 +123,12 @@ NODE_MODULE = GoModule(
 # The real node's cluster DNS: Services resolve by name in its pods (`helm test`'s pod).
 COREDNS_MODULE = GoModule("coredns", ("github.com/coredns/coredns",), "about 5 minutes")
 
+# The HPA's custom metrics (tests/node): serves the runtime's in-flight requests from Prometheus
+# as custom.metrics.k8s.io, with the rule file the README documents.
+PROMETHEUS_ADAPTER_MODULE = GoModule(
+    "prometheus-adapter", ("sigs.k8s.io/prometheus-adapter/cmd/adapter",), "about 5 minutes"
+)
+
 
 def cache_root() -> Path:
     base = os.environ.get("MODELKUBE_CACHE_DIR") or str(Path.home() / ".cache" / "modelkube")
@@ -181,6 +187,8 @@ def _build(module: GoModule, target: Path) -> None:
 
 
 if __name__ == "__main__":
-    for name, path in ensure_binaries((*MODULES, NODE_MODULE, COREDNS_MODULE)).items():
+    for name, path in ensure_binaries(
+        (*MODULES, NODE_MODULE, COREDNS_MODULE, PROMETHEUS_ADAPTER_MODULE)
+    ).items():
         print(f"{name}: {path}")
     sys.exit(0)

@@ -16,11 +16,18 @@ import httpx
 import yaml
 
 from tests.controlplane.binaries import ensure_binaries
+from tests.controlplane.pki import FRONT_PROXY_CLIENT, write_front_proxy
 from tests.controlplane.stages import write_stages
 from tests.serving.runtime_process import free_port
 
 ADMIN = "modelkube-admin"
 SERVICE_CIDR = "10.96.0.0/16"
+# The HPA controller reacting in seconds (its defaults: every 15 s, and 5 minutes of less load
+# before it scales down), so a test sees a whole load step, up and back down.
+FAST_HPA = (
+    "--horizontal-pod-autoscaler-sync-period=2s",
+    "--horizontal-pod-autoscaler-downscale-stabilization=10s",
+)
 
 
 @dataclass
@@ -30,6 +37,8 @@ class ControlPlane:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
     api_port: int = field(default_factory=free_port)
+    # More kube-controller-manager flags, such as FAST_HPA.
+    controller_args: tuple[str, ...] = ()
 
     @property
     def server(self) -> str:
@@ -69,6 +78,7 @@ class ControlPlane:
                 f"--root-ca-file={self.ca_file}",
                 "--controllers=*,-nodeipam",
                 "--concurrent-gc-syncs=10",
+                *self.controller_args,
             ],
         )
         self._start(
@@ -118,6 +128,7 @@ class ControlPlane:
         )
         tokens = self.workdir / "tokens.csv"
         tokens.write_text(f'{self.admin_token},{ADMIN},{ADMIN},"system:masters"\n')
+        proxy = write_front_proxy(self.workdir / "pki" / "front-proxy")
         self._start(
             "kube-apiserver",
             [
@@ -134,6 +145,17 @@ class ControlPlane:
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--endpoint-reconciler-type=none",
                 "--enable-priority-and-fairness=false",
+                # The aggregation layer, for APIServices such as prometheus-adapter's
+                # custom.metrics.k8s.io; routed to the Service's endpoint, not its ClusterIP,
+                # so an extension server may run as a process outside any pod.
+                f"--requestheader-client-ca-file={proxy.ca}",
+                f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={proxy.cert}",
+                f"--proxy-client-key-file={proxy.key}",
+                "--enable-aggregator-routing=true",
             ],
         )
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.controlplane.cluster import FAKE_NODE, ControlPlane
+from tests.controlplane.cluster import FAKE_NODE, FAST_HPA, ControlPlane
 from tests.node import build_images
 from tests.node.node import RealNode, why_no_containers
 
@@ -32,7 +32,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def node_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    cp = ControlPlane(tmp_path_factory.mktemp("control-plane")).start(crds=REPO / "crds")
+    workdir = tmp_path_factory.mktemp("control-plane")
+    cp = ControlPlane(workdir, controller_args=FAST_HPA).start(crds=REPO / "crds")
     # Every pod here must run for real: nothing may land on kwok's simulated node.
     cp.kubectl("cordon", FAKE_NODE["metadata"]["name"])  # type: ignore[index]
     try:

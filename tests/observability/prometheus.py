@@ -43,6 +43,8 @@ class Prometheus:
     workdir: Path
     targets: list[Target]
     rule_files: list[Path] = field(default_factory=list)
+    # Whole scrape configurations after the static targets: Kubernetes service discovery, say.
+    scrape_configs: list[dict[str, Any]] = field(default_factory=list)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -80,7 +82,8 @@ class Prometheus:
                     "static_configs": [{"targets": [t.address], "labels": t.labels}],
                 }
                 for t in self.targets
-            ],
+            ]
+            + self.scrape_configs,
         }
 
     def _wait_ready(self, timeout: float) -> None:
