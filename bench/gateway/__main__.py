@@ -69,11 +69,13 @@ def _start_pods(n: int, logs: Path, cache_mb: int | None = None) -> list[Runtime
     return pods
 
 
-def _start_gateway(cp: ControlPlane, logs: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start_gateway(
+    cp: ControlPlane, logs: Path, namespace: str = NAMESPACE
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     command = [
         sys.executable, "-m", "modelkube_serving", "gateway", "--port", str(port),
-        "--kubeconfig", str(cp.admin_kubeconfig), "--namespace", NAMESPACE,
+        "--kubeconfig", str(cp.admin_kubeconfig), "--namespace", namespace,
         "--log-level", "warning",
     ]  # fmt: skip
     with (logs / "gateway.log").open("ab") as log:
