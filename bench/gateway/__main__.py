@@ -1,25 +1,37 @@
 """`python -m bench.gateway`: 4 runtime replicas on builtin://tiny behind one ModelService on
 the test control plane; 64 four-turn chat sessions sharing a long system prompt, sent once
 with direct random balancing (what a Service does) and once through `modelkube gateway`.
-Prints the table and writes JSON (bench/results/gateway.json)."""
+
+Two configurations of the replicas' prefix caches, each run on freshly started replicas:
+- unbounded: the runtime's default budget (1 GiB), which holds every session many times over;
+- bounded: `--prefix-cache-mb` set so that the replicas together hold every session's cache
+  with room to spare (`--budget-factor` times their total, split over the replicas) but one
+  replica holds only a part of them. The total is measured: the bytes the replicas' caches
+  hold after the unbounded gateway run, where each session's cache sits on about one replica.
+
+Prints the tables and writes JSON (bench/results/gateway.json)."""
 
 import argparse
 import asyncio
 import json
+import math
 import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
-from bench.gateway.report import summary, table
-from bench.gateway.sessions import run_sessions, system_prompt
+from bench.gateway.report import LEGEND, latency_line, summary, table
+from bench.gateway.sessions import run_sessions, shared_tokens, system_prompt
 from modelkube_serving.gateway.routing import choose, request_key
+from modelkube_serving.metrics import VLLM_KV_CACHE_USAGE
 from tests.controlplane.cluster import ControlPlane
 from tests.gateway.harness import endpoint, endpoint_slice, host_address, model_service
 from tests.operator.harness import REPO
@@ -27,6 +39,7 @@ from tests.serving.runtime_process import RuntimeProcess, free_port
 from tests.waiting import wait_http_ok
 
 NAMESPACE = "bench"
+DEFAULT_CACHE_MB = 1024  # the MLX engine's prefix-cache budget when no flag sets one
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,6 +51,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--system-words", type=int, default=300)
     p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument("--latency-requests", type=int, default=200)
+    p.add_argument("--budget-factor", type=float, default=1.5)
     p.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "gateway.json")
     return p.parse_args(argv)
 
@@ -46,19 +60,22 @@ def _log(message: str) -> None:
     print(f"[bench.gateway] {message}", file=sys.stderr, flush=True)
 
 
-def _start_pods(n: int, logs: Path) -> list[RuntimeProcess]:
+def _start_pods(n: int, logs: Path, cache_mb: int | None = None) -> list[RuntimeProcess]:
     args = ["--host", "0.0.0.0", "--model", "builtin://tiny", "--served-model-name", "chat"]
+    args += ["--prefix-cache-mb", str(cache_mb)] if cache_mb else []
     pods = [RuntimeProcess(args, logs / f"pod-{i}.log").start(wait_ready=False) for i in range(n)]
     for pod in pods:
         pod.wait_ready(300)
     return pods
 
 
-def _start_gateway(cp: ControlPlane, logs: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start_gateway(
+    cp: ControlPlane, logs: Path, namespace: str = NAMESPACE
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     command = [
         sys.executable, "-m", "modelkube_serving", "gateway", "--port", str(port),
-        "--kubeconfig", str(cp.admin_kubeconfig), "--namespace", NAMESPACE,
+        "--kubeconfig", str(cp.admin_kubeconfig), "--namespace", namespace,
         "--log-level", "warning",
     ]  # fmt: skip
     with (logs / "gateway.log").open("ab") as log:
@@ -77,6 +94,25 @@ def _publish(cp: ControlPlane, pods: list[RuntimeProcess]) -> None:
     cp.kubectl("apply", "--server-side", "-f", "-", stdin=stdin)
 
 
+def _republish(cp: ControlPlane, pods: list[RuntimeProcess]) -> None:
+    """The new replicas' endpoints in place of the old ones'."""
+    selector = "kubernetes.io/service-name=chat"
+    cp.kubectl("delete", "endpointslices", "-n", NAMESPACE, "-l", selector)
+    objects = [endpoint_slice(NAMESPACE, "chat", pod.port) for pod in pods]
+    stdin = "\n---\n".join(json.dumps(o) for o in objects)
+    cp.kubectl("apply", "--server-side", "-f", "-", stdin=stdin)
+
+
+def _cache_bytes(pod: RuntimeProcess, budget_bytes: int) -> float:
+    """The bytes the replica's prefix cache holds, from its use of its budget."""
+    text = httpx.get(f"http://{endpoint(pod.port)}/metrics", timeout=30).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == VLLM_KV_CACHE_USAGE:
+                return sample.value * budget_bytes
+    raise LookupError(f"no {VLLM_KV_CACHE_USAGE} on the replica at port {pod.port}")
+
+
 def _wait_models(url: str) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -86,6 +122,32 @@ def _wait_models(url: str) -> None:
             return
         time.sleep(0.2)
     raise TimeoutError("the gateway never routed to chat")
+
+
+def _wait_endpoints(url: str, pods: list[RuntimeProcess]) -> None:
+    """Until every request the gateway routes lands on one of `pods` (the watch has dropped
+    the old replicas): the new replicas' request counters account for all of them."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        before = sum(_served(p) for p in pods)
+        for i in range(8):
+            message = {"role": "user", "content": f"probe {i}"}
+            body = {"model": "chat", "max_tokens": 1, "messages": [message]}
+            httpx.post(f"{url}/v1/chat/completions", timeout=30, json=body).raise_for_status()
+        if sum(_served(p) for p in pods) - before == 8:
+            return
+        time.sleep(0.2)
+    raise TimeoutError("the gateway kept routing to replicas that were stopped")
+
+
+def _served(pod: RuntimeProcess) -> float:
+    text = httpx.get(f"http://{endpoint(pod.port)}/metrics", timeout=30).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "modelkube_requests_total" and sample.labels.get("endpoint") == "chat"
+    )
 
 
 def _added_latency_ms(gateway: str, pods: list[RuntimeProcess], n: int) -> float:
@@ -105,44 +167,87 @@ def _added_latency_ms(gateway: str, pods: list[RuntimeProcess], n: int) -> float
     return (statistics.median(times["gateway"]) - statistics.median(times["direct"])) * 1000
 
 
+def _configuration(
+    args: argparse.Namespace,
+    cp: ControlPlane,
+    work: Path,
+    gateway: str,
+    cache_mb: int | None,
+) -> tuple[dict[str, Any], list[float]]:
+    """Both modes, each on freshly started replicas; the results and the bytes each
+    replica's cache held after the gateway's run."""
+    budget = (cache_mb or DEFAULT_CACHE_MB) << 20
+    results: dict[str, Any] = {"prefix_cache_mb_per_replica": cache_mb or DEFAULT_CACHE_MB}
+    held: list[float] = []
+    rng = random.Random(0)
+    for mode, seed in (("direct", 1), ("gateway", 2)):
+        pods = _start_pods(args.replicas, work, cache_mb)
+        try:
+            _republish(cp, pods)
+            _wait_endpoints(gateway, pods)
+            urls = [f"http://{endpoint(p.port)}" for p in pods]
+            pick = partial(rng.choice, urls) if mode == "direct" else (lambda: gateway)
+            _log(f"{mode}: {args.sessions} sessions x {args.turns} turns, {budget >> 20} MiB")
+            system = system_prompt(seed, args.system_words)
+            turns, wall = asyncio.run(run_sessions(
+                pick, system, args.sessions, args.turns, args.concurrency, args.max_tokens
+            ))  # fmt: skip
+            held_now = [_cache_bytes(p, budget) for p in pods]  # before the probe adds to it
+            results[mode] = summary(turns, wall, asyncio.run(shared_tokens(urls, system)))
+            results[mode]["cache_mb_held_per_replica"] = [round(b / (1 << 20), 1) for b in held_now]
+            _log(f"{mode}: {results[mode]}")
+            if mode == "gateway":
+                held = held_now
+                results["gateway_added_latency_p50_ms"] = _added_latency_ms(
+                    gateway, pods, args.latency_requests
+                )
+        finally:
+            for pod in pods:
+                pod.stop()
+    return results, held
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     _log(f"work dir {work}; endpoints on {host_address()}")
     cp = ControlPlane(work / "cp").start(crds=REPO / "crds")
-    pods: list[RuntimeProcess] = []
     gateway_proc = None
     try:
         pods = _start_pods(args.replicas, work)
         _publish(cp, pods)
         gateway_proc, gateway = _start_gateway(cp, work)
         _wait_models(gateway)
-        rng = random.Random(0)
-        urls = [f"http://{endpoint(p.port)}" for p in pods]
-        results: dict[str, Any] = {}
-        for mode, seed, pick in (
-            ("direct", 1, lambda: rng.choice(urls)),
-            ("gateway", 2, lambda: gateway),
-        ):
-            _log(f"{mode}: {args.sessions} sessions x {args.turns} turns")
-            turns, wall = asyncio.run(run_sessions(
-                pick, system_prompt(seed, args.system_words), args.sessions, args.turns,
-                args.concurrency, args.max_tokens))  # fmt: skip
-            results[mode] = summary(turns, wall)
-            _log(f"{mode}: {results[mode]}")
-        added = _added_latency_ms(gateway, pods, args.latency_requests)
-        print(table(results["direct"], results["gateway"], added))
+        for pod in pods:
+            pod.stop()
+        unbounded, held = _configuration(args, cp, work, gateway, None)
+        total_mb = sum(held) / (1 << 20)
+        cache_mb = max(1, math.ceil(args.budget_factor * total_mb / args.replicas))
+        _log(f"the sessions' caches took {total_mb:.1f} MiB in all; bounded: {cache_mb} MiB each")
+        bounded, _ = _configuration(args, cp, work, gateway, cache_mb)
+        print(LEGEND + "\n")
+        print(table(f"Unbounded prefix caches ({DEFAULT_CACHE_MB} MiB per replica):",
+                    unbounded["direct"], unbounded["gateway"]))  # fmt: skip
+        print(latency_line(unbounded["gateway_added_latency_p50_ms"]) + "\n")
+        print(table(
+            f"Bounded prefix caches ({cache_mb} MiB per replica: the {args.replicas} replicas "
+            f"hold {args.budget_factor:g}x the {total_mb:.1f} MiB all sessions' caches took, "
+            f"one replica {cache_mb / total_mb:.0%} of it):",
+            bounded["direct"], bounded["gateway"]))  # fmt: skip
+        print(latency_line(bounded["gateway_added_latency_p50_ms"]))
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"args": {k: str(v) for k, v in vars(args).items()}, **results,
-                   "gateway_added_latency_p50_ms": added}  # fmt: skip
+        payload = {
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "sessions_cache_mb_total": total_mb,
+            "unbounded": unbounded,
+            "bounded": bounded,
+        }
         args.output.write_text(json.dumps(payload, indent=2) + "\n")
         _log(f"results written to {args.output}")
     finally:
         if gateway_proc is not None:
             gateway_proc.terminate()
             gateway_proc.wait(30)
-        for pod in pods:
-            pod.stop()
         cp.stop()
     return 0
 

@@ -55,6 +55,15 @@ async def run_sessions(
     return [turn for turns_of in done for turn in turns_of], wall
 
 
+async def shared_tokens(urls: list[str], system: str) -> int:
+    """The most cached tokens a new session's first turn finds on any of `urls`: the part of
+    the prompt every session shares, once the replicas cached it."""
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": "Session -"}]
+    async with httpx.AsyncClient(timeout=300) as http:
+        found = [(await _turn(http, url, messages, 1))[1][2] for url in urls]
+    return max(found)
+
+
 async def _session(
     http: httpx.AsyncClient,
     pick_url: Callable[[], str],

@@ -109,6 +109,18 @@ MODULES = (
         "seconds",
         (("github.com/kedacore/keda/v2", "config/crd/bases/keda.sh_scaledobjects.yaml"),),
     ),
+    # Nothing to build: the Gateway API Inference Extension's InferencePool CRD (v1).
+    GoModule(
+        "inference-extension",
+        (),
+        "seconds",
+        (
+            (
+                "sigs.k8s.io/gateway-api-inference-extension",
+                "config/crd/bases/inference.networking.k8s.io_inferencepools.yaml",
+            ),
+        ),
+    ),
 )
 
 # The real node (tests/node): a module of its own, so that building it leaves the control plane's

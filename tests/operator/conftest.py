@@ -9,6 +9,7 @@ from tests.operator.harness import REPO, OperatorProcess, operator_kubeconfig
 
 _namespaces = itertools.count()
 KEDA_CRD_FILE = "keda.sh_scaledobjects.yaml"
+POOL_CRD_FILE = "inference.networking.k8s.io_inferencepools.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +19,10 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         # As on a cluster with KEDA: its real ScaledObject CRD, from its Go module.
         cp.kubectl("apply", "--server-side", "-f", str(ensure_binaries()[KEDA_CRD_FILE]))
         cp.kubectl("wait", "--for=condition=Established", "crd", "scaledobjects.keda.sh")
+        # And the Gateway API Inference Extension's InferencePool CRD, from its Go module.
+        cp.kubectl("apply", "--server-side", "-f", str(ensure_binaries()[POOL_CRD_FILE]))
+        pools = "inferencepools.inference.networking.k8s.io"
+        cp.kubectl("wait", "--for=condition=Established", "crd", pools)
         yield cp
     finally:
         cp.stop()

@@ -6,7 +6,7 @@ from modelkube_operator.builders.adapters import AdapterPlan
 from modelkube_operator.builders.common import Owner
 from modelkube_operator.builders.programs import ProgramPlan
 from modelkube_operator.builders.scaling import build_hpa, build_scaledobject, in_flight_query
-from modelkube_operator.reconcilers.modelservice import desired_children
+from modelkube_operator.reconcilers.modelservice import OptionalCRDs, desired_children
 from modelkube_operator.reconcilers.resync import expected_children, out_of_sync
 from pydantic import ValidationError
 
@@ -48,12 +48,11 @@ def test_without_kedas_crd_the_hpa_stays() -> None:
 
 
 def test_desired_children_swap_the_hpa_for_the_scaledobject() -> None:
-    wanted = desired_children(
-        OWNER, spec(autoscaling=KEDA), False, AdapterPlan(), ProgramPlan(), True
-    )
+    keda = OptionalCRDs(keda=True)
+    wanted = desired_children(OWNER, spec(autoscaling=KEDA), AdapterPlan(), ProgramPlan(), keda)
     assert wanted["HorizontalPodAutoscaler"] is None
     assert wanted["ScaledObject"] is not None
-    plain = desired_children(OWNER, spec(replicas=1), False, AdapterPlan(), ProgramPlan(), True)
+    plain = desired_children(OWNER, spec(replicas=1), AdapterPlan(), ProgramPlan(), keda)
     assert plain["ScaledObject"] is None
 
 

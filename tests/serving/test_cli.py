@@ -7,8 +7,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from modelkube_serving.cli import main
+from modelkube_serving.metrics import VLLM_KV_CACHE_USAGE
 from tests.serving.conftest import StartRuntime
 
 
@@ -159,3 +161,19 @@ def test_context_length_flag_caps_the_context(start_runtime: StartRuntime) -> No
     )
     assert response.status_code == 400
     assert "maximum context length is 64 tokens" in response.json()["error"]["message"]
+
+
+def test_prefix_cache_flag_sets_the_budget_the_cache_fills(start_runtime: StartRuntime) -> None:
+    # One short conversation's KV cache is about 76 KiB on the tiny model: under 0.01% of the
+    # default 1 GiB, over 5% of 1 MiB.
+    runtime = start_runtime("--prefix-cache-mb", "1")
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    httpx.post(f"{runtime.url}/v1/chat/completions", json=body, timeout=60).raise_for_status()
+    text = httpx.get(f"{runtime.url}/metrics").text
+    (usage,) = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == VLLM_KV_CACHE_USAGE
+    ]
+    assert 0.05 < usage <= 1.0

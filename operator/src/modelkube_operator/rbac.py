@@ -40,7 +40,13 @@ RULES: list[dict[str, Any]] = [
     {"apiGroups": ["monitoring.coreos.com"], "resources": ["servicemonitors"], "verbs": MANAGE},
     # KEDA's ScaledObject replaces the HPA when a ModelService asks for KEDA and it is installed.
     {"apiGroups": ["keda.sh"], "resources": ["scaledobjects"], "verbs": MANAGE},
-    # To notice whether the Prometheus Operator's and KEDA's CRDs exist.
+    # The Inference Extension's InferencePool, when a ModelService asks for one.
+    {
+        "apiGroups": ["inference.networking.k8s.io"],
+        "resources": ["inferencepools"],
+        "verbs": MANAGE,
+    },
+    # To notice whether the Prometheus Operator's, KEDA's and the Inference Extension's CRDs exist.
     {
         "apiGroups": ["apiextensions.k8s.io"],
         "resources": ["customresourcedefinitions"],

@@ -55,6 +55,7 @@ class ServeConfig:
     max_body_bytes: int = 8 << 20
     api_keys: tuple[bytes, ...] = ()
     context_length: int | None = None
+    prefix_cache_bytes: int | None = None  # None: the engine's default
     fine_tuning: FineTuningSettings | None = None  # --fine-tuning-api
     adapters: tuple[tuple[AdapterSpec, Path], ...] = ()  # from --adapter, resolved
     adapters_file: Path | None = None
@@ -85,6 +86,7 @@ def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = Non
         metrics,
         threads=config.engine_threads,
         context_length=config.context_length,
+        prefix_cache_bytes=config.prefix_cache_bytes,
     )
     metrics.engine.labels(engine=kind).set(1)
     if config.context_length is not None:

@@ -72,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--context-length", type=positive, help="cap the context below the model's own limit"
     )
+    serve.add_argument(
+        "--prefix-cache-mb",
+        type=positive,
+        help="MiB of KV caches the MLX engine keeps for prompt reuse (default: 1024)",
+    )
     serve.add_argument("--api-keys-file", type=Path, help="one key per line; /v1 then requires one")
     serve.add_argument(
         "--adapter",
@@ -314,6 +319,7 @@ def serve_config(args: argparse.Namespace) -> "ServeConfig":
         tokens_per_minute=args.rate_limit_tpm,
         api_keys=keys,
         context_length=args.context_length,
+        prefix_cache_bytes=args.prefix_cache_mb << 20 if args.prefix_cache_mb else None,
         adapters=adapters,
         adapters_file=args.adapters_file,
         fine_tuning=fine_tuning,

@@ -193,6 +193,21 @@ class Monitoring(ApiModel):
     )
 
 
+class InferencePool(ApiModel):
+    endpoint_picker: str | None = Field(
+        default=None,
+        pattern=DNS_LABEL,
+        max_length=63,
+        description=(
+            "The Service of the endpoint picker (EPP) that chooses this pool's pods; default "
+            "<name>-epp, the name the Inference Extension's inferencepool chart gives it."
+        ),
+    )
+    endpoint_picker_port: int = Field(
+        default=9002, ge=1, le=65535, description="The endpoint picker's ext-proc gRPC port."
+    )
+
+
 class FineTuningAPI(ApiModel):
     enabled: bool = Field(
         default=False,
@@ -285,6 +300,13 @@ class ModelServiceSpec(ApiModel):
     )
     monitoring: Monitoring = Field(
         default_factory=Monitoring, description="Prometheus integration."
+    )
+    inference_pool: InferencePool | None = Field(
+        default=None,
+        description=(
+            "Create an InferencePool (inference.networking.k8s.io/v1) of this service's pods, "
+            "for the Gateway API Inference Extension, once its CRD is installed."
+        ),
     )
     fine_tuning_api: FineTuningAPI | None = Field(
         default=None,

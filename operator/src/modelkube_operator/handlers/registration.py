@@ -145,6 +145,7 @@ async def program_source_changed(
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=OURS)
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
 @kopf.on.event("keda.sh", "v1alpha1", "scaledobjects", labels=OURS)
+@kopf.on.event("inference.networking.k8s.io", "v1", "inferencepools", labels=OURS)
 @takes_indexes
 async def child_changed(
     body: kopf.Body,
@@ -188,8 +189,10 @@ async def index_owners(body: kopf.Body, **_: Any) -> dict[OwnerKey, dict[str, An
 @kopf.index("", "v1", "serviceaccounts", labels=OURS, id="children")
 @kopf.index("rbac.authorization.k8s.io", "v1", "roles", labels=OURS, id="children")
 @kopf.index("rbac.authorization.k8s.io", "v1", "rolebindings", labels=OURS, id="children")
-# Optional: kopf serves it once KEDA's CRD exists (it watches the CRDs), and warns until then.
+# Optional: kopf serves these once KEDA's and the Inference Extension's CRDs exist (it
+# watches the CRDs), and warns until then.
 @kopf.index("keda.sh", "v1alpha1", "scaledobjects", labels=OURS, id="children")
+@kopf.index("inference.networking.k8s.io", "v1", "inferencepools", labels=OURS, id="children")
 async def index_children(body: kopf.Body, **_: Any) -> dict[OwnerKey, str] | None:
     """Which children exist, by owner: the resync and the optional-child deletes read it."""
     return child_entry(body)

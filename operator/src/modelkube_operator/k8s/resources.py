@@ -51,6 +51,7 @@ RESOURCES: dict[tuple[str, str], Resource] = {
         Resource("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
         Resource("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors"),
         Resource("keda.sh/v1alpha1", "ScaledObject", "scaledobjects"),
+        Resource("inference.networking.k8s.io/v1", "InferencePool", "inferencepools"),
         Resource(
             "apiextensions.k8s.io/v1",
             "CustomResourceDefinition",

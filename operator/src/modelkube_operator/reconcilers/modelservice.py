@@ -20,6 +20,8 @@ from pydantic import ValidationError
 from modelkube_operator.api.modelservice import ModelServiceSpec, ModelServiceStatus
 from modelkube_operator.builders.adapters import AdapterPlan, plan_adapters
 from modelkube_operator.builders.common import Obj, Owner, selector_labels
+from modelkube_operator.builders.inference_pool import API_VERSION as POOL_API_VERSION
+from modelkube_operator.builders.inference_pool import build_inference_pool
 from modelkube_operator.builders.monitoring import build_servicemonitor
 from modelkube_operator.builders.networking import (
     build_service,
@@ -58,6 +60,7 @@ from modelkube_operator.status.modelservice import (
 
 SERVICEMONITOR_CRD = "servicemonitors.monitoring.coreos.com"
 KEDA_CRD = "scaledobjects.keda.sh"
+INFERENCEPOOL_CRD = "inferencepools.inference.networking.k8s.io"
 _CRD_TTL_S = 60.0
 _crd_seen: dict[str, tuple[float, bool]] = {}
 _API_VERSIONS = {
@@ -68,6 +71,7 @@ _API_VERSIONS = {
     "PodDisruptionBudget": "policy/v1",
     "ServiceMonitor": "monitoring.coreos.com/v1",
     "ScaledObject": KEDA_API_VERSION,
+    "InferencePool": POOL_API_VERSION,
     "ServiceAccount": "v1",
     "Role": "rbac.authorization.k8s.io/v1",
     "RoleBinding": "rbac.authorization.k8s.io/v1",
@@ -88,6 +92,24 @@ class ChildEvent:
     @property
     def name(self) -> str:
         return str(self.body["metadata"]["name"])
+
+
+@dataclass(frozen=True)
+class OptionalCRDs:
+    """Which optional CRDs the API server has: the Prometheus Operator's ServiceMonitor,
+    KEDA's ScaledObject, the Inference Extension's InferencePool."""
+
+    servicemonitors: bool = False
+    keda: bool = False
+    inference_pools: bool = False
+
+    def served(self, kind: str) -> bool:
+        """Whether the API server knows the kind."""
+        return {
+            "ServiceMonitor": self.servicemonitors,
+            "ScaledObject": self.keda,
+            "InferencePool": self.inference_pools,
+        }.get(kind, True)
 
 
 async def reconcile_modelservice(
@@ -117,6 +139,7 @@ async def reconcile_modelservice(
             raise await _invalid(kube, owner, previous, problem)
         monitors = await _crd_exists(kube, SERVICEMONITOR_CRD)
         keda = await _crd_exists(kube, KEDA_CRD)
+        pools = await _crd_exists(kube, INFERENCEPOOL_CRD)
         plan = plan_adapters(owner.name, spec, jobs or {})
         # Only the ConfigMap's data and the status read the programs: other child events
         # leave their ConfigMaps unread (and the ConfigMap and Deployment unapplied).
@@ -125,11 +148,12 @@ async def reconcile_modelservice(
             await resolve_programs(kube, owner.namespace, spec) if reads_programs else ProgramPlan()
         )
         deployment: Obj | None = dict(child.body) if child and child.kind == "Deployment" else None
-        for kind, obj in desired_children(owner, spec, monitors, plan, programs, keda).items():
+        optional = OptionalCRDs(monitors, keda, pools)
+        for kind, obj in desired_children(owner, spec, plan, programs, optional).items():
             if obj is not None and _to_apply(obj, child):
                 applied = await apply_child(kube, owner, ModelServiceStatus, previous, "Ready", obj)
                 deployment = applied if kind == "Deployment" else deployment
-            elif obj is None and _to_delete(kind, owner, present, child, monitors, keda):
+            elif obj is None and _to_delete(kind, owner, present, child, optional):
                 await kube.delete(_API_VERSIONS[kind], kind, owner.namespace, _name(kind, owner))
         if deployment is None:
             return []  # the status needs the Deployment's state, which this event lacks
@@ -151,13 +175,12 @@ def _to_delete(
     owner: Owner,
     present: Collection[str] | None,
     child: ChildEvent | None,
-    monitors: bool,
-    keda: bool,
+    optional: OptionalCRDs,
 ) -> bool:
     """An unwanted child: on the owner's events, each kind that may exist; on a child's, that
     child if it still exists."""
     if child is None:
-        return (present is None or kind in present) and _served(kind, monitors, keda)
+        return (present is None or kind in present) and optional.served(kind)
     return kind == child.kind and not child.deleted and child.name == _name(kind, owner)
 
 
@@ -165,11 +188,6 @@ async def _invalid(
     kube: Kube, owner: Owner, previous: Mapping[str, Any], message: str
 ) -> SpecError:
     return await invalid_spec(kube, owner, ModelServiceStatus, previous, "Ready", message)
-
-
-def _served(kind: str, servicemonitors: bool, keda: bool) -> bool:
-    """Whether the API server knows the kind (the optional CRDs may be missing)."""
-    return {"ServiceMonitor": servicemonitors, "ScaledObject": keda}.get(kind, True)
 
 
 def _name(kind: str, owner: Owner) -> str:
@@ -181,10 +199,9 @@ def _name(kind: str, owner: Owner) -> str:
 def desired_children(
     owner: Owner,
     spec: ModelServiceSpec,
-    crd_present: bool,
     plan: AdapterPlan,
     programs: ProgramPlan,
-    keda_present: bool = False,
+    optional: OptionalCRDs = OptionalCRDs(),
 ) -> dict[str, Obj | None]:
     """Every child kind, and the object it should be (None: it should not exist)."""
     configmap = build_configmap(owner, spec, plan, programs)
@@ -194,10 +211,11 @@ def desired_children(
         "ConfigMap": configmap,
         "Deployment": build_deployment(owner, spec, plan, settings_hash(configmap)),
         "Service": build_service(owner),
-        "HorizontalPodAutoscaler": build_hpa(owner, spec, keda_present),
-        "ScaledObject": build_scaledobject(owner, spec, keda_present),
+        "HorizontalPodAutoscaler": build_hpa(owner, spec, optional.keda),
+        "ScaledObject": build_scaledobject(owner, spec, optional.keda),
         "PodDisruptionBudget": build_pdb(owner, spec),
-        "ServiceMonitor": build_servicemonitor(owner, spec, crd_present),
+        "ServiceMonitor": build_servicemonitor(owner, spec, optional.servicemonitors),
+        "InferencePool": build_inference_pool(owner, spec, optional.inference_pools),
     }
 
 

@@ -46,7 +46,7 @@ def expected_children(body: Mapping[str, Any]) -> frozenset[str] | None:
         return frozenset()
     if service_name_problem(body["metadata"]["name"]):
         return frozenset()
-    wanted = desired_children(owner_of(body), spec, False, AdapterPlan(), ProgramPlan())
+    wanted = desired_children(owner_of(body), spec, AdapterPlan(), ProgramPlan())
     return frozenset(kind for kind, obj in wanted.items() if obj is not None) & _judged(body)
 
 

@@ -5,6 +5,7 @@ MLX has no fast quantized or half-precision matmul: issue 18 measured llama.cpp 
 faster on SmolLM2-135M), and MLX everywhere else (Apple silicon, CUDA, HF-layout models).
 """
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, cast
 
@@ -44,6 +45,7 @@ def build_engine(
     metrics: "RuntimeMetrics",
     threads: int = 0,
     context_length: int | None = None,
+    prefix_cache_bytes: int | None = None,
 ) -> "Engine":
     if kind == "llamacpp":
         from modelkube_serving.engine.llamacpp_engine import LlamaCppEngine, LlamaSettings
@@ -52,4 +54,7 @@ def build_engine(
         return LlamaCppEngine(model_path, model_name, settings, metrics)
     from modelkube_serving.engine.mlx_engine import EngineSettings, MLXEngine
 
-    return MLXEngine(model_path, model_name, EngineSettings(max_batch_size=max_batch_size), metrics)
+    mlx_settings = EngineSettings(max_batch_size=max_batch_size)
+    if prefix_cache_bytes is not None:
+        mlx_settings = replace(mlx_settings, prefix_cache_bytes=prefix_cache_bytes)
+    return MLXEngine(model_path, model_name, mlx_settings, metrics)

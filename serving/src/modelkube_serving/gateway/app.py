@@ -13,6 +13,7 @@ from modelkube_operator.k8s.client import Kube
 from modelkube_serving.error_handlers import install_error_handlers
 from modelkube_serving.gateway import routes
 from modelkube_serving.gateway.catalog import Catalog
+from modelkube_serving.gateway.fastpath import Dispatch, FastPath
 from modelkube_serving.gateway.forward import Forwarder
 from modelkube_serving.gateway.metrics import GatewayMetrics
 from modelkube_serving.gateway.scaler import Scaler
@@ -39,7 +40,7 @@ class GatewayConfig:
     max_body_bytes: int = 8 << 20
 
 
-def create_gateway(config: GatewayConfig, kube: Kube) -> FastAPI:
+def create_gateway(config: GatewayConfig, kube: Kube) -> FastPath:
     runtime_metrics = RuntimeMetrics()
     metrics = GatewayMetrics(runtime_metrics)
     in_flight, queued = runtime_metrics.in_flight.labels(NAME), runtime_metrics.queued.labels(NAME)
@@ -85,7 +86,6 @@ def create_gateway(config: GatewayConfig, kube: Kube) -> FastAPI:
     )
     app.state.forwarder = forwarder
     app.include_router(routes.router)
-    app.router.routes.extend(routes.routes)
     app.include_router(ops.router)
     install_error_handlers(app)
     app.add_middleware(
@@ -94,7 +94,13 @@ def create_gateway(config: GatewayConfig, kube: Kube) -> FastAPI:
         model=NAME,
         max_body_bytes=config.max_body_bytes,
     )
-    return app
+    accounting = RequestAccounting(
+        Dispatch(routes.handlers),
+        metrics=runtime_metrics,
+        model=NAME,
+        max_body_bytes=config.max_body_bytes,
+    )
+    return FastPath(app, accounting, frozenset(routes.handlers))
 
 
 async def _prune(catalog: Catalog, upstreams: Upstreams) -> None:

@@ -20,6 +20,7 @@ from modelkube_native import (
 from modelkube_serving import bodies
 from modelkube_serving.errors import ModelNotFound, UpstreamTimedOut, UpstreamUnreachable
 from modelkube_serving.gateway.catalog import Catalog, Target
+from modelkube_serving.gateway.fields import Fields, plain_fields
 from modelkube_serving.gateway.metrics import GatewayMetrics
 from modelkube_serving.gateway.routing import choose, request_key
 from modelkube_serving.gateway.scaler import Scaler
@@ -75,30 +76,24 @@ class Forwarder:
 
     def prepare(self, endpoint: str, raw: bytes, authorization: str | None) -> Routed:
         body = bodies.read_json(raw)
-        envelope: ChatEnvelope | CompletionEnvelope = (
-            bodies.validate(ChatEnvelope, body)
-            if endpoint == "chat"
-            else bodies.validate(CompletionEnvelope, body)
-        )
-        target = self.catalog.resolve(envelope.model)
+        fields = plain_fields(endpoint, body) or _validated_fields(endpoint, body)
+        target = self.catalog.resolve(fields.model)
         if target is None:
-            raise _unknown(envelope.model)
-        limit = envelope.token_limit() if isinstance(envelope, ChatEnvelope) else None
-        limit = limit or envelope.max_tokens
+            raise _unknown(fields.model)
         headers = [("content-type", "application/json")]
-        if envelope.stream:
+        if fields.stream:
             headers.append(("accept", "text/event-stream"))
         if authorization:  # a ModelService's own keys still apply behind the gateway
             headers.append(("authorization", authorization))
         return Routed(
             endpoint,
             raw,
-            envelope.model,
+            fields.model,
             target,
             request_key(body, target.adapter),
-            envelope.stream,
-            len(raw) // _BYTES_PER_TOKEN + (limit or 0),
-            envelope.priority,
+            fields.stream,
+            len(raw) // _BYTES_PER_TOKEN + (fields.token_limit or 0),
+            fields.priority,
             headers,
         )
 
@@ -200,6 +195,18 @@ class Forwarder:
             return False
         self.metrics.retries.labels(model=routed.model, reason=reason).inc()
         return True
+
+
+def _validated_fields(endpoint: str, body: dict[str, Any]) -> Fields:
+    """The fields from the envelope every mode validates: its 400 for a body the plain
+    reading gave up on, or the fields of one it could not read plainly (nulls, say)."""
+    envelope: ChatEnvelope | CompletionEnvelope = (
+        bodies.validate(ChatEnvelope, body)
+        if endpoint == "chat"
+        else bodies.validate(CompletionEnvelope, body)
+    )
+    limit = envelope.token_limit() if isinstance(envelope, ChatEnvelope) else None
+    return Fields(envelope.model, envelope.stream, limit or envelope.max_tokens, envelope.priority)
 
 
 def _unknown(model: str) -> ModelNotFound:

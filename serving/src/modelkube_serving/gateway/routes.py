@@ -1,11 +1,10 @@
 """The gateway's OpenAI endpoints: `/v1/models` (the union of every ModelService's models)
-and the two completion endpoints, forwarded to a pod of the model's ModelService. Plain
-Starlette routes for the completions, as in proxy mode: no dependency solving per request."""
+and the two completion endpoints, forwarded to a pod of the model's ModelService. The
+completions are plain handlers that `fastpath` calls without FastAPI's stack."""
 
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from starlette.routing import Route
 
 from modelkube_serving.gateway.forward import Forwarder
 from modelkube_serving.routes.deps import (
@@ -42,10 +41,7 @@ async def completions(request: Request) -> Response:
     return await _forward(request, "completions")
 
 
-routes = [
-    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-    Route("/v1/completions", completions, methods=["POST"]),
-]
+handlers = {"/v1/chat/completions": chat_completions, "/v1/completions": completions}
 
 
 async def _forward(request: Request, endpoint: str) -> Response:
