@@ -16,6 +16,7 @@ import httpx
 import yaml
 
 from tests.controlplane.binaries import ensure_binaries
+from tests.controlplane.pki import KubeletPki
 from tests.controlplane.stages import write_stages
 from tests.serving.runtime_process import free_port
 
@@ -94,6 +95,12 @@ class ControlPlane:
         self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(FAKE_NODE))
 
     @property
+    def kubelet_pki(self) -> KubeletPki:
+        """The CA a real node's kubelet trusts the API server by, and signs its serving
+        certificate with (tests/node): `kubectl logs` and `exec` go through it."""
+        return KubeletPki(self.workdir / "pki-kubelet")
+
+    @property
     def ca_file(self) -> Path:
         return self.workdir / "pki" / "apiserver.crt"
 
@@ -116,6 +123,7 @@ class ControlPlane:
         subprocess.run(
             ["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True
         )
+        kubelet_pki = KubeletPki.make(self.kubelet_pki.directory)
         tokens = self.workdir / "tokens.csv"
         tokens.write_text(f'{self.admin_token},{ADMIN},{ADMIN},"system:masters"\n')
         self._start(
@@ -134,6 +142,7 @@ class ControlPlane:
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--endpoint-reconciler-type=none",
                 "--enable-priority-and-fairness=false",
+                *kubelet_pki.apiserver_args(),
             ],
         )
 

@@ -188,6 +188,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         return path
 
     def _write_kubelet_config(self) -> Path:
+        pki = self.control_plane.kubelet_pki
+        cert, key = pki.serving(NODE_IP, self.workdir / "kubelet-pki")
         config: dict[str, Any] = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
@@ -196,13 +198,23 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             "cgroupDriver": "cgroupfs",
             "failCgroupV1": False,
             "failSwapOn": False,
-            "address": "127.0.0.1",
+            # Where the API server dials for `kubectl logs`/`exec` (the node's InternalIP, on
+            # the harness's bridge), with a certificate from the control plane's kubelet CA.
+            "address": NODE_IP,
             "port": free_port(),
+            "tlsCertFile": str(cert),
+            "tlsPrivateKeyFile": str(key),
             "readOnlyPort": 0,
             "healthzBindAddress": "127.0.0.1",
             "healthzPort": free_port(),
-            "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False}},
-            "authorization": {"mode": "AlwaysAllow"},
+            # Only clients with a certificate from that CA (the API server), each request
+            # authorized by the API server (a SubjectAccessReview), as a real cluster does.
+            "authentication": {
+                "anonymous": {"enabled": False},
+                "webhook": {"enabled": False},
+                "x509": {"clientCAFile": str(pki.ca)},
+            },
+            "authorization": {"mode": "Webhook"},
             "podLogsDir": str(self.workdir / "pod-logs"),
             "registerNode": True,
             # CoreDNS on the node's bridge address: Services resolve by name.
