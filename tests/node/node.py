@@ -317,14 +317,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             time.sleep(0.2)
         raise TimeoutError(f"{what} not ready after {timeout}s:\n{self.log(what)}")
 
-    def container_log(self, namespace: str, pod: str, container: str) -> list[str]:
-        """A container's log lines as kubelet keeps them (CRI format: an RFC 3339 time, the
-        stream, a tag, the line), read here: the API server cannot reach kubelet's port."""
-        lines: list[str] = []
-        for path in sorted(self.workdir.glob(f"pod-logs/{namespace}_{pod}_*/{container}/*.log")):
-            lines += path.read_text(errors="replace").splitlines()
-        return lines
-
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
