@@ -9,7 +9,8 @@ nanoseconds. A phase between two API timestamps is therefore only good to a seco
 from datetime import datetime
 from typing import Any
 
-PHASES = ("schedule", "sandbox+image", "process start", "model load", "Ready", "total")
+# "container start" ends at the runtime's first log line (its imports done).
+PHASES = ("schedule", "sandbox+image", "container start", "model load", "Ready", "total")
 
 
 def stamp(text: str) -> float:
@@ -38,7 +39,7 @@ def phases(
     return {
         "schedule": conditions["PodScheduled"] - created,
         "sandbox+image": image_at - conditions["PodScheduled"],
-        "process start": first_line - image_at,
+        "container start": first_line - image_at,
         "model load": loaded - first_line,
         "Ready": conditions["Ready"] - loaded,
         "total": conditions["Ready"] - created,
