@@ -44,7 +44,7 @@ system-deps:
 	    || { apt-get update -q >/dev/null && apt-get install -y -q libopenblas0-pthread >/dev/null; }; \
 	fi
 	@missing=""; for p in containerd:containerd runc:runc conntrack:conntrack iptables:iptables \
-	    busybox:busybox-static gcc:gcc mmdebstrap:mmdebstrap; do \
+	    busybox:busybox-static gcc:gcc mmdebstrap:mmdebstrap gdb:gdb; do \
 	  command -v $${p%%:*} >/dev/null || missing="$$missing $${p#*:}"; done; \
 	  [ -x /usr/lib/cni/bridge ] || missing="$$missing containernetworking-plugins"; \
 	  if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \

@@ -16,7 +16,7 @@ import httpx
 import yaml
 
 from tests.controlplane.binaries import ensure_binaries
-from tests.controlplane.pki import FRONT_PROXY_CLIENT, write_front_proxy
+from tests.controlplane.pki import FRONT_PROXY_CLIENT, KubeletPki, write_front_proxy
 from tests.controlplane.stages import write_stages
 from tests.serving.runtime_process import free_port
 
@@ -104,6 +104,12 @@ class ControlPlane:
         self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(FAKE_NODE))
 
     @property
+    def kubelet_pki(self) -> KubeletPki:
+        """The CA a real node's kubelet trusts the API server by, and signs its serving
+        certificate with (tests/node): `kubectl logs` and `exec` go through it."""
+        return KubeletPki(self.workdir / "pki-kubelet")
+
+    @property
     def ca_file(self) -> Path:
         return self.workdir / "pki" / "apiserver.crt"
 
@@ -126,6 +132,7 @@ class ControlPlane:
         subprocess.run(
             ["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True
         )
+        kubelet_pki = KubeletPki.make(self.kubelet_pki.directory)
         tokens = self.workdir / "tokens.csv"
         tokens.write_text(f'{self.admin_token},{ADMIN},{ADMIN},"system:masters"\n')
         proxy = write_front_proxy(self.workdir / "pki" / "front-proxy")
@@ -156,6 +163,7 @@ class ControlPlane:
                 f"--proxy-client-cert-file={proxy.cert}",
                 f"--proxy-client-key-file={proxy.key}",
                 "--enable-aggregator-routing=true",
+                *kubelet_pki.apiserver_args(),
             ],
         )
 

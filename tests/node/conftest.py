@@ -13,6 +13,7 @@ import pytest
 from tests.controlplane.cluster import FAKE_NODE, FAST_HPA, ControlPlane
 from tests.node import build_images
 from tests.node.node import RealNode, why_no_containers
+from tests.operator.harness import OperatorProcess, operator_kubeconfig
 
 REPO = Path(__file__).resolve().parents[2]
 _why = why_no_containers()
@@ -76,3 +77,14 @@ def _imported(node: RealNode, name: str) -> str:
         f" {built - started:.1f}s, imported in {time.monotonic() - built:.1f}s"
     )
     return build_images.reference(build_images.IMAGES[name])
+
+
+@pytest.fixture(scope="session")
+def operator(node_control_plane: ControlPlane, runtime_image: str) -> Iterator[OperatorProcess]:
+    """The operator as a process under its own ServiceAccount, for the `real-*` namespaces; its
+    pods (runtime, trainer) run the runtime image on the real node."""
+    cp = node_control_plane
+    proc = OperatorProcess(operator_kubeconfig(cp), cp.workdir / "operator.log", "real-*")
+    proc.start()
+    yield proc
+    proc.stop()

@@ -188,6 +188,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         return path
 
     def _write_kubelet_config(self) -> Path:
+        pki = self.control_plane.kubelet_pki
+        cert, key = pki.serving(NODE_IP, self.workdir / "kubelet-pki")
         config: dict[str, Any] = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
@@ -196,13 +198,23 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             "cgroupDriver": "cgroupfs",
             "failCgroupV1": False,
             "failSwapOn": False,
-            "address": "127.0.0.1",
+            # Where the API server dials for `kubectl logs`/`exec` (the node's InternalIP, on
+            # the harness's bridge), with a certificate from the control plane's kubelet CA.
+            "address": NODE_IP,
             "port": free_port(),
+            "tlsCertFile": str(cert),
+            "tlsPrivateKeyFile": str(key),
             "readOnlyPort": 0,
             "healthzBindAddress": "127.0.0.1",
             "healthzPort": free_port(),
-            "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False}},
-            "authorization": {"mode": "AlwaysAllow"},
+            # Only clients with a certificate from that CA (the API server), each request
+            # authorized by the API server (a SubjectAccessReview), as a real cluster does.
+            "authentication": {
+                "anonymous": {"enabled": False},
+                "webhook": {"enabled": False},
+                "x509": {"clientCAFile": str(pki.ca)},
+            },
+            "authorization": {"mode": "Webhook"},
             "podLogsDir": str(self.workdir / "pod-logs"),
             "registerNode": True,
             # CoreDNS on the node's bridge address: Services resolve by name.
@@ -304,14 +316,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 return
             time.sleep(0.2)
         raise TimeoutError(f"{what} not ready after {timeout}s:\n{self.log(what)}")
-
-    def container_log(self, namespace: str, pod: str, container: str) -> list[str]:
-        """A container's log lines as kubelet keeps them (CRI format: an RFC 3339 time, the
-        stream, a tag, the line), read here: the API server cannot reach kubelet's port."""
-        lines: list[str] = []
-        for path in sorted(self.workdir.glob(f"pod-logs/{namespace}_{pod}_*/{container}/*.log")):
-            lines += path.read_text(errors="replace").splitlines()
-        return lines
 
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"

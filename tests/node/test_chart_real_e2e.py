@@ -116,7 +116,7 @@ def test_the_charts_operator_serves_a_modelservice_on_real_pods(
     except TimeoutError:
         print(cp.kubectl("get", "ms,all,events", "-n", WATCHED, "-o", "yaml", check=False).stdout)
         name = _operator_pod(cp)["metadata"]["name"]
-        print("\n".join(node.container_log(NAMESPACE, name, "operator")[-60:]))
+        print(cp.kubectl("logs", "-n", NAMESPACE, name, "--tail=60", check=False).stdout)
         raise
     service = get_json(cp, "service", "tiny", "-n", WATCHED)
     assert service is not None

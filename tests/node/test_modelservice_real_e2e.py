@@ -7,11 +7,9 @@ Each test prints what it measured (apply -> first answer split, requests lost in
 timings are reported, never asserted.
 """
 
-import json
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 import openai
@@ -19,23 +17,16 @@ import pytest
 import yaml
 
 from tests.controlplane.cluster import ControlPlane
+from tests.node.inject import END_ENGINE_THREAD, gdb_missing, run_python_in
 from tests.node.node import NODE_NAME, RealNode
-from tests.operator.harness import OperatorProcess, get_json, operator_kubeconfig
+from tests.node.startup import phases, table
+from tests.operator.harness import OperatorProcess, get_json
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.real_node, pytest.mark.timeout(1500)]
 
 NAMESPACE = "real-serving"
 NAME = "tiny"
-
-
-@pytest.fixture(scope="module")
-def operator(node_control_plane: ControlPlane, runtime_image: str) -> Iterator[OperatorProcess]:
-    cp = node_control_plane
-    proc = OperatorProcess(operator_kubeconfig(cp), cp.workdir / "operator.log", "real-*")
-    proc.start()
-    yield proc
-    proc.stop()
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +60,7 @@ def served(
         _dump(cp, node, operator)
         raise
     answered = time.time()
-    _print_startup(cp, node, applied, answered)
+    _print_startup(cp, applied, answered)
     yield url
     cp.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
 
@@ -187,6 +178,69 @@ def test_a_runtime_killed_with_sigkill_is_restarted_and_answers_again(
     assert _answers(client)
 
 
+def test_kubectl_logs_and_exec_reach_a_runtime_pod_through_the_api_server(
+    node_control_plane: ControlPlane, served: str
+) -> None:
+    cp = node_control_plane
+    name = _pods(cp)[0]["metadata"]["name"]
+    # API server -> kubelet on the node's InternalIP: TLS both ways, authorized by the API
+    # server; the runtime's own line from its model load.
+    logs = cp.kubectl("logs", "-n", NAMESPACE, name, "-c", "runtime", check=False)
+    assert logs.returncode == 0, logs.stderr
+    assert f"model {NAME} ready (engine:" in logs.stdout
+    # A command in the pod's container: its own network namespace, its read-only root.
+    probe = (
+        "import urllib.request, pathlib;"
+        "print(urllib.request.urlopen('http://127.0.0.1:8000/readyz').status);"
+        "pathlib.Path('/etc/probe').write_text('x')"
+    )
+    ran = cp.kubectl(
+        "exec", "-n", NAMESPACE, name, "-c", "runtime", "--", "python3", "-c", probe, check=False
+    )
+    assert ran.stdout.splitlines()[:1] == ["200"], ran.stderr
+    assert "Read-only file system" in ran.stderr
+    assert ran.returncode != 0
+
+
+def test_a_runtime_whose_engine_thread_died_is_restarted_by_its_liveness_probe(
+    node_control_plane: ControlPlane, node: RealNode, served: str
+) -> None:
+    cp = node_control_plane
+    if (why := gdb_missing()) is not None:
+        pytest.skip(why)
+    pod = _pods(cp)[0]
+    name = pod["metadata"]["name"]
+    [status] = pod["status"]["containerStatuses"]
+    container = status["containerID"].removeprefix("containerd://")
+    # Only the engine thread ends: the process and its HTTP server stay up. Readiness takes
+    # the pod out of the Service; only the liveness probe (/healthz) gets it restarted.
+    run_python_in(_task_pid(node, container), END_ENGINE_THREAD)
+
+    def restarted() -> bool:
+        got = get_json(cp, "pod", name, "-n", NAMESPACE) or {}
+        [now] = got.get("status", {}).get("containerStatuses", [{}])
+        return bool(now.get("restartCount", 0) > status["restartCount"] and now.get("ready"))
+
+    wait_until(restarted, 240, f"{name}'s runtime restarted by its liveness probe")
+    events = cp.kubectl(
+        "get", "events", "-n", NAMESPACE, "--field-selector", f"involvedObject.name={name}"
+    ).stdout
+    assert "Liveness probe failed" in events, events
+    previous = cp.kubectl("logs", "-n", NAMESPACE, name, "-c", "runtime", "--previous").stdout
+    assert "Exception in thread" in previous and "RuntimeError" in previous, previous[-2000:]
+    client = openai.OpenAI(base_url=served, api_key="unused", max_retries=5, timeout=30)
+    assert _answers(client)
+
+
+def _task_pid(node: RealNode, container: str) -> int:
+    """The container's process as the node sees it (containerd's task)."""
+    for line in node.ctr("tasks", "ls").stdout.splitlines()[1:]:
+        task, pid, _ = line.split()
+        if task == container:
+            return int(pid)
+    raise AssertionError(f"no task {container}")
+
+
 class StreamingLoad:
     """One client streaming chat completions back to back, counting whole answers and
     failures (no retries: a retried request counts as failed)."""
@@ -231,45 +285,18 @@ def _pods(cp: ControlPlane) -> list[dict[str, Any]]:
     return [p for p in (listed or {}).get("items", []) if "deletionTimestamp" not in p["metadata"]]
 
 
-def _time(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-def _print_startup(cp: ControlPlane, node: RealNode, applied: float, answered: float) -> None:
+def _print_startup(cp: ControlPlane, applied: float, answered: float) -> None:
     """apply -> first answer, split per pod: schedule, image, start, model load, ready."""
-    print(f"\napply -> first answer through the ClusterIP: {answered - applied:.1f}s")
+    rows = {}
     for pod in _pods(cp):
         name = pod["metadata"]["name"]
-        created = _time(pod["metadata"]["creationTimestamp"])
-        conditions = {
-            c["type"]: _time(c["lastTransitionTime"]) for c in pod["status"]["conditions"]
-        }
-        started = _time(pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"])
-        events = json.loads(
-            cp.kubectl(
-                "get",
-                "events",
-                "-n",
-                NAMESPACE,
-                "--field-selector",
-                f"involvedObject.name={name}",
-                "-o",
-                "json",
-            ).stdout
-        )["items"]
-        pulled = [
-            _time(e["firstTimestamp"] or e["eventTime"]) for e in events if e["reason"] == "Pulled"
-        ]
-        logs = node.container_log(NAMESPACE, name, "runtime")
-        loaded = [_time(line.split()[0][:26] + "Z") for line in logs if " ready (BLAS" in line]
-        print(
-            f"  {name}: created +{max(created - applied, 0):.0f}s, scheduled"
-            f" +{conditions['PodScheduled'] - created:.0f}s, image present"
-            f" +{(pulled[0] if pulled else started) - conditions['PodScheduled']:.0f}s,"
-            f" container started +{started - (pulled[0] if pulled else started):.0f}s,"
-            f" model loaded +{(loaded[0] - started) if loaded else float('nan'):.1f}s,"
-            f" Ready +{conditions['Ready'] - (loaded[0] if loaded else started):.1f}s"
-        )
+        selector = f"involvedObject.name={name}"
+        events = get_json(cp, "events", "-n", NAMESPACE, "--field-selector", selector) or {}
+        logs = cp.kubectl("logs", "-n", NAMESPACE, name, "-c", "runtime", "--timestamps")
+        loaded_mark = f"model {NAME} ready ("
+        rows[name] = phases(pod, events["items"], logs.stdout.splitlines(), loaded_mark)
+    print(f"\napply -> first answer through the ClusterIP: {answered - applied:.1f} s")
+    print(table(rows))
 
 
 def _dump(cp: ControlPlane, node: RealNode, operator: OperatorProcess) -> None:

@@ -75,6 +75,26 @@ def test_a_busybox_pod_runs_on_the_real_node_and_answers_on_its_own_ip(
     assert httpx.get(f"http://{ip}:8080/", timeout=5).text.strip() == PAGE
 
 
+def test_kubectl_logs_and_exec_reach_the_pod_through_kubelet(
+    node_control_plane: ControlPlane, node: RealNode
+) -> None:
+    """The API server dials kubelet on the node's InternalIP (TLS both ways, the request
+    authorized by the API server) for `kubectl logs` and `exec`."""
+    cp = node_control_plane
+    script = (
+        f"echo 'serving {PAGE}' && echo '{PAGE}' > /tmp/index.html && exec httpd -f -p 8080 -h /tmp"
+    )
+    _run_until_ready(
+        cp, node, "logged", _pod("logged", BUSYBOX_IMAGE, ["/bin/sh", "-c", script], 8080)
+    )
+    logs = cp.kubectl("logs", "logged", check=False)
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout.splitlines() == [f"serving {PAGE}"]
+    ran = cp.kubectl("exec", "logged", "--", "cat", "/tmp/index.html", check=False)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == PAGE
+
+
 def test_a_service_cluster_ip_reaches_the_pod_through_kube_proxy(
     node_control_plane: ControlPlane, node: RealNode
 ) -> None:
