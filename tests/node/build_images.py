@@ -152,9 +152,14 @@ def _input_files(spec: ImageSpec) -> Iterator[Path]:
         roots += [native / "src", native / "core" / "src", native / "python"]
         roots += [native / "llama" / "src", native / "llama" / "shim"]
     for root in roots:
-        yield from sorted(
-            p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-        )
+        yield from sorted(p for p in root.rglob("*") if p.is_file() and not _built_here(p))
+
+
+def _built_here(path: Path) -> bool:
+    """What a build leaves among the sources (bytecode, the extension `make python-deps`
+    puts into native/python): not an input, and never the same bytes twice, so hashing it
+    would miss the cache on every fresh clone."""
+    return "__pycache__" in path.parts or path.suffix in {".so", ".pyc", ".pyd"}
 
 
 def input_key(spec: ImageSpec, uv_version: str) -> str:
