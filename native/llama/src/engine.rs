@@ -228,9 +228,14 @@ impl LlamaEngine {
 
     /// The free sequence whose cached tokens share the longest prefix with `prompt`.
     fn take_sequence(&mut self, prompt: &[u32]) -> Result<i32, LlamaError> {
+        // Ties go to the lowest sequence id, which keeps the running sequences' ids
+        // consecutive (see `fill_batch`).
         let best = (0..self.free.len())
-            .rev()
-            .max_by_key(|&i| common_prefix(&self.cached[self.free[i] as usize], prompt))
+            .max_by_key(|&i| {
+                let seq = self.free[i];
+                let shared = common_prefix(&self.cached[seq as usize], prompt);
+                (shared, std::cmp::Reverse(seq))
+            })
             .ok_or(LlamaError::Busy(self.n_seq_max))?;
         Ok(self.free.remove(best))
     }
@@ -356,38 +361,42 @@ impl LlamaEngine {
         Ok(emitted)
     }
 
-    /// Fills the batch: decoding rows first (one token each), then prompt chunks. Returns
-    /// (row, batch index) for each row whose logits this step computes.
+    /// Fills the batch: decoding rows first (one token each), then prompt chunks, shortest
+    /// first. Returns (row, batch index) for each row whose logits this step computes.
+    ///
+    /// The tokens go in by increasing sequence id: with a KV stream per sequence, llama.cpp
+    /// splits a batch into one ubatch per run of consecutive sequence ids in batch order, so 16
+    /// rows in any other order cost up to 16 decodes of one token each.
     fn fill_batch(&mut self) -> Vec<(usize, i32)> {
-        // SAFETY: the batch is live and holds n_batch tokens.
-        unsafe { ffi::mk_batch_clear(self.batch) };
-        let mut used = 0u32;
-        let mut outputs = Vec::new();
-        let order: Vec<usize> = {
-            let mut idx: Vec<usize> = (0..self.rows.len()).collect();
-            idx.sort_by_key(|&i| self.rows[i].pending.len() - self.rows[i].fed);
-            idx
-        };
+        let mut order: Vec<usize> = (0..self.rows.len()).collect();
+        order.sort_by_key(|&i| self.rows[i].pending.len() - self.rows[i].fed);
+        let mut takes = vec![0usize; self.rows.len()];
+        let mut room = self.n_batch as usize;
         for i in order {
+            let row = &self.rows[i];
+            takes[i] = (row.pending.len() - row.fed).min(room);
+            room -= takes[i];
+        }
+        let mut by_seq: Vec<usize> = (0..self.rows.len()).collect();
+        by_seq.sort_by_key(|&i| self.rows[i].seq);
+        // SAFETY: the batch is live and holds n_batch tokens; at most n_batch are added.
+        unsafe { ffi::mk_batch_clear(self.batch) };
+        let mut used = 0i32;
+        let mut outputs = Vec::new();
+        for i in by_seq {
             let row = &mut self.rows[i];
-            let left = row.pending.len() - row.fed;
-            let room = (self.n_batch - used) as usize;
-            if left == 0 || room == 0 {
-                continue;
-            }
-            let take = left.min(room);
-            for k in 0..take {
+            for k in 0..takes[i] {
                 let last = row.fed + k + 1 == row.pending.len();
                 let token = row.pending[row.fed + k] as i32;
                 unsafe { ffi::mk_batch_add(self.batch, token, row.pos, row.seq, last) };
                 row.held.push(token as u32);
                 if last {
-                    outputs.push((i, used as i32));
+                    outputs.push((i, used));
                 }
                 row.pos += 1;
                 used += 1;
             }
-            row.fed += take;
+            row.fed += takes[i];
         }
         outputs
     }
