@@ -111,6 +111,11 @@ unsafe impl Send for LlamaEngine {}
 
 static BACKEND: Once = Once::new();
 
+/// Fewest tokens worth copying another sequence's cells for: a copy moves a whole KV stream
+/// (n_ctx_seq cells of every layer, ~47 MB for SmolLM2-135M at 2,048), which costs about what
+/// decoding a few dozen prompt tokens does.
+const COPY_MIN: usize = 64;
+
 impl LlamaEngine {
     pub fn load(path: &Path, settings: Settings) -> Result<Self, LlamaError> {
         BACKEND.call_once(|| unsafe {
@@ -196,20 +201,31 @@ impl LlamaEngine {
         if self.rows.iter().any(|r| r.handle == request.handle) {
             return Err(LlamaError::Duplicate(request.handle));
         }
-        let seq = self.take_sequence(&request.prompt)?;
-        let cached = &mut self.cached[seq as usize];
         // At least the prompt's last token is decoded: its logits give the first token.
-        let reuse = common_prefix(cached, &request.prompt).min(request.prompt.len() - 1);
-        cached.truncate(reuse);
-        let held = std::mem::take(cached);
-        // SAFETY: the context is live; cells from `reuse` on (all of them at 0) are dropped.
-        unsafe {
-            ffi::mk_seq_rm(
-                self.ctx,
-                seq,
-                if reuse == 0 { -1 } else { reuse as i32 },
-                -1,
-            )
+        let limit = request.prompt.len() - 1;
+        let (source, shared) = self.longest_prefix(&request.prompt);
+        let shared = shared.min(limit);
+        let seq = self.take_sequence(&request.prompt, shared)?;
+        let own = common_prefix(&self.cached[seq as usize], &request.prompt).min(limit);
+        let (reuse, held) = if shared >= own + COPY_MIN {
+            // Another sequence holds a longer prefix (a shared system prompt, or the
+            // conversation a running request continues): its cells are copied, not decoded.
+            let held = self.tokens_of(source)[..shared].to_vec();
+            self.cached[seq as usize].clear();
+            // SAFETY: the context is live and both sequences exist; with a KV stream per
+            // sequence only whole-sequence copies are allowed, so the tail is dropped after.
+            unsafe {
+                ffi::mk_seq_rm(self.ctx, seq, -1, -1);
+                ffi::mk_seq_cp(self.ctx, source, seq, -1, -1);
+                ffi::mk_seq_rm(self.ctx, seq, shared as i32, -1);
+            }
+            (shared, held)
+        } else {
+            let cached = &mut self.cached[seq as usize];
+            cached.truncate(own);
+            // SAFETY: the context is live; cells from `own` on (all of them at 0) are dropped.
+            unsafe { ffi::mk_seq_rm(self.ctx, seq, if own == 0 { -1 } else { own as i32 }, -1) };
+            (own, std::mem::take(cached))
         };
         self.rows.push(Row {
             handle: request.handle,
@@ -226,15 +242,35 @@ impl LlamaEngine {
         Ok(reuse as u32)
     }
 
-    /// The free sequence whose cached tokens share the longest prefix with `prompt`.
-    fn take_sequence(&mut self, prompt: &[u32]) -> Result<i32, LlamaError> {
-        // Ties go to the lowest sequence id, which keeps the running sequences' ids
-        // consecutive (see `fill_batch`).
+    /// The sequence, running or free, whose KV cells hold the longest prefix of `prompt`, and
+    /// that prefix's length (0 and sequence 0 when none shares a token).
+    fn longest_prefix(&self, prompt: &[u32]) -> (i32, usize) {
+        let running = self.rows.iter().map(|r| (r.seq, &r.held));
+        let free = self.free.iter().map(|&s| (s, &self.cached[s as usize]));
+        running
+            .chain(free)
+            .map(|(seq, held)| (seq, common_prefix(held, prompt)))
+            .max_by_key(|&(seq, shared)| (shared, std::cmp::Reverse(seq)))
+            .unwrap_or((0, 0))
+    }
+
+    /// The tokens a sequence's KV cells hold.
+    fn tokens_of(&self, seq: i32) -> &[u32] {
+        match self.rows.iter().find(|r| r.seq == seq) {
+            Some(row) => &row.held,
+            None => &self.cached[seq as usize],
+        }
+    }
+
+    /// The free sequence for a prompt of which some sequence holds `shared` tokens: the lowest
+    /// one that holds nearly as many itself (no copy needed), else the lowest one. Low ids keep
+    /// the running sequences' ids consecutive (see `fill_batch`).
+    fn take_sequence(&mut self, prompt: &[u32], shared: usize) -> Result<i32, LlamaError> {
         let best = (0..self.free.len())
             .max_by_key(|&i| {
                 let seq = self.free[i];
-                let shared = common_prefix(&self.cached[seq as usize], prompt);
-                (shared, std::cmp::Reverse(seq))
+                let own = common_prefix(&self.cached[seq as usize], prompt);
+                (own + COPY_MIN > shared, std::cmp::Reverse(seq))
             })
             .ok_or(LlamaError::Busy(self.n_seq_max))?;
         Ok(self.free.remove(best))
