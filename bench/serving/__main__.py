@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.serving.config import Plan, build_plan, parse_args
 from bench.serving.llamacpp import VERSION as LLAMA_CPP_VERSION
-from bench.serving.report import model_table, two_turn_table
+from bench.serving.report import model_table, multi_turn_table, two_turn_table
 from bench.serving.runner import load_average, log, run_plan
 from bench.serving.targets import evaluate, targets_text
 
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         print(model_table(result), end="\n\n")
     if plan.two_turn:
         print(two_turn_table(results), end="\n\n")
+        print(multi_turn_table(results), end="\n\n")
     targets = evaluate(results)
     print(targets_text(targets))
     payload = {

@@ -135,6 +135,34 @@ def two_turn_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def multi_turn_table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "== multi-turn chat: staggered sessions, 4 turns each, one ~800-token system prompt;"
+        " median TTFT of turn 1 (sessions after the first) and of turns 2-4; ratio: to"
+        " llama-server's =="
+    ]
+    lines.append(
+        f"{'model':<22} {'system':<14} {'sessions':>8} {'turn1 ms':>9} {'turn2-4 ms':>10}"
+        f" {'p95 ms':>8} {'ratio':>7} {'cached':>7} {'prompt':>7} {'errors':>7}"
+    )
+    for result in results:
+        peer = (result["systems"].get("llama-server") or {}).get("multi_turn") or {}
+        for name, system in result["systems"].items():
+            mt = system.get("multi_turn")
+            if not mt:
+                continue
+            ratio = None
+            if mt["ttft_later_ms"] is not None and peer.get("ttft_later_ms"):
+                ratio = mt["ttft_later_ms"] / peer["ttft_later_ms"]
+            lines.append(
+                f"{result['model']:<22} {name:<14} {mt['sessions']:>8}"
+                f" {fmt(mt['ttft_first_ms']):>9} {fmt(mt['ttft_later_ms']):>10}"
+                f" {fmt(mt['ttft_later_p95_ms']):>8} {fmt(ratio):>7} {mt['cached_later']:>7}"
+                f" {mt['prompt_later']:>7} {mt['errors']:>7}"
+            )
+    return "\n".join(lines)
+
+
 def _usage(two_turn: dict[str, Any]) -> str:
     """Usage of the first trial: prompt tokens of both turns and the turn-2 cache hit."""
     trials = two_turn.get("trials") or [{}]

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from bench.serving.ceiling import running_ceiling
 from bench.serving.client import make_client, stream_chat
 from bench.serving.config import REQUEST_TIMEOUT_S, Level, ModelPlan, Plan, is_real
+from bench.serving.multiturn import multi_turn
 from bench.serving.prompts import chat_body
 from bench.serving.report import fmt
 from bench.serving.servers import Server, running_server
@@ -120,6 +121,13 @@ async def _two_turn(systems: list[HttpSystem], model: str, path: Path, trials: i
         system.info["two_turn"] = dataclasses.asdict(result)
 
 
+async def _multi_turn(systems: list[HttpSystem], model: str, path: Path) -> None:
+    for system in systems:
+        log(f"{system.name} {model}: multi-turn sessions (shared system prompt)")
+        result = await multi_turn(system.server, path)
+        system.info["multi_turn"] = dataclasses.asdict(result)
+
+
 async def _bench_model(
     servers: list[Server], plan: ModelPlan, full: Plan, path: Path
 ) -> dict[str, Any]:
@@ -137,6 +145,8 @@ async def _bench_model(
         # On the CPU a quantized ~1,000-token prefill takes minutes: not in a quick run.
         chats = [s for s in http if not (full.quick and s.name == "ours-keep")]
         await _two_turn(chats, plan.name, path, full.prefill_trials)
+        if is_real(plan.name):
+            await _multi_turn(chats, plan.name, path)
     rounds = max((level.rounds for level in plan.levels), default=0)
     orders = [[system.name for system in round_order(systems, i)] for i in range(rounds)]
     results |= {system.name: system.result() for system in systems}

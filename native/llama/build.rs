@@ -32,7 +32,7 @@ fn main() {
         // for development only, since the result loads those libraries from that directory.
         let lib = PathBuf::from(lib);
         println!("cargo:rustc-link-search=native={}", lib.display());
-        for name in ["llama", "ggml", "ggml-base"] {
+        for name in ["llama", "ggml", "ggml-cpu", "ggml-base"] {
             println!("cargo:rustc-link-lib=dylib={name}");
         }
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());

@@ -111,6 +111,11 @@ unsafe impl Send for LlamaEngine {}
 
 static BACKEND: Once = Once::new();
 
+/// Fewest tokens worth copying another sequence's cells for: a copy moves a whole KV stream
+/// (n_ctx_seq cells of every layer, ~47 MB for SmolLM2-135M at 2,048), which costs about what
+/// decoding a few dozen prompt tokens does.
+const COPY_MIN: usize = 64;
+
 impl LlamaEngine {
     pub fn load(path: &Path, settings: Settings) -> Result<Self, LlamaError> {
         BACKEND.call_once(|| unsafe {
@@ -196,20 +201,31 @@ impl LlamaEngine {
         if self.rows.iter().any(|r| r.handle == request.handle) {
             return Err(LlamaError::Duplicate(request.handle));
         }
-        let seq = self.take_sequence(&request.prompt)?;
-        let cached = &mut self.cached[seq as usize];
         // At least the prompt's last token is decoded: its logits give the first token.
-        let reuse = common_prefix(cached, &request.prompt).min(request.prompt.len() - 1);
-        cached.truncate(reuse);
-        let held = std::mem::take(cached);
-        // SAFETY: the context is live; cells from `reuse` on (all of them at 0) are dropped.
-        unsafe {
-            ffi::mk_seq_rm(
-                self.ctx,
-                seq,
-                if reuse == 0 { -1 } else { reuse as i32 },
-                -1,
-            )
+        let limit = request.prompt.len() - 1;
+        let (source, shared) = self.longest_prefix(&request.prompt);
+        let shared = shared.min(limit);
+        let seq = self.take_sequence(&request.prompt, shared)?;
+        let own = common_prefix(&self.cached[seq as usize], &request.prompt).min(limit);
+        let (reuse, held) = if shared >= own + COPY_MIN {
+            // Another sequence holds a longer prefix (a shared system prompt, or the
+            // conversation a running request continues): its cells are copied, not decoded.
+            let held = self.tokens_of(source)[..shared].to_vec();
+            self.cached[seq as usize].clear();
+            // SAFETY: the context is live and both sequences exist; with a KV stream per
+            // sequence only whole-sequence copies are allowed, so the tail is dropped after.
+            unsafe {
+                ffi::mk_seq_rm(self.ctx, seq, -1, -1);
+                ffi::mk_seq_cp(self.ctx, source, seq, -1, -1);
+                ffi::mk_seq_rm(self.ctx, seq, shared as i32, -1);
+            }
+            (shared, held)
+        } else {
+            let cached = &mut self.cached[seq as usize];
+            cached.truncate(own);
+            // SAFETY: the context is live; cells from `own` on (all of them at 0) are dropped.
+            unsafe { ffi::mk_seq_rm(self.ctx, seq, if own == 0 { -1 } else { own as i32 }, -1) };
+            (own, std::mem::take(cached))
         };
         self.rows.push(Row {
             handle: request.handle,
@@ -226,11 +242,36 @@ impl LlamaEngine {
         Ok(reuse as u32)
     }
 
-    /// The free sequence whose cached tokens share the longest prefix with `prompt`.
-    fn take_sequence(&mut self, prompt: &[u32]) -> Result<i32, LlamaError> {
+    /// The sequence, running or free, whose KV cells hold the longest prefix of `prompt`, and
+    /// that prefix's length (0 and sequence 0 when none shares a token).
+    fn longest_prefix(&self, prompt: &[u32]) -> (i32, usize) {
+        let running = self.rows.iter().map(|r| (r.seq, &r.held));
+        let free = self.free.iter().map(|&s| (s, &self.cached[s as usize]));
+        running
+            .chain(free)
+            .map(|(seq, held)| (seq, common_prefix(held, prompt)))
+            .max_by_key(|&(seq, shared)| (shared, std::cmp::Reverse(seq)))
+            .unwrap_or((0, 0))
+    }
+
+    /// The tokens a sequence's KV cells hold.
+    fn tokens_of(&self, seq: i32) -> &[u32] {
+        match self.rows.iter().find(|r| r.seq == seq) {
+            Some(row) => &row.held,
+            None => &self.cached[seq as usize],
+        }
+    }
+
+    /// The free sequence for a prompt of which some sequence holds `shared` tokens: the lowest
+    /// one that holds nearly as many itself (no copy needed), else the lowest one. Low ids keep
+    /// the running sequences' ids consecutive (see `fill_batch`).
+    fn take_sequence(&mut self, prompt: &[u32], shared: usize) -> Result<i32, LlamaError> {
         let best = (0..self.free.len())
-            .rev()
-            .max_by_key(|&i| common_prefix(&self.cached[self.free[i] as usize], prompt))
+            .max_by_key(|&i| {
+                let seq = self.free[i];
+                let own = common_prefix(&self.cached[seq as usize], prompt);
+                (own + COPY_MIN > shared, std::cmp::Reverse(seq))
+            })
             .ok_or(LlamaError::Busy(self.n_seq_max))?;
         Ok(self.free.remove(best))
     }
@@ -356,38 +397,42 @@ impl LlamaEngine {
         Ok(emitted)
     }
 
-    /// Fills the batch: decoding rows first (one token each), then prompt chunks. Returns
-    /// (row, batch index) for each row whose logits this step computes.
+    /// Fills the batch: decoding rows first (one token each), then prompt chunks, shortest
+    /// first. Returns (row, batch index) for each row whose logits this step computes.
+    ///
+    /// The tokens go in by increasing sequence id: with a KV stream per sequence, llama.cpp
+    /// splits a batch into one ubatch per run of consecutive sequence ids in batch order, so 16
+    /// rows in any other order cost up to 16 decodes of one token each.
     fn fill_batch(&mut self) -> Vec<(usize, i32)> {
-        // SAFETY: the batch is live and holds n_batch tokens.
-        unsafe { ffi::mk_batch_clear(self.batch) };
-        let mut used = 0u32;
-        let mut outputs = Vec::new();
-        let order: Vec<usize> = {
-            let mut idx: Vec<usize> = (0..self.rows.len()).collect();
-            idx.sort_by_key(|&i| self.rows[i].pending.len() - self.rows[i].fed);
-            idx
-        };
+        let mut order: Vec<usize> = (0..self.rows.len()).collect();
+        order.sort_by_key(|&i| self.rows[i].pending.len() - self.rows[i].fed);
+        let mut takes = vec![0usize; self.rows.len()];
+        let mut room = self.n_batch as usize;
         for i in order {
+            let row = &self.rows[i];
+            takes[i] = (row.pending.len() - row.fed).min(room);
+            room -= takes[i];
+        }
+        let mut by_seq: Vec<usize> = (0..self.rows.len()).collect();
+        by_seq.sort_by_key(|&i| self.rows[i].seq);
+        // SAFETY: the batch is live and holds n_batch tokens; at most n_batch are added.
+        unsafe { ffi::mk_batch_clear(self.batch) };
+        let mut used = 0i32;
+        let mut outputs = Vec::new();
+        for i in by_seq {
             let row = &mut self.rows[i];
-            let left = row.pending.len() - row.fed;
-            let room = (self.n_batch - used) as usize;
-            if left == 0 || room == 0 {
-                continue;
-            }
-            let take = left.min(room);
-            for k in 0..take {
+            for k in 0..takes[i] {
                 let last = row.fed + k + 1 == row.pending.len();
                 let token = row.pending[row.fed + k] as i32;
                 unsafe { ffi::mk_batch_add(self.batch, token, row.pos, row.seq, last) };
                 row.held.push(token as u32);
                 if last {
-                    outputs.push((i, used as i32));
+                    outputs.push((i, used));
                 }
                 row.pos += 1;
                 used += 1;
             }
-            row.fed += take;
+            row.fed += takes[i];
         }
         outputs
     }

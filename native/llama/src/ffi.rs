@@ -45,4 +45,5 @@ extern "C" {
     pub fn mk_decode(ctx: *mut Context, batch: *mut Batch) -> i32;
     pub fn mk_logits(ctx: *mut Context, i: i32) -> *const f32;
     pub fn mk_seq_rm(ctx: *mut Context, seq: i32, p0: i32, p1: i32) -> bool;
+    pub fn mk_seq_cp(ctx: *mut Context, src: i32, dst: i32, p0: i32, p1: i32);
 }

@@ -73,3 +73,57 @@ fn batched_greedy_equals_solo_greedy() {
     }
     assert_eq!(solo, together);
 }
+
+/// A prompt whose long prefix another sequence holds (a running request here) copies those
+/// cells instead of decoding them, and its greedy tokens equal the same prompt decoded alone.
+#[test]
+fn copied_prefix_greedy_equals_solo_greedy() {
+    let Some((gguf, prompts)) = fixture() else {
+        eprintln!("MODELKUBE_TEST_GGUF not set: skipped");
+        return;
+    };
+    let settings = Settings {
+        n_ctx_seq: 512,
+        n_batch: 512,
+        n_seq_max: 4,
+        n_threads: 1,
+    };
+    // A shared prefix of ~160 tokens (four fixture prompts), then different endings.
+    let prefix: Vec<u32> = prompts[..4].concat();
+    let first = [prefix.clone(), prompts[4].clone()].concat();
+    let second = [prefix.clone(), prompts[5].clone()].concat();
+    let solo = LlamaEngine::load(&gguf, settings)
+        .unwrap()
+        .generate_greedy(second.clone(), 16)
+        .unwrap();
+    let mut engine = LlamaEngine::load(&gguf, settings).unwrap();
+    let greedy = Sampling {
+        temperature: 0.0,
+        top_p: 1.0,
+        seed: None,
+    };
+    let request = |handle: u64, prompt: Vec<u32>| Request {
+        handle,
+        prompt,
+        max_tokens: 16,
+        sampling: greedy,
+        ignore_eos: false,
+    };
+    assert_eq!(engine.add(request(0, first)).unwrap(), 0);
+    engine.step().unwrap(); // the first prompt's cells now exist
+    let reused = engine.add(request(1, second)).unwrap();
+    assert!(
+        reused as usize >= prefix.len(),
+        "reused {reused} of {}",
+        prefix.len()
+    );
+    let mut tokens = Vec::new();
+    while engine.running() > 0 {
+        for e in engine.step().unwrap() {
+            if e.handle == 1 {
+                tokens.extend(e.token);
+            }
+        }
+    }
+    assert_eq!(solo, tokens);
+}
