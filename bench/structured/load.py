@@ -1,11 +1,13 @@
 """`python -m bench.structured.load`: throughput and time to first token at C clients with every
 request constrained to a JSON schema, against the same requests unconstrained.
 
-One `modelkube serve` process on the real model (OpenBLAS preloaded). Both runs send the same
+One `modelkube serve` process on the real model per engine (`--engines`: MLX with OpenBLAS
+preloaded, llama.cpp serving the GGUF file as it is; the masks come from the same core code on
+both). Both runs send the same
 prompts, greedy, with `ignore_eos` and the same `max_tokens`, so both generate exactly the same
 number of tokens: a constrained row whose grammar completes goes on with its end-of-sequence
 token only. The free run goes first and again last, so drift on a shared machine shows. Prints
-the ratio (target: constrained >= 0.9x) and writes bench/results/structured_load.json.
+each engine's ratio (target: constrained >= 0.9x) and writes bench/results/structured_load.json.
 """
 
 import argparse
@@ -67,6 +69,10 @@ async def load(
     }
 
 
+# `--engines` names -> bench.serving's systems.
+SYSTEMS = {"mlx": "ours", "llamacpp": "ours-llamacpp"}
+
+
 def table(runs: list[dict[str, Any]], clients: int) -> str:
     lines = [f"{'run':<14} {'clients':>7} {'tokens':>7} {'tok/s':>8} {'TTFT p50 ms':>12} "
              f"{'TTFT p90 ms':>12}"]  # fmt: skip
@@ -86,19 +92,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--engines", default="mlx,llamacpp", help="comma-separated: mlx,llamacpp")
     parser.add_argument("--output", type=Path, default=Path("bench/results/structured_load.json"))
     args = parser.parse_args(argv)
     path = resolve_model(f"builtin://{MODEL}")
-    with running_server("ours", MODEL, path, label="structured-load") as server:
-        # Warm: the schema compiled and cached, the prompt cache's template prefix in place.
-        asyncio.run(load(server.base_url, 2, 2, 4, constrained=True))
-        runs = [
-            asyncio.run(load(server.base_url, args.clients, args.requests, args.max_tokens, c))
-            for c in (False, True, False)
-        ]
-    print(table(runs, args.clients))
+    results: dict[str, list[dict[str, Any]]] = {}
+    for engine in args.engines.split(","):
+        with running_server(SYSTEMS[engine], MODEL, path, label="structured-load") as server:
+            # Warm: the schema compiled and cached, the prompt cache's template prefix in place.
+            asyncio.run(load(server.base_url, 2, 2, 4, constrained=True))
+            results[engine] = [
+                asyncio.run(load(server.base_url, args.clients, args.requests, args.max_tokens, c))
+                for c in (False, True, False)
+            ]
+        print(f"engine {engine}:\n{table(results[engine], args.clients)}\n", flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(runs, indent=2) + "\n")
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"results written to {args.output}")
     return 0
 

@@ -73,7 +73,7 @@ impl GrammarCompiler {
 /// Shared: immutable; new matchers are cloned from a template behind a lock in the core.
 #[pyclass(frozen, module = "modelkube_native._native")]
 pub struct Grammar {
-    inner: Arc<grammar::CompiledGrammar>,
+    pub(crate) inner: Arc<grammar::CompiledGrammar>,
 }
 
 #[pymethods]

@@ -4,14 +4,16 @@
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
-use modelkube_core::output::StepInput;
+use modelkube_core::grammar::GrammarMatcher;
+use modelkube_core::output::{Logprobs, StepInput};
 use modelkube_core::render::Finish as RenderFinish;
-use modelkube_llama::{Finish, LlamaError, Request, Sampling, Settings};
+use modelkube_llama::{Constraint, Emitted, Finish, LlamaError, Request, Sampling, Settings};
 use pyo3::prelude::*;
 use pyo3::{import_exception, PyErr};
 
 use crate::errors::{to_py, DuplicateRequestError, InvalidArgumentError};
 use crate::gil::without_gil;
+use crate::grammar::Grammar;
 use crate::output::{step_results, OutputPath, StepResult};
 
 import_exception!(modelkube_native.errors, LlamaLoadError);
@@ -28,6 +30,38 @@ fn llama_to_py(err: LlamaError) -> PyErr {
         | LlamaError::EmptyPrompt
         | LlamaError::TokenId { .. }
         | LlamaError::TooLong { .. } => InvalidArgumentError::new_err(message),
+    }
+}
+
+/// The core's grammar matcher, as the llama.cpp engine's constraint: the same masks as MLX's.
+struct Matcher(GrammarMatcher);
+
+impl Constraint for Matcher {
+    fn allowed(&mut self) -> Result<Vec<u32>, String> {
+        self.0.mask().map_err(|e| e.to_string())
+    }
+
+    fn consume(&mut self, token: u32) -> Result<(), String> {
+        self.0.consume(token).map_err(|e| e.to_string())
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.0.is_stopped()
+    }
+}
+
+fn step_input(e: &Emitted) -> StepInput {
+    StepInput {
+        handle: e.handle,
+        token: e.token.map(i64::from),
+        finish: e.finish.map(|f| match f {
+            Finish::Stop => RenderFinish::Stop,
+            Finish::Length => RenderFinish::Length,
+        }),
+        logprobs: e.logprobs.as_ref().map(|l| Logprobs {
+            logprob: f64::from(l.logprob),
+            top: l.top.iter().map(|&(id, lp)| (id, f64::from(lp))).collect(),
+        }),
     }
 }
 
@@ -99,10 +133,14 @@ impl LlamaEngine {
         self.engine().running()
     }
 
+    /// Starts a request; how many of its prompt tokens were already in the KV cache.
+    /// `logprobs` is the number of alternatives to report with each token's logprob (None:
+    /// no logprobs); `grammar` constrains the output (a fresh matcher of it follows it).
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (
         handle, prompt, *, max_tokens, temperature = 1.0, top_p = 1.0, seed = None,
-        ignore_eos = false
+        ignore_eos = false, presence_penalty = 0.0, frequency_penalty = 0.0,
+        logit_bias = Vec::new(), logprobs = None, grammar = None
     ))]
     fn add(
         &self,
@@ -113,12 +151,24 @@ impl LlamaEngine {
         top_p: f32,
         seed: Option<u64>,
         ignore_eos: bool,
+        presence_penalty: f32,
+        frequency_penalty: f32,
+        logit_bias: Vec<(u32, f32)>,
+        logprobs: Option<u32>,
+        grammar: Option<PyRef<'_, Grammar>>,
     ) -> PyResult<u32> {
-        if !(temperature.is_finite() && temperature >= 0.0 && top_p > 0.0 && top_p <= 1.0) {
+        let finite = [temperature, presence_penalty, frequency_penalty]
+            .iter()
+            .chain(logit_bias.iter().map(|b| &b.1))
+            .all(|v| v.is_finite());
+        if !(finite && temperature >= 0.0 && top_p > 0.0 && top_p <= 1.0) {
             return Err(InvalidArgumentError::new_err(format!(
-                "temperature {temperature} and top_p {top_p} are out of range"
+                "temperature {temperature}, top_p {top_p}, the penalties or a logit_bias are \
+                 out of range"
             )));
         }
+        let constraint =
+            grammar.map(|g| Box::new(Matcher(g.inner.matcher())) as Box<dyn Constraint>);
         let request = Request {
             handle,
             prompt,
@@ -127,8 +177,13 @@ impl LlamaEngine {
                 temperature,
                 top_p,
                 seed,
+                presence_penalty,
+                frequency_penalty,
+                logit_bias,
+                logprobs,
             },
             ignore_eos,
+            constraint,
         };
         self.engine().add(request).map_err(llama_to_py)
     }
@@ -160,18 +215,7 @@ impl LlamaEngine {
         let outputs = without_gil(py, || {
             let mut engine = self.engine();
             let emitted = engine.step().map_err(llama_to_py)?;
-            let inputs: Vec<StepInput> = emitted
-                .iter()
-                .map(|e| StepInput {
-                    handle: e.handle,
-                    token: e.token.map(i64::from),
-                    finish: e.finish.map(|f| match f {
-                        Finish::Stop => RenderFinish::Stop,
-                        Finish::Length => RenderFinish::Length,
-                    }),
-                    logprobs: None,
-                })
-                .collect();
+            let inputs: Vec<StepInput> = emitted.iter().map(step_input).collect();
             let outputs = output.inner.step(&inputs).map_err(to_py)?;
             for o in &outputs {
                 if o.finish.is_some() {

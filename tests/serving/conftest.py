@@ -82,12 +82,18 @@ def engine_args(request: pytest.FixtureRequest) -> tuple[str, ...]:
     return ENGINE_ARGS[request.param]
 
 
-@pytest.fixture(params=list(ENGINE_ARGS))
-def any_runtime(request: pytest.FixtureRequest) -> InProcessRuntime:
-    """The shared runtime of each engine in turn."""
+def runtime_of(request: pytest.FixtureRequest) -> InProcessRuntime:
+    """The shared runtime of the engine `request.param` names: a module that runs on both
+    engines overrides `runtime` with a fixture parametrized by ENGINE_ARGS returning this."""
     name = "runtime" if request.param == "mlx" else "llamacpp_runtime"
     started: InProcessRuntime = request.getfixturevalue(name)
     return started
+
+
+@pytest.fixture(params=list(ENGINE_ARGS))
+def any_runtime(request: pytest.FixtureRequest) -> InProcessRuntime:
+    """The shared runtime of each engine in turn."""
+    return runtime_of(request)
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +115,29 @@ def real_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimePr
     log = tmp_path_factory.mktemp("real-model") / "runtime.log"
     proc = RuntimeProcess(["--model", "builtin://smollm2-135m-instruct"], log)
     # A cold cache converts the GGUF file first (about 10 s here).
+    proc.start(timeout=300)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module", params=["mlx", "llamacpp"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each engine serves the same GGUF file: MLX converted, llama.cpp as it is."""
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture(scope="module")
+def engine_runtime(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, engine: str
+) -> Iterator[RuntimeProcess]:
+    """builtin://smollm2-135m-instruct on each engine: the session's MLX runtime, or a
+    llama.cpp one for the module."""
+    if engine == "mlx":
+        yield request.getfixturevalue("real_runtime")
+        return
+    log = tmp_path_factory.mktemp("real-model") / "runtime.log"
+    proc = RuntimeProcess(["--model", "builtin://smollm2-135m-instruct", "--engine", engine], log)
     proc.start(timeout=300)
     yield proc
     proc.stop()

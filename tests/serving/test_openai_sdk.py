@@ -16,7 +16,7 @@ from openai.types.chat import (
 
 from modelkube_serving.state import RuntimeState
 from tests.openai_wire import chat_chunks, sse_payloads, text_chunks
-from tests.serving.conftest import ENGINE_ARGS, MODEL, scrape
+from tests.serving.conftest import ENGINE_ARGS, MODEL, runtime_of, scrape
 from tests.serving.inprocess import InProcessRuntime
 
 CHAT: list[ChatCompletionMessageParam] = [
@@ -27,9 +27,7 @@ CHAT: list[ChatCompletionMessageParam] = [
 @pytest.fixture(scope="module", params=list(ENGINE_ARGS))
 def runtime(request: pytest.FixtureRequest) -> InProcessRuntime:
     """Every test here runs on both engines, behind the same runtime."""
-    name = "runtime" if request.param == "mlx" else "llamacpp_runtime"
-    started: InProcessRuntime = request.getfixturevalue(name)
-    return started
+    return runtime_of(request)
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@
 SmolLM2's chat template takes no tools, so the runtime's fallback prompt shows them (the
 Hermes syntax in the system prompt). `tool_choice: required` makes the grammar enforce the
 call; the model still chooses the arguments. Greedy decoding keeps the answers reproducible.
+Every test runs on both engines (`engine_runtime`): the grammar's masks come from the same core
+code on llama.cpp as on MLX.
 """
 
 import json
@@ -56,8 +58,8 @@ def _function_calls(message: Any) -> list[ChatCompletionMessageFunctionToolCall]
 
 
 @pytest.fixture
-def client(real_runtime: RuntimeProcess) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{real_runtime.url}/v1", api_key="unused", max_retries=0) as sdk:
+def client(engine_runtime: RuntimeProcess) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{engine_runtime.url}/v1", api_key="unused", max_retries=0) as sdk:
         yield sdk
 
 
@@ -70,9 +72,9 @@ def _create(client: openai.OpenAI, **kwargs: Any) -> ChatCompletion:
 
 
 @pytest.fixture(scope="module")
-def forced(real_runtime: RuntimeProcess) -> ChatCompletion:
+def forced(engine_runtime: RuntimeProcess) -> ChatCompletion:
     """The answer to the weather question with the call forced, one call."""
-    with openai.OpenAI(base_url=f"{real_runtime.url}/v1", api_key="unused", max_retries=0) as sdk:
+    with openai.OpenAI(base_url=f"{engine_runtime.url}/v1", api_key="unused", max_retries=0) as sdk:
         return _create(
             sdk, messages=ASK, tools=TOOLS, tool_choice="required", parallel_tool_calls=False
         )

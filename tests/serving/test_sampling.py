@@ -1,8 +1,11 @@
 """The sampling fields and the response shape through the official SDK on builtin://tiny:
 `n` choices from one prefill, `presence_penalty`/`frequency_penalty` over every generated token,
-`logit_bias`, the newer request fields, and the fields OpenAI's schemas require."""
+`logit_bias`, logprobs, the newer request fields, and the fields OpenAI's schemas require.
+Everything but `n` runs on both engines (`any_runtime`)."""
 
+import math
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any, cast
 
 import httpx
@@ -27,6 +30,14 @@ from tests.serving.inprocess import InProcessRuntime
 
 MSG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Tell me a story."}]
 NO_EOS = {"ignore_eos": True}
+
+
+@pytest.fixture
+def any_client(any_runtime: InProcessRuntime) -> Iterator[openai.OpenAI]:
+    """The SDK on each engine's runtime in turn."""
+    url = f"{any_runtime.url}/v1"
+    with openai.OpenAI(base_url=url, api_key="unused", max_retries=0) as sdk:
+        yield sdk
 
 
 def _post(runtime: InProcessRuntime, path: str, body: dict[str, Any]) -> httpx.Response:
@@ -154,10 +165,10 @@ def test_a_bias_of_minus_100_bans_and_plus_100_forces() -> None:
 
 
 def test_logit_bias_minus_100_removes_the_greedy_token(
-    client: openai.OpenAI, runtime: InProcessRuntime
+    any_client: openai.OpenAI, any_runtime: InProcessRuntime
 ) -> None:
     def greedy(bias: dict[str, int] | None = None, max_tokens: int = 1) -> str:
-        reply = client.completions.create(
+        reply = any_client.completions.create(
             model=MODEL,
             prompt="abc",
             max_tokens=max_tokens,
@@ -168,7 +179,7 @@ def test_logit_bias_minus_100_removes_the_greedy_token(
         return reply.choices[0].text
 
     first = greedy()
-    (token,) = _encode(runtime, first)
+    (token,) = _encode(any_runtime, first)
     assert greedy({str(token): -100}) != first
     assert greedy({str(token): 100}, max_tokens=3) == first * 3
 
@@ -189,11 +200,40 @@ def _most_repeats(client: openai.OpenAI, presence: float = 0.0, frequency: float
     return max(Counter(logprobs.tokens).values())
 
 
-def test_a_big_frequency_penalty_stops_repetition(client: openai.OpenAI) -> None:
-    free = _most_repeats(client)
-    assert free > 3, "greedy tiny repeats itself; the test needs that to show anything"
-    assert _most_repeats(client, frequency=2.0) < free
-    assert _most_repeats(client, presence=2.0) < free
+def test_a_big_frequency_penalty_stops_repetition(any_client: openai.OpenAI) -> None:
+    free = _most_repeats(any_client)
+    assert free > 3, "greedy output repeats itself; the test needs that to show anything"
+    assert _most_repeats(any_client, frequency=2.0) < free
+    assert _most_repeats(any_client, presence=2.0) < free
+
+
+def _first_top_logprobs(client: openai.OpenAI, temperature: float) -> dict[str, float]:
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=MSG,
+        max_tokens=1,
+        temperature=temperature,
+        seed=5,
+        logprobs=True,
+        top_logprobs=5,
+    )
+    assert reply.choices[0].logprobs is not None
+    [first] = reply.choices[0].logprobs.content or []
+    top = {t.token: t.logprob for t in first.top_logprobs}
+    assert first.token in top or first.logprob <= min(top.values()) + 1e-4
+    return top
+
+
+def test_logprobs_are_taken_before_temperature_and_ordered(any_client: openai.OpenAI) -> None:
+    """OpenAI's logprobs are the model's: the same alternatives at any temperature (the
+    log-softmax of the logits, before temperature, on both engines), most likely first."""
+    cold = _first_top_logprobs(any_client, 0.0)
+    hot = _first_top_logprobs(any_client, 1.7)
+    assert list(cold) == list(hot)
+    assert all(math.isclose(cold[t], hot[t], abs_tol=1e-4) for t in cold)
+    values = list(cold.values())
+    assert values == sorted(values, reverse=True) and len(values) == 5
+    assert all(v <= 0 for v in values) and sum(math.exp(v) for v in values) <= 1 + 1e-4
 
 
 @pytest.mark.parametrize(
@@ -214,10 +254,10 @@ def test_a_big_frequency_penalty_stops_repetition(client: openai.OpenAI) -> None
     ],
 )
 def test_fields_out_of_range_or_unservable_are_400s_naming_them(
-    runtime: InProcessRuntime, field: str, value: Any, wording: str
+    any_runtime: InProcessRuntime, field: str, value: Any, wording: str
 ) -> None:
     body = {"model": MODEL, "messages": MSG, "max_tokens": 2, field: value}
-    response = _post(runtime, "chat/completions", body)
+    response = _post(any_runtime, "chat/completions", body)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["param"] == field and error["type"] == "invalid_request_error"
@@ -242,12 +282,12 @@ def test_newer_fields_that_change_nothing_are_accepted(client: openai.OpenAI) ->
 
 
 # -- the shape of responses ------------------------------------------------------------------
-def test_messages_and_logprobs_carry_refusal_null(runtime: InProcessRuntime) -> None:
+def test_messages_and_logprobs_carry_refusal_null(any_runtime: InProcessRuntime) -> None:
     body = {"model": MODEL, "messages": MSG, "max_tokens": 3, "logprobs": True, "top_logprobs": 2}
-    whole = _post(runtime, "chat/completions", body).json()
+    whole = _post(any_runtime, "chat/completions", body).json()
     assert_required_fields(whole, "chat.completion")
     choice = whole["choices"][0]
     assert choice["message"]["refusal"] is None
     assert choice["logprobs"]["refusal"] is None
-    stream = sse_payloads(_post(runtime, "chat/completions", {**body, "stream": True}).content)
+    stream = sse_payloads(_post(any_runtime, "chat/completions", {**body, "stream": True}).content)
     assert stream[0]["choices"][0]["delta"] == {"role": "assistant", "content": "", "refusal": None}

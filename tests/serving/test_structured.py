@@ -1,6 +1,8 @@
 """`response_format` through the official SDK: json_object and json_schema are enforced by
 constrained decoding, so even builtin://tiny's random weights answer with JSON that parses
-and validates (unless max_tokens cut it, and then finish_reason says "length")."""
+and validates (unless max_tokens cut it, and then finish_reason says "length"). The requests run
+on both engines: MLX on tiny, llama.cpp on the real SmolLM2 GGUF (under tiny's name), masked
+by the same core code."""
 
 import asyncio
 import json
@@ -18,9 +20,18 @@ from pydantic import BaseModel, Field
 from modelkube_serving.engine.constrained import GrammarProcessor
 from modelkube_serving.engine.loading import vocab_size
 from modelkube_serving.models.builtin import ensure_builtin
-from tests.serving.conftest import MODEL
+from tests.serving.conftest import ENGINE_ARGS, MODEL, runtime_of
+from tests.serving.inprocess import InProcessRuntime
 
 MSG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Answer in JSON."}]
+
+
+@pytest.fixture(scope="module", params=list(ENGINE_ARGS))
+def runtime(request: pytest.FixtureRequest) -> InProcessRuntime:
+    """The SDK clients here talk to each engine in turn."""
+    return runtime_of(request)
+
+
 SAMPLES = 3
 MAX_TOKENS = 400
 

@@ -1,6 +1,7 @@
-"""Tool calling through the official SDK on builtin://tiny.
+"""Tool calling through the official SDK, on both engines: builtin://tiny on MLX, the real
+SmolLM2 GGUF on llama.cpp (under the tiny model's name).
 
-Its random weights never call a tool on their own, so these tests force the call
+Random weights never call a tool on their own, so these tests force the call
 (`tool_choice` `required` or a named function): the grammar then guarantees a call that
 parses and whose arguments validate against the function's `parameters`. Every response and
 chunk is also read raw and validated with the `openai` package's own types.
@@ -20,8 +21,9 @@ from openai.types.chat import (
     ChatCompletionToolParam,
 )
 
+from modelkube_serving.state import RuntimeState
 from tests.openai_wire import chat_chunks, sse_payloads
-from tests.serving.conftest import MODEL
+from tests.serving.conftest import ENGINE_ARGS, MODEL, runtime_of
 from tests.serving.inprocess import InProcessRuntime
 
 WEATHER_PARAMETERS: dict[str, Any] = {
@@ -50,6 +52,12 @@ TOOLS: list[ChatCompletionToolParam] = [
 PARAMETERS = {"get_weather": WEATHER_PARAMETERS, "get_time": {"type": "object", "maxProperties": 0}}
 ASK: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Weather in Paris?"}]
 MAX_TOKENS = 200
+
+
+@pytest.fixture(scope="module", params=list(ENGINE_ARGS))
+def runtime(request: pytest.FixtureRequest) -> InProcessRuntime:
+    """Every test here runs on both engines (the grammar's masks are the core's on both)."""
+    return runtime_of(request)
 
 
 def _function_calls(message: Any) -> list[ChatCompletionMessageFunctionToolCall]:
@@ -206,6 +214,8 @@ def test_parallel_calls_each_parse(client: openai.OpenAI) -> None:
 
 
 def test_auto_with_no_call_answers_text(runtime: InProcessRuntime) -> None:
+    if isinstance(runtime.state, RuntimeState) and runtime.state.engine.kind != "mlx":
+        pytest.skip("a real model may call on its own (test_real_model_tools covers it)")
     reply = _raw(runtime, messages=ASK, tools=TOOLS, max_tokens=6, seed=7)
     choice = _strict(reply.json()).choices[0]
     # Random weights do not write a call's tags: the answer is text, not a call.

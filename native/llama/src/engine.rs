@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use crate::ffi;
-use crate::sample::{Sampler, Sampling};
+use crate::sample::{Logprobs, Sampler, Sampling};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LlamaError {
@@ -46,13 +46,25 @@ pub struct Settings {
     pub n_threads: i32,
 }
 
-#[derive(Debug, Clone)]
+/// What keeps a request's output inside a grammar: the tokens allowed next, following each
+/// token sampled. (The core's llguidance matcher, behind this so the crate needs no core.)
+pub trait Constraint: Send {
+    /// The tokens allowed next, as a bitset (bit `i % 32` of word `i / 32`); once the grammar
+    /// is complete, only end-of-sequence.
+    fn allowed(&mut self) -> Result<Vec<u32>, String>;
+    /// Follow a sampled token.
+    fn consume(&mut self, token: u32) -> Result<(), String>;
+    /// Whether the grammar is complete (only end-of-sequence may follow).
+    fn is_stopped(&self) -> bool;
+}
+
 pub struct Request {
     pub handle: u64,
     pub prompt: Vec<u32>,
     pub max_tokens: u32,
     pub sampling: Sampling,
     pub ignore_eos: bool,
+    pub constraint: Option<Box<dyn Constraint>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,12 +76,14 @@ pub enum Finish {
 }
 
 /// One row's result of a step: a new token, and whether the row ended with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Emitted {
     pub handle: u64,
     /// None when it ended on an end-of-generation token.
     pub token: Option<u32>,
     pub finish: Option<Finish>,
+    /// When the request asked for them (never for the end-of-generation token).
+    pub logprobs: Option<Logprobs>,
 }
 
 struct Row {
@@ -82,6 +96,7 @@ struct Row {
     /// The tokens whose KV cells this row's sequence holds, in order.
     held: Vec<u32>,
     sampler: Sampler,
+    constraint: Option<Box<dyn Constraint>>,
     max_tokens: u32,
     generated: u32,
     ignore_eos: bool,
@@ -185,7 +200,13 @@ impl LlamaEngine {
         if request.prompt.is_empty() {
             return Err(LlamaError::EmptyPrompt);
         }
-        if let Some(&token) = request.prompt.iter().find(|&&t| t >= self.n_vocab) {
+        let biased = request.sampling.logit_bias.iter().map(|b| &b.0);
+        if let Some(&token) = request
+            .prompt
+            .iter()
+            .chain(biased)
+            .find(|&&t| t >= self.n_vocab)
+        {
             return Err(LlamaError::TokenId {
                 token,
                 vocab: self.n_vocab,
@@ -235,6 +256,7 @@ impl LlamaEngine {
             pos: reuse as i32,
             held,
             sampler: Sampler::new(request.sampling),
+            constraint: request.constraint,
             max_tokens: request.max_tokens,
             generated: 0,
             ignore_eos: request.ignore_eos,
@@ -287,17 +309,13 @@ impl LlamaEngine {
         if let Some(row) = self.rows.first() {
             return Err(LlamaError::Duplicate(row.handle));
         }
-        let sampling = Sampling {
-            temperature: 0.0,
-            top_p: 1.0,
-            seed: None,
-        };
         self.add(Request {
             handle: HANDLE,
             prompt,
             max_tokens,
-            sampling,
+            sampling: Sampling::greedy(),
             ignore_eos: false,
+            constraint: None,
         })?;
         let mut tokens = Vec::new();
         while !self.rows.is_empty() {
@@ -367,11 +385,12 @@ impl LlamaEngine {
                 )
             };
             let row = &mut self.rows[row_index];
-            let token = row.sampler.sample(logits);
+            let (sampled, broken) = sample_row(row, logits);
+            let token = sampled.token;
             row.generated += 1;
             // SAFETY: the model is live.
             let eog = !row.ignore_eos && unsafe { ffi::mk_is_eog(self.model, token as i32) };
-            let finish = if eog {
+            let finish = if eog || broken {
                 Some(Finish::Stop)
             } else if row.generated >= row.max_tokens {
                 Some(Finish::Length)
@@ -380,8 +399,13 @@ impl LlamaEngine {
             };
             emitted.push(Emitted {
                 handle: row.handle,
-                token: (!eog).then_some(token),
+                token: (!(eog || broken)).then_some(token),
                 finish,
+                logprobs: if eog || broken {
+                    None
+                } else {
+                    sampled.logprobs
+                },
             });
             if finish.is_some() {
                 ended.push(row.handle);
@@ -449,6 +473,25 @@ impl Drop for LlamaEngine {
             }
             ffi::mk_model_free(self.model);
         }
+    }
+}
+
+/// The row's next token, inside its grammar if it has one, and whether the grammar failed
+/// (never expected: the mask allowed the token; the row then ends, the batch goes on).
+fn sample_row(row: &mut Row, logits: &[f32]) -> (crate::sample::Sampled, bool) {
+    let Some(constraint) = row.constraint.as_mut() else {
+        return (row.sampler.sample(logits, None), false);
+    };
+    match constraint.allowed() {
+        // A complete grammar allows end-of-sequence only, and follows nothing more: with
+        // ignore_eos the row goes on with that token to max_tokens (as on MLX).
+        Ok(mask) if constraint.is_stopped() => (row.sampler.sample(logits, Some(&mask)), false),
+        Ok(mask) => {
+            let sampled = row.sampler.sample(logits, Some(&mask));
+            let broken = constraint.consume(sampled.token).is_err();
+            (sampled, broken)
+        }
+        Err(_) => (row.sampler.sample(logits, None), true),
     }
 }
 

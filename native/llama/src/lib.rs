@@ -5,5 +5,5 @@ mod engine;
 mod ffi;
 mod sample;
 
-pub use engine::{Emitted, Finish, LlamaEngine, LlamaError, Request, Settings};
-pub use sample::{argmax, Sampler, Sampling};
+pub use engine::{Constraint, Emitted, Finish, LlamaEngine, LlamaError, Request, Settings};
+pub use sample::{argmax, Logprobs, Sampled, Sampler, Sampling};

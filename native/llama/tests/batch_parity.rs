@@ -46,19 +46,15 @@ fn batched_greedy_equals_solo_greedy() {
         .iter()
         .map(|p| engine.generate_greedy(p.clone(), 16).unwrap())
         .collect();
-    let greedy = Sampling {
-        temperature: 0.0,
-        top_p: 1.0,
-        seed: None,
-    };
     for (i, p) in prompts.iter().enumerate() {
         engine
             .add(Request {
                 handle: i as u64,
                 prompt: p.clone(),
                 max_tokens: 16,
-                sampling: greedy,
+                sampling: Sampling::greedy(),
                 ignore_eos: false,
+                constraint: None,
             })
             .unwrap();
     }

@@ -164,8 +164,15 @@ class LlamaEngine:
         top_p: float = 1.0,
         seed: int | None = None,
         ignore_eos: bool = False,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
+        logit_bias: list[tuple[int, float]] = ...,
+        logprobs: int | None = None,
+        grammar: Grammar | None = None,
     ) -> int:
-        """Starts a request; how many of its prompt tokens its sequence's cache already held."""
+        """Starts a request; how many of its prompt tokens its sequence's cache already held.
+        `logprobs`: alternatives reported with each token's logprob (None: no logprobs);
+        `grammar`: the output is constrained to it."""
         ...
     def generate_greedy(self, prompt: list[int], max_tokens: int) -> list[int]:
         """Greedy token ids for one prompt with nothing else running."""

@@ -1,8 +1,9 @@
 """The llama.cpp engine's batch: admits, steps and cancels requests on one LlamaEngine.
 
 Everything here runs on the engine thread. A step is one native call: llama.cpp decodes every
-running request, samples each, and the output path detokenizes, applies stop strings and
-renders, all with the GIL released. Each request has a llama.cpp sequence with KV cells of its own
+running request, samples each (penalties, logit_bias and a grammar's mask applied, logprobs
+taken, in Rust), and the output path detokenizes, applies stop strings and renders, all with the
+GIL released. Each request has a llama.cpp sequence with KV cells of its own
 (admission bounds the requests running to the sequences there are).
 """
 
@@ -55,10 +56,8 @@ class LlamaLoop:
         self, request: GenerationRequest, render: RenderSpec, sink: EventSink, outbox: Outbox
     ) -> None:
         prompt = len(request.prompt_tokens)
-        # The service refused logprobs and grammars (not among this engine's features): this
-        # is the engine's own guard.
-        if request.logprobs or request.grammar is not None:
-            error = "logprobs and response_format are not served by the llama.cpp engine"
+        if request.n != 1:  # the service refused it (not among this engine's features)
+            error = "n > 1 is not served by the llama.cpp engine"
             outbox.add(sink, Finished("error", prompt, 0, 0, error=error))
             return
         handle = self._next_handle
@@ -73,6 +72,11 @@ class LlamaLoop:
                 top_p=sampling.top_p,
                 seed=sampling.seed,
                 ignore_eos=request.ignore_eos,
+                presence_penalty=sampling.presence_penalty,
+                frequency_penalty=sampling.frequency_penalty,
+                logit_bias=list(sampling.logit_bias),
+                logprobs=request.top_logprobs if request.logprobs else None,
+                grammar=request.grammar,
             )
             self.output.add(
                 handle,

@@ -17,6 +17,7 @@ from modelkube_native import LlamaEngine, OutputPath, Vocabulary
 from modelkube_serving.engine.chat_template import template_takes_tools
 from modelkube_serving.engine.llama_loop import LlamaLoop
 from modelkube_serving.engine.threaded import ThreadedEngine
+from modelkube_serving.engine.types import FEATURES
 from modelkube_serving.metrics import RuntimeMetrics
 from modelkube_serving.models.errors import UnsupportedModelError
 
@@ -49,7 +50,7 @@ def gguf_source(model_path: Path) -> Path:
 
 class LlamaCppEngine(ThreadedEngine):
     kind = "llamacpp"
-    features: frozenset[str] = frozenset()  # logprobs and grammar masks: not yet
+    features: frozenset[str] = FEATURES - {"n"}  # n > 1: not yet
 
     def __init__(
         self, model_path: Path, model_name: str, settings: LlamaSettings, metrics: RuntimeMetrics
@@ -80,6 +81,9 @@ class LlamaCppEngine(ThreadedEngine):
         )
         self.vocab_size = engine.vocab_size
         self.context_length = engine.context_length
+        # The masks come from the same core code as MLX's, over the converted directory's
+        # tokenizer.json: written from the GGUF's own vocabulary, so its ids are llama.cpp's.
+        self._grammars = self._grammar_compiler()
         output = OutputPath(vocabulary)
         return LlamaLoop(engine, output, self._metrics, self.model_name, self._deliver)
 
