@@ -3,7 +3,8 @@
 The model directory is the one GGUF conversion writes (models/gguf.py): its tokenizer and
 chat template tokenize here, exactly as for MLX, and its `source.json` names the GGUF file
 that llama.cpp loads as it is (quantized). Token ids agree because both come from the GGUF's
-own vocabulary.
+own vocabulary. A random-weight built-in is the other way round: its HF directory is the
+source, and models/hf_gguf.py writes the GGUF file from it.
 """
 
 import json
@@ -18,7 +19,9 @@ from modelkube_serving.engine.chat_template import template_takes_tools
 from modelkube_serving.engine.llama_loop import LlamaLoop
 from modelkube_serving.engine.threaded import ThreadedEngine
 from modelkube_serving.metrics import RuntimeMetrics
+from modelkube_serving.models.builtin import is_builtin_dir
 from modelkube_serving.models.errors import UnsupportedModelError
+from modelkube_serving.models.hf_gguf import ensure_hf_gguf
 
 # Tokens a request may hold by default: each of max_batch_size sequences gets its own KV cells,
 # allocated up front (SmolLM2-135M: ~23 KB a token at f16, so 32 x 2048 is ~1.5 GB).
@@ -35,9 +38,12 @@ class LlamaSettings:
 
 
 def gguf_source(model_path: Path) -> Path:
-    """The GGUF file a converted model directory came from."""
+    """The GGUF file a converted model directory came from, or the one a random-weight
+    built-in is written out as (on first use, beside it)."""
     source = model_path / "source.json"
     if not source.is_file():
+        if is_builtin_dir(model_path):
+            return ensure_hf_gguf(model_path)
         raise UnsupportedModelError(
             f"the llama.cpp engine serves GGUF models; {model_path} is not one (use --engine mlx)"
         )
