@@ -21,13 +21,16 @@ import_exception!(modelkube_native.errors, LlamaDecodeError);
 fn llama_to_py(err: LlamaError) -> PyErr {
     let message = err.to_string();
     match err {
-        LlamaError::Load(_) | LlamaError::Context(_) => LlamaLoadError::new_err(message),
+        LlamaError::Load(_) | LlamaError::Context(_) | LlamaError::Adapter(_) => {
+            LlamaLoadError::new_err(message)
+        }
         LlamaError::Decode(_) => LlamaDecodeError::new_err(message),
         LlamaError::Duplicate(_) => DuplicateRequestError::new_err(message),
         LlamaError::Busy(_)
         | LlamaError::EmptyPrompt
         | LlamaError::TokenId { .. }
-        | LlamaError::TooLong { .. } => InvalidArgumentError::new_err(message),
+        | LlamaError::TooLong { .. }
+        | LlamaError::UnknownAdapter(_) => InvalidArgumentError::new_err(message),
     }
 }
 
@@ -99,10 +102,23 @@ impl LlamaEngine {
         self.engine().running()
     }
 
+    /// Loads a GGUF LoRA file against the model; its id for `add` and `step`.
+    #[allow(clippy::needless_pass_by_value)] // PyO3 hands over an owned path
+    fn load_adapter(&self, py: Python<'_>, path: PathBuf) -> PyResult<u32> {
+        without_gil(py, || self.engine().load_adapter(&path)).map_err(llama_to_py)
+    }
+
+    /// Frees an adapter (ending its requests); false when it is not loaded.
+    fn free_adapter(&self, adapter: u32) -> bool {
+        self.engine().free_adapter(adapter)
+    }
+
+    /// `adapter`: an id from `load_adapter`, or 0 (`modelkube_llama::BASE`) for the base; a
+    /// literal, so that the signature Python sees shows it.
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (
         handle, prompt, *, max_tokens, temperature = 1.0, top_p = 1.0, seed = None,
-        ignore_eos = false
+        ignore_eos = false, adapter = 0
     ))]
     fn add(
         &self,
@@ -113,6 +129,7 @@ impl LlamaEngine {
         top_p: f32,
         seed: Option<u64>,
         ignore_eos: bool,
+        adapter: u32,
     ) -> PyResult<u32> {
         if !(temperature.is_finite() && temperature >= 0.0 && top_p > 0.0 && top_p <= 1.0) {
             return Err(InvalidArgumentError::new_err(format!(
@@ -129,6 +146,7 @@ impl LlamaEngine {
                 seed,
             },
             ignore_eos,
+            adapter,
         };
         self.engine().add(request).map_err(llama_to_py)
     }
@@ -149,17 +167,23 @@ impl LlamaEngine {
         self.engine().cancel(handle)
     }
 
-    /// Ends every request; their handles.
-    fn clear(&self) -> Vec<u64> {
-        self.engine().clear()
+    /// Ends every request, or those of one adapter; their handles.
+    #[pyo3(signature = (adapter = None))]
+    fn clear(&self, adapter: Option<u32>) -> Vec<u64> {
+        match adapter {
+            None => self.engine().clear(),
+            Some(adapter) => self.engine().clear_adapter(adapter),
+        }
     }
 
-    /// One decode over every running request, its tokens sampled and rendered by `output`.
-    /// A request that a stop string ends there is ended in llama.cpp too.
-    fn step(&self, py: Python<'_>, output: &OutputPath) -> PyResult<Vec<StepResult>> {
+    /// One decode over the running requests of `adapter` (0: the base), its tokens sampled
+    /// and rendered by `output`. A request that a stop string ends there is ended in
+    /// llama.cpp too.
+    #[pyo3(signature = (output, adapter = 0))]
+    fn step(&self, py: Python<'_>, output: &OutputPath, adapter: u32) -> PyResult<Vec<StepResult>> {
         let outputs = without_gil(py, || {
             let mut engine = self.engine();
-            let emitted = engine.step().map_err(llama_to_py)?;
+            let emitted = engine.step_adapter(adapter).map_err(llama_to_py)?;
             let inputs: Vec<StepInput> = emitted
                 .iter()
                 .map(|e| StepInput {

@@ -3,11 +3,17 @@
 //! Each request is a llama.cpp sequence. A step builds one `llama_batch` over every active
 //! row (the next token of each decoding row first, then prompt chunks of prefilling rows up to
 //! the batch size), decodes it once, and samples each row whose last position was computed.
+//!
+//! LoRA adapters load against the model and share its context: llama.cpp applies the adapters
+//! set on the context to a whole decode (`llama_set_adapters_lora`), with no per-sequence
+//! choice, so a step decodes the rows of one adapter (or of the base) only, and the caller
+//! steps each adapter with running rows in turn.
 
 // Token ids (< n_vocab, checked in `add`), positions (< n_ctx) and sequence ids (< n_seq_max)
 // all fit llama.cpp's i32.
 #![allow(clippy::cast_possible_wrap)]
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::path::Path;
 use std::sync::Once;
@@ -33,7 +39,14 @@ pub enum LlamaError {
     Duplicate(u64),
     #[error("llama_decode failed with status {0}")]
     Decode(i32),
+    #[error("llama.cpp cannot load the LoRA adapter {0} for this model")]
+    Adapter(String),
+    #[error("adapter {0} is not loaded")]
+    UnknownAdapter(u32),
 }
+
+/// The base model, without an adapter.
+pub const BASE: u32 = 0;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -53,6 +66,8 @@ pub struct Request {
     pub max_tokens: u32,
     pub sampling: Sampling,
     pub ignore_eos: bool,
+    /// An id from `load_adapter`, or `BASE`.
+    pub adapter: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +100,7 @@ struct Row {
     max_tokens: u32,
     generated: u32,
     ignore_eos: bool,
+    adapter: u32,
 }
 
 pub struct LlamaEngine {
@@ -102,7 +118,13 @@ pub struct LlamaEngine {
     /// By sequence: the tokens a free sequence's KV cells still hold from its last request,
     /// so a prompt that starts the same way decodes only its rest (llama-server's prompt cache).
     cached: Vec<Vec<u32>>,
+    /// By sequence: the adapter its cached cells were computed with (they differ by adapter).
+    cached_adapter: Vec<u32>,
     rows: Vec<Row>,
+    adapters: HashMap<u32, *mut ffi::Adapter>,
+    next_adapter: u32,
+    /// The adapter set on the context now.
+    current: u32,
 }
 
 // SAFETY: llama.cpp's model and context may move between threads; they are never used from two
@@ -149,7 +171,11 @@ impl LlamaEngine {
             n_seq_max,
             free: (0..n_seq_max as i32).rev().collect(),
             cached: vec![Vec::new(); n_seq_max as usize],
+            cached_adapter: vec![BASE; n_seq_max as usize],
             rows: Vec::new(),
+            adapters: HashMap::new(),
+            next_adapter: BASE + 1,
+            current: BASE,
         };
         Ok(engine)
     }
@@ -175,6 +201,38 @@ impl LlamaEngine {
         self.rows.len()
     }
 
+    /// Loads a GGUF LoRA file; its id, never reused, for `Request::adapter` and `step_adapter`.
+    pub fn load_adapter(&mut self, path: &Path) -> Result<u32, LlamaError> {
+        let shown = path.display().to_string();
+        let c_path = CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| LlamaError::Adapter(shown.clone()))?;
+        // SAFETY: the model is live and the path a valid C string; null is checked.
+        let adapter = unsafe { ffi::mk_adapter_load(self.model, c_path.as_ptr()) };
+        if adapter.is_null() {
+            return Err(LlamaError::Adapter(shown));
+        }
+        let id = self.next_adapter;
+        self.next_adapter += 1;
+        self.adapters.insert(id, adapter);
+        Ok(id)
+    }
+
+    /// Frees an adapter, ending its running requests first; false when it is not loaded.
+    pub fn free_adapter(&mut self, id: u32) -> bool {
+        let Some(adapter) = self.adapters.remove(&id) else {
+            return false;
+        };
+        self.clear_adapter(id);
+        if self.current == id {
+            // SAFETY: the context is live; no adapter is a valid setting.
+            unsafe { ffi::mk_set_adapter(self.ctx, std::ptr::null_mut()) };
+            self.current = BASE;
+        }
+        // SAFETY: loaded by `load_adapter`, no longer set on the context, freed once.
+        unsafe { ffi::mk_adapter_free(adapter) };
+        true
+    }
+
     /// Starts a request; how many of its prompt tokens were already in the KV cache.
     pub fn add(&mut self, request: Request) -> Result<u32, LlamaError> {
         if request.prompt.is_empty() {
@@ -196,8 +254,16 @@ impl LlamaEngine {
         if self.rows.iter().any(|r| r.handle == request.handle) {
             return Err(LlamaError::Duplicate(request.handle));
         }
-        let seq = self.take_sequence(&request.prompt)?;
+        if request.adapter != BASE && !self.adapters.contains_key(&request.adapter) {
+            return Err(LlamaError::UnknownAdapter(request.adapter));
+        }
+        let seq = self.take_sequence(&request.prompt, request.adapter)?;
+        let same_adapter = self.cached_adapter[seq as usize] == request.adapter;
+        self.cached_adapter[seq as usize] = request.adapter;
         let cached = &mut self.cached[seq as usize];
+        if !same_adapter {
+            cached.clear();
+        }
         // At least the prompt's last token is decoded: its logits give the first token.
         let reuse = common_prefix(cached, &request.prompt).min(request.prompt.len() - 1);
         cached.truncate(reuse);
@@ -222,15 +288,24 @@ impl LlamaEngine {
             max_tokens: request.max_tokens,
             generated: 0,
             ignore_eos: request.ignore_eos,
+            adapter: request.adapter,
         });
         Ok(reuse as u32)
     }
 
-    /// The free sequence whose cached tokens share the longest prefix with `prompt`.
-    fn take_sequence(&mut self, prompt: &[u32]) -> Result<i32, LlamaError> {
+    /// The free sequence whose cached tokens (of the same adapter) share the longest prefix
+    /// with `prompt`.
+    fn take_sequence(&mut self, prompt: &[u32], adapter: u32) -> Result<i32, LlamaError> {
+        let shared = |seq: usize| {
+            if self.cached_adapter[seq] == adapter {
+                common_prefix(&self.cached[seq], prompt)
+            } else {
+                0
+            }
+        };
         let best = (0..self.free.len())
             .rev()
-            .max_by_key(|&i| common_prefix(&self.cached[self.free[i] as usize], prompt))
+            .max_by_key(|&i| shared(self.free[i] as usize))
             .ok_or(LlamaError::Busy(self.n_seq_max))?;
         Ok(self.free.remove(best))
     }
@@ -257,6 +332,7 @@ impl LlamaEngine {
             max_tokens,
             sampling,
             ignore_eos: false,
+            adapter: BASE,
         })?;
         let mut tokens = Vec::new();
         while !self.rows.is_empty() {
@@ -288,6 +364,19 @@ impl LlamaEngine {
     /// held; their handles.
     pub fn clear(&mut self) -> Vec<u64> {
         let rows = std::mem::take(&mut self.rows);
+        self.release_rows(rows)
+    }
+
+    /// Ends the requests of one adapter (`BASE`: of the base), as `clear` does.
+    pub fn clear_adapter(&mut self, adapter: u32) -> Vec<u64> {
+        let (ended, kept) = std::mem::take(&mut self.rows)
+            .into_iter()
+            .partition(|row| row.adapter == adapter);
+        self.rows = kept;
+        self.release_rows(ended)
+    }
+
+    fn release_rows(&mut self, rows: Vec<Row>) -> Vec<u64> {
         rows.into_iter()
             .map(|row| {
                 self.release(row.seq);
@@ -303,13 +392,28 @@ impl LlamaEngine {
         self.free.push(seq);
     }
 
-    /// One decode over every row; the tokens sampled. A failed decode leaves the rows as they
-    /// were (the caller ends them).
+    /// One decode over the base's rows (all of them when no adapter is loaded).
     pub fn step(&mut self) -> Result<Vec<Emitted>, LlamaError> {
-        if self.rows.is_empty() {
+        self.step_adapter(BASE)
+    }
+
+    /// One decode over the rows of `adapter`, with it set on the context; the tokens sampled.
+    /// A failed decode leaves the rows as they were (the caller ends them).
+    pub fn step_adapter(&mut self, adapter: u32) -> Result<Vec<Emitted>, LlamaError> {
+        if !self.rows.iter().any(|r| r.adapter == adapter) {
             return Ok(Vec::new());
         }
-        let outputs = self.fill_batch();
+        if self.current != adapter {
+            let pointer = self
+                .adapters
+                .get(&adapter)
+                .copied()
+                .unwrap_or(std::ptr::null_mut());
+            // SAFETY: the context is live; `pointer` is a loaded adapter or null (the base).
+            unsafe { ffi::mk_set_adapter(self.ctx, pointer) };
+            self.current = adapter;
+        }
+        let outputs = self.fill_batch(adapter);
         // SAFETY: the batch was filled with at most n_batch tokens of live sequences.
         let status = unsafe { ffi::mk_decode(self.ctx, self.batch) };
         if status != 0 {
@@ -358,13 +462,15 @@ impl LlamaEngine {
 
     /// Fills the batch: decoding rows first (one token each), then prompt chunks. Returns
     /// (row, batch index) for each row whose logits this step computes.
-    fn fill_batch(&mut self) -> Vec<(usize, i32)> {
+    fn fill_batch(&mut self, adapter: u32) -> Vec<(usize, i32)> {
         // SAFETY: the batch is live and holds n_batch tokens.
         unsafe { ffi::mk_batch_clear(self.batch) };
         let mut used = 0u32;
         let mut outputs = Vec::new();
         let order: Vec<usize> = {
-            let mut idx: Vec<usize> = (0..self.rows.len()).collect();
+            let mut idx: Vec<usize> = (0..self.rows.len())
+                .filter(|&i| self.rows[i].adapter == adapter)
+                .collect();
             idx.sort_by_key(|&i| self.rows[i].pending.len() - self.rows[i].fed);
             idx
         };
@@ -399,6 +505,9 @@ impl Drop for LlamaEngine {
         unsafe {
             ffi::mk_batch_free(self.batch);
             ffi::mk_context_free(self.ctx);
+            for adapter in self.adapters.values() {
+                ffi::mk_adapter_free(*adapter);
+            }
             if !self.threads.is_null() {
                 ffi::mk_threadpool_free(self.threads);
             }

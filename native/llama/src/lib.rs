@@ -5,5 +5,5 @@ mod engine;
 mod ffi;
 mod sample;
 
-pub use engine::{Emitted, Finish, LlamaEngine, LlamaError, Request, Settings};
+pub use engine::{Emitted, Finish, LlamaEngine, LlamaError, Request, Settings, BASE};
 pub use sample::{argmax, Sampler, Sampling};

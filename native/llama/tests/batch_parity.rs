@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use modelkube_llama::{LlamaEngine, Request, Sampling, Settings};
+use modelkube_llama::{LlamaEngine, Request, Sampling, Settings, BASE};
 
 fn fixture() -> Option<(PathBuf, Vec<Vec<u32>>)> {
     let gguf = PathBuf::from(std::env::var_os("MODELKUBE_TEST_GGUF")?);
@@ -59,6 +59,7 @@ fn batched_greedy_equals_solo_greedy() {
                 max_tokens: 16,
                 sampling: greedy,
                 ignore_eos: false,
+                adapter: BASE,
             })
             .unwrap();
     }

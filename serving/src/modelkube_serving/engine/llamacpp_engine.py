@@ -7,6 +7,7 @@ own vocabulary. A random-weight built-in is the other way round: its HF director
 source, and models/hf_gguf.py writes the GGUF file from it.
 """
 
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ from modelkube_serving.engine.chat_template import template_takes_tools
 from modelkube_serving.engine.llama_loop import LlamaLoop
 from modelkube_serving.engine.threaded import ThreadedEngine
 from modelkube_serving.metrics import RuntimeMetrics
-from modelkube_serving.models.builtin import is_builtin_dir
+from modelkube_serving.models.builtin import cache_root, is_builtin_dir
 from modelkube_serving.models.errors import UnsupportedModelError
+from modelkube_serving.models.gguf_lora import ensure_lora_gguf
 from modelkube_serving.models.hf_gguf import ensure_hf_gguf
 
 # Tokens a request may hold by default: each of max_batch_size sequences gets its own KV cells,
@@ -68,6 +70,10 @@ class LlamaCppEngine(ThreadedEngine):
         self.context_length = min(trained, settings.context_length or DEFAULT_CONTEXT)
         self._settings = settings
         self._metrics = metrics
+        self._config = config
+        self._engine: LlamaEngine | None = None
+        self._vocabulary: Vocabulary | None = None
+        self._handles = itertools.count()
 
     def prefix_cache_usage(self) -> float:
         return 0.0  # no prefix cache on this engine yet
@@ -86,8 +92,19 @@ class LlamaCppEngine(ThreadedEngine):
         )
         self.vocab_size = engine.vocab_size
         self.context_length = engine.context_length
-        output = OutputPath(vocabulary)
-        return LlamaLoop(engine, output, self._metrics, self.model_name, self._deliver)
+        self._engine, self._vocabulary = engine, vocabulary
+        return self._make_loop(0, self.model_name)
 
     def _make_variant(self, adapter: str, path: Path) -> LlamaLoop:
-        raise UnsupportedModelError(f"adapters are not served on the llama.cpp engine yet ({path})")
+        """A LoRA adapter, converted to a GGUF LoRA (cached beside it) and loaded against the
+        base model; DoRA and full fine-tunes raise, which the adapter's state reports."""
+        assert self._engine is not None
+        lora = ensure_lora_gguf(path, self._config, cache_root() / "adapters")
+        return self._make_loop(self._engine.load_adapter(lora), f"{self.model_name}:{adapter}")
+
+    def _make_loop(self, adapter: int, name: str) -> LlamaLoop:
+        assert self._engine is not None and self._vocabulary is not None
+        output = OutputPath(self._vocabulary)
+        return LlamaLoop(
+            self._engine, output, self._metrics, name, self._deliver, adapter, self._handles
+        )
