@@ -23,13 +23,16 @@ import_exception!(modelkube_native.errors, LlamaDecodeError);
 fn llama_to_py(err: LlamaError) -> PyErr {
     let message = err.to_string();
     match err {
-        LlamaError::Load(_) | LlamaError::Context(_) => LlamaLoadError::new_err(message),
+        LlamaError::Load(_) | LlamaError::Context(_) | LlamaError::Adapter(_) => {
+            LlamaLoadError::new_err(message)
+        }
         LlamaError::Decode(_) => LlamaDecodeError::new_err(message),
         LlamaError::Duplicate(_) => DuplicateRequestError::new_err(message),
         LlamaError::Busy(_)
         | LlamaError::EmptyPrompt
         | LlamaError::TokenId { .. }
-        | LlamaError::TooLong { .. } => InvalidArgumentError::new_err(message),
+        | LlamaError::TooLong { .. }
+        | LlamaError::UnknownAdapter(_) => InvalidArgumentError::new_err(message),
     }
 }
 
@@ -133,14 +136,27 @@ impl LlamaEngine {
         self.engine().running()
     }
 
+    /// Loads a GGUF LoRA file against the model; its id for `add` and `step`.
+    #[allow(clippy::needless_pass_by_value)] // PyO3 hands over an owned path
+    fn load_adapter(&self, py: Python<'_>, path: PathBuf) -> PyResult<u32> {
+        without_gil(py, || self.engine().load_adapter(&path)).map_err(llama_to_py)
+    }
+
+    /// Frees an adapter (ending its requests); false when it is not loaded.
+    fn free_adapter(&self, adapter: u32) -> bool {
+        self.engine().free_adapter(adapter)
+    }
+
     /// Starts a request; how many of its prompt tokens were already in the KV cache.
     /// `logprobs` is the number of alternatives to report with each token's logprob (None:
     /// no logprobs); `grammar` constrains the output (a fresh matcher of it follows it).
+    /// `adapter`: an id from `load_adapter`, or 0 (`modelkube_llama::BASE`) for the base; a
+    /// literal, so that the signature Python sees shows it.
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (
         handle, prompt, *, max_tokens, temperature = 1.0, top_p = 1.0, seed = None,
         ignore_eos = false, presence_penalty = 0.0, frequency_penalty = 0.0,
-        logit_bias = Vec::new(), logprobs = None, grammar = None
+        logit_bias = Vec::new(), logprobs = None, grammar = None, adapter = 0
     ))]
     fn add(
         &self,
@@ -156,6 +172,7 @@ impl LlamaEngine {
         logit_bias: Vec<(u32, f32)>,
         logprobs: Option<u32>,
         grammar: Option<PyRef<'_, Grammar>>,
+        adapter: u32,
     ) -> PyResult<u32> {
         let finite = [temperature, presence_penalty, frequency_penalty]
             .iter()
@@ -184,6 +201,7 @@ impl LlamaEngine {
             },
             ignore_eos,
             constraint,
+            adapter,
         };
         self.engine().add(request).map_err(llama_to_py)
     }
@@ -204,17 +222,23 @@ impl LlamaEngine {
         self.engine().cancel(handle)
     }
 
-    /// Ends every request; their handles.
-    fn clear(&self) -> Vec<u64> {
-        self.engine().clear()
+    /// Ends every request, or those of one adapter; their handles.
+    #[pyo3(signature = (adapter = None))]
+    fn clear(&self, adapter: Option<u32>) -> Vec<u64> {
+        match adapter {
+            None => self.engine().clear(),
+            Some(adapter) => self.engine().clear_adapter(adapter),
+        }
     }
 
-    /// One decode over every running request, its tokens sampled and rendered by `output`.
-    /// A request that a stop string ends there is ended in llama.cpp too.
-    fn step(&self, py: Python<'_>, output: &OutputPath) -> PyResult<Vec<StepResult>> {
+    /// One decode over the running requests of `adapter` (0: the base), its tokens sampled
+    /// and rendered by `output`. A request that a stop string ends there is ended in
+    /// llama.cpp too.
+    #[pyo3(signature = (output, adapter = 0))]
+    fn step(&self, py: Python<'_>, output: &OutputPath, adapter: u32) -> PyResult<Vec<StepResult>> {
         let outputs = without_gil(py, || {
             let mut engine = self.engine();
-            let emitted = engine.step().map_err(llama_to_py)?;
+            let emitted = engine.step_adapter(adapter).map_err(llama_to_py)?;
             let inputs: Vec<StepInput> = emitted.iter().map(step_input).collect();
             let outputs = output.inner.step(&inputs).map_err(to_py)?;
             for o in &outputs {

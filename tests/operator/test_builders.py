@@ -101,6 +101,28 @@ def test_settings_hash_follows_the_settings_but_not_the_adapters() -> None:
     assert settings_hash(configmap) == a, "a new adapter must not roll the pods"
 
 
+def test_a_dora_fine_tune_is_not_handed_to_the_llamacpp_engine_and_says_why() -> None:
+    done = {
+        "conditions": [{"type": "Succeeded", "status": "True"}],
+        "adapterURI": "pvc://adapters/ft",
+    }
+    jobs = {
+        name: {"metadata": {"name": name}, "spec": {"method": method}, "status": done}
+        for name, method in (("d", "dora"), ("l", "lora"))
+    }
+    adapters = [{"name": n, "fineTuneJobRef": {"name": n}} for n in jobs]
+    llamacpp = spec(adapters=adapters, runtime={"engine": "llamacpp"})
+    on_llamacpp = plan_adapters("chat", llamacpp, jobs)
+    assert on_llamacpp.ready == (("l", "pvc://adapters/ft"),)
+    assert on_llamacpp.waiting == (
+        "d: FineTuneJob d trains a dora adapter, which the llama.cpp engine does not serve "
+        "(it serves lora; use spec.runtime.engine mlx)",
+    )
+    on_mlx = plan_adapters("chat", spec(adapters=adapters), jobs)
+    assert [name for name, _ in on_mlx.ready] == ["d", "l"]
+    assert on_mlx.waiting == ()
+
+
 def test_adapters_wait_for_their_fine_tune_and_their_claims_are_mounted_up_front() -> None:
     s = spec(
         adapters=[

@@ -52,17 +52,13 @@ def runtime(start_runtime: StartRuntime) -> InProcessRuntime:
     return start_runtime()
 
 
-# The llama.cpp engine serves GGUF files: the real model, under the tiny model's name, so a
+# builtin://tiny on each engine (llama.cpp serves the GGUF file it is written out as), so a
 # test runs on either engine as it is.
 ENGINE_ARGS: dict[str, tuple[str, ...]] = {
     "mlx": (),
     "llamacpp": (
-        "--model",
-        "builtin://smollm2-135m-instruct",
         "--engine",
         "llamacpp",
-        "--served-model-name",
-        MODEL,
         # One thread: ggml's spinning thread pool crawls when the cores are shared with
         # other work, as on a loaded test machine.
         "--engine-threads",

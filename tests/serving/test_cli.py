@@ -1,6 +1,7 @@
 """The command line fails with one readable line and a non-zero exit on bad input."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modelkube_serving.cli import main
 from modelkube_serving.metrics import VLLM_KV_CACHE_USAGE
+from modelkube_serving.models.builtin import ensure_builtin
 from tests.serving.conftest import StartRuntime
 
 
@@ -78,10 +80,6 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
             ["--upstream-provider", "openai", "--upstream-model", "m", "--adapter", "a=/x"],
             "adapters and the fine-tuning API need a local --model",
         ),
-        (
-            ["--model", "builtin://tiny", "--engine", "llamacpp"],
-            "the llama.cpp engine serves GGUF models",
-        ),
     ],
 )
 def test_bad_serve_arguments_fail_with_one_line(
@@ -96,6 +94,24 @@ def test_bad_serve_arguments_fail_with_one_line(
     assert lines[-1].startswith("modelkube serve: error: ")
     assert message in lines[-1]
     assert "Traceback" not in stderr
+
+
+def test_llamacpp_refuses_a_hugging_face_directory_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only the built-ins are written out as GGUF (in the model cache); any other HF-layout
+    directory is refused, not written into."""
+    model = tmp_path / "tiny"
+    shutil.copytree(ensure_builtin("tiny"), model, ignore=shutil.ignore_patterns("*.gguf"))
+    code, stderr = run_main(
+        monkeypatch, capsys, "serve", "--model", str(model), "--engine", "llamacpp"
+    )
+    assert code == 2
+    assert stderr.strip().splitlines()[-1] == (
+        f"modelkube serve: error: the llama.cpp engine serves GGUF models; {model} is not one "
+        "(use --engine mlx)"
+    )
+    assert list(model.glob("*.gguf")) == []
 
 
 def test_the_real_command_exits_2_with_one_line() -> None:

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use modelkube_llama::{LlamaEngine, Request, Sampling, Settings};
+use modelkube_llama::{LlamaEngine, Request, Sampling, Settings, BASE};
 
 fn run(gguf: &str, threads: i32, spread: bool) -> f64 {
     let settings = Settings {
@@ -13,11 +13,6 @@ fn run(gguf: &str, threads: i32, spread: bool) -> f64 {
         n_threads: threads,
     };
     let mut engine = LlamaEngine::load(std::path::Path::new(gguf), settings).unwrap();
-    let greedy = Sampling {
-        temperature: 0.0,
-        top_p: 1.0,
-        seed: None,
-    };
     let n = if spread { 32 } else { 16 };
     for h in 0..n {
         let prompt = vec![1, 2 + h as u32, 3, 4, 5, 6, 7, 8];
@@ -25,8 +20,10 @@ fn run(gguf: &str, threads: i32, spread: bool) -> f64 {
             handle: h,
             prompt,
             max_tokens: 200,
-            sampling: greedy,
+            sampling: Sampling::greedy(),
             ignore_eos: true,
+            constraint: None,
+            adapter: BASE,
         };
         engine.add(request).unwrap();
     }

@@ -103,3 +103,21 @@ void mk_seq_cp(struct llama_context * ctx, llama_seq_id src, llama_seq_id dst, l
                llama_pos p1) {
     llama_memory_seq_cp(llama_get_memory(ctx), src, dst, p0, p1);
 }
+
+// LoRA adapters (GGUF LoRA files): loaded against the model, set on the context per decode.
+struct llama_adapter_lora * mk_adapter_load(struct llama_model * model, const char * path) {
+    return llama_adapter_lora_init(model, path);
+}
+
+void mk_adapter_free(struct llama_adapter_lora * adapter) { llama_adapter_lora_free(adapter); }
+
+// One adapter at scale 1 (the GGUF file's alpha carries mlx-lm's scale), or none when null.
+// llama.cpp compares with what is set and re-plans its graph only on a change.
+void mk_set_adapter(struct llama_context * ctx, struct llama_adapter_lora * adapter) {
+    float scale = 1.0f;
+    if (adapter == NULL) {
+        llama_set_adapters_lora(ctx, NULL, 0, NULL);
+    } else {
+        llama_set_adapters_lora(ctx, &adapter, 1, &scale);
+    }
+}

@@ -3,11 +3,17 @@
 //! Each request is a llama.cpp sequence. A step builds one `llama_batch` over every active
 //! row (the next token of each decoding row first, then prompt chunks of prefilling rows up to
 //! the batch size), decodes it once, and samples each row whose last position was computed.
+//!
+//! LoRA adapters load against the model and share its context: llama.cpp applies the adapters
+//! set on the context to a whole decode (`llama_set_adapters_lora`), with no per-sequence
+//! choice, so a step decodes the rows of one adapter (or of the base) only, and the caller
+//! steps each adapter with running rows in turn.
 
 // Token ids (< n_vocab, checked in `add`), positions (< n_ctx) and sequence ids (< n_seq_max)
 // all fit llama.cpp's i32.
 #![allow(clippy::cast_possible_wrap)]
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::path::Path;
 use std::sync::Once;
@@ -33,7 +39,14 @@ pub enum LlamaError {
     Duplicate(u64),
     #[error("llama_decode failed with status {0}")]
     Decode(i32),
+    #[error("llama.cpp cannot load the LoRA adapter {0} for this model")]
+    Adapter(String),
+    #[error("adapter {0} is not loaded")]
+    UnknownAdapter(u32),
 }
+
+/// The base model, without an adapter.
+pub const BASE: u32 = 0;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -65,6 +78,8 @@ pub struct Request {
     pub sampling: Sampling,
     pub ignore_eos: bool,
     pub constraint: Option<Box<dyn Constraint>>,
+    /// An id from `load_adapter`, or `BASE`.
+    pub adapter: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +115,7 @@ struct Row {
     max_tokens: u32,
     generated: u32,
     ignore_eos: bool,
+    adapter: u32,
 }
 
 pub struct LlamaEngine {
@@ -117,7 +133,13 @@ pub struct LlamaEngine {
     /// By sequence: the tokens a free sequence's KV cells still hold from its last request,
     /// so a prompt that starts the same way decodes only its rest (llama-server's prompt cache).
     cached: Vec<Vec<u32>>,
+    /// By sequence: the adapter its cached cells were computed with (they differ by adapter).
+    cached_adapter: Vec<u32>,
     rows: Vec<Row>,
+    adapters: HashMap<u32, *mut ffi::Adapter>,
+    next_adapter: u32,
+    /// The adapter set on the context now.
+    current: u32,
 }
 
 // SAFETY: llama.cpp's model and context may move between threads; they are never used from two
@@ -169,7 +191,11 @@ impl LlamaEngine {
             n_seq_max,
             free: (0..n_seq_max as i32).rev().collect(),
             cached: vec![Vec::new(); n_seq_max as usize],
+            cached_adapter: vec![BASE; n_seq_max as usize],
             rows: Vec::new(),
+            adapters: HashMap::new(),
+            next_adapter: BASE + 1,
+            current: BASE,
         };
         Ok(engine)
     }
@@ -193,6 +219,38 @@ impl LlamaEngine {
 
     pub fn running(&self) -> usize {
         self.rows.len()
+    }
+
+    /// Loads a GGUF LoRA file; its id, never reused, for `Request::adapter` and `step_adapter`.
+    pub fn load_adapter(&mut self, path: &Path) -> Result<u32, LlamaError> {
+        let shown = path.display().to_string();
+        let c_path = CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| LlamaError::Adapter(shown.clone()))?;
+        // SAFETY: the model is live and the path a valid C string; null is checked.
+        let adapter = unsafe { ffi::mk_adapter_load(self.model, c_path.as_ptr()) };
+        if adapter.is_null() {
+            return Err(LlamaError::Adapter(shown));
+        }
+        let id = self.next_adapter;
+        self.next_adapter += 1;
+        self.adapters.insert(id, adapter);
+        Ok(id)
+    }
+
+    /// Frees an adapter, ending its running requests first; false when it is not loaded.
+    pub fn free_adapter(&mut self, id: u32) -> bool {
+        let Some(adapter) = self.adapters.remove(&id) else {
+            return false;
+        };
+        self.clear_adapter(id);
+        if self.current == id {
+            // SAFETY: the context is live; no adapter is a valid setting.
+            unsafe { ffi::mk_set_adapter(self.ctx, std::ptr::null_mut()) };
+            self.current = BASE;
+        }
+        // SAFETY: loaded by `load_adapter`, no longer set on the context, freed once.
+        unsafe { ffi::mk_adapter_free(adapter) };
+        true
     }
 
     /// Starts a request; how many of its prompt tokens were already in the KV cache.
@@ -222,11 +280,20 @@ impl LlamaEngine {
         if self.rows.iter().any(|r| r.handle == request.handle) {
             return Err(LlamaError::Duplicate(request.handle));
         }
+        let adapter = request.adapter;
+        if adapter != BASE && !self.adapters.contains_key(&adapter) {
+            return Err(LlamaError::UnknownAdapter(adapter));
+        }
         // At least the prompt's last token is decoded: its logits give the first token.
         let limit = request.prompt.len() - 1;
-        let (source, shared) = self.longest_prefix(&request.prompt);
+        let (source, shared) = self.longest_prefix(&request.prompt, adapter);
         let shared = shared.min(limit);
-        let seq = self.take_sequence(&request.prompt, shared)?;
+        let seq = self.take_sequence(&request.prompt, shared, adapter)?;
+        if self.cached_adapter[seq as usize] != adapter {
+            // Cells computed with another adapter are not this prompt's.
+            self.cached[seq as usize].clear();
+            self.cached_adapter[seq as usize] = adapter;
+        }
         let own = common_prefix(&self.cached[seq as usize], &request.prompt).min(limit);
         let (reuse, held) = if shared >= own + COPY_MIN {
             // Another sequence holds a longer prefix (a shared system prompt, or the
@@ -260,15 +327,24 @@ impl LlamaEngine {
             max_tokens: request.max_tokens,
             generated: 0,
             ignore_eos: request.ignore_eos,
+            adapter,
         });
         Ok(reuse as u32)
     }
 
-    /// The sequence, running or free, whose KV cells hold the longest prefix of `prompt`, and
-    /// that prefix's length (0 and sequence 0 when none shares a token).
-    fn longest_prefix(&self, prompt: &[u32]) -> (i32, usize) {
-        let running = self.rows.iter().map(|r| (r.seq, &r.held));
-        let free = self.free.iter().map(|&s| (s, &self.cached[s as usize]));
+    /// The sequence, running or free, whose KV cells (computed with `adapter`) hold the longest
+    /// prefix of `prompt`, and that prefix's length (0 and sequence 0 when none shares a token).
+    fn longest_prefix(&self, prompt: &[u32], adapter: u32) -> (i32, usize) {
+        let running = self
+            .rows
+            .iter()
+            .filter(|r| r.adapter == adapter)
+            .map(|r| (r.seq, &r.held));
+        let free = self
+            .free
+            .iter()
+            .filter(|&&s| self.cached_adapter[s as usize] == adapter)
+            .map(|&s| (s, &self.cached[s as usize]));
         running
             .chain(free)
             .map(|(seq, held)| (seq, common_prefix(held, prompt)))
@@ -287,11 +363,20 @@ impl LlamaEngine {
     /// The free sequence for a prompt of which some sequence holds `shared` tokens: the lowest
     /// one that holds nearly as many itself (no copy needed), else the lowest one. Low ids keep
     /// the running sequences' ids consecutive (see `fill_batch`).
-    fn take_sequence(&mut self, prompt: &[u32], shared: usize) -> Result<i32, LlamaError> {
+    fn take_sequence(
+        &mut self,
+        prompt: &[u32],
+        shared: usize,
+        adapter: u32,
+    ) -> Result<i32, LlamaError> {
         let best = (0..self.free.len())
             .max_by_key(|&i| {
-                let seq = self.free[i];
-                let own = common_prefix(&self.cached[seq as usize], prompt);
+                let seq = self.free[i] as usize;
+                let own = if self.cached_adapter[seq] == adapter {
+                    common_prefix(&self.cached[seq], prompt)
+                } else {
+                    0
+                };
                 (own + COPY_MIN > shared, std::cmp::Reverse(seq))
             })
             .ok_or(LlamaError::Busy(self.n_seq_max))?;
@@ -316,6 +401,7 @@ impl LlamaEngine {
             sampling: Sampling::greedy(),
             ignore_eos: false,
             constraint: None,
+            adapter: BASE,
         })?;
         let mut tokens = Vec::new();
         while !self.rows.is_empty() {
@@ -347,6 +433,19 @@ impl LlamaEngine {
     /// held; their handles.
     pub fn clear(&mut self) -> Vec<u64> {
         let rows = std::mem::take(&mut self.rows);
+        self.release_rows(rows)
+    }
+
+    /// Ends the requests of one adapter (`BASE`: of the base), as `clear` does.
+    pub fn clear_adapter(&mut self, adapter: u32) -> Vec<u64> {
+        let (ended, kept) = std::mem::take(&mut self.rows)
+            .into_iter()
+            .partition(|row| row.adapter == adapter);
+        self.rows = kept;
+        self.release_rows(ended)
+    }
+
+    fn release_rows(&mut self, rows: Vec<Row>) -> Vec<u64> {
         rows.into_iter()
             .map(|row| {
                 self.release(row.seq);
@@ -362,13 +461,28 @@ impl LlamaEngine {
         self.free.push(seq);
     }
 
-    /// One decode over every row; the tokens sampled. A failed decode leaves the rows as they
-    /// were (the caller ends them).
+    /// One decode over the base's rows (all of them when no adapter is loaded).
     pub fn step(&mut self) -> Result<Vec<Emitted>, LlamaError> {
-        if self.rows.is_empty() {
+        self.step_adapter(BASE)
+    }
+
+    /// One decode over the rows of `adapter`, with it set on the context; the tokens sampled.
+    /// A failed decode leaves the rows as they were (the caller ends them).
+    pub fn step_adapter(&mut self, adapter: u32) -> Result<Vec<Emitted>, LlamaError> {
+        if !self.rows.iter().any(|r| r.adapter == adapter) {
             return Ok(Vec::new());
         }
-        let outputs = self.fill_batch();
+        if self.current != adapter {
+            let pointer = self
+                .adapters
+                .get(&adapter)
+                .copied()
+                .unwrap_or(std::ptr::null_mut());
+            // SAFETY: the context is live; `pointer` is a loaded adapter or null (the base).
+            unsafe { ffi::mk_set_adapter(self.ctx, pointer) };
+            self.current = adapter;
+        }
+        let outputs = self.fill_batch(adapter);
         // SAFETY: the batch was filled with at most n_batch tokens of live sequences.
         let status = unsafe { ffi::mk_decode(self.ctx, self.batch) };
         if status != 0 {
@@ -427,8 +541,10 @@ impl LlamaEngine {
     /// The tokens go in by increasing sequence id: with a KV stream per sequence, llama.cpp
     /// splits a batch into one ubatch per run of consecutive sequence ids in batch order, so 16
     /// rows in any other order cost up to 16 decodes of one token each.
-    fn fill_batch(&mut self) -> Vec<(usize, i32)> {
-        let mut order: Vec<usize> = (0..self.rows.len()).collect();
+    fn fill_batch(&mut self, adapter: u32) -> Vec<(usize, i32)> {
+        let mut order: Vec<usize> = (0..self.rows.len())
+            .filter(|&i| self.rows[i].adapter == adapter)
+            .collect();
         order.sort_by_key(|&i| self.rows[i].pending.len() - self.rows[i].fed);
         let mut takes = vec![0usize; self.rows.len()];
         let mut room = self.n_batch as usize;
@@ -468,6 +584,9 @@ impl Drop for LlamaEngine {
         unsafe {
             ffi::mk_batch_free(self.batch);
             ffi::mk_context_free(self.ctx);
+            for adapter in self.adapters.values() {
+                ffi::mk_adapter_free(*adapter);
+            }
             if !self.threads.is_null() {
                 ffi::mk_threadpool_free(self.threads);
             }

@@ -18,6 +18,10 @@ pub struct Batch {
 pub struct Threadpool {
     _private: [u8; 0],
 }
+#[repr(C)]
+pub struct Adapter {
+    _private: [u8; 0],
+}
 
 extern "C" {
     pub fn mk_backend_init();
@@ -46,4 +50,7 @@ extern "C" {
     pub fn mk_logits(ctx: *mut Context, i: i32) -> *const f32;
     pub fn mk_seq_rm(ctx: *mut Context, seq: i32, p0: i32, p1: i32) -> bool;
     pub fn mk_seq_cp(ctx: *mut Context, src: i32, dst: i32, p0: i32, p1: i32);
+    pub fn mk_adapter_load(model: *mut Model, path: *const c_char) -> *mut Adapter;
+    pub fn mk_adapter_free(adapter: *mut Adapter);
+    pub fn mk_set_adapter(ctx: *mut Context, adapter: *mut Adapter);
 }

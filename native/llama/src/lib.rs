@@ -5,5 +5,5 @@ mod engine;
 mod ffi;
 mod sample;
 
-pub use engine::{Constraint, Emitted, Finish, LlamaEngine, LlamaError, Request, Settings};
+pub use engine::{Constraint, Emitted, Finish, LlamaEngine, LlamaError, Request, Settings, BASE};
 pub use sample::{argmax, Logprobs, Sampled, Sampler, Sampling};

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use modelkube_llama::{LlamaEngine, Request, Sampling, Settings};
+use modelkube_llama::{LlamaEngine, Request, Sampling, Settings, BASE};
 
 fn fixture() -> Option<(PathBuf, Vec<Vec<u32>>)> {
     let gguf = PathBuf::from(std::env::var_os("MODELKUBE_TEST_GGUF")?);
@@ -55,6 +55,7 @@ fn batched_greedy_equals_solo_greedy() {
                 sampling: Sampling::greedy(),
                 ignore_eos: false,
                 constraint: None,
+                adapter: BASE,
             })
             .unwrap();
     }
@@ -93,17 +94,14 @@ fn copied_prefix_greedy_equals_solo_greedy() {
         .generate_greedy(second.clone(), 16)
         .unwrap();
     let mut engine = LlamaEngine::load(&gguf, settings).unwrap();
-    let greedy = Sampling {
-        temperature: 0.0,
-        top_p: 1.0,
-        seed: None,
-    };
     let request = |handle: u64, prompt: Vec<u32>| Request {
         handle,
         prompt,
         max_tokens: 16,
-        sampling: greedy,
+        sampling: Sampling::greedy(),
         ignore_eos: false,
+        constraint: None,
+        adapter: BASE,
     };
     assert_eq!(engine.add(request(0, first)).unwrap(), 0);
     engine.step().unwrap(); // the first prompt's cells now exist

@@ -169,18 +169,22 @@ class LlamaEngine:
         logit_bias: list[tuple[int, float]] = ...,
         logprobs: int | None = None,
         grammar: Grammar | None = None,
+        adapter: int = 0,
     ) -> int:
         """Starts a request; how many of its prompt tokens its sequence's cache already held.
         `logprobs`: alternatives reported with each token's logprob (None: no logprobs);
         `grammar`: the output is constrained to it."""
         ...
+    def load_adapter(self, path: str | os.PathLike[str]) -> int:
+        """Loads a GGUF LoRA file; its id for `add` and `step` (0 is the base)."""
+    def free_adapter(self, adapter: int) -> bool: ...
     def generate_greedy(self, prompt: list[int], max_tokens: int) -> list[int]:
         """Greedy token ids for one prompt with nothing else running."""
     def cancel(self, handle: int) -> bool: ...
-    def clear(self) -> list[int]: ...
-    def step(self, output: OutputPath) -> list[StepResult]:
-        """One decode over every running request; a result for each with news. A request a
-        stop string ends is ended in llama.cpp too."""
+    def clear(self, adapter: int | None = None) -> list[int]: ...
+    def step(self, output: OutputPath, adapter: int = 0) -> list[StepResult]:
+        """One decode over the running requests of `adapter` (0: the base); a result for each
+        with news. A request a stop string ends is ended in llama.cpp too."""
 
 @final
 class Admission:

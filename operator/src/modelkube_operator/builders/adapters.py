@@ -15,6 +15,10 @@ from modelkube_operator.api.modelservice import ModelServiceSpec
 
 ADAPTERS_KEY = "adapters.json"
 SERVICE_LABEL = "modelkube.io/model-service"
+# What the llama.cpp engine serves of a FineTuneJob's methods: GGUF LoRA has no DoRA
+# magnitudes and no full weights. (Under `auto` the engine is chosen on the node; there the
+# runtime reports the adapter failed, with the same reason.)
+LLAMACPP_METHODS = ("lora",)
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,15 @@ def plan_adapters(
             continue
         claims.update(_claim(job.get("spec", {}).get("output", {}).get("uri", "")))
         uri, why = _job_adapter(job_name, job)
+        method = job.get("spec", {}).get("method", "lora")
+        if spec.runtime.engine == "llamacpp" and method not in LLAMACPP_METHODS:
+            uri, why = (
+                "",
+                (
+                    f"FineTuneJob {job_name} trains a {method} adapter, which the llama.cpp engine "
+                    "does not serve (it serves lora; use spec.runtime.engine mlx)"
+                ),
+            )
         if uri:
             ready.append((name, uri))
         else:

@@ -5,9 +5,14 @@ running request, samples each (penalties, logit_bias and a grammar's mask applie
 taken, in Rust), and the output path detokenizes, applies stop strings and renders, all with the
 GIL released. Each request has a llama.cpp sequence with KV cells of its own
 (admission bounds the requests running to the sequences there are).
+
+The base and each LoRA adapter have a loop of their own on the same LlamaEngine (one model,
+one context): llama.cpp sets adapters for a whole decode, so a loop's step decodes only its
+own adapter's requests, and the engine loop steps each busy variant in turn.
 """
 
 import contextlib
+import itertools
 import logging
 from dataclasses import dataclass
 
@@ -42,15 +47,19 @@ class LlamaLoop:
         metrics: RuntimeMetrics,
         model_name: str,
         deliver: Deliver,
+        adapter: int = 0,
+        handles: "itertools.count[int] | None" = None,
     ) -> None:
         self.engine = engine
         self.output = output
         self.metrics = metrics
         self.labels = {"model": model_name}
         self.deliver = deliver
+        self.adapter = adapter  # the engine's adapter id; 0 is the base
         self.running: dict[int, _Running] = {}
         self.handles: dict[str, int] = {}
-        self._next_handle = 0
+        # Handles name requests in the engine, which the variants share: one counter for all.
+        self._handles = handles if handles is not None else itertools.count()
 
     def admit(
         self, request: GenerationRequest, render: RenderSpec, sink: EventSink, outbox: Outbox
@@ -60,8 +69,7 @@ class LlamaLoop:
             error = "n > 1 is not served by the llama.cpp engine"
             outbox.add(sink, Finished("error", prompt, 0, 0, error=error))
             return
-        handle = self._next_handle
-        self._next_handle += 1
+        handle = next(self._handles)
         sampling = request.sampling
         try:
             cached = self.engine.add(
@@ -77,6 +85,7 @@ class LlamaLoop:
                 logit_bias=list(sampling.logit_bias),
                 logprobs=request.top_logprobs if request.logprobs else None,
                 grammar=request.grammar,
+                adapter=self.adapter,
             )
             self.output.add(
                 handle,
@@ -103,10 +112,10 @@ class LlamaLoop:
         outbox = Outbox()
         self.metrics.batch_size.labels(**self.labels).observe(len(self.running))
         try:
-            results = self.engine.step(self.output)
+            results = self.engine.step(self.output, self.adapter)
         except Exception as exc:
             log.exception("engine step failed; failing the %d requests", len(self.running))
-            self.engine.clear()
+            self.engine.clear(self.adapter)
             for handle in list(self.running):
                 self._finish(handle, "error", outbox, error=f"generation failed: {exc}")
             self.flush(outbox)
@@ -148,7 +157,9 @@ class LlamaLoop:
 
     def close(self) -> None:
         outbox = Outbox()
-        self.engine.clear()
+        self.engine.clear(self.adapter)
+        if self.adapter:
+            self.engine.free_adapter(self.adapter)
         error = "the engine stopped before it finished"
         for handle in list(self.running):
             self._finish(handle, "cancelled", outbox, error=error)

@@ -3,9 +3,11 @@
 The model directory is the one GGUF conversion writes (models/gguf.py): its tokenizer and
 chat template tokenize here, exactly as for MLX, and its `source.json` names the GGUF file
 that llama.cpp loads as it is (quantized). Token ids agree because both come from the GGUF's
-own vocabulary.
+own vocabulary. A random-weight built-in is the other way round: its HF directory is the
+source, and models/hf_gguf.py writes the GGUF file from it.
 """
 
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -19,7 +21,10 @@ from modelkube_serving.engine.llama_loop import LlamaLoop
 from modelkube_serving.engine.threaded import ThreadedEngine
 from modelkube_serving.engine.types import FEATURES
 from modelkube_serving.metrics import RuntimeMetrics
+from modelkube_serving.models.builtin import cache_root, is_builtin_dir
 from modelkube_serving.models.errors import UnsupportedModelError
+from modelkube_serving.models.gguf_lora import ensure_lora_gguf
+from modelkube_serving.models.hf_gguf import ensure_hf_gguf
 
 # Tokens a request may hold by default: each of max_batch_size sequences gets its own KV cells,
 # allocated up front (SmolLM2-135M: ~23 KB a token at f16, so 32 x 2048 is ~1.5 GB).
@@ -36,9 +41,12 @@ class LlamaSettings:
 
 
 def gguf_source(model_path: Path) -> Path:
-    """The GGUF file a converted model directory came from."""
+    """The GGUF file a converted model directory came from, or the one a random-weight
+    built-in is written out as (on first use, beside it)."""
     source = model_path / "source.json"
     if not source.is_file():
+        if is_builtin_dir(model_path):
+            return ensure_hf_gguf(model_path)
         raise UnsupportedModelError(
             f"the llama.cpp engine serves GGUF models; {model_path} is not one (use --engine mlx)"
         )
@@ -63,6 +71,10 @@ class LlamaCppEngine(ThreadedEngine):
         self.context_length = min(trained, settings.context_length or DEFAULT_CONTEXT)
         self._settings = settings
         self._metrics = metrics
+        self._config = config
+        self._engine: LlamaEngine | None = None
+        self._vocabulary: Vocabulary | None = None
+        self._handles = itertools.count()
 
     def prefix_cache_usage(self) -> float:
         return 0.0  # no prefix cache on this engine yet
@@ -84,8 +96,19 @@ class LlamaCppEngine(ThreadedEngine):
         # The masks come from the same core code as MLX's, over the converted directory's
         # tokenizer.json: written from the GGUF's own vocabulary, so its ids are llama.cpp's.
         self._grammars = self._grammar_compiler()
-        output = OutputPath(vocabulary)
-        return LlamaLoop(engine, output, self._metrics, self.model_name, self._deliver)
+        self._engine, self._vocabulary = engine, vocabulary
+        return self._make_loop(0, self.model_name)
 
     def _make_variant(self, adapter: str, path: Path) -> LlamaLoop:
-        raise UnsupportedModelError(f"adapters are not served on the llama.cpp engine yet ({path})")
+        """A LoRA adapter, converted to a GGUF LoRA (cached beside it) and loaded against the
+        base model; DoRA and full fine-tunes raise, which the adapter's state reports."""
+        assert self._engine is not None
+        lora = ensure_lora_gguf(path, self._config, cache_root() / "adapters")
+        return self._make_loop(self._engine.load_adapter(lora), f"{self.model_name}:{adapter}")
+
+    def _make_loop(self, adapter: int, name: str) -> LlamaLoop:
+        assert self._engine is not None and self._vocabulary is not None
+        output = OutputPath(self._vocabulary)
+        return LlamaLoop(
+            self._engine, output, self._metrics, name, self._deliver, adapter, self._handles
+        )

@@ -58,6 +58,11 @@ def builtin_path(name: str) -> Path:
     return cache_root() / "models" / f"{name}-v{RECIPE_VERSION}"
 
 
+def is_builtin_dir(path: Path) -> bool:
+    """Whether `path` is the directory of a random-weight built-in (of this recipe)."""
+    return any(path == builtin_path(name) for name in BUILTINS)
+
+
 def ensure_builtin(name: str, progress: Progress | None = None) -> Path:
     """Return the directory of built-in model `name`, creating it on first use."""
     if name not in BUILTINS:

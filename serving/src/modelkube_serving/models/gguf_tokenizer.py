@@ -46,6 +46,7 @@ class PreTokenizer:
 
 PRE_TOKENIZERS: dict[str, PreTokenizer] = {
     "gpt2": PreTokenizer(_GPT2_SPLIT),
+    "gpt-2": PreTokenizer(_GPT2_SPLIT),  # llama.cpp's name for it (what its converter writes)
     "smollm": PreTokenizer(_GPT2_SPLIT, individual_digits=True),
     "llama-bpe": PreTokenizer(_LLAMA3_SPLIT, ignore_merges=True),
     "llama3": PreTokenizer(_LLAMA3_SPLIT, ignore_merges=True),
