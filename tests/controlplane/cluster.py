@@ -18,6 +18,7 @@ import yaml
 from tests.controlplane.binaries import ensure_binaries
 from tests.controlplane.pki import FRONT_PROXY_CLIENT, KubeletPki, write_front_proxy
 from tests.controlplane.stages import write_stages
+from tests.processes import stop_process
 from tests.serving.runtime_process import free_port
 
 ADMIN = "modelkube-admin"
@@ -223,12 +224,7 @@ class ControlPlane:
         # One at a time, clients first: etcd and kube-apiserver stopped together wait on each
         # other's connections for ~20 s; in order the whole plane stops in a fraction of a second.
         for proc in reversed(list(self.procs.values())):
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 def write_kubeconfig(

@@ -26,6 +26,7 @@ from tests.controlplane.binaries import PROMETHEUS_ADAPTER_MODULE, ensure_binari
 from tests.controlplane.cluster import ControlPlane
 from tests.node.node import NODE_IP
 from tests.observability.queries import adapter_rules
+from tests.processes import stop_process
 from tests.serving.runtime_process import free_port
 from tests.waiting import wait_until
 
@@ -226,10 +227,5 @@ class PrometheusAdapter:
                 check=False,
             )
         self.cp.kubectl("delete", "namespace", ADAPTER_NAMESPACE, "--wait=false", check=False)
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)

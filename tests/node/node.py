@@ -32,6 +32,7 @@ from tests.controlplane.binaries import COREDNS_MODULE, NODE_MODULE, ensure_bina
 from tests.controlplane.cluster import ControlPlane, write_kubeconfig
 from tests.node.api_relay import ApiRelay
 from tests.node.images import PAUSE_IMAGE, busybox_archive, pause_archive
+from tests.processes import stop_process
 from tests.serving.runtime_process import free_port
 
 NODE_NAME = "real-node-0"
@@ -328,11 +329,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             self.relay = None
         proxy = self.procs.pop("kube-proxy", None)
         if proxy is not None:
-            _terminate(proxy)
+            stop_process(proxy)
         for name in ("kubelet", "coredns"):
             proc = self.procs.pop(name, None)
             if proc is not None:
-                _terminate(proc)
+                stop_process(proc)
         runc_root = self.workdir / "containerd" / "runc" / "k8s.io"
         if runc_root.exists():
             listed = subprocess.run(
@@ -345,7 +346,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 )
         containerd = self.procs.pop("containerd", None)
         if containerd is not None:
-            _terminate(containerd)
+            stop_process(containerd)
         _kill_shims(self.socket)
         _unmount_under(self.workdir)
         _remove_cgroups("kubepods")
@@ -410,15 +411,6 @@ def _make_bridge() -> None:
     prefix = POD_SUBNET.split("/")[1]
     subprocess.run(["ip", "addr", "add", f"{NODE_IP}/{prefix}", "dev", BRIDGE], check=True)
     subprocess.run(["ip", "link", "set", BRIDGE, "up"], check=True)
-
-
-def _terminate(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _kill_shims(socket: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import yaml
 
+from tests.processes import stop_process
 from tests.serving.runtime_process import free_port
 from tests.waiting import wait_http_ok
 
@@ -98,13 +99,8 @@ class Prometheus:
         return (self.workdir / "prometheus.log").read_text(errors="replace")[-4000:]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
 
     def api(self, path: str, **params: Any) -> Any:
         """GET /api/v1/<path>; the `data` of a success, QueryError with Prometheus' own message
