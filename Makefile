@@ -124,8 +124,10 @@ freethreaded-test: freethreaded models
 	  tests/freethreaded
 
 # The slowest tests are listed at the end, so CI's log shows where the suite's time goes.
+# Two pytest-xdist workers: the suite waits on processes (a control plane, a real node, pods) for
+# much of its time, so a second worker fills the second core; tests/xdist_scopes.py says how.
 test: install controlplane lint native-test freethreaded-test
-	$(RUN) pytest --durations=40
+	$(RUN) pytest -n 2 --durations=40
 
 demo: install controlplane
 	$(RUN) python examples/demo.py

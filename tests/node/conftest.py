@@ -1,5 +1,8 @@
 """One control plane (with the CRDs) and one real node for the whole real-node tier.
 
+Package-scoped, so the node stops as soon as the tier's tests are done, also on a pytest-xdist
+worker that goes on with other modules (tests/xdist_scopes.py keeps the tier together).
+
 The tier runs in the default `pytest` run; it is skipped, with the one reason found, only when
 this machine cannot run containers (tests/node/node.py `why_no_containers`).
 """
@@ -20,10 +23,9 @@ _why = why_no_containers()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The real-node tests run last, so the node (session-scoped) stops when they end instead
-    of idling through the rest of the run; skipped, with the reason, where it cannot run."""
+    """The real-node tests (ordered and grouped by tests/conftest.py) are skipped, with the
+    reason, where this machine cannot run them."""
     real = [item for item in items if item.get_closest_marker("real_node")]
-    items[:] = [item for item in items if not item.get_closest_marker("real_node")] + real
     if _why is None:
         return
     skip = pytest.mark.skip(reason=f"this machine cannot run containers: {_why}")
@@ -31,7 +33,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(skip)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def node_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     workdir = tmp_path_factory.mktemp("control-plane")
     cp = ControlPlane(workdir, controller_args=FAST_HPA).start(crds=REPO / "crds")
@@ -43,7 +45,7 @@ def node_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Con
         cp.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def node(
     node_control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RealNode]:
@@ -56,13 +58,13 @@ def node(
         real.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def runtime_image(node: RealNode) -> str:
     """The runtime image from `make images`' recipe (cached by its inputs), in containerd."""
     return _imported(node, "runtime")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def operator_image(node: RealNode) -> str:
     return _imported(node, "operator")
 
@@ -79,7 +81,7 @@ def _imported(node: RealNode, name: str) -> str:
     return build_images.reference(build_images.IMAGES[name])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def operator(node_control_plane: ControlPlane, runtime_image: str) -> Iterator[OperatorProcess]:
     """The operator as a process under its own ServiceAccount, for the `real-*` namespaces; its
     pods (runtime, trainer) run the runtime image on the real node."""

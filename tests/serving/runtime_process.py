@@ -10,8 +10,20 @@ from pathlib import Path
 
 from tests.waiting import wait_http_ok
 
-_PORT_RANGE = range(21000, 29000)  # below the kernel's ephemeral range, see shared notes
-_next_port = 21000 + (os.getpid() * 37) % 4000
+
+def _port_range() -> range:
+    """Below the kernel's ephemeral range (see shared notes); under pytest-xdist each worker
+    (PYTEST_XDIST_WORKER=gwN) gets its own slice, so two workers never race for one port
+    between the check here and the bind of the process they start."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return range(21000, 29000)
+    start = 21000 + int(worker[2:]) % 8 * 1000
+    return range(start, start + 1000)
+
+
+_PORT_RANGE = _port_range()
+_next_port = _PORT_RANGE.start + (os.getpid() * 37) % (len(_PORT_RANGE) // 2)
 
 
 def free_port() -> int:
