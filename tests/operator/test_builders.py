@@ -552,13 +552,16 @@ def test_rollout_needs_no_spare_accelerator_with_several_replicas() -> None:
     }
 
 
-def test_training_job_has_a_deadline_and_a_ttl() -> None:
+def test_training_job_has_a_deadline_a_ttl_and_a_retry_limit() -> None:
     job = build_job(FTJ_OWNER, FineTuneJobSpec.model_validate(FTJ), IMAGES)["spec"]
     assert job["activeDeadlineSeconds"] == 7 * 24 * 3600
     assert job["ttlSecondsAfterFinished"] == 24 * 3600
-    mine = {**FTJ, "trainer": {"activeDeadlineSeconds": 3600, "ttlSecondsAfterFinished": 0}}
-    job = build_job(FTJ_OWNER, FineTuneJobSpec.model_validate(mine), IMAGES)["spec"]
-    assert (job["activeDeadlineSeconds"], job["ttlSecondsAfterFinished"]) == (3600, 0)
+    assert job["backoffLimit"] == 2
+    trainer = {"activeDeadlineSeconds": 3600, "ttlSecondsAfterFinished": 0, "backoffLimit": 0}
+    job = build_job(FTJ_OWNER, FineTuneJobSpec.model_validate({**FTJ, "trainer": trainer}), IMAGES)
+    spec = job["spec"]
+    assert (spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"]) == (3600, 0)
+    assert spec["backoffLimit"] == 0
 
 
 def test_a_long_claim_name_still_makes_valid_volume_names() -> None:

@@ -41,8 +41,11 @@ def storage(namespace: str, host_path: str | None = None) -> list[dict[str, Any]
     return [data, *adapters_claim(namespace, host_path)]
 
 
-def submit(cp: ControlPlane, namespace: str, name: str) -> None:
-    docs = [*storage(namespace), finetunejob(name)]
+def submit(cp: ControlPlane, namespace: str, name: str, **trainer: int) -> None:
+    job = finetunejob(name)
+    if trainer:
+        job["spec"]["trainer"] = trainer
+    docs = [*storage(namespace), job]
     cp.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(docs))
 
 
@@ -78,8 +81,10 @@ def test_failed_job_shows_in_status(
 ) -> None:
     cp = control_plane
     name = "doomed"
-    submit(cp, namespace, name)
-    for _ in range(3):  # backoffLimit 2: the first pod and two retries fail
+    # One retry, not the default two: the Job controller waits 10 s before the first retry and
+    # 20 s before the second, and one retry shows that a failure is retried before it fails.
+    submit(cp, namespace, name, backoffLimit=1)
+    for _ in range(2):  # the first pod and its one retry fail
         finish_training_pod(cp, namespace, name, 1, "out of memory")
     ftj = wait_until(
         lambda: with_condition(cp, "finetunejob", namespace, name, "Failed"),

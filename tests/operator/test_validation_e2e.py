@@ -341,6 +341,11 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         {**FTJ, "trainer": {"activeDeadlineSeconds": 0}},
         "spec.trainer.activeDeadlineSeconds",
     ),
+    (
+        "FineTuneJob",
+        {**FTJ, "trainer": {"backoffLimit": -1}},
+        "spec.trainer.backoffLimit",
+    ),
 ]
 
 NAME_MESSAGES = {

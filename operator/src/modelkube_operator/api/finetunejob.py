@@ -90,6 +90,14 @@ class Trainer(PodSettings):
         le=30 * 24 * 3600,
         description="The longest the training Job may run before it fails (a week by default).",
     )
+    backoff_limit: int = Field(
+        default=2,
+        ge=0,
+        le=100,
+        description="How many times a failed training pod is started again (each retry resumes "
+        "from the last checkpoint) before the FineTuneJob fails; exit code 2, bad data or "
+        "arguments, is never retried.",
+    )
     ttl_seconds_after_finished: int = Field(
         default=DEFAULT_TTL_SECONDS_AFTER_FINISHED,
         ge=0,

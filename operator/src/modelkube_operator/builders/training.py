@@ -133,7 +133,7 @@ def build_job(owner: Owner, spec: FineTuneJobSpec, images: Images | None = None)
         "kind": "Job",
         "metadata": metadata(owner, COMPONENT),
         "spec": {
-            "backoffLimit": 2,
+            "backoffLimit": trainer.backoff_limit,
             "activeDeadlineSeconds": trainer.active_deadline_seconds,
             # The operator keeps the FineTuneJob's status and never trains again once the
             # Job is gone, so the ended Job may go.
