@@ -37,6 +37,15 @@ from tests.node.images import LAYER_GZIP, write_layout
 RECIPE = 1
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modelkube" / "Chart.yaml"
+NATIVE = REPO / "native"
+NATIVE_BUILD_FILES = (
+    *(NATIVE / "Cargo.toml", NATIVE / "Cargo.lock", NATIVE / "core" / "Cargo.toml"),
+    *(NATIVE / "llama" / "Cargo.toml", NATIVE / "llama" / "build.rs"),
+)
+NATIVE_ROOTS = [NATIVE / root for root in ("src", "core/src", "python", "llama/src", "llama/shim")]
+# The Rust core's wheel: `uv build` with maturin's --locked, cached by these and its inputs.
+WHEEL_BUILD = ("build", "--wheel", "--package", "modelkube-native")
+WHEEL_MATURIN_ARGS = "--locked"
 SUITE = "bookworm"
 UID = 10001  # the runAsUser of every pod the chart and the operator make
 VENV = "/app/.venv"
@@ -146,13 +155,28 @@ def _input_files(spec: ImageSpec) -> Iterator[Path]:
         yield REPO / member / "pyproject.toml"
     roots = [REPO / member / "src" for member in spec.sources]
     if spec.native:
-        native = REPO / "native"
-        yield from (native / "Cargo.toml", native / "Cargo.lock", native / "core" / "Cargo.toml")
-        yield from (native / "llama" / "Cargo.toml", native / "llama" / "build.rs")
-        roots += [native / "src", native / "core" / "src", native / "python"]
-        roots += [native / "llama" / "src", native / "llama" / "shim"]
+        yield from NATIVE_BUILD_FILES
+        roots += NATIVE_ROOTS
     for root in roots:
-        yield from sorted(p for p in root.rglob("*") if p.is_file() and not _built_here(p))
+        yield from _files_under(root)
+
+
+def native_wheel_key() -> str:
+    digest = hashlib.sha256(repr((WHEEL_BUILD, WHEEL_MATURIN_ARGS)).encode())
+    for path in _native_input_files():
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _native_input_files() -> Iterator[Path]:
+    """What the Rust core's wheel is built from."""
+    yield from (NATIVE / "pyproject.toml", *NATIVE_BUILD_FILES)
+    for root in NATIVE_ROOTS:
+        yield from _files_under(root)
+
+
+def _files_under(root: Path) -> Iterator[Path]:
+    yield from sorted(p for p in root.rglob("*") if p.is_file() and not _built_here(p))
 
 
 def _built_here(path: Path) -> bool:
@@ -235,10 +259,21 @@ def _debootstrap(spec: ImageSpec, rootfs: Path) -> None:
 
 
 def _native_wheel(uv: Path, out: Path) -> Path:
-    """The Rust core as a wheel (maturin, --locked), built on this Debian for the image's."""
-    env = {**os.environ, "MATURIN_PEP517_ARGS": "--locked"}
-    command = [str(uv), "build", "--wheel", "--package", "modelkube-native", "-o", str(out)]
-    _run(command, cwd=REPO, env=env)
+    """The Rust core as a wheel (maturin, --locked), built on this Debian for the image's.
+
+    Cached by its own inputs: a change to the Python sources rebuilds the image but not the
+    wheel. Under `uv run` (no CARGO_TARGET_DIR) the build starts cold in native/target, with
+    llama.cpp: 819 s at load average 20-30 on 2 cores, then 232 s again for the same sources
+    (uv's isolated build environment); a cached wheel takes no time."""
+    cached = cache_dir() / f"native-wheel-{native_wheel_key()}"
+    if not cached.is_dir():
+        staging = cached.with_name(cached.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        env = {**os.environ, "MATURIN_PEP517_ARGS": WHEEL_MATURIN_ARGS}
+        command = [str(uv), *WHEEL_BUILD, "-o", str(staging)]
+        _run(command, cwd=REPO, env=env)
+        staging.rename(cached)
+    shutil.copytree(cached, out)
     return out
 
 

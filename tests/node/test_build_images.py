@@ -71,3 +71,14 @@ def test_the_cache_key_ignores_what_a_build_leaves_among_the_sources() -> None:
     assert build_images._built_here(built)
     assert not build_images._built_here(built.with_name("__init__.py"))
     assert built not in set(build_images._input_files(RUNTIME))
+
+
+def test_the_rust_core_wheel_is_keyed_by_the_native_sources_alone() -> None:
+    """A change to the Python sources rebuilds the runtime image but reuses the cached wheel."""
+    inputs = set(build_images._native_input_files())
+    assert inputs <= set(build_images._input_files(RUNTIME))
+    assert build_images.NATIVE / "llama" / "build.rs" in inputs
+    assert build_images.NATIVE / "Cargo.lock" in inputs
+    members = [build_images.REPO / member for member in ("serving", "operator")]
+    assert not [path for path in inputs if any(m in path.parents for m in members)]
+    assert build_images.native_wheel_key() == build_images.native_wheel_key()
