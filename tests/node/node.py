@@ -222,6 +222,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             "clusterDNS": [NODE_IP],
             "clusterDomain": CLUSTER_DOMAIN,
             "serializeImagePulls": False,
+            # A mounted ConfigMap's change reaches the pod at the next pod sync (the default
+            # period is 1 minute, which the adapter handoff tests waited out); 10 s here.
+            "syncFrequency": "10s",
             # The disk is shared with other work: do not taint the node over it.
             "evictionHard": {
                 "memory.available": "100Mi",
