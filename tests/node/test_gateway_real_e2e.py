@@ -38,6 +38,7 @@ from tests.gateway.harness import chat, metric, model_service
 from tests.node.gateway_release import SERVING, SMALL, Release, install, pods, ready
 from tests.node.node import NODE_NAME, RealNode
 from tests.node.startup import phases, table
+from tests.node.streaming import StreamingLoad
 from tests.operator.harness import adapters_claim, condition, get_json
 from tests.serving.adapter_files import write_adapter
 from tests.waiting import wait_until
@@ -114,7 +115,8 @@ def served(
         _dump(cp, node)
         raise
     print(f"release and chat's pods Ready {time.monotonic() - started:.1f}s after install")
-    yield Served(cp, node, release, client)
+    with client:
+        yield Served(cp, node, release, client)
     release.uninstall()
 
 
@@ -298,10 +300,31 @@ def _conversation_on(endpoint: str, endpoints: list[str]) -> list[Any]:
     raise AssertionError(f"no conversation of 100 lands on {endpoint}")
 
 
-def test_the_hold_times_out_with_503_and_retry_after(served: Served) -> None:
-    """Last: the chart's default hold (120 s) would make the test wait that long, so the user's
-    way of changing it, a `helm upgrade`, gives the gateway a 3 s one first."""
-    served.release.upgrade("gateway.holdTimeoutSeconds=3")
+@pytest.fixture(scope="module")
+def upgraded(served: Served) -> StreamingLoad:
+    """`helm upgrade` giving the gateway a 3 s hold (the chart's default, 120 s, would make the
+    hold test wait that long), under a client streaming through the gateway all along: the
+    gateway's pod is replaced while requests flow."""
+    load = StreamingLoad(f"{served.url}/v1", "chat")
+    load.start()
+    try:
+        wait_until(lambda: load.ok >= 3, 60, "streamed answers before the upgrade")
+        served.release.upgrade("gateway.holdTimeoutSeconds=3")
+        settled = load.ok
+        wait_until(lambda: load.ok >= settled + 3, 60, "streamed answers after the upgrade")
+    finally:
+        load.stop()
+    return load
+
+
+def test_a_gateway_upgrade_under_streaming_load_loses_no_request(upgraded: StreamingLoad) -> None:
+    print(f"gateway upgrade: {upgraded.failed} of {upgraded.ok + upgraded.failed} streams failed")
+    assert upgraded.failed == 0, upgraded.errors[:5]
+
+
+def test_the_hold_times_out_with_503_and_retry_after(
+    served: Served, upgraded: StreamingLoad
+) -> None:
     with pytest.raises(openai.APIStatusError) as raised:
         served.client.with_options(timeout=60).chat.completions.create(
             model="ghost", messages=chat("anyone?"), max_tokens=2
