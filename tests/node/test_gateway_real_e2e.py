@@ -35,7 +35,7 @@ from modelkube_serving.metrics import REQUESTS_IN_FLIGHT, REQUESTS_TOTAL
 from modelkube_serving.models.builtin import ensure_builtin
 from tests.controlplane.cluster import ControlPlane
 from tests.gateway.harness import chat, metric, model_service
-from tests.node.gateway_release import SERVING, SMALL, Release, install, pods, ready
+from tests.node.gateway_release import SERVING, SMALL, SYSTEM, Release, install, pods, ready
 from tests.node.node import NODE_NAME, RealNode
 from tests.node.startup import phases, table
 from tests.node.streaming import StreamingLoad
@@ -46,6 +46,7 @@ from tests.waiting import wait_until
 pytestmark = [pytest.mark.real_node, pytest.mark.timeout(1500)]
 
 IDLE_S = 10  # `other`'s idleSeconds
+HOLD_S = 300
 BOUND = 1.25  # the chart's gateway.loadBound
 RUNTIME_PORT = 8000
 
@@ -105,7 +106,8 @@ def served(
 ) -> Iterator[Served]:
     cp = node_control_plane
     started = time.monotonic()
-    release = install(cp, node)
+    # A hold long enough for a cold start on a loaded 2-core machine (the default is 120 s).
+    release = install(cp, node, f"gateway.holdTimeoutSeconds={HOLD_S}")
     docs = [*adapters_claim(SERVING, str(adapter_volume)), *_modelservices()]
     cp.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
     client = openai.OpenAI(base_url=f"{release.url}/v1", api_key="unused", max_retries=0)
@@ -222,7 +224,7 @@ def test_scale_from_zero_holds_requests_until_the_pod_is_ready(served: Served) -
     holds = served.metric(GATEWAY_HOLDS, model="other", outcome="ready")
 
     def ask(i: int) -> Any:
-        return served.client.with_options(timeout=300).chat.completions.create(
+        return served.client.with_options(timeout=HOLD_S + 60).chat.completions.create(
             model="other", messages=chat(f"wake {i}"), max_tokens=3
         )
 
@@ -234,7 +236,11 @@ def test_scale_from_zero_holds_requests_until_the_pod_is_ready(served: Served) -
         assert not any(ready(p) for p in pods(cp, "other")), "a pod was Ready already"
         answers += [pool.submit(ask, i) for i in (1, 2)]
         pod = wait_until(lambda: _bound(cp, "other"), 300, "other's pod bound")
-        replies = [a.result(300) for a in answers]
+        try:
+            replies = [a.result(HOLD_S + 60) for a in answers]
+        except openai.APIStatusError:
+            _dump(cp, served.node)
+            raise
     answered = time.time()
     assert [r.model for r in replies] == ["other"] * 3
     assert all(r.choices[0].finish_reason in ("stop", "length") for r in replies)
@@ -316,9 +322,18 @@ def upgraded(served: Served) -> StreamingLoad:
         served.release.upgrade("gateway.holdTimeoutSeconds=3")
         settled = load.ok
         wait_until(lambda: load.ok >= settled + 3, 60, "streamed answers after the upgrade")
+        # The old pod serves its open connections until it exits: a held request there would
+        # wait for its old, long hold.
+        wait_until(lambda: len(_gateway_pods(served.cp)) == 1, 120, "the old gateway pod gone")
     finally:
         load.stop()
     return load
+
+
+def _gateway_pods(cp: ControlPlane) -> list[dict[str, Any]]:
+    """The gateway's pods, terminating ones too."""
+    selector = "app.kubernetes.io/component=gateway"
+    return list((get_json(cp, "pods", "-n", SYSTEM, "-l", selector) or {}).get("items", []))
 
 
 def test_a_gateway_upgrade_under_streaming_load_loses_no_request(upgraded: StreamingLoad) -> None:
@@ -329,8 +344,10 @@ def test_a_gateway_upgrade_under_streaming_load_loses_no_request(upgraded: Strea
 def test_the_hold_times_out_with_503_and_retry_after(
     served: Served, upgraded: StreamingLoad
 ) -> None:
-    with pytest.raises(openai.APIStatusError) as raised:
-        served.client.with_options(timeout=60).chat.completions.create(
+    # A new connection, to the new pod: the module's client may keep one to the old.
+    fresh = openai.OpenAI(base_url=f"{served.url}/v1", api_key="unused", max_retries=0)
+    with fresh, pytest.raises(openai.APIStatusError) as raised:
+        fresh.with_options(timeout=60).chat.completions.create(
             model="ghost", messages=chat("anyone?"), max_tokens=2
         )
     error = raised.value
@@ -369,7 +386,7 @@ def _dump(cp: ControlPlane, node: RealNode) -> None:
         cp.kubectl(
             "logs",
             "-n",
-            "gateway-system",
+            SYSTEM,
             "-l",
             "app.kubernetes.io/component",
             "--tail=40",
