@@ -19,7 +19,6 @@ on the same /readyz. Prints the legs per round and their medians; writes JSON
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ from modelkube_operator.k8s.client import Kube
 from modelkube_operator.k8s.credentials import load_credentials
 
 from bench.gateway.__main__ import _start_gateway
+from bench.gateway.report import legs_table
 from tests.controlplane.cluster import ControlPlane
 from tests.gateway.harness import model_service
 from tests.operator.harness import REPO, OperatorProcess, operator_kubeconfig
@@ -131,14 +131,8 @@ def _table(rounds: list[dict[str, float]]) -> str:
         "replica; schedule: until the pod is bound; load: runtime start to model loaded; "
         "first token: straight to the loaded runtime)",
         "",
-        "| leg | median (s) | min (s) | max (s) |",
-        "|---|---:|---:|---:|",
+        legs_table(rounds, (*LEGS, "total")),
     ]
-    for leg in (*LEGS, "total"):
-        values = [r[leg] for r in rounds]
-        lines.append(
-            f"| {leg} | {statistics.median(values):.3f} | {min(values):.3f} | {max(values):.3f} |"
-        )
     return "\n".join(lines)
 
 

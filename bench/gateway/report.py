@@ -74,3 +74,14 @@ def table(title: str, direct: dict[str, Any], gateway: dict[str, Any]) -> str:
 
 def latency_line(added_ms: float) -> str:
     return f"gateway added latency p50: {added_ms:.2f} ms"
+
+
+def legs_table(rounds: list[dict[str, float]], legs: tuple[str, ...]) -> str:
+    """One row per leg of a cold start: its median, min and max over the rounds."""
+    lines = ["| leg | median (s) | min (s) | max (s) |", "|---|---:|---:|---:|"]
+    for leg in legs:
+        values = [r[leg] for r in rounds]
+        lines.append(
+            f"| {leg} | {statistics.median(values):.3f} | {min(values):.3f} | {max(values):.3f} |"
+        )
+    return "\n".join(lines)

@@ -18,6 +18,7 @@ def test_the_gateway_runs_with_its_flags_service_and_rbac() -> None:
     assert container["args"][0] == "gateway"
     assert "--namespace=team-a" in container["args"]
     assert "--api-keys-file=/etc/modelkube/keys/keys" in container["args"]
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
     assert pod["serviceAccountName"] == "modelkube-gateway"
     services = {s["metadata"]["name"]: s for s in of_kind(docs, "Service")}
     gateway = services["modelkube-gateway"]["spec"]

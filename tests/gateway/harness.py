@@ -3,6 +3,7 @@ control plane, and the objects a test publishes for it: ModelServices and the En
 a Service's controller would write for ready pods (kwok's pods run nothing, so the endpoints
 are runtime processes on loopback)."""
 
+import json
 import subprocess
 import threading
 from dataclasses import dataclass, field
@@ -74,14 +75,34 @@ class InProcessGateway:
             self.thread.join(15)
 
     def metric(self, name: str, **labels: str) -> float:
-        """The sum of the samples of `name` whose labels include `labels`."""
-        text = httpx.get(f"{self.url}/metrics").text
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == name and labels.items() <= sample.labels.items()
-        )
+        return metric(self.url, name, **labels)
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` on `url`/metrics whose labels include `labels`."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+def apply(cp: ControlPlane, *objects: dict[str, Any]) -> None:
+    stdin = "\n---\n".join(map(json.dumps, objects))
+    done = cp.kubectl("apply", "--server-side", "-f", "-", stdin=stdin, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def chat(opening: str, turns: int = 1) -> list[Any]:
+    """A conversation's messages up to its `turns`-th user turn."""
+    messages: list[Any] = [{"role": "system", "content": "You are terse."}]
+    for turn in range(turns):
+        messages.append({"role": "user", "content": opening if turn == 0 else f"and {turn}?"})
+        if turn < turns - 1:
+            messages.append({"role": "assistant", "content": "ok"})
+    return messages
 
 
 def model_service(

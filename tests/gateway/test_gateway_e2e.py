@@ -6,7 +6,6 @@ affinity, scale from zero and back, bad names, the hold timing out, and last a p
 mid-request.
 """
 
-import json
 import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,13 +24,16 @@ from modelkube_serving.gateway.metrics import (
     GATEWAY_SCALES,
 )
 from modelkube_serving.gateway.routing import choose, request_key
-from modelkube_serving.metrics import REQUESTS_IN_FLIGHT
+from modelkube_serving.metrics import REQUESTS_IN_FLIGHT, REQUESTS_TOTAL
 from tests.controlplane.cluster import ControlPlane
 from tests.gateway.harness import (
     InProcessGateway,
     Pod,
+    apply,
+    chat,
     endpoint,
     endpoint_slice,
+    metric,
     model_service,
 )
 from tests.serving import test_fuzz as fuzz
@@ -39,12 +41,6 @@ from tests.serving.runtime_process import RuntimeProcess
 from tests.waiting import wait_until
 
 IDLE_S = 2
-
-
-def apply(cp: ControlPlane, *objects: dict[str, Any]) -> None:
-    stdin = "\n---\n".join(map(json.dumps, objects))
-    done = cp.kubectl("apply", "--server-side", "-f", "-", stdin=stdin, check=False)
-    assert done.returncode == 0, done.stderr
 
 
 def replicas(cp: ControlPlane, namespace: str, name: str) -> int:
@@ -81,22 +77,8 @@ def client(gateway: InProcessGateway) -> Iterator[openai.OpenAI]:
         yield sdk
 
 
-def chat(opening: str, turns: int = 1) -> list[Any]:
-    messages: list[Any] = [{"role": "system", "content": "You are terse."}]
-    for turn in range(turns):
-        messages.append({"role": "user", "content": opening if turn == 0 else f"and {turn}?"})
-        if turn < turns - 1:
-            messages.append({"role": "assistant", "content": "ok"})
-    return messages
-
-
 def requests_served(pod: Pod) -> float:
-    text = httpx.get(f"{pod.url}/metrics").text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("modelkube_requests_total{") and 'endpoint="chat"' in line
-    )
+    return metric(pod.url, REQUESTS_TOTAL, endpoint="chat")
 
 
 def test_routes_by_model_and_adapter_and_lists_the_union(

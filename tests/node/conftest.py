@@ -7,18 +7,15 @@ The tier runs in the default `pytest` run; it is skipped, with the one reason fo
 this machine cannot run containers (tests/node/node.py `why_no_containers`).
 """
 
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.controlplane.cluster import FAKE_NODE, FAST_HPA, ControlPlane
-from tests.node import build_images
+from tests.controlplane.cluster import ControlPlane
+from tests.node.cluster import imported, start_control_plane, start_node
 from tests.node.node import RealNode, why_no_containers
 from tests.operator.harness import OperatorProcess, operator_kubeconfig
 
-REPO = Path(__file__).resolve().parents[2]
 _why = why_no_containers()
 
 
@@ -35,10 +32,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="package")
 def node_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    workdir = tmp_path_factory.mktemp("control-plane")
-    cp = ControlPlane(workdir, controller_args=FAST_HPA).start(crds=REPO / "crds")
-    # Every pod here must run for real: nothing may land on kwok's simulated node.
-    cp.kubectl("cordon", FAKE_NODE["metadata"]["name"])  # type: ignore[index]
+    cp = start_control_plane(tmp_path_factory.mktemp("control-plane"))
     try:
         yield cp
     finally:
@@ -49,9 +43,7 @@ def node_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Con
 def node(
     node_control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RealNode]:
-    started = time.monotonic()
-    real = RealNode(tmp_path_factory.mktemp("node"), node_control_plane).start()
-    print(f"node Ready {time.monotonic() - started:.1f}s after start")
+    real = start_node(tmp_path_factory.mktemp("node"), node_control_plane)
     try:
         yield real
     finally:
@@ -61,24 +53,12 @@ def node(
 @pytest.fixture(scope="package")
 def runtime_image(node: RealNode) -> str:
     """The runtime image from `make images`' recipe (cached by its inputs), in containerd."""
-    return _imported(node, "runtime")
+    return imported(node, "runtime")
 
 
 @pytest.fixture(scope="package")
 def operator_image(node: RealNode) -> str:
-    return _imported(node, "operator")
-
-
-def _imported(node: RealNode, name: str) -> str:
-    started = time.monotonic()
-    archive = build_images.build(name, build_images.find_uv(), build_images.Log())
-    built = time.monotonic()
-    node.import_image(archive)
-    print(
-        f"image {name}: {archive.stat().st_size / 1e6:.0f} MB compressed, built/cached in"
-        f" {built - started:.1f}s, imported in {time.monotonic() - built:.1f}s"
-    )
-    return build_images.reference(build_images.IMAGES[name])
+    return imported(node, "operator")
 
 
 @pytest.fixture(scope="package")

@@ -7,7 +7,6 @@ Each test prints what it measured (apply -> first answer split, requests lost in
 timings are reported, never asserted.
 """
 
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +19,7 @@ from tests.controlplane.cluster import ControlPlane
 from tests.node.inject import END_ENGINE_THREAD, gdb_missing, run_python_in
 from tests.node.node import NODE_NAME, RealNode
 from tests.node.startup import phases, table
+from tests.node.streaming import StreamingLoad
 from tests.operator.harness import OperatorProcess, get_json
 from tests.waiting import wait_until
 
@@ -119,7 +119,7 @@ def test_a_rolling_update_under_streaming_load_loses_no_request(
 ) -> None:
     cp = node_control_plane
     before = {p["metadata"]["name"] for p in _pods(cp)}
-    load = StreamingLoad(served)
+    load = StreamingLoad(served, NAME)
     load.start()
     wait_until(lambda: load.ok >= 5, 60, "streamed answers before the rollout")
     # A settings change: the pod template's settings hash changes and the pods roll.
@@ -239,45 +239,6 @@ def _task_pid(node: RealNode, container: str) -> int:
         if task == container:
             return int(pid)
     raise AssertionError(f"no task {container}")
-
-
-class StreamingLoad:
-    """One client streaming chat completions back to back, counting whole answers and
-    failures (no retries: a retried request counts as failed)."""
-
-    def __init__(self, url: str) -> None:
-        self.client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=30)
-        self.ok = 0
-        self.failed = 0
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(60)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                stream = self.client.chat.completions.create(
-                    model=NAME,
-                    messages=[{"role": "user", "content": "count"}],
-                    max_tokens=16,
-                    stream=True,
-                )
-                finished = [c.choices[0].finish_reason for c in stream if c.choices]
-                if finished and finished[-1] in ("stop", "length"):
-                    self.ok += 1
-                else:
-                    self.failed += 1
-                    self.errors.append(f"stream ended without a finish reason: {finished}")
-            except openai.OpenAIError as error:
-                self.failed += 1
-                self.errors.append(repr(error))
 
 
 def _pods(cp: ControlPlane) -> list[dict[str, Any]]:

@@ -59,8 +59,11 @@ class Scaler:
         if endpoints:
             return endpoints
         started = self._clock()
-        self._wake(service, model)
+        # A held request is activity: without it counted in flight, a cold start longer than
+        # idleSeconds was scaled back to zero under its waiting requests (seen on the real node).
+        self.started(service)
         try:
+            self._wake(service, model)
             endpoints = await asyncio.wait_for(self._until_ready(service), self.hold_timeout_s)
         except TimeoutError:
             self._held(model, "timeout", started)
@@ -72,6 +75,8 @@ class Scaler:
         except asyncio.CancelledError:
             self._held(model, "gone", started)
             raise
+        finally:
+            self.finished(service)
         self._held(model, "ready", started)
         return endpoints
 
