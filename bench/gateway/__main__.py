@@ -16,7 +16,6 @@ import asyncio
 import json
 import math
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,9 +27,10 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.gateway.latency import AddedLatency, added_latency
 from bench.gateway.report import LEGEND, latency_line, summary, table
-from bench.gateway.sessions import run_sessions, shared_tokens, system_prompt
-from modelkube_serving.gateway.routing import choose, request_key
+from bench.gateway.sessions import idle_ttft, run_sessions, shared_tokens, system_prompt
+from modelkube_serving.gateway.routing import DEFAULT_BOUND_FACTOR
 from modelkube_serving.metrics import VLLM_KV_CACHE_USAGE
 from tests.controlplane.cluster import ControlPlane
 from tests.gateway.harness import endpoint, endpoint_slice, host_address, model_service
@@ -50,8 +50,19 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=16, help="sessions at a time")
     p.add_argument("--system-words", type=int, default=300)
     p.add_argument("--max-tokens", type=int, default=16)
-    p.add_argument("--latency-requests", type=int, default=200)
+    p.add_argument("--latency-requests", type=int, default=200, help="rounds of the latency loop")
+    p.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="only the added latency (and its floor), on the replicas as started",
+    )
     p.add_argument("--budget-factor", type=float, default=1.5)
+    p.add_argument(
+        "--load-bound",
+        type=float,
+        default=DEFAULT_BOUND_FACTOR,
+        help="the gateway's --load-bound (CHWBL's c)",
+    )
     p.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "gateway.json")
     return p.parse_args(argv)
 
@@ -70,13 +81,17 @@ def _start_pods(n: int, logs: Path, cache_mb: int | None = None) -> list[Runtime
 
 
 def _start_gateway(
-    cp: ControlPlane, logs: Path, namespace: str = NAMESPACE
+    cp: ControlPlane,
+    logs: Path,
+    namespace: str = NAMESPACE,
+    *,
+    load_bound: float = DEFAULT_BOUND_FACTOR,
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     command = [
         sys.executable, "-m", "modelkube_serving", "gateway", "--port", str(port),
         "--kubeconfig", str(cp.admin_kubeconfig), "--namespace", namespace,
-        "--log-level", "warning",
+        "--log-level", "warning", "--load-bound", str(load_bound),
     ]  # fmt: skip
     with (logs / "gateway.log").open("ab") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -150,23 +165,6 @@ def _served(pod: RuntimeProcess) -> float:
     )
 
 
-def _added_latency_ms(gateway: str, pods: list[RuntimeProcess], n: int) -> float:
-    """p50 through the gateway minus p50 straight to the pod it picks, interleaved."""
-    messages = [{"role": "user", "content": "ping"}]
-    home = choose(request_key({"messages": messages}, ""),
-                  dict.fromkeys((endpoint(p.port) for p in pods), 0), 1.25).endpoint  # fmt: skip
-    direct = f"http://{home}"
-    body = {"model": "chat", "max_tokens": 1, "temperature": 0, "messages": messages}
-    times: dict[str, list[float]] = {"gateway": [], "direct": []}
-    with httpx.Client(timeout=30) as http:
-        for i in range(n * 2):
-            which, url = ("gateway", gateway) if i % 2 else ("direct", direct)
-            started = time.perf_counter()
-            http.post(f"{url}/v1/chat/completions", json=body).raise_for_status()
-            times[which].append(time.perf_counter() - started)
-    return (statistics.median(times["gateway"]) - statistics.median(times["direct"])) * 1000
-
-
 def _configuration(
     args: argparse.Namespace,
     cp: ControlPlane,
@@ -194,13 +192,15 @@ def _configuration(
             ))  # fmt: skip
             held_now = [_cache_bytes(p, budget) for p in pods]  # before the probe adds to it
             results[mode] = summary(turns, wall, asyncio.run(shared_tokens(urls, system)))
+            cold, warm = asyncio.run(idle_ttft(urls, system, args.turns))
+            results[mode] |= {"idle_ttft_lost_ms": cold * 1000, "idle_ttft_found_ms": warm * 1000}
             results[mode]["cache_mb_held_per_replica"] = [round(b / (1 << 20), 1) for b in held_now]
             _log(f"{mode}: {results[mode]}")
             if mode == "gateway":
                 held = held_now
-                results["gateway_added_latency_p50_ms"] = _added_latency_ms(
-                    gateway, pods, args.latency_requests
-                )
+                endpoints = [endpoint(p.port) for p in pods]
+                latency = added_latency(gateway, endpoints, work, args.latency_requests)
+                results.update(latency.as_dict())
         finally:
             for pod in pods:
                 pod.stop()
@@ -213,11 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     _log(f"work dir {work}; endpoints on {host_address()}")
     cp = ControlPlane(work / "cp").start(crds=REPO / "crds")
     gateway_proc = None
+    pods: list[RuntimeProcess] = []
     try:
         pods = _start_pods(args.replicas, work)
         _publish(cp, pods)
-        gateway_proc, gateway = _start_gateway(cp, work)
+        gateway_proc, gateway = _start_gateway(cp, work, load_bound=args.load_bound)
         _wait_models(gateway)
+        if args.latency_only:
+            return _latency_only(args, work, gateway, pods)
         for pod in pods:
             pod.stop()
         unbounded, held = _configuration(args, cp, work, gateway, None)
@@ -228,13 +231,13 @@ def main(argv: list[str] | None = None) -> int:
         print(LEGEND + "\n")
         print(table(f"Unbounded prefix caches ({DEFAULT_CACHE_MB} MiB per replica):",
                     unbounded["direct"], unbounded["gateway"]))  # fmt: skip
-        print(latency_line(unbounded["gateway_added_latency_p50_ms"]) + "\n")
+        print(latency_line(AddedLatency.of(unbounded)) + "\n")
         print(table(
             f"Bounded prefix caches ({cache_mb} MiB per replica: the {args.replicas} replicas "
             f"hold {args.budget_factor:g}x the {total_mb:.1f} MiB all sessions' caches took, "
             f"one replica {cache_mb / total_mb:.0%} of it):",
             bounded["direct"], bounded["gateway"]))  # fmt: skip
-        print(latency_line(bounded["gateway_added_latency_p50_ms"]))
+        print(latency_line(AddedLatency.of(bounded)))
         args.output.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "args": {k: str(v) for k, v in vars(args).items()},
@@ -245,10 +248,25 @@ def main(argv: list[str] | None = None) -> int:
         args.output.write_text(json.dumps(payload, indent=2) + "\n")
         _log(f"results written to {args.output}")
     finally:
+        for pod in pods:
+            pod.stop()
         if gateway_proc is not None:
             gateway_proc.terminate()
             gateway_proc.wait(30)
         cp.stop()
+    return 0
+
+
+def _latency_only(
+    args: argparse.Namespace, work: Path, gateway: str, pods: list[RuntimeProcess]
+) -> int:
+    endpoints = [endpoint(p.port) for p in pods]
+    latency = added_latency(gateway, endpoints, work, args.latency_requests)
+    print(latency_line(latency))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"args": {k: str(v) for k, v in vars(args).items()}, **latency.as_dict()}
+    args.output.write_text(json.dumps(payload, indent=2) + "\n")
+    _log(f"results written to {args.output}")
     return 0
 
 

@@ -4,6 +4,7 @@ timed to its first token, with the server's own count of cached prompt tokens.""
 import asyncio
 import json
 import random
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +63,24 @@ async def shared_tokens(urls: list[str], system: str) -> int:
     async with httpx.AsyncClient(timeout=300) as http:
         found = [(await _turn(http, url, messages, 1))[1][2] for url in urls]
     return max(found)
+
+
+async def idle_ttft(urls: list[str], system: str, turns: int) -> tuple[float, float]:
+    """The TTFT p50 of a last turn sent alone to an idle replica: first with none of its
+    conversation cached (the shared prefix only), then again with all of it cached. With
+    nothing else running, this is prefill and the first step alone: what a loaded run takes
+    beyond it is queueing behind the other sessions."""
+    messages = [{"role": "system", "content": system}]
+    for turn in range(1, turns):
+        messages.append({"role": "user", "content": f"Session idle, question {turn}: why?"})
+        messages.append({"role": "assistant", "content": " ".join(WORDS[:16])})
+    messages.append({"role": "user", "content": f"Session idle, question {turns}: why?"})
+    cold, warm = [], []
+    async with httpx.AsyncClient(timeout=300) as http:
+        for url in urls:
+            cold.append((await _turn(http, url, messages, 1))[1][0])
+            warm.append((await _turn(http, url, messages, 1))[1][0])
+    return statistics.median(cold), statistics.median(warm)
 
 
 async def _session(
