@@ -1,6 +1,9 @@
 """`python -m bench.gateway`: 4 runtime replicas on builtin://tiny behind one ModelService on
 the test control plane; 64 four-turn chat sessions sharing a long system prompt, sent once
-with direct random balancing (what a Service does) and once through `modelkube gateway`.
+with direct random balancing (what a Service does) and once through `modelkube gateway`, each
+mode on its own replicas. The modes take turns a wave of `--concurrency` sessions at a time
+(which goes first alternates), so that a change in the load from the rest of the machine
+lands on both.
 
 Two configurations of the replicas' prefix caches, each run on freshly started replicas:
 - unbounded: the runtime's default budget (1 GiB), which holds every session many times over;
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,7 +33,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.gateway.latency import AddedLatency, added_latency
 from bench.gateway.report import LEGEND, latency_line, summary, table
-from bench.gateway.sessions import idle_ttft, run_sessions, shared_tokens, system_prompt
+from bench.gateway.sessions import (
+    Turn,
+    idle_ttft,
+    run_sessions,
+    shared_tokens,
+    system_prompt,
+)
 from modelkube_serving.gateway.routing import DEFAULT_BOUND_FACTOR
 from modelkube_serving.metrics import VLLM_KV_CACHE_USAGE
 from tests.controlplane.cluster import ControlPlane
@@ -40,6 +50,7 @@ from tests.waiting import wait_http_ok
 
 NAMESPACE = "bench"
 DEFAULT_CACHE_MB = 1024  # the MLX engine's prefix-cache budget when no flag sets one
+MODES = {"direct": 1, "gateway": 2}  # each mode's seed of its system prompt
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -172,39 +183,59 @@ def _configuration(
     gateway: str,
     cache_mb: int | None,
 ) -> tuple[dict[str, Any], list[float]]:
-    """Both modes, each on freshly started replicas; the results and the bytes each
-    replica's cache held after the gateway's run."""
+    """Both modes, each on its own freshly started replicas, taking turns a wave of sessions
+    at a time; the results and the bytes each replica's cache held after the gateway's run."""
     budget = (cache_mb or DEFAULT_CACHE_MB) << 20
     results: dict[str, Any] = {"prefix_cache_mb_per_replica": cache_mb or DEFAULT_CACHE_MB}
-    held: list[float] = []
-    rng = random.Random(0)
-    for mode, seed in (("direct", 1), ("gateway", 2)):
-        pods = _start_pods(args.replicas, work, cache_mb)
-        try:
-            _republish(cp, pods)
-            _wait_endpoints(gateway, pods)
-            urls = [f"http://{endpoint(p.port)}" for p in pods]
-            pick = partial(rng.choice, urls) if mode == "direct" else (lambda: gateway)
-            _log(f"{mode}: {args.sessions} sessions x {args.turns} turns, {budget >> 20} MiB")
-            system = system_prompt(seed, args.system_words)
-            turns, wall = asyncio.run(run_sessions(
-                pick, system, args.sessions, args.turns, args.concurrency, args.max_tokens
-            ))  # fmt: skip
-            held_now = [_cache_bytes(p, budget) for p in pods]  # before the probe adds to it
-            results[mode] = summary(turns, wall, asyncio.run(shared_tokens(urls, system)))
-            cold, warm = asyncio.run(idle_ttft(urls, system, args.turns))
+    pods = {mode: _start_pods(args.replicas, work, cache_mb) for mode in MODES}
+    try:
+        _republish(cp, pods["gateway"])
+        _wait_endpoints(gateway, pods["gateway"])
+        urls = {mode: [f"http://{endpoint(p.port)}" for p in pods[mode]] for mode in MODES}
+        systems = {mode: system_prompt(seed, args.system_words) for mode, seed in MODES.items()}
+        _log(f"{args.sessions} sessions x {args.turns} turns a mode, {budget >> 20} MiB")
+        turns, walls = _interleaved_waves(args, urls["direct"], gateway, systems)
+        held = {mode: [_cache_bytes(p, budget) for p in pods[mode]] for mode in MODES}
+        for mode in MODES:  # the probes below add to the caches: their fill was read first
+            shared = asyncio.run(shared_tokens(urls[mode], systems[mode]))
+            results[mode] = summary(turns[mode], walls[mode], shared)
+            cold, warm = asyncio.run(idle_ttft(urls[mode], systems[mode], args.turns))
             results[mode] |= {"idle_ttft_lost_ms": cold * 1000, "idle_ttft_found_ms": warm * 1000}
-            results[mode]["cache_mb_held_per_replica"] = [round(b / (1 << 20), 1) for b in held_now]
+            results[mode]["cache_mb_held_per_replica"] = [
+                round(b / (1 << 20), 1) for b in held[mode]
+            ]
             _log(f"{mode}: {results[mode]}")
-            if mode == "gateway":
-                held = held_now
-                endpoints = [endpoint(p.port) for p in pods]
-                latency = added_latency(gateway, endpoints, work, args.latency_requests)
-                results.update(latency.as_dict())
-        finally:
-            for pod in pods:
-                pod.stop()
-    return results, held
+        endpoints = [endpoint(p.port) for p in pods["gateway"]]
+        results.update(added_latency(gateway, endpoints, work, args.latency_requests).as_dict())
+    finally:
+        for pod in pods["direct"] + pods["gateway"]:
+            pod.stop()
+    return results, held["gateway"]
+
+
+def _interleaved_waves(
+    args: argparse.Namespace, direct: list[str], gateway: str, systems: dict[str, str]
+) -> tuple[dict[str, list[Turn]], dict[str, float]]:
+    """The sessions in waves of `--concurrency`, each wave run by one mode and then by the
+    other (which goes first alternates), so that both modes see the same load from the rest
+    of the machine; the turns and the summed wall time of each mode."""
+    rng = random.Random(0)
+    picks: dict[str, Callable[[], str]] = {
+        "direct": partial(rng.choice, direct),
+        "gateway": lambda: gateway,
+    }
+    turns: dict[str, list[Turn]] = {mode: [] for mode in MODES}
+    walls = dict.fromkeys(MODES, 0.0)
+    for wave, first in enumerate(range(0, args.sessions, args.concurrency)):
+        numbers = range(first, min(first + args.concurrency, args.sessions))
+        for mode in list(MODES)[:: 1 if wave % 2 == 0 else -1]:
+            done, wall = asyncio.run(run_sessions(
+                picks[mode], systems[mode], numbers, args.turns, args.concurrency,
+                args.max_tokens,
+            ))  # fmt: skip
+            turns[mode] += done
+            walls[mode] += wall
+    return turns, walls
 
 
 def main(argv: list[str] | None = None) -> int:

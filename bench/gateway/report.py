@@ -89,13 +89,13 @@ def table(title: str, direct: dict[str, Any], gateway: dict[str, Any]) -> str:
     lines = [
         title,
         "",
-        f"| {'metric':<30} | {'direct random':>14} | {'gateway':>10} | {'gateway/direct':>14} |",
-        f"|{'-' * 32}|{'-' * 15}:|{'-' * 11}:|{'-' * 15}:|",
+        f"| {'metric':<34} | {'direct random':>14} | {'gateway':>10} | {'gateway/direct':>14} |",
+        f"|{'-' * 36}|{'-' * 15}:|{'-' * 11}:|{'-' * 15}:|",
     ]
     for name, key, fmt in ROWS:
         a, b = direct[key], gateway[key]
         ratio = f"{b / a:.2f}x" if a else "-"
-        lines.append(f"| {name:<30} | {fmt.format(a):>14} | {fmt.format(b):>10} | {ratio:>14} |")
+        lines.append(f"| {name:<34} | {fmt.format(a):>14} | {fmt.format(b):>10} | {ratio:>14} |")
     return "\n".join(lines)
 
 

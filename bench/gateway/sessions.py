@@ -35,13 +35,13 @@ def system_prompt(seed: int, words: int) -> str:
 async def run_sessions(
     pick_url: Callable[[], str],
     system: str,
-    sessions: int,
+    sessions: range,
     turns: int,
     concurrency: int,
     max_tokens: int,
 ) -> tuple[list[Turn], float]:
     """Every session's turns in order, `concurrency` sessions at a time; the turns and the
-    wall time."""
+    wall time. A session's number is in its messages, so numbers must not repeat in a run."""
     gate = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=300, limits=limits) as http:
@@ -51,7 +51,7 @@ async def run_sessions(
                 return await _session(http, pick_url, system, number, turns, max_tokens)
 
         started = time.perf_counter()
-        done = await asyncio.gather(*(session(i) for i in range(sessions)))
+        done = await asyncio.gather(*(session(i) for i in sessions))
         wall = time.perf_counter() - started
     return [turn for turns_of in done for turn in turns_of], wall
 
