@@ -1,9 +1,8 @@
 """`python -m bench.gateway`: 4 runtime replicas on builtin://tiny behind one ModelService on
 the test control plane; 64 four-turn chat sessions sharing a long system prompt, sent once
 with direct random balancing (what a Service does) and once through `modelkube gateway`, each
-mode on its own replicas. The modes take turns a wave of `--concurrency` sessions at a time
-(which goes first alternates), so that a change in the load from the rest of the machine
-lands on both.
+mode on its own replicas, one mode after the other; with `--wave N` they take turns N
+sessions at a time, so that a change in the load from the rest of the machine lands on both.
 
 Two configurations of the replicas' prefix caches, each run on freshly started replicas:
 - unbounded: the runtime's default budget (1 GiB), which holds every session many times over;
@@ -59,6 +58,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sessions", type=int, default=64)
     p.add_argument("--turns", type=int, default=4)
     p.add_argument("--concurrency", type=int, default=16, help="sessions at a time")
+    p.add_argument(
+        "--wave",
+        type=int,
+        default=0,
+        help="sessions a mode runs before the other takes its turn (default: all of them); "
+        "on a machine shared with other work, a wave of --concurrency interleaves the modes",
+    )
     p.add_argument("--system-words", type=int, default=300)
     p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument("--latency-requests", type=int, default=200, help="rounds of the latency loop")
@@ -183,8 +189,9 @@ def _configuration(
     gateway: str,
     cache_mb: int | None,
 ) -> tuple[dict[str, Any], list[float]]:
-    """Both modes, each on its own freshly started replicas, taking turns a wave of sessions
-    at a time; the results and the bytes each replica's cache held after the gateway's run."""
+    """Both modes, each on its own freshly started replicas (see `_interleaved_waves` for
+    their order); the results and the bytes each replica's cache held after the gateway's
+    run."""
     budget = (cache_mb or DEFAULT_CACHE_MB) << 20
     results: dict[str, Any] = {"prefix_cache_mb_per_replica": cache_mb or DEFAULT_CACHE_MB}
     pods = {mode: _start_pods(args.replicas, work, cache_mb) for mode in MODES}
@@ -216,9 +223,11 @@ def _configuration(
 def _interleaved_waves(
     args: argparse.Namespace, direct: list[str], gateway: str, systems: dict[str, str]
 ) -> tuple[dict[str, list[Turn]], dict[str, float]]:
-    """The sessions in waves of `--concurrency`, each wave run by one mode and then by the
-    other (which goes first alternates), so that both modes see the same load from the rest
-    of the machine; the turns and the summed wall time of each mode."""
+    """The sessions in waves of `--wave`, each wave run by one mode and then by the other
+    (which goes first alternates), so that both modes see the same load from the rest of the
+    machine; the turns and the summed wall time of each mode. One wave (the default) is the
+    steady workload: `--concurrency` sessions running at every moment, one mode after the
+    other. Small waves interleave the modes but start each wave's sessions together."""
     rng = random.Random(0)
     picks: dict[str, Callable[[], str]] = {
         "direct": partial(rng.choice, direct),
@@ -226,8 +235,9 @@ def _interleaved_waves(
     }
     turns: dict[str, list[Turn]] = {mode: [] for mode in MODES}
     walls = dict.fromkeys(MODES, 0.0)
-    for wave, first in enumerate(range(0, args.sessions, args.concurrency)):
-        numbers = range(first, min(first + args.concurrency, args.sessions))
+    size = args.wave or args.sessions
+    for wave, first in enumerate(range(0, args.sessions, size)):
+        numbers = range(first, min(first + size, args.sessions))
         for mode in list(MODES)[:: 1 if wave % 2 == 0 else -1]:
             done, wall = asyncio.run(run_sessions(
                 picks[mode], systems[mode], numbers, args.turns, args.concurrency,
