@@ -1,6 +1,8 @@
 """`python -m bench.gateway`: 4 runtime replicas on builtin://tiny behind one ModelService on
 the test control plane; 64 four-turn chat sessions sharing a long system prompt, sent once
-with direct random balancing (what a Service does) and once through `modelkube gateway`.
+with direct random balancing (what a Service does) and once through `modelkube gateway`, each
+mode on its own replicas, one mode after the other; with `--wave N` they take turns N
+sessions at a time, so that a change in the load from the rest of the machine lands on both.
 
 Two configurations of the replicas' prefix caches, each run on freshly started replicas:
 - unbounded: the runtime's default budget (1 GiB), which holds every session many times over;
@@ -16,11 +18,11 @@ import asyncio
 import json
 import math
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,9 +30,16 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.gateway.latency import AddedLatency, added_latency
 from bench.gateway.report import LEGEND, latency_line, summary, table
-from bench.gateway.sessions import run_sessions, shared_tokens, system_prompt
-from modelkube_serving.gateway.routing import choose, request_key
+from bench.gateway.sessions import (
+    Turn,
+    idle_ttft,
+    run_sessions,
+    shared_tokens,
+    system_prompt,
+)
+from modelkube_serving.gateway.routing import DEFAULT_BOUND_FACTOR
 from modelkube_serving.metrics import VLLM_KV_CACHE_USAGE
 from tests.controlplane.cluster import ControlPlane
 from tests.gateway.harness import endpoint, endpoint_slice, host_address, model_service
@@ -40,6 +49,7 @@ from tests.waiting import wait_http_ok
 
 NAMESPACE = "bench"
 DEFAULT_CACHE_MB = 1024  # the MLX engine's prefix-cache budget when no flag sets one
+MODES = {"direct": 1, "gateway": 2}  # each mode's seed of its system prompt
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -48,10 +58,28 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sessions", type=int, default=64)
     p.add_argument("--turns", type=int, default=4)
     p.add_argument("--concurrency", type=int, default=16, help="sessions at a time")
+    p.add_argument(
+        "--wave",
+        type=int,
+        default=0,
+        help="sessions a mode runs before the other takes its turn (default: all of them); "
+        "on a machine shared with other work, a wave of --concurrency interleaves the modes",
+    )
     p.add_argument("--system-words", type=int, default=300)
     p.add_argument("--max-tokens", type=int, default=16)
-    p.add_argument("--latency-requests", type=int, default=200)
+    p.add_argument("--latency-requests", type=int, default=200, help="rounds of the latency loop")
+    p.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="only the added latency (and its floor), on the replicas as started",
+    )
     p.add_argument("--budget-factor", type=float, default=1.5)
+    p.add_argument(
+        "--load-bound",
+        type=float,
+        default=DEFAULT_BOUND_FACTOR,
+        help="the gateway's --load-bound (CHWBL's c)",
+    )
     p.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "gateway.json")
     return p.parse_args(argv)
 
@@ -70,13 +98,17 @@ def _start_pods(n: int, logs: Path, cache_mb: int | None = None) -> list[Runtime
 
 
 def _start_gateway(
-    cp: ControlPlane, logs: Path, namespace: str = NAMESPACE
+    cp: ControlPlane,
+    logs: Path,
+    namespace: str = NAMESPACE,
+    *,
+    load_bound: float = DEFAULT_BOUND_FACTOR,
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     command = [
         sys.executable, "-m", "modelkube_serving", "gateway", "--port", str(port),
         "--kubeconfig", str(cp.admin_kubeconfig), "--namespace", namespace,
-        "--log-level", "warning",
+        "--log-level", "warning", "--load-bound", str(load_bound),
     ]  # fmt: skip
     with (logs / "gateway.log").open("ab") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -150,23 +182,6 @@ def _served(pod: RuntimeProcess) -> float:
     )
 
 
-def _added_latency_ms(gateway: str, pods: list[RuntimeProcess], n: int) -> float:
-    """p50 through the gateway minus p50 straight to the pod it picks, interleaved."""
-    messages = [{"role": "user", "content": "ping"}]
-    home = choose(request_key({"messages": messages}, ""),
-                  dict.fromkeys((endpoint(p.port) for p in pods), 0), 1.25).endpoint  # fmt: skip
-    direct = f"http://{home}"
-    body = {"model": "chat", "max_tokens": 1, "temperature": 0, "messages": messages}
-    times: dict[str, list[float]] = {"gateway": [], "direct": []}
-    with httpx.Client(timeout=30) as http:
-        for i in range(n * 2):
-            which, url = ("gateway", gateway) if i % 2 else ("direct", direct)
-            started = time.perf_counter()
-            http.post(f"{url}/v1/chat/completions", json=body).raise_for_status()
-            times[which].append(time.perf_counter() - started)
-    return (statistics.median(times["gateway"]) - statistics.median(times["direct"])) * 1000
-
-
 def _configuration(
     args: argparse.Namespace,
     cp: ControlPlane,
@@ -174,37 +189,63 @@ def _configuration(
     gateway: str,
     cache_mb: int | None,
 ) -> tuple[dict[str, Any], list[float]]:
-    """Both modes, each on freshly started replicas; the results and the bytes each
-    replica's cache held after the gateway's run."""
+    """Both modes, each on its own freshly started replicas (see `_interleaved_waves` for
+    their order); the results and the bytes each replica's cache held after the gateway's
+    run."""
     budget = (cache_mb or DEFAULT_CACHE_MB) << 20
     results: dict[str, Any] = {"prefix_cache_mb_per_replica": cache_mb or DEFAULT_CACHE_MB}
-    held: list[float] = []
-    rng = random.Random(0)
-    for mode, seed in (("direct", 1), ("gateway", 2)):
-        pods = _start_pods(args.replicas, work, cache_mb)
-        try:
-            _republish(cp, pods)
-            _wait_endpoints(gateway, pods)
-            urls = [f"http://{endpoint(p.port)}" for p in pods]
-            pick = partial(rng.choice, urls) if mode == "direct" else (lambda: gateway)
-            _log(f"{mode}: {args.sessions} sessions x {args.turns} turns, {budget >> 20} MiB")
-            system = system_prompt(seed, args.system_words)
-            turns, wall = asyncio.run(run_sessions(
-                pick, system, args.sessions, args.turns, args.concurrency, args.max_tokens
-            ))  # fmt: skip
-            held_now = [_cache_bytes(p, budget) for p in pods]  # before the probe adds to it
-            results[mode] = summary(turns, wall, asyncio.run(shared_tokens(urls, system)))
-            results[mode]["cache_mb_held_per_replica"] = [round(b / (1 << 20), 1) for b in held_now]
+    pods = {mode: _start_pods(args.replicas, work, cache_mb) for mode in MODES}
+    try:
+        _republish(cp, pods["gateway"])
+        _wait_endpoints(gateway, pods["gateway"])
+        urls = {mode: [f"http://{endpoint(p.port)}" for p in pods[mode]] for mode in MODES}
+        systems = {mode: system_prompt(seed, args.system_words) for mode, seed in MODES.items()}
+        _log(f"{args.sessions} sessions x {args.turns} turns a mode, {budget >> 20} MiB")
+        turns, walls = _interleaved_waves(args, urls["direct"], gateway, systems)
+        held = {mode: [_cache_bytes(p, budget) for p in pods[mode]] for mode in MODES}
+        for mode in MODES:  # the probes below add to the caches: their fill was read first
+            shared = asyncio.run(shared_tokens(urls[mode], systems[mode]))
+            results[mode] = summary(turns[mode], walls[mode], shared)
+            cold, warm = asyncio.run(idle_ttft(urls[mode], systems[mode], args.turns))
+            results[mode] |= {"idle_ttft_lost_ms": cold * 1000, "idle_ttft_found_ms": warm * 1000}
+            results[mode]["cache_mb_held_per_replica"] = [
+                round(b / (1 << 20), 1) for b in held[mode]
+            ]
             _log(f"{mode}: {results[mode]}")
-            if mode == "gateway":
-                held = held_now
-                results["gateway_added_latency_p50_ms"] = _added_latency_ms(
-                    gateway, pods, args.latency_requests
-                )
-        finally:
-            for pod in pods:
-                pod.stop()
-    return results, held
+        endpoints = [endpoint(p.port) for p in pods["gateway"]]
+        results.update(added_latency(gateway, endpoints, work, args.latency_requests).as_dict())
+    finally:
+        for pod in pods["direct"] + pods["gateway"]:
+            pod.stop()
+    return results, held["gateway"]
+
+
+def _interleaved_waves(
+    args: argparse.Namespace, direct: list[str], gateway: str, systems: dict[str, str]
+) -> tuple[dict[str, list[Turn]], dict[str, float]]:
+    """The sessions in waves of `--wave`, each wave run by one mode and then by the other
+    (which goes first alternates), so that both modes see the same load from the rest of the
+    machine; the turns and the summed wall time of each mode. One wave (the default) is the
+    steady workload: `--concurrency` sessions running at every moment, one mode after the
+    other. Small waves interleave the modes but start each wave's sessions together."""
+    rng = random.Random(0)
+    picks: dict[str, Callable[[], str]] = {
+        "direct": partial(rng.choice, direct),
+        "gateway": lambda: gateway,
+    }
+    turns: dict[str, list[Turn]] = {mode: [] for mode in MODES}
+    walls = dict.fromkeys(MODES, 0.0)
+    size = args.wave or args.sessions
+    for wave, first in enumerate(range(0, args.sessions, size)):
+        numbers = range(first, min(first + size, args.sessions))
+        for mode in list(MODES)[:: 1 if wave % 2 == 0 else -1]:
+            done, wall = asyncio.run(run_sessions(
+                picks[mode], systems[mode], numbers, args.turns, args.concurrency,
+                args.max_tokens,
+            ))  # fmt: skip
+            turns[mode] += done
+            walls[mode] += wall
+    return turns, walls
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,11 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     _log(f"work dir {work}; endpoints on {host_address()}")
     cp = ControlPlane(work / "cp").start(crds=REPO / "crds")
     gateway_proc = None
+    pods: list[RuntimeProcess] = []
     try:
         pods = _start_pods(args.replicas, work)
         _publish(cp, pods)
-        gateway_proc, gateway = _start_gateway(cp, work)
+        gateway_proc, gateway = _start_gateway(cp, work, load_bound=args.load_bound)
         _wait_models(gateway)
+        if args.latency_only:
+            return _latency_only(args, work, gateway, pods)
         for pod in pods:
             pod.stop()
         unbounded, held = _configuration(args, cp, work, gateway, None)
@@ -228,13 +272,13 @@ def main(argv: list[str] | None = None) -> int:
         print(LEGEND + "\n")
         print(table(f"Unbounded prefix caches ({DEFAULT_CACHE_MB} MiB per replica):",
                     unbounded["direct"], unbounded["gateway"]))  # fmt: skip
-        print(latency_line(unbounded["gateway_added_latency_p50_ms"]) + "\n")
+        print(latency_line(AddedLatency.of(unbounded)) + "\n")
         print(table(
             f"Bounded prefix caches ({cache_mb} MiB per replica: the {args.replicas} replicas "
             f"hold {args.budget_factor:g}x the {total_mb:.1f} MiB all sessions' caches took, "
             f"one replica {cache_mb / total_mb:.0%} of it):",
             bounded["direct"], bounded["gateway"]))  # fmt: skip
-        print(latency_line(bounded["gateway_added_latency_p50_ms"]))
+        print(latency_line(AddedLatency.of(bounded)))
         args.output.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "args": {k: str(v) for k, v in vars(args).items()},
@@ -245,10 +289,25 @@ def main(argv: list[str] | None = None) -> int:
         args.output.write_text(json.dumps(payload, indent=2) + "\n")
         _log(f"results written to {args.output}")
     finally:
+        for pod in pods:
+            pod.stop()
         if gateway_proc is not None:
             gateway_proc.terminate()
             gateway_proc.wait(30)
         cp.stop()
+    return 0
+
+
+def _latency_only(
+    args: argparse.Namespace, work: Path, gateway: str, pods: list[RuntimeProcess]
+) -> int:
+    endpoints = [endpoint(p.port) for p in pods]
+    latency = added_latency(gateway, endpoints, work, args.latency_requests)
+    print(latency_line(latency))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"args": {k: str(v) for k, v in vars(args).items()}, **latency.as_dict()}
+    args.output.write_text(json.dumps(payload, indent=2) + "\n")
+    _log(f"results written to {args.output}")
     return 0
 
 

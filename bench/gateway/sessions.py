@@ -4,6 +4,7 @@ timed to its first token, with the server's own count of cached prompt tokens.""
 import asyncio
 import json
 import random
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,13 +35,13 @@ def system_prompt(seed: int, words: int) -> str:
 async def run_sessions(
     pick_url: Callable[[], str],
     system: str,
-    sessions: int,
+    sessions: range,
     turns: int,
     concurrency: int,
     max_tokens: int,
 ) -> tuple[list[Turn], float]:
     """Every session's turns in order, `concurrency` sessions at a time; the turns and the
-    wall time."""
+    wall time. A session's number is in its messages, so numbers must not repeat in a run."""
     gate = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=300, limits=limits) as http:
@@ -50,7 +51,7 @@ async def run_sessions(
                 return await _session(http, pick_url, system, number, turns, max_tokens)
 
         started = time.perf_counter()
-        done = await asyncio.gather(*(session(i) for i in range(sessions)))
+        done = await asyncio.gather(*(session(i) for i in sessions))
         wall = time.perf_counter() - started
     return [turn for turns_of in done for turn in turns_of], wall
 
@@ -62,6 +63,24 @@ async def shared_tokens(urls: list[str], system: str) -> int:
     async with httpx.AsyncClient(timeout=300) as http:
         found = [(await _turn(http, url, messages, 1))[1][2] for url in urls]
     return max(found)
+
+
+async def idle_ttft(urls: list[str], system: str, turns: int) -> tuple[float, float]:
+    """The TTFT p50 of a last turn sent alone to an idle replica: first with none of its
+    conversation cached (the shared prefix only), then again with all of it cached. With
+    nothing else running, this is prefill and the first step alone: what a loaded run takes
+    beyond it is queueing behind the other sessions."""
+    messages = [{"role": "system", "content": system}]
+    for turn in range(1, turns):
+        messages.append({"role": "user", "content": f"Session idle, question {turn}: why?"})
+        messages.append({"role": "assistant", "content": " ".join(WORDS[:16])})
+    messages.append({"role": "user", "content": f"Session idle, question {turns}: why?"})
+    cold, warm = [], []
+    async with httpx.AsyncClient(timeout=300) as http:
+        for url in urls:
+            cold.append((await _turn(http, url, messages, 1))[1][0])
+            warm.append((await _turn(http, url, messages, 1))[1][0])
+    return statistics.median(cold), statistics.median(warm)
 
 
 async def _session(

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelkube_serving.gateway.routing import choose, load_bound, request_key
+from modelkube_serving.gateway.routing import Choice, choose, load_bound, request_key
 
 ENDPOINTS = st.lists(
     st.from_regex(r"10\.0\.[0-9]{1,3}\.[0-9]{1,3}:8000", fullmatch=True),
@@ -31,6 +31,38 @@ def test_never_picks_an_endpoint_over_the_bound_when_one_fits(
     chosen = choose(key, loads, factor).endpoint
     assert any(load + 1 <= bound for load in loads.values()), "the least loaded always fits"
     assert loads[chosen] + 1 <= bound
+
+
+@given(loaded(), KEYS, FACTORS)
+def test_the_home_takes_the_request_whenever_it_fits_under_the_bound(
+    loads: dict[str, int], key: bytes, factor: float
+) -> None:
+    home = choose(key, dict.fromkeys(loads, 0), factor).endpoint  # the home ignores loads
+    choice = choose(key, loads, factor)
+    assert choice.affinity == (loads[home] + 1 <= load_bound(loads, factor))
+    assert choice.affinity == (choice.endpoint == home)
+
+
+@given(loaded(), KEYS, FACTORS)
+def test_a_request_its_home_cannot_take_goes_to_a_least_loaded_endpoint(
+    loads: dict[str, int], key: bytes, factor: float
+) -> None:
+    choice = choose(key, loads, factor)
+    if not choice.affinity:
+        assert loads[choice.endpoint] == min(loads.values())
+
+
+@given(ENDPOINTS, KEYS, st.data())
+def test_a_spill_among_equally_loaded_endpoints_goes_to_the_same_one_every_time(
+    endpoints: list[str], key: bytes, data: st.DataObject
+) -> None:
+    home = choose(key, dict.fromkeys(endpoints, 0), 1.25).endpoint
+    busy = {**dict.fromkeys(endpoints, 1), home: 9}
+    if len(endpoints) < 2:
+        return
+    first = choose(key, busy, 1.25)
+    shuffled = dict(data.draw(st.permutations(list(busy.items()))))
+    assert not first.affinity and choose(key, shuffled, 1.25) == first
 
 
 @given(ENDPOINTS, st.integers(min_value=0, max_value=20), KEYS, FACTORS)
@@ -63,6 +95,10 @@ def test_a_busy_owner_spills_to_another_endpoint_and_takes_the_key_back_when_fre
     busy = {**loads, home.endpoint: 3}  # bound: ceil(1.25 * 4 / 4) = 2
     spilled = choose(b"conversation", busy, 1.25)
     assert spilled.endpoint != home.endpoint and not spilled.affinity
+    one_free = {**dict.fromkeys(loads, 1), home.endpoint: 4, spilled.endpoint: 1}
+    free = next(e for e in loads if e not in (home.endpoint, spilled.endpoint))
+    one_free[free] = 0  # bound: ceil(1.25 * 8 / 4) = 3; not the ring's next, the idle one
+    assert choose(b"conversation", one_free, 1.25) == Choice(free, affinity=False)
     assert choose(b"conversation", dict.fromkeys(loads, 1), 1.25) == home  # bound 2
 
 

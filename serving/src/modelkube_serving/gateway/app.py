@@ -16,6 +16,7 @@ from modelkube_serving.gateway.catalog import Catalog
 from modelkube_serving.gateway.fastpath import Dispatch, FastPath
 from modelkube_serving.gateway.forward import Forwarder
 from modelkube_serving.gateway.metrics import GatewayMetrics
+from modelkube_serving.gateway.routing import DEFAULT_BOUND_FACTOR
 from modelkube_serving.gateway.scaler import Scaler
 from modelkube_serving.gateway.upstreams import Upstreams
 from modelkube_serving.gateway.watch import synced, watch_all
@@ -34,7 +35,7 @@ class GatewayConfig:
     namespace: str | None  # None: every namespace
     limits: AdmissionLimits
     api_keys: tuple[bytes, ...] = ()
-    bound_factor: float = 1.25
+    bound_factor: float = DEFAULT_BOUND_FACTOR
     hold_timeout_s: float = 120.0
     response_timeout_s: float = 300.0
     max_body_bytes: int = 8 << 20

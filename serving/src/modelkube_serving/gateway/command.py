@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from modelkube_serving.argtypes import non_negative, positive, positive_float
+from modelkube_serving.gateway.routing import DEFAULT_BOUND_FACTOR
 
 EXIT_BAD_INPUT = 2
 
@@ -22,7 +23,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--load-bound",
         type=_bound,
-        default=1.25,
+        default=DEFAULT_BOUND_FACTOR,
         help="a conversation stays on its pod while the pod's in-flight requests stay within "
         "this many times the mean (consistent hashing with bounded loads)",
     )
@@ -84,13 +85,19 @@ def run(args: argparse.Namespace) -> int:
         response_timeout_s=args.response_timeout,
     )
     app = create_gateway(config, Kube(credentials, field_manager="modelkube-gateway"))
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        backlog=2048,
-        timeout_graceful_shutdown=5,
-        access_log=False,
-    )
+    uvicorn.run(app, host=args.host, port=args.port, **server_options(args.log_level))
     return 0
+
+
+def server_options(log_level: str) -> dict[str, Any]:
+    """uvicorn's settings for the gateway; bench/gateway/floor.py serves its bare
+    pass-through with the same ones, so the two differ only by the gateway's own code."""
+    return {
+        "log_level": log_level,
+        "backlog": 2048,
+        "timeout_graceful_shutdown": 5,
+        "access_log": False,
+        # Nothing here reads the client's address (keys identify clients), so uvicorn's
+        # X-Forwarded-For rewriting would be a middleware call per request for nothing.
+        "proxy_headers": False,
+    }

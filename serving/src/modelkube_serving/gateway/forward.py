@@ -160,9 +160,7 @@ class Forwarder:
         choice = choose(
             routed.key, {e: self.loads.get(e, 0) for e in candidates}, self.bound_factor
         )
-        self.metrics.routed.labels(
-            model=routed.model, decision="affinity" if choice.affinity else "spill"
-        ).inc()
+        self.metrics.routed_to(routed.model, choice.affinity).inc()
         self.loads[choice.endpoint] = self.loads.get(choice.endpoint, 0) + 1
         self.scaler.started(service)
         return choice.endpoint

@@ -1,5 +1,7 @@
 """Every metric the gateway exports; the dashboard's gateway row uses these names."""
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from modelkube_serving.metrics import PREFIX, RuntimeMetrics
@@ -19,6 +21,7 @@ class GatewayMetrics:
 
     def __init__(self, runtime: RuntimeMetrics) -> None:
         self.runtime = runtime
+        self._routed: dict[tuple[str, bool], Any] = {}
         r: CollectorRegistry = runtime.registry
         self.routed = Counter(
             GATEWAY_ROUTED,
@@ -52,3 +55,14 @@ class GatewayMetrics:
             ["model", "direction"],
             registry=r,
         )
+
+    def routed_to(self, model: str, affinity: bool) -> Any:
+        """The routing counter of a model and decision. Every pick counts one, and
+        `labels()` costs about as much as the rest of the pick (a lock, a join, a lookup),
+        so the children are kept: two per model the gateway has routed."""
+        key = (model, affinity)
+        child = self._routed.get(key)
+        if child is None:
+            child = self.routed.labels(model=model, decision="affinity" if affinity else "spill")
+            self._routed[key] = child
+        return child

@@ -3,13 +3,19 @@
 The one copy of the routing rule; the gateway and bench/gateway both call `choose`.
 
 A request's key (the start of its conversation and its adapter, see `request_key`) lands on a
-hash ring of the endpoints. Walking the ring from there, the first endpoint whose in-flight
-load stays within `bound_factor` times the mean load (counting this request) takes it: the
-same conversation keeps reaching the pod that holds its prompt cache until that pod is busier
-than its share, and then spills to the next pod on the ring. With the bound rounded up, the
-least loaded endpoint always fits, so some endpoint is always found; the least loaded one is
-the fallback only for inputs the ring cannot place. (Mirrokni, Thorup, Zadimoghaddam,
-"Consistent Hashing with Bounded Loads", 2018; KubeAI's load balancer uses the same rule.)
+hash ring of the endpoints; the first endpoint on the ring from there is the key's home. The
+home takes the request while its in-flight load stays within `bound_factor` times the mean
+load (counting this request): the same conversation keeps reaching the pod that holds its
+prompt cache until that pod is busier than its share (Mirrokni, Thorup, Zadimoghaddam,
+"Consistent Hashing with Bounded Loads", 2018; KubeAI's load balancer uses the same bound).
+
+A request its home cannot take goes to the least loaded endpoint, ties going to the first of
+them on the ring from the key. Classic CHWBL walks on to the next endpoint under the bound,
+which may be nearly as busy as the home; but a spilled request finds none of its own history
+cached wherever it goes, so all that is left to choose by is the queue it joins. The
+tie-break keeps a conversation that spills more than once on the same second pod when loads
+allow, where its spilled turns are cached. With the bound rounded up, the least loaded
+endpoint always fits under it.
 """
 
 import bisect
@@ -58,20 +64,25 @@ def choose(key: bytes, loads: Mapping[str, int], bound_factor: float) -> Choice:
         raise ValueError("no endpoints to choose from")
     if bound_factor < 1:
         raise ValueError("bound_factor must be at least 1")
-    points, owners = _ring(frozenset(loads))
-    bound = load_bound(loads, bound_factor)
-    start = bisect.bisect(points, _hash(key)) % len(points)
-    seen: set[str] = set()
+    order = _ring_order(key, frozenset(loads))
+    home = order[0]
+    if loads[home] + 1 <= load_bound(loads, bound_factor):
+        return Choice(home, affinity=True)
+    return Choice(min(order, key=loads.__getitem__), affinity=False)  # the first of the least
+
+
+def _ring_order(key: bytes, endpoints: frozenset[str]) -> list[str]:
+    """Every endpoint once, in the order the ring meets them walking on from `key`."""
+    points, owners = _ring(endpoints)
+    start = bisect.bisect(points, _hash(key))
+    order: list[str] = []
     for step in range(len(points)):
         endpoint = owners[(start + step) % len(points)]
-        if endpoint in seen:
-            continue
-        if loads[endpoint] + 1 <= bound:
-            return Choice(endpoint, affinity=not seen)
-        seen.add(endpoint)
-        if len(seen) == len(loads):
-            break
-    return Choice(min(loads, key=lambda e: (loads[e], e)), affinity=False)
+        if endpoint not in order:
+            order.append(endpoint)
+            if len(order) == len(endpoints):
+                break
+    return order
 
 
 def request_key(body: Mapping[str, object], adapter: str) -> bytes:

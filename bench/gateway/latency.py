@@ -1,0 +1,92 @@
+"""The gateway's added latency, and the floor under it, from one interleaved run.
+
+Three ways to the same pod, taken in turn (each round in a rotated order, so none always goes
+first): straight to the pod, through the bare pass-through of `bench.gateway.floor`, and
+through the gateway. Each request is a 1-token chat completion, not streamed. The client's
+own time is in all three, so the differences of the p50s are what the two proxies add; the
+floor's share is what any proxy on this HTTP client over loopback costs here, the rest is the
+gateway's own code.
+"""
+
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from modelkube_serving.gateway.routing import DEFAULT_BOUND_FACTOR, choose, request_key
+from tests.serving.runtime_process import free_port
+from tests.waiting import wait_http_ok
+
+MESSAGES = [{"role": "user", "content": "ping"}]
+BODY = {"model": "chat", "max_tokens": 1, "temperature": 0, "messages": MESSAGES}
+
+
+@dataclass(frozen=True)
+class AddedLatency:
+    gateway_ms: float  # p50 through the gateway minus p50 straight to the pod
+    floor_ms: float  # p50 through the bare pass-through minus p50 straight to the pod
+
+    @classmethod
+    def of(cls, results: dict[str, Any]) -> "AddedLatency":
+        return cls(results["gateway_added_latency_p50_ms"], results["floor_added_latency_p50_ms"])
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "gateway_added_latency_p50_ms": self.gateway_ms,
+            "floor_added_latency_p50_ms": self.floor_ms,
+        }
+
+
+def home_pod(endpoints: list[str]) -> str:
+    """The pod the gateway sends these requests to while nothing else is in flight."""
+    return choose(
+        request_key({"messages": MESSAGES}, ""), dict.fromkeys(endpoints, 0), DEFAULT_BOUND_FACTOR
+    ).endpoint
+
+
+def start_floor(upstream: str, logs: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    command = [sys.executable, "-m", "bench.gateway.floor", "--upstream", upstream,
+               "--port", str(port)]  # fmt: skip
+    with (logs / "floor.log").open("ab") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_http_ok(f"{url}/healthz", lambda: None if proc.poll() is None else "exited",
+                 lambda: (logs / "floor.log").read_text(), 60)  # fmt: skip
+    return proc, url
+
+
+def added_latency(gateway: str, endpoints: list[str], logs: Path, rounds: int) -> AddedLatency:
+    home = home_pod(endpoints)
+    floor, floor_url = start_floor(home, logs)
+    try:
+        times = _interleaved({"direct": f"http://{home}", "floor": floor_url,
+                              "gateway": gateway}, rounds)  # fmt: skip
+    finally:
+        floor.terminate()
+        floor.wait(30)
+    direct = statistics.median(times["direct"])
+    return AddedLatency(
+        (statistics.median(times["gateway"]) - direct) * 1000,
+        (statistics.median(times["floor"]) - direct) * 1000,
+    )
+
+
+def _interleaved(urls: dict[str, str], rounds: int) -> dict[str, list[float]]:
+    names = list(urls)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    with httpx.Client(timeout=30) as http:
+        for name in names:  # a connection to each, warmed
+            http.post(f"{urls[name]}/v1/chat/completions", json=BODY).raise_for_status()
+        for i in range(rounds):
+            shift = i % len(names)
+            for name in names[shift:] + names[:shift]:
+                started = time.perf_counter()
+                http.post(f"{urls[name]}/v1/chat/completions", json=BODY).raise_for_status()
+                times[name].append(time.perf_counter() - started)
+    return times
