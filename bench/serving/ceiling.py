@@ -64,13 +64,16 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_ceiling(model: str, path: Path) -> AsyncIterator[CeilingWorker]:
-    """A loaded, warmed-up worker for `path`; the process is always stopped on exit."""
+async def running_ceiling(
+    model: str, path: Path, kind: str = "ceiling"
+) -> AsyncIterator[CeilingWorker]:
+    """A loaded, warmed-up worker for `path` (`kind`: the module bench.serving.<kind>_worker,
+    e.g. "overhead" for the bare llama.cpp loop); the process is always stopped on exit."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log = LOG_DIR / f"ceiling-{model}.log"
+    log = LOG_DIR / f"{kind}-{model}.log"
     with log.open("wb") as sink:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.serving.ceiling_worker", str(path),
+            sys.executable, "-m", f"bench.serving.{kind}_worker", str(path),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=sink,
             env=blas_env(), cwd=REPO_ROOT,
         )  # fmt: skip

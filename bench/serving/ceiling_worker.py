@@ -12,13 +12,14 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from bench.serving.prompts import messages_for
 from modelkube_serving.engine.blas import loaded_blas
 
 
-def _prompts(tokenizer: Any, first: int, count: int) -> list[list[int]]:
+def prompts(tokenizer: Any, first: int, count: int) -> list[list[int]]:
     return [
         list(tokenizer.apply_chat_template(messages_for(i), add_generation_prompt=True))
         for i in range(first, first + count)
@@ -30,13 +31,13 @@ def _level(model: Any, tokenizer: Any, command: dict[str, Any]) -> dict[str, Any
 
     concurrency, requests = int(command["concurrency"]), int(command["requests"])
     first = int(command.get("first", 0))
-    prompts = _prompts(tokenizer, first, requests)
+    token_ids = prompts(tokenizer, first, requests)
     start = time.perf_counter()
     cpu_start = time.process_time()
     response = batch_generate(
         model,
         tokenizer,
-        prompts,
+        token_ids,
         max_tokens=int(command["max_tokens"]),
         return_token_ids=True,
         completion_batch_size=concurrency,
@@ -57,7 +58,7 @@ def _level(model: Any, tokenizer: Any, command: dict[str, Any]) -> dict[str, Any
     }
 
 
-def _protocol_stream() -> TextIO:
+def protocol_stream() -> TextIO:
     """A copy of the real stdout for protocol lines; fd 1 and sys.stdout then go to stderr."""
     stream = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
@@ -65,33 +66,34 @@ def _protocol_stream() -> TextIO:
     return stream
 
 
-def _reply(out: TextIO, payload: dict[str, Any]) -> None:
+def reply(out: TextIO, payload: dict[str, Any]) -> None:
     out.write(json.dumps(payload) + "\n")
     out.flush()
 
 
-def _serve(model: Any, tokenizer: Any, out: TextIO) -> None:
+def serve(level: Callable[[dict[str, Any]], dict[str, Any]], out: TextIO) -> None:
+    """Answers each command line on stdin with `level`'s result, until end of input."""
     while line := sys.stdin.readline():
         if not line.strip():
             continue
         try:
-            reply = _level(model, tokenizer, json.loads(line))
+            answer = level(json.loads(line))
         except Exception as exc:  # a bad command is an error reply, the worker stays up
-            reply = {"error": f"{type(exc).__name__}: {exc}"}
-        _reply(out, reply)
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        reply(out, answer)
 
 
 def main() -> None:
     import mlx.core as mx
     from mlx_lm import load
 
-    out = _protocol_stream()
+    out = protocol_stream()
     loaded = load(sys.argv[1])
     model, tokenizer = loaded[0], loaded[1]
     model.set_dtype(mx.float32)
     _level(model, tokenizer, {"concurrency": 1, "requests": 1, "max_tokens": 8})  # warm-up
-    _reply(out, {"ready": True, "blas": loaded_blas()})
-    _serve(model, tokenizer, out)
+    reply(out, {"ready": True, "blas": loaded_blas()})
+    serve(lambda command: _level(model, tokenizer, command), out)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from bench.serving.prompts import chat_body, messages_for
 @dataclass
 class RequestResult:
     ok: bool = False
+    index: int = -1  # the prompt's index
+    sent_s: float = 0.0  # when the request left, from the start of its load run
     ttft_s: float | None = None
     e2e_s: float | None = None
     prompt_tokens: int = 0
@@ -61,11 +63,16 @@ async def _consume(response: httpx.Response, result: RequestResult, start: float
 
 
 async def stream_chat(
-    client: httpx.AsyncClient, body: dict[str, Any], timeout_s: float
+    client: httpx.AsyncClient,
+    body: dict[str, Any],
+    timeout_s: float,
+    index: int = -1,
+    origin: float | None = None,
 ) -> RequestResult:
-    """Never raises: any failure comes back as a result with `error` set."""
-    result = RequestResult()
+    """Never raises: any failure comes back as a result with `error` set. `origin` (a
+    perf_counter time) is what `sent_s` counts from: the start of the load run."""
     start = time.perf_counter()
+    result = RequestResult(index=index, sent_s=start - (start if origin is None else origin))
     try:
         async with asyncio.timeout(timeout_s):
             async with client.stream("POST", "/v1/chat/completions", json=body) as response:
@@ -117,12 +124,13 @@ async def run_load(
     """
     pending = list(range(first, first + requests))
     results: list[RequestResult] = []
+    start = 0.0
 
     async def worker(client: httpx.AsyncClient) -> None:
         while pending:
             index = pending.pop(0)
             body = chat_body(model, messages_for(index), max_tokens)
-            results.append(await stream_chat(client, body, timeout_s))
+            results.append(await stream_chat(client, body, timeout_s, index, start))
 
     async with make_client(base_url, concurrency, timeout_s) as client:
         start = time.perf_counter()

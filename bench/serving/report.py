@@ -108,10 +108,31 @@ def _notes(result: dict[str, Any]) -> str:
         for level in system.get("levels", []):
             for message, count in (level.get("error_samples") or {}).items():
                 notes.append(f"  {name} @{level['concurrency']}: {count}x {message}")
+            if level.get("rounds") and level["rounds"][0].get("per_request") is not None:
+                notes.append(f"  {name} @{level['concurrency']}: slowest ttft {_slowest(level)}")
             if level.get("short_requests"):
                 notes.append(f"  {name} @{level['concurrency']}: "
                              f"{level['short_requests']} requests under max_tokens")  # fmt: skip
     return "\n".join(notes)
+
+
+def _slowest(level: dict[str, Any], count: int = 3) -> str:
+    """e.g. "212 ms (round 2, sent at 1630 ms, cached 20/38), ..." over the level's rounds."""
+    found = [
+        (float(r["ttft_ms"]), number, r)
+        for number, round_ in enumerate(level["rounds"], 1)
+        for r in round_["per_request"]
+        if r.get("ttft_ms") is not None
+    ]
+    found.sort(key=lambda item: -item[0])
+    return (
+        ", ".join(
+            f"{ttft:.0f} ms (round {number}, sent at {r['sent_ms']:.0f} ms,"
+            f" cached {r['cached_tokens']}/{r['prompt_tokens']})"
+            for ttft, number, r in found[:count]
+        )
+        or "-"
+    )
 
 
 def two_turn_table(results: list[dict[str, Any]]) -> str:

@@ -11,6 +11,22 @@ MEDIAN_KEYS = ("tok_per_s", "req_per_s", "decode_only_tok_per_s")
 
 
 @dataclass
+class RequestRecord:
+    """One request as it went, so the slow ones can be found: times in ms from the start of
+    its round; `cached_tokens` > 0 when the server reused KV cells of the prompt."""
+
+    index: int
+    sent_ms: float
+    ttft_ms: float | None
+    first_token_ms: float | None
+    e2e_ms: float | None
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    error: str | None
+
+
+@dataclass
 class RoundSummary:
     """One round's raw numbers."""
 
@@ -24,6 +40,7 @@ class RoundSummary:
     req_per_s: float
     ttft_p50_ms: float | None
     e2e_p50_ms: float | None
+    per_request: list[RequestRecord]
 
 
 @dataclass
@@ -68,6 +85,21 @@ def _e2es(results: list[RequestResult]) -> list[float]:
     return [r.e2e_s for r in results if r.ok and r.e2e_s is not None]
 
 
+def request_record(result: RequestResult) -> RequestRecord:
+    ttft = _ms(result.ttft_s)
+    return RequestRecord(
+        index=result.index,
+        sent_ms=result.sent_s * 1000.0,
+        ttft_ms=ttft,
+        first_token_ms=None if ttft is None else result.sent_s * 1000.0 + ttft,
+        e2e_ms=_ms(result.e2e_s),
+        prompt_tokens=result.prompt_tokens,
+        cached_tokens=result.cached_tokens,
+        completion_tokens=result.completion_tokens,
+        error=result.error,
+    )
+
+
 def summarise_round(run: LoadRun) -> RoundSummary:
     good = [r for r in run.results if r.ok]
     tokens = sum(r.completion_tokens for r in good)
@@ -83,6 +115,7 @@ def summarise_round(run: LoadRun) -> RoundSummary:
         req_per_s=len(good) / wall,
         ttft_p50_ms=_ms(percentile(_ttfts(run.results), 50)),
         e2e_p50_ms=_ms(percentile(_e2es(run.results), 50)),
+        per_request=[request_record(r) for r in sorted(run.results, key=lambda r: r.sent_s)],
     )
 
 
