@@ -161,14 +161,15 @@ fn forked_greedy_choices_equal_solo_greedy() {
     let (a, b) = (prompts[0].clone(), prompts[1].clone());
     let solo_a = engine.generate_greedy(a.clone(), 16).unwrap();
     let solo_b = engine.generate_greedy(b.clone(), 16).unwrap();
+    let mut tokens = vec![Vec::new(); 10];
     engine.add(greedy(9, b)).unwrap();
-    engine.step().unwrap(); // another request mid-prefill: the fork shares its steps
+    // Another request already decoding: the fork's prefill and its choices share its steps.
+    tokens[9].extend(engine.step().unwrap().iter().filter_map(|e| e.token));
     engine
         .add_choices(greedy(0, a.clone()), (1..4).map(choice).collect())
         .unwrap();
     assert_eq!(engine.running(), 5);
     assert_eq!(engine.free_sequences(), 3);
-    let mut tokens = vec![Vec::new(); 10];
     while engine.running() > 0 {
         for e in engine.step().unwrap() {
             tokens[e.handle as usize].extend(e.token);
@@ -178,19 +179,20 @@ fn forked_greedy_choices_equal_solo_greedy() {
         assert_eq!(&solo_a, got, "choice {handle}");
     }
     assert_eq!(solo_b, tokens[9]);
-    // Now the first choice's sequence holds `a`: the fork is at once, with nothing to decode
-    // but each choice's last prompt token.
+    // Now a free sequence holds `b` (and its answer): the fork is at once, with nothing to
+    // decode but each choice's last prompt token.
+    let b = prompts[1].clone();
     let cached = engine
-        .add_choices(greedy(20, a.clone()), (21..23).map(choice).collect())
+        .add_choices(greedy(20, b.clone()), (21..23).map(choice).collect())
         .unwrap();
-    assert_eq!(cached as usize, a.len() - 1);
+    assert_eq!(cached as usize, b.len() - 1);
     let mut again = vec![Vec::new(); 3];
     while engine.running() > 0 {
         for e in engine.step().unwrap() {
             again[e.handle as usize - 20].extend(e.token);
         }
     }
-    assert_eq!(again, vec![solo_a.clone(); 3]);
+    assert_eq!(again, vec![solo_b.clone(); 3]);
 }
 
 /// A request of more choices than free sequences is refused whole (nothing taken); cancelling
