@@ -203,7 +203,7 @@ impl LlamaEngine {
             )));
         }
         // Each choice follows the grammar with a matcher of its own.
-        let constraint = || {
+        let constraint = move || {
             grammar
                 .as_ref()
                 .map(|g| Box::new(Matcher(g.inner.matcher())) as Box<dyn Constraint>)
