@@ -66,14 +66,16 @@ OUR_ENGINES = {"ours": "mlx", "ours-keep": "mlx", "ours-llamacpp": "llamacpp"}
 LLAMA_CONTEXT_PER_SLOT = 2048  # a ~1,000-token prefill plus its answer fits one slot
 
 
-def _command(system: str, model: str, path: Path, port: int, parallel: int) -> list[str]:
+def _command(
+    system: str, model: str, path: Path, port: int, parallel: int, extra: tuple[str, ...] = ()
+) -> list[str]:
     bindir = Path(sys.executable).parent
     if system in OUR_DTYPES:
         return [
             str(bindir / "modelkube"), "serve", "--model", f"builtin://{model}",
             "--dtype", OUR_DTYPES[system], "--engine", OUR_ENGINES[system],
             "--host", HOST, "--port", str(port),
-            "--max-concurrent-requests", "64", "--max-queued-requests", "1024",
+            "--max-concurrent-requests", "64", "--max-queued-requests", "1024", *extra,
         ]  # fmt: skip
     if system == "llama-server":
         # `path` is the GGUF file; continuous batching over `parallel` slots, one thread per
@@ -127,18 +129,19 @@ def running_server(
     env: dict[str, str] | None = None,
     label: str = "",
     parallel: int = 16,
+    extra: tuple[str, ...] = (),
 ) -> Iterator[Server]:
     """`system` is "ours", "ours-keep", "mlx_lm.server" (`path`: the mlx-lm directory) or
     "llama-server" (`path`: the GGUF file, `parallel` slots); the process is always stopped on
     exit. `env` adds to the environment (e.g. a PYTHONPATH with another checkout's runtime);
-    `label` tells its log apart."""
+    `label` tells its log apart; `extra` adds `modelkube serve` flags to ours."""
     port = free_port()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = LOG_DIR / f"{label or system}-{model}.log"
     ready = "/readyz" if system in OUR_DTYPES else "/health"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            _command(system, model, path, port, parallel),
+            _command(system, model, path, port, parallel, extra),
             env={**_env(system), **(env or {})},
             stdout=sink,
             stderr=sink,

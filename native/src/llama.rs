@@ -7,7 +7,9 @@ use std::sync::{Mutex, MutexGuard};
 use modelkube_core::grammar::GrammarMatcher;
 use modelkube_core::output::{Logprobs, StepInput};
 use modelkube_core::render::Finish as RenderFinish;
-use modelkube_llama::{Constraint, Emitted, Finish, LlamaError, Request, Sampling, Settings};
+use modelkube_llama::{
+    Choice, Constraint, Emitted, Finish, LlamaError, Request, Sampling, Settings,
+};
 use pyo3::prelude::*;
 use pyo3::{import_exception, PyErr};
 
@@ -131,9 +133,22 @@ impl LlamaEngine {
         self.context_length_trained
     }
 
+    /// Choices running (one per request of a single choice).
     #[getter]
     fn running(&self) -> usize {
         self.engine().running()
+    }
+
+    /// Sequences no request holds: a request of `n` choices starts only with `n` free.
+    #[getter]
+    fn free_sequences(&self) -> usize {
+        self.engine().free_sequences()
+    }
+
+    /// Sequences in all (`n_seq_max`): the most choices one request may have.
+    #[getter]
+    fn sequences(&self) -> u32 {
+        self.engine().sequences()
     }
 
     /// Loads a GGUF LoRA file against the model; its id for `add` and `step`.
@@ -151,12 +166,14 @@ impl LlamaEngine {
     /// `logprobs` is the number of alternatives to report with each token's logprob (None:
     /// no logprobs); `grammar` constrains the output (a fresh matcher of it follows it).
     /// `adapter`: an id from `load_adapter`, or 0 (`modelkube_llama::BASE`) for the base; a
-    /// literal, so that the signature Python sees shows it.
+    /// literal, so that the signature Python sees shows it. `others`: the (handle, seed) of
+    /// each further choice (OpenAI's `n`), all from one prefill of the prompt.
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (
         handle, prompt, *, max_tokens, temperature = 1.0, top_p = 1.0, seed = None,
         ignore_eos = false, presence_penalty = 0.0, frequency_penalty = 0.0,
-        logit_bias = Vec::new(), logprobs = None, grammar = None, adapter = 0
+        logit_bias = Vec::new(), logprobs = None, grammar = None, adapter = 0,
+        others = Vec::new()
     ))]
     fn add(
         &self,
@@ -173,6 +190,7 @@ impl LlamaEngine {
         logprobs: Option<u32>,
         grammar: Option<PyRef<'_, Grammar>>,
         adapter: u32,
+        others: Vec<(u64, Option<u64>)>,
     ) -> PyResult<u32> {
         let finite = [temperature, presence_penalty, frequency_penalty]
             .iter()
@@ -184,8 +202,20 @@ impl LlamaEngine {
                  out of range"
             )));
         }
-        let constraint =
-            grammar.map(|g| Box::new(Matcher(g.inner.matcher())) as Box<dyn Constraint>);
+        // Each choice follows the grammar with a matcher of its own.
+        let constraint = move || {
+            grammar
+                .as_ref()
+                .map(|g| Box::new(Matcher(g.inner.matcher())) as Box<dyn Constraint>)
+        };
+        let others = others
+            .into_iter()
+            .map(|(handle, seed)| Choice {
+                handle,
+                seed,
+                constraint: constraint(),
+            })
+            .collect();
         let request = Request {
             handle,
             prompt,
@@ -200,10 +230,12 @@ impl LlamaEngine {
                 logprobs,
             },
             ignore_eos,
-            constraint,
+            constraint: constraint(),
             adapter,
         };
-        self.engine().add(request).map_err(llama_to_py)
+        self.engine()
+            .add_choices(request, others)
+            .map_err(llama_to_py)
     }
 
     /// Greedy token ids for one prompt with nothing else running: what llama.cpp's own

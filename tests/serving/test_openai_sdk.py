@@ -14,7 +14,6 @@ from openai.types.chat import (
     ChatCompletionTokenLogprob,
 )
 
-from modelkube_serving.state import RuntimeState
 from tests.openai_wire import chat_chunks, sse_payloads, text_chunks
 from tests.serving.conftest import ENGINE_ARGS, MODEL, runtime_of, scrape
 from tests.serving.inprocess import InProcessRuntime
@@ -28,13 +27,6 @@ CHAT: list[ChatCompletionMessageParam] = [
 def runtime(request: pytest.FixtureRequest) -> InProcessRuntime:
     """Every test here runs on both engines, behind the same runtime."""
     return runtime_of(request)
-
-
-@pytest.fixture
-def mlx_only(runtime: InProcessRuntime) -> None:
-    """For what the llama.cpp engine does not do yet (logprobs, a prefix cache)."""
-    if isinstance(runtime.state, RuntimeState) and runtime.state.engine.kind != "mlx":
-        pytest.skip(f"not on the {runtime.state.engine.kind} engine yet")
 
 
 def test_models_lists_the_served_model(client: openai.OpenAI) -> None:
@@ -128,7 +120,7 @@ def test_same_seed_gives_same_text(client: openai.OpenAI) -> None:
     assert len({sample(s) for s in (1, 2, 3)}) > 1
 
 
-def test_chat_logprobs_with_top_alternatives(client: openai.OpenAI, mlx_only: None) -> None:
+def test_chat_logprobs_with_top_alternatives(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
         model=MODEL,
         messages=CHAT,
@@ -161,7 +153,7 @@ def test_text_completion_accepts_token_ids(client: openai.OpenAI) -> None:
     assert reply.usage is not None and reply.usage.prompt_tokens == 4
 
 
-def test_second_chat_turn_reuses_the_cached_prefix(client: openai.OpenAI, mlx_only: None) -> None:
+def test_second_chat_turn_reuses_the_cached_prefix(client: openai.OpenAI) -> None:
     first: list[ChatCompletionMessageParam] = [
         {"role": "user", "content": "Describe the queue and the cache in detail. " * 20}
     ]
@@ -252,7 +244,7 @@ def post(runtime: InProcessRuntime, path: str, body: dict[str, Any]) -> httpx.Re
 
 
 def test_streamed_chat_chunks_are_valid_and_carry_the_unstreamed_logprobs(
-    runtime: InProcessRuntime, mlx_only: None
+    runtime: InProcessRuntime,
 ) -> None:
     body = {
         "model": MODEL,
@@ -285,7 +277,7 @@ def content(chunk: ChatCompletionChunk) -> list[ChatCompletionTokenLogprob]:
 
 
 def test_completion_text_offsets_point_into_the_text_streamed_or_not(
-    runtime: InProcessRuntime, mlx_only: None
+    runtime: InProcessRuntime,
 ) -> None:
     body = {
         "model": MODEL,

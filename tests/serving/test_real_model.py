@@ -43,13 +43,6 @@ def client(engine_runtime: RuntimeProcess) -> Iterator[openai.OpenAI]:
         yield sdk
 
 
-@pytest.fixture
-def mlx_client(real_runtime: RuntimeProcess) -> Iterator[openai.OpenAI]:
-    """For what only the MLX engine serves (n > 1)."""
-    with openai.OpenAI(base_url=f"{real_runtime.url}/v1", api_key="unused", max_retries=0) as sdk:
-        yield sdk
-
-
 def ask(client: openai.OpenAI, question: str, max_tokens: int = 20) -> str:
     reply = client.chat.completions.create(
         model=MODEL,
@@ -137,25 +130,6 @@ def test_streaming_with_a_stop_string_on_multibyte_text(client: openai.OpenAI, e
     assert stopped.choices[0].finish_reason == "stop"
 
 
-@pytest.mark.parametrize(
-    ("param", "fields"),
-    [
-        ("n", {"n": 2}),
-    ],
-)
-def test_what_the_engine_lacks_is_a_400_naming_it(
-    client: openai.OpenAI, engine: str, param: str, fields: dict[str, Any]
-) -> None:
-    if engine == "mlx":
-        pytest.skip("MLX serves every one of them")
-    with pytest.raises(openai.BadRequestError) as raised:
-        client.chat.completions.create(model=MODEL, messages=JAPANESE, max_tokens=4, **fields)
-    assert raised.value.body["param"] == param  # type: ignore[index]
-    assert "llamacpp" in raised.value.message
-    # The runtime still answers.
-    assert ask(client, "What is the capital of France?", max_tokens=4)
-
-
 def test_a_conversation_sent_again_reuses_its_prefix_and_answers_the_same(
     client: openai.OpenAI, engine_runtime: RuntimeProcess
 ) -> None:
@@ -230,8 +204,8 @@ def test_a_warm_start_reuses_the_conversion(real_runtime: RuntimeProcess) -> Non
 
 
 # -- sampling fields and n on the real model ---------------------------------------------------
-def test_three_choices_of_a_real_answer(mlx_client: openai.OpenAI) -> None:
-    reply = mlx_client.chat.completions.create(
+def test_three_choices_of_a_real_answer(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": "Name a fruit."}],
         max_tokens=12,
@@ -243,6 +217,40 @@ def test_three_choices_of_a_real_answer(mlx_client: openai.OpenAI) -> None:
     assert all(c.message.content for c in reply.choices)
     assert len({c.message.content for c in reply.choices}) > 1
     assert reply.usage is not None and reply.usage.completion_tokens > 12
+    streamed = ["", "", ""]
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Name a fruit."}],
+        max_tokens=12,
+        temperature=0.9,
+        seed=5,
+        n=3,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    usage = None
+    for chunk in stream:
+        for choice in chunk.choices:
+            streamed[choice.index] += choice.delta.content or ""
+        usage = chunk.usage or usage
+    assert streamed == [c.message.content for c in reply.choices]
+    assert usage is not None and usage.completion_tokens == reply.usage.completion_tokens
+    assert usage.prompt_tokens == reply.usage.prompt_tokens
+
+
+def test_greedy_choices_of_a_real_answer_each_equal_the_single_one(client: openai.OpenAI) -> None:
+    def answers(n: int) -> list[str | None]:
+        reply = client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "What is the capital of Japan?"}],
+            max_tokens=16,
+            temperature=0,
+            n=n,
+        )
+        return [c.message.content for c in reply.choices]
+
+    (single,) = answers(1)
+    assert answers(4) == [single] * 4
 
 
 def test_banning_the_first_greedy_token_changes_the_answer(client: openai.OpenAI) -> None:

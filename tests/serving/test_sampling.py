@@ -1,8 +1,9 @@
 """The sampling fields and the response shape through the official SDK on builtin://tiny:
 `n` choices from one prefill, `presence_penalty`/`frequency_penalty` over every generated token,
 `logit_bias`, logprobs, the newer request fields, and the fields OpenAI's schemas require.
-Everything but `n` runs on both engines (`any_runtime`)."""
+Everything runs on both engines (`any_runtime`)."""
 
+import json
 import math
 from collections import Counter
 from collections.abc import Iterator
@@ -13,7 +14,8 @@ import mlx.core as mx
 import numpy as np
 import openai
 import pytest
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types import Completion
+from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from modelkube_serving.engine import shared_prefill
 from modelkube_serving.engine.penalties import BiasProcessor, PenaltyProcessor
@@ -44,14 +46,21 @@ def _post(runtime: InProcessRuntime, path: str, body: dict[str, Any]) -> httpx.R
     return httpx.post(f"{runtime.url}/v1/{path}", json=body, timeout=60)
 
 
+def _engine(runtime: InProcessRuntime) -> str:
+    return cast(RuntimeState, runtime.state).engine.kind
+
+
 def _encode(runtime: InProcessRuntime, text: str) -> list[int]:
     return cast(RuntimeState, runtime.state).engine.encode(text)
 
 
 # -- n ---------------------------------------------------------------------------------------
 def test_n_choices_share_one_prefill_and_count_usage_once(
-    runtime: InProcessRuntime, monkeypatch: pytest.MonkeyPatch
+    any_runtime: InProcessRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """On MLX the prefill is counted here; llama.cpp's shared prefill is checked token for
+    token by the llama crate's `forked_greedy_choices_equal_solo_greedy`."""
+    runtime = any_runtime
     prefilled: list[int] = []
     real = shared_prefill.prefill
 
@@ -69,16 +78,19 @@ def test_n_choices_share_one_prefill_and_count_usage_once(
     assert three["usage"]["prompt_tokens"] == prompt
     assert three["usage"]["completion_tokens"] == 15
     assert three["usage"]["total_tokens"] == prompt + 15
+    if _engine(runtime) != "mlx":
+        assert prefilled == []
+        return
     # One prefill of the prompt (less its last token, less what the prefix cache held).
     assert len(prefilled) == 1
     assert prefilled[0] == prompt - 1 - three["usage"]["prompt_tokens_details"]["cached_tokens"]
 
 
-def test_greedy_choices_each_equal_the_single_answer(client: openai.OpenAI) -> None:
+def test_greedy_choices_each_equal_the_single_answer(any_client: openai.OpenAI) -> None:
     """The forked caches hold the prompt exactly: every greedy choice is the n=1 answer."""
 
     def ask(n: int) -> list[str | None]:
-        reply = client.chat.completions.create(
+        reply = any_client.chat.completions.create(
             model=MODEL, messages=MSG, max_tokens=12, temperature=0, n=n
         )
         return [c.message.content for c in reply.choices]
@@ -88,12 +100,17 @@ def test_greedy_choices_each_equal_the_single_answer(client: openai.OpenAI) -> N
 
 
 def test_seeded_choices_differ_and_streaming_gives_the_same_texts(
-    runtime: InProcessRuntime,
+    any_runtime: InProcessRuntime,
 ) -> None:
+    runtime = any_runtime
     body = {"model": MODEL, "messages": MSG, "max_tokens": 8, "n": 3, "seed": 11, **NO_EOS}
-    whole = _post(runtime, "chat/completions", body).json()
-    texts = [c["message"]["content"] for c in whole["choices"]]
+    whole = ChatCompletion.model_validate(_post(runtime, "chat/completions", body).json())
+    assert [c.finish_reason for c in whole.choices] == ["length"] * 3
+    texts = [c.message.content for c in whole.choices]
     assert len(set(texts)) > 1, texts
+    # Choice 0 is the request itself, seeded as with n=1 (each further choice: seed + index).
+    single = _post(runtime, "chat/completions", {**body, "n": 1}).json()
+    assert single["choices"][0]["message"]["content"] == texts[0]
     raw = _post(
         runtime,
         "chat/completions",
@@ -118,10 +135,12 @@ def test_seeded_choices_differ_and_streaming_gives_the_same_texts(
     assert [c.usage is not None for c in chunks].count(True) == 1
 
 
-def test_n_choices_of_a_text_completion_streamed_and_not(runtime: InProcessRuntime) -> None:
+def test_n_choices_of_a_text_completion_streamed_and_not(any_runtime: InProcessRuntime) -> None:
+    runtime = any_runtime
     body = {"model": MODEL, "prompt": "once upon", "max_tokens": 4, "n": 2, "seed": 3, **NO_EOS}
     whole = _post(runtime, "completions", body).json()
     assert_required_fields(whole, "text_completion")
+    Completion.model_validate(whole)
     assert [c["index"] for c in whole["choices"]] == [0, 1]
     assert whole["usage"]["completion_tokens"] == 8
     chunks = text_chunks(
@@ -134,12 +153,46 @@ def test_n_choices_of_a_text_completion_streamed_and_not(runtime: InProcessRunti
     assert streamed == [c["text"] for c in whole["choices"]]
 
 
-def test_n_past_the_bound_is_a_400(runtime: InProcessRuntime) -> None:
-    body = {"model": MODEL, "messages": MSG, "n": MAX_CHOICES + 1}
-    response = _post(runtime, "chat/completions", body)
+@pytest.mark.parametrize("n", [0, MAX_CHOICES + 1])
+def test_n_past_the_bound_is_a_400(any_runtime: InProcessRuntime, n: int) -> None:
+    body = {"model": MODEL, "messages": MSG, "n": n}
+    response = _post(any_runtime, "chat/completions", body)
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "n"
-    assert str(MAX_CHOICES) in response.json()["error"]["message"]
+    assert str(MAX_CHOICES if n else 1) in response.json()["error"]["message"]
+
+
+def test_n_choices_with_logprobs_and_a_schema_each_follow_it(any_client: openai.OpenAI) -> None:
+    """Each choice samples on its own, inside the grammar, with its own logprobs."""
+    schema = {
+        "type": "object",
+        "properties": {"word": {"type": "string", "maxLength": 6}},
+        "required": ["word"],
+        "additionalProperties": False,
+    }
+    reply = any_client.chat.completions.create(
+        model=MODEL,
+        messages=MSG,
+        max_tokens=40,
+        n=3,
+        seed=5,
+        logprobs=True,
+        top_logprobs=2,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "w", "schema": schema, "strict": True},
+        },
+    )
+    assert [c.index for c in reply.choices] == [0, 1, 2]
+    for choice in reply.choices:
+        assert choice.finish_reason == "stop"
+        assert set(json.loads(choice.message.content or "")) == {"word"}
+        content = choice.logprobs and choice.logprobs.content
+        # Where the grammar allows one token, llama.cpp lists only that one.
+        assert content and all(1 <= len(item.top_logprobs) <= 2 for item in content)
+    assert reply.usage is not None
+    tokens = sum(len(c.logprobs.content or []) for c in reply.choices if c.logprobs)
+    assert reply.usage.completion_tokens == tokens
 
 
 # -- penalties and logit_bias ----------------------------------------------------------------

@@ -82,6 +82,14 @@ pub struct Request {
     pub adapter: u32,
 }
 
+/// Another choice of a request (OpenAI's `n`): the same prompt and settings, sampled on its
+/// own from the same prefill.
+pub struct Choice {
+    pub handle: u64,
+    pub seed: Option<u64>,
+    pub constraint: Option<Box<dyn Constraint>>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finish {
     /// An end-of-generation token (not part of the text).
@@ -116,6 +124,17 @@ struct Row {
     generated: u32,
     ignore_eos: bool,
     adapter: u32,
+    /// The request's other choices, while this row prefills the prompt for them all.
+    fork: Option<Fork>,
+}
+
+/// What a row prefilling for several choices holds back until its prompt's cells exist.
+struct Fork {
+    /// The prompt's last token: each choice decodes it in its own sequence.
+    last: u32,
+    sampling: Sampling,
+    /// Each other choice and the sequence it has taken.
+    others: Vec<(i32, Choice)>,
 }
 
 pub struct LlamaEngine {
@@ -217,8 +236,22 @@ impl LlamaEngine {
         unsafe { ffi::mk_is_eog(self.model, token as i32) }
     }
 
+    /// Choices running (those waiting for their request's prefill included).
     pub fn running(&self) -> usize {
-        self.rows.len()
+        self.rows
+            .iter()
+            .map(|r| 1 + r.fork.as_ref().map_or(0, |f| f.others.len()))
+            .sum()
+    }
+
+    /// Sequences no request holds: a request of `n` choices needs `n` of them.
+    pub fn free_sequences(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Sequences in all: the most choices one request may have.
+    pub fn sequences(&self) -> u32 {
+        self.n_seq_max
     }
 
     /// Loads a GGUF LoRA file; its id, never reused, for `Request::adapter` and `step_adapter`.
@@ -255,6 +288,19 @@ impl LlamaEngine {
 
     /// Starts a request; how many of its prompt tokens were already in the KV cache.
     pub fn add(&mut self, request: Request) -> Result<u32, LlamaError> {
+        self.add_choices(request, Vec::new())
+    }
+
+    /// Starts a request of several choices: `request` is the first, `others` the rest, each in
+    /// a sequence of its own. The prompt is decoded once, in the first choice's sequence, all
+    /// but its last token; then each other sequence gets a copy of those cells and every
+    /// choice decodes the last token itself, sampling from there on its own (see `fork`).
+    /// How many prompt tokens were already in the KV cache.
+    pub fn add_choices(
+        &mut self,
+        request: Request,
+        others: Vec<Choice>,
+    ) -> Result<u32, LlamaError> {
         if request.prompt.is_empty() {
             return Err(LlamaError::EmptyPrompt);
         }
@@ -277,8 +323,17 @@ impl LlamaEngine {
                 n_ctx: self.n_ctx,
             });
         }
-        if self.rows.iter().any(|r| r.handle == request.handle) {
-            return Err(LlamaError::Duplicate(request.handle));
+        let mut handles: Vec<u64> = others.iter().map(|c| c.handle).collect();
+        handles.push(request.handle);
+        handles.sort_unstable();
+        let repeated = handles.windows(2).find(|w| w[0] == w[1]).map(|w| w[0]);
+        if let Some(handle) =
+            repeated.or_else(|| handles.iter().copied().find(|&h| self.has_handle(h)))
+        {
+            return Err(LlamaError::Duplicate(handle));
+        }
+        if self.free.len() < 1 + others.len() {
+            return Err(LlamaError::Busy(self.n_seq_max));
         }
         let adapter = request.adapter;
         if adapter != BASE && !self.adapters.contains_key(&adapter) {
@@ -315,10 +370,26 @@ impl LlamaEngine {
             unsafe { ffi::mk_seq_rm(self.ctx, seq, if own == 0 { -1 } else { own as i32 }, -1) };
             (own, std::mem::take(cached))
         };
+        let mut pending = request.prompt;
+        let fork = if others.is_empty() {
+            None
+        } else {
+            let others = others
+                .into_iter()
+                .map(|choice| (self.take_lowest(), choice))
+                .collect();
+            let last = pending.pop().expect("the prompt is not empty");
+            let sampling = request.sampling.clone();
+            Some(Fork {
+                last,
+                sampling,
+                others,
+            })
+        };
         self.rows.push(Row {
             handle: request.handle,
             seq,
-            pending: request.prompt,
+            pending,
             fed: reuse,
             pos: reuse as i32,
             held,
@@ -328,8 +399,73 @@ impl LlamaEngine {
             generated: 0,
             ignore_eos: request.ignore_eos,
             adapter,
+            fork,
         });
+        let row = self.rows.len() - 1;
+        if self.rows[row].fed == self.rows[row].pending.len() {
+            self.fork(row); // the cache held the prompt already: nothing to prefill
+        }
         Ok(reuse as u32)
+    }
+
+    fn has_handle(&self, handle: u64) -> bool {
+        self.rows.iter().any(|r| {
+            r.handle == handle
+                || r.fork
+                    .as_ref()
+                    .is_some_and(|f| f.others.iter().any(|(_, c)| c.handle == handle))
+        })
+    }
+
+    /// The lowest free sequence (see `take_sequence`); there is one.
+    fn take_lowest(&mut self) -> i32 {
+        let lowest = (0..self.free.len())
+            .min_by_key(|&i| self.free[i])
+            .expect("a free sequence");
+        self.free.remove(lowest)
+    }
+
+    /// Row `i` has the prompt's cells, all but the last token's: each other choice gets a copy
+    /// of them in its own sequence (whole-stream with a KV stream per sequence; the first
+    /// choice's stream holds nothing else), and every choice decodes the last token next.
+    fn fork(&mut self, i: usize) {
+        let Some(fork) = self.rows[i].fork.take() else {
+            return;
+        };
+        let leader = &mut self.rows[i];
+        leader.pending = vec![fork.last];
+        leader.fed = 0;
+        let (source, pos, held) = (leader.seq, leader.pos, leader.held.clone());
+        let (max_tokens, ignore_eos, adapter) =
+            (leader.max_tokens, leader.ignore_eos, leader.adapter);
+        for (seq, choice) in fork.others {
+            // SAFETY: the context is live and both sequences exist.
+            unsafe {
+                ffi::mk_seq_rm(self.ctx, seq, -1, -1);
+                ffi::mk_seq_cp(self.ctx, source, seq, -1, -1);
+            }
+            self.cached[seq as usize].clear();
+            self.cached_adapter[seq as usize] = adapter;
+            let sampling = Sampling {
+                seed: choice.seed,
+                ..fork.sampling.clone()
+            };
+            self.rows.push(Row {
+                handle: choice.handle,
+                seq,
+                pending: vec![fork.last],
+                fed: 0,
+                pos,
+                held: held.clone(),
+                sampler: Sampler::new(sampling),
+                constraint: choice.constraint,
+                max_tokens,
+                generated: 0,
+                ignore_eos,
+                adapter,
+                fork: None,
+            });
+        }
     }
 
     /// The sequence, running or free, whose KV cells (computed with `adapter`) hold the longest
@@ -416,17 +552,29 @@ impl LlamaEngine {
         Ok(tokens)
     }
 
-    /// Ends a request; false when it is not running.
+    /// Ends a request (one choice of it); false when it is not running. Choices still waiting
+    /// for their request's prefill end with the first choice.
     pub fn cancel(&mut self, handle: u64) -> bool {
-        match self.rows.iter().position(|r| r.handle == handle) {
-            Some(i) => {
-                let row = self.rows.remove(i);
-                self.cached[row.seq as usize] = row.held;
-                self.free.push(row.seq);
-                true
+        if let Some(i) = self.rows.iter().position(|r| r.handle == handle) {
+            let row = self.rows.remove(i);
+            self.cached[row.seq as usize] = row.held;
+            self.free.push(row.seq);
+            for (seq, _) in row.fork.map(|f| f.others).unwrap_or_default() {
+                self.release(seq);
             }
-            None => false,
+            return true;
         }
+        for i in 0..self.rows.len() {
+            let Some(fork) = self.rows[i].fork.as_mut() else {
+                continue;
+            };
+            if let Some(k) = fork.others.iter().position(|(_, c)| c.handle == handle) {
+                let (seq, _) = fork.others.remove(k);
+                self.release(seq);
+                return true;
+            }
+        }
+        false
     }
 
     /// Ends every request (after a failed step, or at shutdown), forgetting what their cells
@@ -446,12 +594,16 @@ impl LlamaEngine {
     }
 
     fn release_rows(&mut self, rows: Vec<Row>) -> Vec<u64> {
-        rows.into_iter()
-            .map(|row| {
-                self.release(row.seq);
-                row.handle
-            })
-            .collect()
+        let mut handles = Vec::with_capacity(rows.len());
+        for row in rows {
+            self.release(row.seq);
+            handles.push(row.handle);
+            for (seq, choice) in row.fork.map(|f| f.others).unwrap_or_default() {
+                self.release(seq);
+                handles.push(choice.handle);
+            }
+        }
+        handles
     }
 
     fn release(&mut self, seq: i32) {
@@ -490,7 +642,12 @@ impl LlamaEngine {
         }
         let mut emitted = Vec::with_capacity(outputs.len());
         let mut ended = Vec::new();
+        let mut prefilled = Vec::new();
         for (row_index, batch_index) in outputs {
+            if self.rows[row_index].fork.is_some() {
+                prefilled.push(row_index); // its prompt but the last token: no token yet
+                continue;
+            }
             // SAFETY: logits were requested at `batch_index`: n_vocab floats owned by ctx.
             let logits = unsafe {
                 std::slice::from_raw_parts(
@@ -528,6 +685,9 @@ impl LlamaEngine {
                 row.pending.push(token);
                 row.fed = 0;
             }
+        }
+        for row_index in prefilled {
+            self.fork(row_index);
         }
         for handle in ended {
             self.cancel(handle);

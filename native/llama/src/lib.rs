@@ -5,5 +5,7 @@ mod engine;
 mod ffi;
 mod sample;
 
-pub use engine::{Constraint, Emitted, Finish, LlamaEngine, LlamaError, Request, Settings, BASE};
+pub use engine::{
+    Choice, Constraint, Emitted, Finish, LlamaEngine, LlamaError, Request, Settings, BASE,
+};
 pub use sample::{argmax, Logprobs, Sampled, Sampler, Sampling};

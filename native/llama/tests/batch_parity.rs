@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use modelkube_llama::{LlamaEngine, Request, Sampling, Settings, BASE};
+use modelkube_llama::{Choice, LlamaEngine, LlamaError, Request, Sampling, Settings, BASE};
 
 fn fixture() -> Option<(PathBuf, Vec<Vec<u32>>)> {
     let gguf = PathBuf::from(std::env::var_os("MODELKUBE_TEST_GGUF")?);
@@ -120,4 +120,116 @@ fn copied_prefix_greedy_equals_solo_greedy() {
         }
     }
     assert_eq!(solo, tokens);
+}
+
+fn greedy(handle: u64, prompt: Vec<u32>) -> Request {
+    Request {
+        handle,
+        prompt,
+        max_tokens: 16,
+        sampling: Sampling::greedy(),
+        ignore_eos: false,
+        constraint: None,
+        adapter: BASE,
+    }
+}
+
+fn choice(handle: u64) -> Choice {
+    Choice {
+        handle,
+        seed: None,
+        constraint: None,
+    }
+}
+
+/// `n` greedy choices from one prefill (the prompt decoded once, its cells copied into each
+/// choice's sequence) each equal the prompt decoded alone, token for token; beside a request
+/// that is not forked, and with a prompt the cache held already (forked at once).
+#[test]
+fn forked_greedy_choices_equal_solo_greedy() {
+    let Some((gguf, prompts)) = fixture() else {
+        eprintln!("MODELKUBE_TEST_GGUF not set: skipped");
+        return;
+    };
+    let settings = Settings {
+        n_ctx_seq: 512,
+        n_batch: 512,
+        n_seq_max: 8,
+        n_threads: 1,
+    };
+    let mut engine = LlamaEngine::load(&gguf, settings).unwrap();
+    let (a, b) = (prompts[0].clone(), prompts[1].clone());
+    let solo_a = engine.generate_greedy(a.clone(), 16).unwrap();
+    let solo_b = engine.generate_greedy(b.clone(), 16).unwrap();
+    let mut tokens = vec![Vec::new(); 10];
+    engine.add(greedy(9, b)).unwrap();
+    // Another request already decoding: the fork's prefill and its choices share its steps.
+    tokens[9].extend(engine.step().unwrap().iter().filter_map(|e| e.token));
+    engine
+        .add_choices(greedy(0, a.clone()), (1..4).map(choice).collect())
+        .unwrap();
+    assert_eq!(engine.running(), 5);
+    assert_eq!(engine.free_sequences(), 3);
+    while engine.running() > 0 {
+        for e in engine.step().unwrap() {
+            tokens[e.handle as usize].extend(e.token);
+        }
+    }
+    for (handle, got) in tokens.iter().enumerate().take(4) {
+        assert_eq!(&solo_a, got, "choice {handle}");
+    }
+    assert_eq!(solo_b, tokens[9]);
+    // Now a free sequence holds `b` (and its answer): the fork is at once, with nothing to
+    // decode but each choice's last prompt token.
+    let b = prompts[1].clone();
+    let cached = engine
+        .add_choices(greedy(20, b.clone()), (21..23).map(choice).collect())
+        .unwrap();
+    assert_eq!(cached as usize, b.len() - 1);
+    let mut again = vec![Vec::new(); 3];
+    while engine.running() > 0 {
+        for e in engine.step().unwrap() {
+            again[e.handle as usize - 20].extend(e.token);
+        }
+    }
+    assert_eq!(again, vec![solo_b.clone(); 3]);
+}
+
+/// A request of more choices than free sequences is refused whole (nothing taken); cancelling
+/// a request mid-prefill frees the sequences its other choices had taken.
+#[test]
+fn choices_take_free_sequences_and_cancelling_frees_them_all() {
+    let Some((gguf, prompts)) = fixture() else {
+        eprintln!("MODELKUBE_TEST_GGUF not set: skipped");
+        return;
+    };
+    let settings = Settings {
+        n_ctx_seq: 512,
+        n_batch: 16, // the prompt takes several steps to prefill
+        n_seq_max: 4,
+        n_threads: 1,
+    };
+    let mut engine = LlamaEngine::load(&gguf, settings).unwrap();
+    let prompt = prompts[0].clone();
+    assert!(prompt.len() > 32);
+    engine.add(greedy(0, prompt.clone())).unwrap();
+    let refused = engine.add_choices(greedy(1, prompt.clone()), (2..5).map(choice).collect());
+    assert!(matches!(refused, Err(LlamaError::Busy(4))), "{refused:?}");
+    assert_eq!((engine.running(), engine.free_sequences()), (1, 3));
+    let repeated = engine.add_choices(greedy(1, prompt.clone()), vec![choice(0)]);
+    assert!(
+        matches!(repeated, Err(LlamaError::Duplicate(0))),
+        "{repeated:?}"
+    );
+    engine
+        .add_choices(greedy(1, prompt.clone()), (2..4).map(choice).collect())
+        .unwrap();
+    assert_eq!(engine.free_sequences(), 0);
+    engine.step().unwrap();
+    assert!(engine.cancel(3), "a choice waiting for the prefill");
+    assert!(engine.cancel(1), "the choice prefilling");
+    assert!(!engine.cancel(2), "ended with the first choice");
+    assert_eq!((engine.running(), engine.free_sequences()), (1, 3));
+    assert!(engine.cancel(0));
+    assert_eq!(engine.free_sequences(), 4);
 }

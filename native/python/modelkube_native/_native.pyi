@@ -154,6 +154,12 @@ class LlamaEngine:
     def context_length_trained(self) -> int: ...
     @property
     def running(self) -> int: ...
+    @property
+    def free_sequences(self) -> int:
+        """Sequences no request holds: a request of `n` choices starts only with `n` free."""
+    @property
+    def sequences(self) -> int:
+        """Sequences in all: the most choices one request may have."""
     def add(
         self,
         handle: int,
@@ -170,10 +176,12 @@ class LlamaEngine:
         logprobs: int | None = None,
         grammar: Grammar | None = None,
         adapter: int = 0,
+        others: list[tuple[int, int | None]] = ...,
     ) -> int:
         """Starts a request; how many of its prompt tokens its sequence's cache already held.
         `logprobs`: alternatives reported with each token's logprob (None: no logprobs);
-        `grammar`: the output is constrained to it."""
+        `grammar`: the output is constrained to it; `others`: the (handle, seed) of each
+        further choice, all from one prefill of the prompt."""
         ...
     def load_adapter(self, path: str | os.PathLike[str]) -> int:
         """Loads a GGUF LoRA file; its id for `add` and `step` (0 is the base)."""

@@ -17,9 +17,9 @@ from mlx_lm.utils import load_tokenizer
 from modelkube_native import LlamaEngine, OutputPath, Vocabulary
 
 from modelkube_serving.engine.chat_template import template_takes_tools
+from modelkube_serving.engine.llama_backlog import Backlog
 from modelkube_serving.engine.llama_loop import LlamaLoop
 from modelkube_serving.engine.threaded import ThreadedEngine
-from modelkube_serving.engine.types import FEATURES
 from modelkube_serving.metrics import RuntimeMetrics
 from modelkube_serving.models.builtin import cache_root, is_builtin_dir
 from modelkube_serving.models.errors import UnsupportedModelError
@@ -58,7 +58,6 @@ def gguf_source(model_path: Path) -> Path:
 
 class LlamaCppEngine(ThreadedEngine):
     kind = "llamacpp"
-    features: frozenset[str] = FEATURES - {"n"}  # n > 1: not yet
 
     def __init__(
         self, model_path: Path, model_name: str, settings: LlamaSettings, metrics: RuntimeMetrics
@@ -75,6 +74,9 @@ class LlamaCppEngine(ThreadedEngine):
         self._engine: LlamaEngine | None = None
         self._vocabulary: Vocabulary | None = None
         self._handles = itertools.count()
+        self._backlog: Backlog | None = None
+        # Each choice takes a sequence of its own.
+        self.max_choices = settings.max_batch_size
 
     def prefix_cache_usage(self) -> float:
         return 0.0  # no prefix cache on this engine yet
@@ -97,6 +99,8 @@ class LlamaCppEngine(ThreadedEngine):
         # tokenizer.json: written from the GGUF's own vocabulary, so its ids are llama.cpp's.
         self._grammars = self._grammar_compiler()
         self._engine, self._vocabulary = engine, vocabulary
+        self._backlog = Backlog(lambda: engine.free_sequences)
+        self.max_choices = engine.sequences
         return self._make_loop(0, self.model_name)
 
     def _make_variant(self, adapter: str, path: Path) -> LlamaLoop:
@@ -110,5 +114,12 @@ class LlamaCppEngine(ThreadedEngine):
         assert self._engine is not None and self._vocabulary is not None
         output = OutputPath(self._vocabulary)
         return LlamaLoop(
-            self._engine, output, self._metrics, name, self._deliver, adapter, self._handles
+            self._engine,
+            output,
+            self._metrics,
+            name,
+            self._deliver,
+            adapter,
+            self._handles,
+            self._backlog,
         )

@@ -36,6 +36,8 @@ def _deliver(items: list[tuple[EventSink, EngineEvent]]) -> None:
 class ThreadedEngine(ABC):
     kind: str  # "mlx" or "llamacpp": what modelkube_engine_info says
     features: frozenset[str] = FEATURES
+    # The most choices (`n`) one request may have; None: as many as the API allows.
+    max_choices: int | None = None
     model_name: str
     context_length: int
     vocab_size: int

@@ -90,6 +90,8 @@ class Engine(Protocol):
     kind: str  # "mlx" or "llamacpp"
     # Request features it serves, of FEATURES; the service answers a 400 for the others.
     features: frozenset[str]
+    # The most choices (`n`) one request may have (None: as many as the API allows).
+    max_choices: int | None
     model_name: str
     context_length: int
     vocab_size: int

@@ -167,6 +167,16 @@ class CompletionService:
                 param=param,
             )
 
+    def _check_choices(self, n: int) -> None:
+        most = self.engine.max_choices
+        if most is not None and n > most:
+            # The wording of the API's own bound (MAX_CHOICES), with the engine's reason.
+            raise InvalidRequest(
+                f"Invalid value at 'n': Input should be less than or equal to {most} (the "
+                f"choices this model's engine, {self.engine.kind}, runs at once)",
+                param="n",
+            )
+
     def _prepare(
         self,
         kind: str,
@@ -182,6 +192,7 @@ class CompletionService:
             self._check_feature("logprobs", "logprobs")
         if req.n > 1:
             self._check_feature("n", "n > 1")
+            self._check_choices(req.n)
         if req.presence_penalty:
             self._check_feature("presence_penalty", "presence_penalty")
         if req.frequency_penalty:
