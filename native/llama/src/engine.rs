@@ -167,10 +167,11 @@ unsafe impl Send for LlamaEngine {}
 
 static BACKEND: Once = Once::new();
 
-/// Fewest tokens worth copying another sequence's cells for: a copy moves a whole KV stream
-/// (n_ctx_seq cells of every layer, ~47 MB for SmolLM2-135M at 2,048), which costs about what
-/// decoding a few dozen prompt tokens does.
-const COPY_MIN: usize = 64;
+/// Fewest tokens worth copying another sequence's cells for: a copy moves the cells the source
+/// uses through llama.cpp's per-sequence state (~23 KB a token for SmolLM2-135M), far cheaper
+/// than decoding them, so a fresh sequence takes even a chat template's shared head (~30 tokens)
+/// as llama-server's prompt cache does. Below this the bookkeeping is not worth it.
+const COPY_MIN: usize = 16;
 
 impl LlamaEngine {
     pub fn load(path: &Path, settings: Settings) -> Result<Self, LlamaError> {
@@ -355,13 +356,11 @@ impl LlamaEngine {
             // conversation a running request continues): its cells are copied, not decoded.
             let held = self.tokens_of(source)[..shared].to_vec();
             self.cached[seq as usize].clear();
-            // SAFETY: the context is live and both sequences exist; with a KV stream per
-            // sequence only whole-sequence copies are allowed, so the tail is dropped after.
-            unsafe {
-                ffi::mk_seq_rm(self.ctx, seq, -1, -1);
-                ffi::mk_seq_cp(self.ctx, source, seq, -1, -1);
-                ffi::mk_seq_rm(self.ctx, seq, shared as i32, -1);
-            }
+            // The source's cells are copied whole (a KV stream per sequence allows no
+            // ranges), then the tail past the shared prefix is dropped.
+            self.copy_cells(source, seq);
+            // SAFETY: the context is live and `seq` exists.
+            unsafe { ffi::mk_seq_rm(self.ctx, seq, shared as i32, -1) };
             (shared, held)
         } else {
             let cached = &mut self.cached[seq as usize];
@@ -439,11 +438,7 @@ impl LlamaEngine {
         let (max_tokens, ignore_eos, adapter) =
             (leader.max_tokens, leader.ignore_eos, leader.adapter);
         for (seq, choice) in fork.others {
-            // SAFETY: the context is live and both sequences exist.
-            unsafe {
-                ffi::mk_seq_rm(self.ctx, seq, -1, -1);
-                ffi::mk_seq_cp(self.ctx, source, seq, -1, -1);
-            }
+            self.copy_cells(source, seq);
             self.cached[seq as usize].clear();
             self.cached_adapter[seq as usize] = adapter;
             let sampling = Sampling {
@@ -517,6 +512,19 @@ impl LlamaEngine {
             })
             .ok_or(LlamaError::Busy(self.n_seq_max))?;
         Ok(self.free.remove(best))
+    }
+
+    /// Gives `dst` a copy of `src`'s cells (and nothing else). The per-sequence state moves only
+    /// the cells in use; should llama.cpp refuse it, a whole-stream copy does the same.
+    fn copy_cells(&mut self, src: i32, dst: i32) {
+        // SAFETY: the context is live and both sequences exist.
+        unsafe {
+            ffi::mk_seq_rm(self.ctx, dst, -1, -1);
+            if !ffi::mk_seq_copy_cells(self.ctx, src, dst) {
+                ffi::mk_seq_rm(self.ctx, dst, -1, -1);
+                ffi::mk_seq_cp(self.ctx, src, dst, -1, -1);
+            }
+        }
     }
 
     /// Greedy tokens for one prompt, alone in the batch (the parity check against llama.cpp's
