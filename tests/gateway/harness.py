@@ -6,11 +6,14 @@ are runtime processes on loopback)."""
 import json
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 import httpx
+import openai
 import uvicorn
 from modelkube_operator.k8s.client import Kube
 from modelkube_operator.k8s.credentials import load_credentials
@@ -103,6 +106,30 @@ def chat(opening: str, turns: int = 1) -> list[Any]:
         if turn < turns - 1:
             messages.append({"role": "assistant", "content": "ok"})
     return messages
+
+
+@contextmanager
+def generating_streams(
+    client: openai.OpenAI, model: str, messages: list[Any], count: int
+) -> Iterator[None]:
+    """`count` long streams of one conversation, each past its first chunk (its pod is generating,
+    so its load counts) until the block ends, then closed."""
+    streams = []
+    try:
+        for _ in range(count):
+            stream = client.chat.completions.create(
+                model=model,
+                messages=messages,
+                max_tokens=2000,
+                stream=True,
+                extra_body={"ignore_eos": True},
+            )
+            next(iter(stream))
+            streams.append(stream)
+        yield
+    finally:
+        for stream in streams:
+            stream.close()
 
 
 def model_service(

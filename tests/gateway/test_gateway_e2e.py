@@ -33,6 +33,7 @@ from tests.gateway.harness import (
     chat,
     endpoint,
     endpoint_slice,
+    generating_streams,
     metric,
     model_service,
 )
@@ -112,26 +113,12 @@ def test_affinity_holds_until_the_load_bound_then_spills(
     ceil(1.25 * 2 / 2) = 2), the third goes to the other pod."""
     spills = gateway.metric(GATEWAY_ROUTED, decision="spill")
     body = chat("a long story please")
-    streams = []
-    try:
-        for _ in range(3):
-            stream = client.chat.completions.create(
-                model="chat",
-                messages=body,
-                max_tokens=2000,
-                stream=True,
-                extra_body={"ignore_eos": True},
-            )
-            next(iter(stream))  # its pod is generating: the load counts
-            streams.append(stream)
+    with generating_streams(client, "chat", body, 3):
         pods = dict.fromkeys((endpoint(published[n].port) for n in ("chat-0", "chat-1")), 0)
         home = choose(request_key({"messages": body}, ""), pods, 1.25).endpoint
         loads = dict(gateway.forwarder.loads)
         assert loads[home] == 2 and sum(loads.values()) == 3, loads
         assert gateway.metric(GATEWAY_ROUTED, decision="spill") == spills + 1
-    finally:
-        for stream in streams:
-            stream.close()
     wait_until(lambda: not gateway.forwarder.loads, 30, "the streams' loads released")
 
 

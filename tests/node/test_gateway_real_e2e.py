@@ -34,7 +34,7 @@ from modelkube_serving.gateway.routing import choose, request_key
 from modelkube_serving.metrics import REQUESTS_IN_FLIGHT, REQUESTS_TOTAL
 from modelkube_serving.models.builtin import ensure_builtin
 from tests.controlplane.cluster import ControlPlane
-from tests.gateway.harness import chat, metric, model_service
+from tests.gateway.harness import chat, generating_streams, metric, model_service
 from tests.node.gateway_release import SERVING, SMALL, SYSTEM, Release, install, pods, ready
 from tests.node.node import NODE_NAME, RealNode
 from tests.node.startup import phases, table
@@ -188,24 +188,10 @@ def test_affinity_holds_until_the_load_bound_then_spills(served: Served) -> None
     spills = served.metric(GATEWAY_ROUTED, decision="spill")
     body = chat("a long story please")
     home = choose(request_key({"messages": body}, ""), dict.fromkeys(endpoints, 0), BOUND)
-    streams = []
-    try:
-        for _ in range(3):
-            stream = served.client.chat.completions.create(
-                model="chat",
-                messages=body,
-                max_tokens=2000,
-                stream=True,
-                extra_body={"ignore_eos": True},
-            )
-            next(iter(stream))  # its pod is generating: the load counts
-            streams.append(stream)
+    with generating_streams(served.client, "chat", body, 3):
         loads = {e: metric(_pod_url(e), REQUESTS_IN_FLIGHT, model="chat") for e in endpoints}
         assert loads == {e: (2 if e == home.endpoint else 1) for e in endpoints}, loads
         assert served.metric(GATEWAY_ROUTED, decision="spill") == spills + 1
-    finally:
-        for stream in streams:
-            stream.close()
 
 
 def _asleep(cp: ControlPlane, name: str) -> dict[str, Any] | None:
