@@ -517,10 +517,10 @@ def test_kubectl_scale_is_refused_under_autoscaling_and_works_without(
     assert "spec.replicas cannot change while spec.autoscaling is set" in refused.stderr
 
 
-def _dry_run(cp: ControlPlane, spec: dict[str, Any]) -> tuple[int, str]:
+def _dry_run(cp: ControlPlane, spec: dict[str, Any], kind: str = "ModelService") -> tuple[int, str]:
     manifest = {
         "apiVersion": "modelkube.io/v1alpha1",
-        "kind": "ModelService",
+        "kind": kind,
         "metadata": {"name": "generated", "namespace": "default"},
         "spec": spec,
     }
@@ -554,3 +554,19 @@ def test_generated_engine_and_idle_seconds_are_accepted_or_refused_by_name(
         assert code == 0, stderr
     else:
         assert code != 0 and "spec.autoscaling.idleSeconds" in stderr, stderr
+
+
+# FineTuneJob's spec.trainer.backoffLimit, with generated values, the same way.
+@settings(max_examples=20, deadline=None, derandomize=True, database=None)
+@given(limit=st.integers(-5, 200) | any_json)
+def test_generated_backoff_limits_are_accepted_or_refused_by_name(
+    control_plane: ControlPlane, limit: Any
+) -> None:
+    code, stderr = _dry_run(
+        control_plane, {**FTJ, "trainer": {"backoffLimit": limit}}, "FineTuneJob"
+    )
+    number = isinstance(limit, int) and not isinstance(limit, bool)
+    if limit is None or (number and 0 <= limit <= 100):
+        assert code == 0, stderr
+    else:
+        assert code != 0 and "spec.trainer.backoffLimit" in stderr, stderr
