@@ -56,10 +56,12 @@ def served(
         url = f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}/v1"
         client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=10)
         wait_until(lambda: _answers(client), 600, f"an answer through {url}")
+        answered = time.time()
+        # The first answer needs one ready pod; the tests want both.
+        wait_until(lambda: len(_ready(_pods(cp))) == 2, 300, "both pods ready")
     except (TimeoutError, AssertionError):
         _dump(cp, node, operator)
         raise
-    answered = time.time()
     _print_startup(cp, applied, answered)
     yield url
     cp.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
@@ -110,8 +112,13 @@ def test_the_openai_client_answers_through_the_cluster_ip(
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert container["imagePullPolicy"] == "IfNotPresent"
         assert pod["status"]["containerStatuses"][0]["ready"] is True
-    ms = get_json(cp, "modelservice", NAME, "-n", NAMESPACE)
-    assert ms is not None and ms["status"]["readyReplicas"] == 2
+
+    def ready_replicas() -> Any:
+        ms = get_json(cp, "modelservice", NAME, "-n", NAMESPACE) or {}
+        return ms.get("status", {}).get("readyReplicas")
+
+    # The operator copies the Deployment's count into the status on its next event.
+    wait_until(lambda: ready_replicas() == 2, 30, "status.readyReplicas 2")
 
 
 def test_a_rolling_update_under_streaming_load_loses_no_request(
@@ -128,8 +135,7 @@ def test_a_rolling_update_under_streaming_load_loses_no_request(
     def rolled() -> bool:
         pods = _pods(cp)
         names = {p["metadata"]["name"] for p in pods}
-        ready = all(p["status"].get("containerStatuses", [{}])[0].get("ready") for p in pods)
-        return len(pods) == 2 and not names & before and ready
+        return len(_ready(pods)) == len(pods) == 2 and not names & before
 
     wait_until(rolled, 300, "the pods to be replaced by ready new ones")
     settled = load.ok
@@ -150,8 +156,7 @@ def test_a_deleted_pod_is_replaced_and_clients_retrying_get_answers(
 
     def replaced() -> bool:
         pods = _pods(cp)
-        ready = [p for p in pods if p["status"].get("containerStatuses", [{}])[0].get("ready")]
-        return len(ready) == 2 and victim not in {p["metadata"]["name"] for p in pods}
+        return len(_ready(pods)) == 2 and victim not in {p["metadata"]["name"] for p in pods}
 
     wait_until(replaced, 180, f"a ready pod in place of {victim}")
     assert _answers(client)
@@ -244,6 +249,10 @@ def _task_pid(node: RealNode, container: str) -> int:
 def _pods(cp: ControlPlane) -> list[dict[str, Any]]:
     listed = get_json(cp, "pods", "-n", NAMESPACE, "-l", f"app.kubernetes.io/instance={NAME}")
     return [p for p in (listed or {}).get("items", []) if "deletionTimestamp" not in p["metadata"]]
+
+
+def _ready(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [p for p in pods if p["status"].get("containerStatuses", [{}])[0].get("ready")]
 
 
 def _print_startup(cp: ControlPlane, applied: float, answered: float) -> None:

@@ -34,7 +34,10 @@ def test_models_lists_the_served_model(client: openai.OpenAI) -> None:
 
 
 def test_chat_completion_reports_usage_and_length(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(model=MODEL, messages=CHAT, max_tokens=12)
+    # Sampled from random weights, so the end-of-sequence token may come early without this.
+    reply = client.chat.completions.create(
+        model=MODEL, messages=CHAT, max_tokens=12, extra_body={"ignore_eos": True}
+    )
     choice = reply.choices[0]
     assert choice.finish_reason == "length"
     assert choice.message.role == "assistant"
@@ -45,7 +48,9 @@ def test_chat_completion_reports_usage_and_length(client: openai.OpenAI) -> None
 
 
 def test_max_completion_tokens_is_honoured(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(model=MODEL, messages=CHAT, max_completion_tokens=5)
+    reply = client.chat.completions.create(
+        model=MODEL, messages=CHAT, max_completion_tokens=5, extra_body={"ignore_eos": True}
+    )
     assert reply.usage is not None and reply.usage.completion_tokens == 5
 
 
@@ -309,7 +314,7 @@ def test_completion_text_offsets_point_into_the_text_streamed_or_not(
 
 
 def test_usage_chunk_and_unstreamed_body_validate(runtime: InProcessRuntime) -> None:
-    body = {"model": MODEL, "prompt": "The operator", "max_tokens": 4}
+    body = {"model": MODEL, "prompt": "The operator", "max_tokens": 4, "ignore_eos": True}
     stream = {**body, "stream": True, "stream_options": {"include_usage": True}}
     chunks = text_chunks(sse_payloads(post(runtime, "completions", stream).content))
     usage = chunks[-1].usage
