@@ -1,7 +1,9 @@
 //! `LlamaEngine`: llama.cpp's decode loop and the output path in one call per step, with the
 //! GIL released for all of it.
 
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use modelkube_core::grammar::GrammarMatcher;
@@ -76,14 +78,49 @@ pub struct LlamaEngine {
     vocab_size: u32,
     context_length: u32,
     context_length_trained: u32,
+    /// KV cells in use as of the last call, so a metrics scrape reads it without waiting
+    /// for a step to release the engine.
+    cells_used: AtomicUsize,
+    cells_total: usize,
+}
+
+/// The locked engine; on release it publishes the cells in use.
+struct Locked<'a> {
+    guard: MutexGuard<'a, modelkube_llama::LlamaEngine>,
+    cells_used: &'a AtomicUsize,
+}
+
+impl Deref for Locked<'_> {
+    type Target = modelkube_llama::LlamaEngine;
+    fn deref(&self) -> &Self::Target {
+        &self.guard
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.guard
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.cells_used
+            .store(self.guard.cells_used(), Ordering::Relaxed);
+    }
 }
 
 impl LlamaEngine {
-    fn engine(&self) -> MutexGuard<'_, modelkube_llama::LlamaEngine> {
+    fn engine(&self) -> Locked<'_> {
         // A panic mid-step leaves no state worse than a failed step: keep serving.
-        self.inner
+        let guard = self
+            .inner
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Locked {
+            guard,
+            cells_used: &self.cells_used,
+        }
     }
 }
 
@@ -112,6 +149,8 @@ impl LlamaEngine {
             vocab_size: engine.vocab_size(),
             context_length: engine.context_length(),
             context_length_trained: engine.context_length_trained(),
+            cells_used: AtomicUsize::new(0),
+            cells_total: engine.cells_total(),
             inner: Mutex::new(engine),
         })
     }
@@ -149,6 +188,14 @@ impl LlamaEngine {
     #[getter]
     fn sequences(&self) -> u32 {
         self.engine().sequences()
+    }
+
+    /// The KV cache's use, 0..1: cells holding tokens (running requests' and prefixes kept
+    /// for reuse) over all cells. Never waits for a step: it is the count after the last call.
+    #[getter]
+    #[allow(clippy::cast_precision_loss)] // cell counts are far below 2^52
+    fn kv_cache_usage(&self) -> f64 {
+        self.cells_used.load(Ordering::Relaxed) as f64 / self.cells_total.max(1) as f64
     }
 
     /// Loads a GGUF LoRA file against the model; its id for `add` and `step`.

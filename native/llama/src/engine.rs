@@ -255,6 +255,17 @@ impl LlamaEngine {
         self.n_seq_max
     }
 
+    /// KV cells holding tokens: running requests' and those free sequences keep for reuse.
+    pub fn cells_used(&self) -> usize {
+        let running: usize = self.rows.iter().map(|r| r.held.len()).sum();
+        running + self.cached.iter().map(Vec::len).sum::<usize>()
+    }
+
+    /// KV cells in all sequences.
+    pub fn cells_total(&self) -> usize {
+        self.n_ctx as usize * self.n_seq_max as usize
+    }
+
     /// Loads a GGUF LoRA file; its id, never reused, for `Request::adapter` and `step_adapter`.
     pub fn load_adapter(&mut self, path: &Path) -> Result<u32, LlamaError> {
         let shown = path.display().to_string();

@@ -233,3 +233,42 @@ fn choices_take_free_sequences_and_cancelling_frees_them_all() {
     assert!(engine.cancel(0));
     assert_eq!(engine.free_sequences(), 4);
 }
+
+/// The cells in use follow what the sequences hold: the prompt as it prefills, each token as
+/// it decodes, the finished request's cells kept for reuse, none after `clear`.
+#[test]
+fn cells_used_count_what_the_sequences_hold() {
+    let Some((gguf, prompts)) = fixture() else {
+        eprintln!("MODELKUBE_TEST_GGUF not set: skipped");
+        return;
+    };
+    let settings = Settings {
+        n_ctx_seq: 512,
+        n_batch: 512,
+        n_seq_max: 4,
+        n_threads: 1,
+    };
+    let mut engine = LlamaEngine::load(&gguf, settings).unwrap();
+    assert_eq!(engine.cells_total(), 512 * 4);
+    assert_eq!(engine.cells_used(), 0);
+    let prompt = prompts[0].clone();
+    engine.add(greedy(0, prompt.clone())).unwrap();
+    engine.step().unwrap(); // the whole prompt in one step
+    assert_eq!(engine.cells_used(), prompt.len());
+    engine.step().unwrap(); // the first sampled token's cell
+    assert_eq!(engine.cells_used(), prompt.len() + 1);
+    assert!(engine.cancel(0));
+    assert_eq!(
+        engine.cells_used(),
+        prompt.len() + 1,
+        "kept for the next prompt"
+    );
+    engine.add(greedy(1, prompt.clone())).unwrap();
+    assert_eq!(
+        engine.cells_used(),
+        prompt.len() - 1,
+        "all but the last token reused"
+    );
+    engine.clear();
+    assert_eq!(engine.cells_used(), 0);
+}

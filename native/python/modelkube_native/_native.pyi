@@ -160,6 +160,10 @@ class LlamaEngine:
     @property
     def sequences(self) -> int:
         """Sequences in all: the most choices one request may have."""
+    @property
+    def kv_cache_usage(self) -> float:
+        """Cells holding tokens (running and kept for reuse) over all cells, 0..1; read
+        without waiting for a step."""
     def add(
         self,
         handle: int,

@@ -79,7 +79,10 @@ class LlamaCppEngine(ThreadedEngine):
         self.max_choices = settings.max_batch_size
 
     def prefix_cache_usage(self) -> float:
-        return 0.0  # no prefix cache on this engine yet
+        """The KV cache's cells holding tokens over all of them: what a prefix can be reused
+        from here, and what running requests hold."""
+        engine = self._engine
+        return engine.kv_cache_usage if engine is not None else 0.0
 
     def _load(self) -> LlamaLoop:
         self._tokenizer = load_tokenizer(self._path)
