@@ -13,7 +13,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from modelkube_serving.engine.llamacpp_engine import LlamaCppEngine
 from modelkube_serving.state import RuntimeState
-from tests.serving.conftest import ENGINE_ARGS, MODEL, StartRuntime
+from tests.serving.conftest import ENGINE_ARGS, MODEL, StartRuntime, scrape
 from tests.serving.inprocess import InProcessRuntime
 from tests.waiting import wait_until
 
@@ -110,6 +110,10 @@ async def test_choices_wait_for_free_sequences_then_run(
     pending = asyncio.create_task(client.post("/chat/completions", json=body))
     await _until(lambda: _waiting(two_sequences) == 1, "the request to wait for sequences")
     assert not pending.done()
+    # Endpoint pickers read it as waiting, though admission let it in.
+    load = await asyncio.to_thread(scrape, two_sequences.url)
+    assert load[f"vllm:num_requests_running{{model_name={MODEL}}}"] == 1
+    assert load[f"vllm:num_requests_waiting{{model_name={MODEL}}}"] == 1
     holder.cancel()  # its client leaves: its sequence is freed, and the waiting request runs
     reply = ChatCompletion.model_validate_json((await pending).content)
     assert [c.index for c in reply.choices] == [0, 1]

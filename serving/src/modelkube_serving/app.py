@@ -194,9 +194,11 @@ def _server_load(
 ) -> Callable[[], ServerLoad]:
     def load() -> ServerLoad:
         running, waiting = service.adapter_load()
+        # Admitted requests the engine has no room for yet wait, as vLLM counts them.
+        held = min(engine.waiting_requests(), admission.running)
         return ServerLoad(
-            running=admission.running,
-            waiting=admission.queued,
+            running=admission.running - held,
+            waiting=admission.queued + held,
             cache_usage=engine.prefix_cache_usage(),
             running_adapters=running,
             waiting_adapters=waiting,

@@ -84,6 +84,10 @@ class LlamaCppEngine(ThreadedEngine):
         engine = self._engine
         return engine.kv_cache_usage if engine is not None else 0.0
 
+    def waiting_requests(self) -> int:
+        """Requests waiting for free sequences (a deque's length: safe from any thread)."""
+        return len(self._backlog) if self._backlog is not None else 0
+
     def _load(self) -> LlamaLoop:
         self._tokenizer = load_tokenizer(self._path)
         self.template_tools = template_takes_tools(self._tokenizer)

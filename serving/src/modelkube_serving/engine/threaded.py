@@ -71,6 +71,11 @@ class ThreadedEngine(ABC):
     def prefix_cache_usage(self) -> float:
         """The prefix caches' use over their budget, 0..1; read from any thread."""
 
+    def waiting_requests(self) -> int:
+        """Requests waiting inside the engine for room to start: none where every admitted
+        request joins the batch at once."""
+        return 0
+
     # -- lifecycle, called from the event loop -------------------------------------
     def start(
         self, loop: asyncio.AbstractEventLoop, on_loaded: Callable[[BaseException | None], None]

@@ -117,6 +117,11 @@ class Engine(Protocol):
         """The prefix cache's use over its budget, 0..1; read from any thread."""
         ...
 
+    def waiting_requests(self) -> int:
+        """Requests admitted but waiting inside the engine for room to start (llama.cpp's
+        sequences); read from any thread."""
+        ...
+
     def load_adapter(self, name: str, path: Path, done: Callable[[str | None], None]) -> None:
         """Load (or reload) adapter `name`; `done` gets None or the reason it failed."""
         ...
