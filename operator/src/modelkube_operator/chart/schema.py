@@ -8,6 +8,47 @@ from modelkube_operator.chart.values import Param, Values, lookup
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 _SCALARS = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
+# What Kubernetes, the image reference grammar or Prometheus demand of a value anyway, checked
+# by `helm` up front with the value's path: otherwise a stray `:` or quote surfaces as a YAML
+# parse error inside a template, or as a refusal at install time. Empty strings stay allowed
+# where the default is empty ("use the chart's choice").
+_DNS_LABEL = {"pattern": r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$", "maxLength": 63}
+_DNS_SUBDOMAIN = {
+    "pattern": r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$",
+    "maxLength": 253,
+}
+_DURATION = {"pattern": r"^([0-9]+(ms|s|m|h|d|w|y))+$"}
+_SERVICE_TYPE = {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]}
+_BY_KEY: dict[str, dict[str, Any]] = {
+    # host[:port] then lowercase path components, as `docker pull` parses a repository
+    "repository": {
+        "pattern": r"^([a-zA-Z0-9][a-zA-Z0-9.-]*(:[0-9]+)?/)?[a-z0-9]+([._-]+[a-z0-9]+)*"
+        r"(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$|^$"
+    },
+    "tag": {"pattern": r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"},
+    "digest": {"pattern": r"^([a-z0-9]+([+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,})?$"},
+    "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
+    "severity": {"pattern": r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"},
+    "for": _DURATION,
+    "interval": _DURATION,
+    "scrapeTimeout": _DURATION,
+    "rateWindow": _DURATION,
+}
+_BY_PATH: dict[str, dict[str, Any]] = {
+    "nameOverride": _DNS_LABEL,
+    "fullnameOverride": _DNS_LABEL,
+    "priorityClassName": _DNS_SUBDOMAIN,
+    "serviceAccount.name": _DNS_SUBDOMAIN,
+    "gateway.namespace": _DNS_LABEL,
+    "gateway.apiKeysSecret": _DNS_SUBDOMAIN,
+    "gateway.loadBound": {"pattern": r"^[0-9]+(\.[0-9]+)?$"},
+    "gateway.service.type": _SERVICE_TYPE,
+    "service.type": _SERVICE_TYPE,
+    "podDisruptionBudget.maxUnavailable": {"pattern": r"^[0-9]+%$", "minimum": 0},
+    "monitoring.dashboards.namespace": _DNS_LABEL,
+    "monitoring.prometheusRule.runbookURL": {"pattern": r"^https?://[^\s\"'`]+$"},
+}
+
 
 def build_schema(values: Values) -> dict[str, Any]:
     return {"$schema": DRAFT_07, "title": "modelkube chart values", **_object(values, "")}
@@ -50,7 +91,11 @@ def _leaf(param: Param, default: Any) -> dict[str, Any]:
             node["items"] = {"type": item_type}
     if type(default) in _SCALARS:
         node["default"] = default
-    return node
+    return node | _formats(param.path)
+
+
+def _formats(path: str) -> dict[str, Any]:
+    return _BY_PATH.get(path) or _BY_KEY.get(path.rsplit(".", 1)[-1], {})
 
 
 def _type(value: Any) -> str:
