@@ -110,6 +110,7 @@ def _modelservice() -> dict[str, Any]:
                 "maxReplicas": MAX_REPLICAS,
                 "metric": "inFlightRequests",
                 "target": TARGET,
+                "scaleDownDelaySeconds": 10,  # the cluster's default would be 300
             },
             "runtime": {
                 "maxConcurrentRequests": 32,

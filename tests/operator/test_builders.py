@@ -13,7 +13,7 @@ from modelkube_operator.builders.monitoring import build_servicemonitor
 from modelkube_operator.builders.networking import build_service, service_name_problem, service_url
 from modelkube_operator.builders.programs import ProgramPlan
 from modelkube_operator.builders.runtime import build_configmap, build_deployment, settings_hash
-from modelkube_operator.builders.scaling import build_hpa, build_pdb
+from modelkube_operator.builders.scaling import build_hpa, build_pdb, build_scaledobject
 from modelkube_operator.builders.training import build_job, build_trainer_rbac
 from modelkube_operator.images import Images
 from modelkube_operator.status.conditions import Cond, merge_conditions, transitions
@@ -184,6 +184,21 @@ def test_autoscaling_builds_an_hpa_and_leaves_replicas_to_it() -> None:
     assert cpu is not None
     assert cpu["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
     assert build_hpa(OWNER, spec()) is None
+
+
+def test_scale_down_delay_is_the_hpa_s_and_keda_s_stabilization_window() -> None:
+    scaling = {"maxReplicas": 3, "target": 4}
+    assert "behavior" not in (build_hpa(OWNER, spec(autoscaling=scaling)) or {})["spec"]
+    delayed = spec(autoscaling={**scaling, "scaleDownDelaySeconds": 30})
+    hpa = build_hpa(OWNER, delayed)
+    assert hpa is not None
+    assert hpa["spec"]["behavior"] == {"scaleDown": {"stabilizationWindowSeconds": 30}}
+    keda_on = {"prometheusAddress": "http://prometheus:9090"}
+    keda = spec(autoscaling={**scaling, "scaleDownDelaySeconds": 0, "keda": keda_on})
+    scaled = build_scaledobject(OWNER, keda, keda_present=True)
+    assert scaled is not None
+    behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior == {"scaleDown": {"stabilizationWindowSeconds": 0}}
 
 
 def test_pdb_only_with_more_than_one_replica() -> None:

@@ -533,6 +533,12 @@ ENGINES = ("mlx", "llamacpp", "auto")
 any_json = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
 
 
+def _whole(value: Any) -> bool:
+    """A JSON integer as the API server reads one: 3.0 is 3."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and float(value).is_integer()
+
+
 # This round's new ModelService fields, with generated values: what the schema allows is
 # accepted (null too: apply drops it, so the default holds), and anything else is refused by
 # the API server naming the field.
@@ -548,12 +554,24 @@ def test_generated_engine_and_idle_seconds_are_accepted_or_refused_by_name(
     else:
         assert code != 0 and "spec.runtime.engine" in stderr, stderr
     code, stderr = _dry_run(control_plane, {**MS, "autoscaling": scaling})
-    number = isinstance(idle, int) and not isinstance(idle, bool)
-    valid = idle is None or (number and 1 <= idle <= 604800)
+    valid = idle is None or (_whole(idle) and 1 <= idle <= 604800)
     if valid:
         assert code == 0, stderr
     else:
         assert code != 0 and "spec.autoscaling.idleSeconds" in stderr, stderr
+
+
+@settings(max_examples=20, deadline=None, derandomize=True, database=None)
+@given(delay=st.integers(-5, 4000) | any_json)
+def test_generated_scale_down_delays_are_accepted_or_refused_by_name(
+    control_plane: ControlPlane, delay: Any
+) -> None:
+    scaling = {"maxReplicas": 2, "target": 4, "scaleDownDelaySeconds": delay}
+    code, stderr = _dry_run(control_plane, {**MS, "autoscaling": scaling})
+    if delay is None or (_whole(delay) and 0 <= delay <= 3600):
+        assert code == 0, stderr
+    else:
+        assert code != 0 and "spec.autoscaling.scaleDownDelaySeconds" in stderr, stderr
 
 
 # FineTuneJob's spec.trainer.backoffLimit, with generated values, the same way.
@@ -565,8 +583,7 @@ def test_generated_backoff_limits_are_accepted_or_refused_by_name(
     code, stderr = _dry_run(
         control_plane, {**FTJ, "trainer": {"backoffLimit": limit}}, "FineTuneJob"
     )
-    number = isinstance(limit, int) and not isinstance(limit, bool)
-    if limit is None or (number and 0 <= limit <= 100):
+    if limit is None or (_whole(limit) and 0 <= limit <= 100):
         assert code == 0, stderr
     else:
         assert code != 0 and "spec.trainer.backoffLimit" in stderr, stderr

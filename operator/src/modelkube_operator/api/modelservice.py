@@ -102,6 +102,13 @@ class Autoscaling(ApiModel):
         le=10000,
         description="Target per pod: in-flight requests, or CPU utilization in percent.",
     )
+    scale_down_delay_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description="Seconds the load must stay low before replicas are removed (the HPA's "
+        "scale-down stabilization window; KEDA's too). Default: the cluster's, 300.",
+    )
     keda: Keda | None = Field(
         default=None,
         description=(

@@ -19,6 +19,14 @@ def in_flight_query(owner: Owner) -> str:
     return f'sum({IN_FLIGHT_METRIC}{{namespace="{owner.namespace}", model="{owner.name}"}})'
 
 
+def _behavior(spec: ModelServiceSpec) -> Obj | None:
+    """The HPA's scale-down window, when the spec sets one (else the cluster's default)."""
+    delay = spec.autoscaling.scale_down_delay_seconds if spec.autoscaling else None
+    if delay is None:
+        return None
+    return {"scaleDown": {"stabilizationWindowSeconds": delay}}
+
+
 def build_hpa(owner: Owner, spec: ModelServiceSpec, keda_present: bool = False) -> Obj | None:
     scaling = spec.autoscaling
     if scaling is None or uses_keda(spec, keda_present) or spec.scaled_to_zero():
@@ -40,7 +48,7 @@ def build_hpa(owner: Owner, spec: ModelServiceSpec, keda_present: bool = False) 
                 "target": {"type": "AverageValue", "averageValue": str(scaling.target)},
             },
         }
-    return {
+    hpa: Obj = {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": metadata(owner, COMPONENT),
@@ -52,6 +60,9 @@ def build_hpa(owner: Owner, spec: ModelServiceSpec, keda_present: bool = False) 
             "metrics": [metric],
         },
     }
+    if (behavior := _behavior(spec)) is not None:
+        hpa["spec"]["behavior"] = behavior
+    return hpa
 
 
 def build_scaledobject(owner: Owner, spec: ModelServiceSpec, keda_present: bool) -> Obj | None:
@@ -62,7 +73,7 @@ def build_scaledobject(owner: Owner, spec: ModelServiceSpec, keda_present: bool)
         return None
     scaling = spec.autoscaling
     assert scaling is not None and scaling.keda is not None
-    return {
+    scaled: Obj = {
         "apiVersion": KEDA_API_VERSION,
         "kind": "ScaledObject",
         "metadata": metadata(owner, COMPONENT),
@@ -84,6 +95,9 @@ def build_scaledobject(owner: Owner, spec: ModelServiceSpec, keda_present: bool)
             ],
         },
     }
+    if (behavior := _behavior(spec)) is not None:
+        scaled["spec"]["advanced"] = {"horizontalPodAutoscalerConfig": {"behavior": behavior}}
+    return scaled
 
 
 def build_pdb(owner: Owner, spec: ModelServiceSpec) -> Obj | None:
