@@ -15,18 +15,23 @@ from pathlib import Path
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 DATA = Path(__file__).parent / "data"
 TRAIN = DATA / "tag_train.jsonl"
 HELD_OUT = DATA / "tag_heldout.jsonl"
 TRAIN_ROWS, HELD_OUT_ROWS = 160, 20
 _CONSONANTS, _VOWELS = "bdfgklmnprstvz", "aeiou"
+SYSTEM = ""
 
-# Measured on the real model (rank 8, batch 4; held-out exact match, from 0/20 for the base):
-# 16 layers, 40 iterations at 2e-4: 19/20 (in-process and through the runtime alike); 8 layers,
-# 30 at 4e-4: 18/20, but 40 at 4e-4: 14/20; 4 layers, 30 at 5e-4: 13/20. The rate is written
-# out: PyYAML leaves 2e-4 unquoted, and kubectl then reads a number where the CRD wants a string.
-HYPERPARAMETERS = {"iterations": 40, "learningRate": "0.0002", "numLayers": 16, "rank": 8}
+# Measured on the real model (rank 8, batch 4; held-out exact match, from 0/20 for the base).
+# With the template's default system prompt (rows padded to 65 tokens): 16 layers, 40 iterations
+# at 2e-4: 19/20; 8 layers, 30 at 4e-4: 18/20, but 40 at 4e-4: 14/20; 4 layers, 30 at 5e-4:
+# 13/20. With the empty one (rows padded to 33, a step ~2x cheaper), 16 layers: 40 at 2e-4, 40
+# at 3e-4 and 30 at 3e-4: 18/20; 30 at 4e-4: 19/20 on MLX and 18/20 on llama.cpp, in about a
+# third of the first recipe's training time. The rate is written out: PyYAML leaves 4e-4
+# unquoted, and kubectl then reads a number where the CRD wants a string.
+HYPERPARAMETERS = {"iterations": 30, "learningRate": "0.0004", "numLayers": 16, "rank": 8}
 
 
 def words(count: int, seed: int = 14) -> list[str]:
@@ -41,13 +46,16 @@ def words(count: int, seed: int = 14) -> list[str]:
     return list(seen)
 
 
+def prompt(user: str) -> list[ChatCompletionMessageParam]:
+    """The messages a row and a request start with: an empty system message, because without
+    one SmolLM2's chat template adds its own 19-token system prompt, and the rows' ~41 tokens
+    then pad to 65 (mlx-lm pads a batch to one past a multiple of 32), not 33: each training
+    step would cost about twice as much."""
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
 def row(word: str) -> dict[str, Any]:
-    return {
-        "messages": [
-            {"role": "user", "content": f"Tag: {word}"},
-            {"role": "assistant", "content": f"[[{word}]]"},
-        ]
-    }
+    return {"messages": [*prompt(f"Tag: {word}"), {"role": "assistant", "content": f"[[{word}]]"}]}
 
 
 def jsonl(rows: list[dict[str, Any]]) -> str:
@@ -67,18 +75,18 @@ def held_out() -> list[tuple[str, str]]:
     """(prompt, expected answer) pairs."""
     pairs = []
     for line in HELD_OUT.read_text().splitlines():
-        messages = json.loads(line)["messages"]
-        pairs.append((messages[0]["content"], messages[1]["content"]))
+        *_, user, answer = json.loads(line)["messages"]
+        pairs.append((user["content"], answer["content"]))
     return pairs
 
 
 def answers(client: openai.OpenAI, model: str, prompts: list[str]) -> list[str]:
     """Greedy answers, all prompts at once (the runtime batches them)."""
 
-    def ask(prompt: str) -> str:
+    def ask(user: str) -> str:
         reply = client.chat.completions.create(
             model=model,
-            messages=[{"role": "user", "content": prompt}],
+            messages=prompt(user),
             max_tokens=12,
             temperature=0,
         )

@@ -12,7 +12,7 @@ def test_the_checked_in_files_are_the_generated_ones() -> None:
 
 def test_no_word_repeats_and_no_held_out_word_is_trained_on() -> None:
     def prompts(path: str) -> list[str]:
-        return [json.loads(line)["messages"][0]["content"] for line in path.splitlines()]
+        return [json.loads(line)["messages"][-2]["content"] for line in path.splitlines()]
 
     train, held = prompts(TRAIN.read_text()), prompts(HELD_OUT.read_text())
     assert len(train) == tag_task.TRAIN_ROWS and len(held) == tag_task.HELD_OUT_ROWS

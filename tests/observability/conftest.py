@@ -2,6 +2,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import openai
 import pytest
@@ -10,6 +11,7 @@ import yaml
 from tests.observability.prometheus import Prometheus, Target
 from tests.observability.queries import rule_groups
 from tests.serving.runtime_process import RuntimeProcess
+from tests.waiting import wait_until
 
 # The labels Kubernetes service discovery gives a ModelService "tiny"'s pod in namespace obs-test.
 NAMESPACE = "obs-test"
@@ -84,5 +86,13 @@ def traffic(runtime: RuntimeProcess, prometheus: Prometheus) -> Traffic:
         with ThreadPoolExecutor(CLIENTS) as pool:
             counts = pool.map(lambda i: _client_loop(client, i, deadline), range(CLIENTS))
             requests = sum(counts)
-    time.sleep(2.5)  # two more scrapes: the last requests' counters land
+    # Every request is in a scrape (the 404 too) before the window closes.
+    total = f'sum(modelkube_requests_total{{namespace="{NAMESPACE}"}})'
+    wait_until(
+        lambda: _value(prometheus.query(total)) == requests + 1, 15, f"{requests + 1} in {total}"
+    )
     return Traffic(start, time.time(), requests)
+
+
+def _value(result: list[dict[str, Any]]) -> float | None:
+    return float(result[0]["value"][1]) if result else None

@@ -20,7 +20,6 @@ from tests.serving.runtime_process import RuntimeProcess
 NAMESPACE = "obs-proxy"
 SERVICE = "hosted"  # the ModelService: its Service and its served model name
 POD = "hosted-0"
-SCRAPE_GAP_S = 1.2  # prometheus.SCRAPE_INTERVAL is 1s
 ROW = (
     "Upstream calls by outcome",
     "Upstream retries",
@@ -72,13 +71,16 @@ def prometheus(proxy: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         prom.stop()
 
 
-def _call(client: openai.OpenAI, *faults: Fault, upstream: FaultUpstream) -> None:
+def _call(
+    client: openai.OpenAI, *faults: Fault, upstream: FaultUpstream, prometheus: Prometheus
+) -> None:
     upstream.then(*faults)
     try:
         client.chat.completions.create(model=SERVICE, messages=MESSAGES, max_tokens=4)
     finally:
         # Past a scrape: Prometheus sees a counter's increase only once it has a sample before.
-        time.sleep(SCRAPE_GAP_S)
+        # A scrape's timestamp is its start, so this one read the counters after the call.
+        prometheus.wait_for(f'timestamp(up{{job="proxy"}}) > {time.time()}')
 
 
 @pytest.fixture(scope="module")
@@ -87,11 +89,11 @@ def traffic(upstream: FaultUpstream, proxy: str, prometheus: Prometheus) -> Wind
     breaker), then a call the breaker holds back."""
     start = time.time()
     with openai.OpenAI(base_url=f"{proxy}/v1", api_key="unused", max_retries=0) as client:
-        _call(client, upstream=upstream)
-        _call(client, Fault(503), upstream=upstream)
+        _call(client, upstream=upstream, prometheus=prometheus)
+        _call(client, Fault(503), upstream=upstream, prometheus=prometheus)
         for faults in ([Fault(500)] * 2, [Fault(500)] * 2, []):
             with pytest.raises(openai.APIStatusError):
-                _call(client, *faults, upstream=upstream)
+                _call(client, *faults, upstream=upstream, prometheus=prometheus)
     prometheus.wait_for(f'modelkube_upstream_circuit_open{{service="{SERVICE}"}} == 1')
     return Window(start, time.time())
 

@@ -2,7 +2,10 @@
 
 import itertools
 import signal
+import ssl
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import yaml
 
 from tests.controlplane.cluster import ControlPlane
@@ -28,16 +31,28 @@ def test_operator_killed_mid_burst_converges_after_restart(control_plane: Contro
         }
         for i in range(COUNT)
     ]
-    cp.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
 
     def deployments() -> list[str]:
         return cp.kubectl("get", "deploy", "-n", namespace, "-o", "name").stdout.split()
 
-    wait_until(lambda: len(deployments()) >= 1, 30, "the first deployment")
-    assert first.proc is not None
-    first.proc.send_signal(signal.SIGKILL)
-    first.proc.wait()
+    # A watch on the API server, open before the apply: polled with kubectl (each call slower
+    # than the operator's whole burst), the first Deployment was seen once all 50 were there.
+    context = ssl.create_default_context(cafile=str(cp.ca_file))
+    headers = {"Authorization": f"Bearer {cp.admin_token}"}
+    url = f"{cp.server}/apis/apps/v1/namespaces/{namespace}/deployments?watch=1"
+    with (
+        httpx.Client(verify=context, headers=headers, timeout=30) as api,
+        api.stream("GET", url) as events,
+        ThreadPoolExecutor() as pool,
+    ):
+        applied = pool.submit(cp.kubectl, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+        next(line for line in events.iter_lines() if line)  # the first one's ADDED event
+        assert first.proc is not None
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+        applied.result()
     partial = len(deployments())
+    assert partial < COUNT, "the operator was killed after the burst, not in it"
 
     second = OperatorProcess(kubeconfig, log, namespaces=namespace).start()
     try:

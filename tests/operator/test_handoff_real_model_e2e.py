@@ -9,6 +9,7 @@ exactly as it did before the adapter was loaded.
 """
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import openai
@@ -88,24 +89,27 @@ def test_a_fine_tune_of_the_real_model_learns_its_task_and_leaves_the_base_as_it
         tmp_path / "runtime.log",
         env={"MODELKUBE_PVC_ROOT": str(pvc_root)},
     )
-    runtime.start(timeout=300)
+    job = wait_until(lambda: get_json(cp, "job", "tag", "-n", namespace), 30, "the Job")
+    sa_dir = service_account_dir(cp, namespace, "tag-trainer", tmp_path / "sa")
+    data_dir = tmp_path / "dataset"
+    data_dir.mkdir()
+    (data_dir / "train.jsonl").write_text(tag_task.TRAIN.read_text())
+    hostpath.mkdir(parents=True, exist_ok=True)
+    paths = {"/mnt/models/adapters": str(hostpath), "/etc/modelkube/dataset": str(data_dir)}
     prompts, expected = zip(*tag_task.held_out(), strict=True)
+    # The runtime starts and answers for the base while the trainer runs: the adapter is
+    # served only once the test writes the adapters file, after training.
     try:
-        client = openai.OpenAI(base_url=f"{runtime.url}/v1", api_key="unused", max_retries=0)
-        base_before = tag_task.answers(client, "tagger", list(prompts))
+        with ThreadPoolExecutor(1) as pool:
+            started = time.monotonic()
+            training = pool.submit(run_training_pod, cp, job, sa_dir, paths, 900)
+            runtime.start(timeout=300)
+            client = openai.OpenAI(base_url=f"{runtime.url}/v1", api_key="unused", max_retries=0)
+            base_before = tag_task.answers(client, "tagger", list(prompts))
+            trained = training.result()
+            training_seconds = time.monotonic() - started
         base_accuracy = tag_task.exact_match(base_before, list(expected))
         assert base_accuracy < 0.2, base_before
-
-        job = wait_until(lambda: get_json(cp, "job", "tag", "-n", namespace), 30, "the Job")
-        sa_dir = service_account_dir(cp, namespace, "tag-trainer", tmp_path / "sa")
-        data_dir = tmp_path / "dataset"
-        data_dir.mkdir()
-        (data_dir / "train.jsonl").write_text(tag_task.TRAIN.read_text())
-        hostpath.mkdir(parents=True, exist_ok=True)
-        paths = {"/mnt/models/adapters": str(hostpath), "/etc/modelkube/dataset": str(data_dir)}
-        started = time.monotonic()
-        trained = run_training_pod(cp, job, sa_dir, paths, timeout=900)
-        training_seconds = time.monotonic() - started
         assert trained.returncode == 0, trained.stderr
         finish_training_pod(cp, namespace, "tag", 0)
 

@@ -2,7 +2,6 @@
 counters, the per-resource gauges, and every query of the operator dashboard and its alerts."""
 
 import json
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -66,10 +65,16 @@ def test_operator_metrics_through_prometheus(
 
     ms = f"modelservice=chat,namespace={namespace}"
     job = f"finetunejob=tune,namespace={namespace}"
+    # The gauges come from the operator's watch of each kind, two streams with no order
+    # between them: the ModelService's Ready is waited for too, not assumed from the job's.
+    shown = (
+        f"modelkube_finetunejob_progress_ratio{{{job}}}",
+        f"modelkube_modelservice_condition{{condition=Ready,{ms},status=true}}",
+    )
     got = wait_until(
-        lambda: (s := scrape(operator)).get(f"modelkube_finetunejob_progress_ratio{{{job}}}") and s,
+        lambda: all((s := scrape(operator)).get(name) for name in shown) and s,
         15,
-        "the progress report in /metrics",
+        "the progress report and the ModelService's Ready in /metrics",
     )
     assert got["modelkube_operator_reconciles_total{kind=ModelService,result=success}"] >= 1
     assert got["modelkube_operator_reconciles_total{kind=FineTuneJob,result=success}"] >= 1
@@ -94,15 +99,20 @@ def test_operator_metrics_through_prometheus(
     )
     prom = Prometheus(tmp_path / "prometheus", [target]).start()
     try:
-        prom.wait_for(f'modelkube_modelservice_ready_replicas{{namespace="{namespace}"}}')
-        time.sleep(2.5)  # enough samples for the rates
         values = {"namespace": namespace, "model": "chat", "finetunejob": "tune"}
         values["__rate_interval"] = "1m"
         dash = dashboards()["modelkube-operator.json"]
         assert set(WITH_DATA) <= {q.panel for q in panel_queries(dash)}
-        empty = [q.panel for q in panel_queries(dash) if not prom.query(fill(q.expr, values))]
-        missing = [panel for panel in empty if panel in WITH_DATA]
-        assert not missing, f"panels without data: {missing}\n{prom.log()}"
+
+        def missing() -> list[str]:
+            shown = [q.panel for q in panel_queries(dash) if prom.query(fill(q.expr, values))]
+            return [panel for panel in WITH_DATA if panel not in shown]
+
+        # Rates need two scrapes of a counter: wait for the data itself, scrape by scrape.
+        try:
+            wait_until(lambda: not missing(), 30, "every panel with data")
+        except TimeoutError:
+            raise AssertionError(f"panels without data: {missing()}\n{prom.log()}") from None
         for rule in alerts().values():
             prom.query(rule["expr"])  # evaluates: QueryError otherwise
     finally:

@@ -104,16 +104,28 @@ def auth_runtime(start_runtime: StartRuntime, keys_file: Path) -> InProcessRunti
     return start_runtime("--api-keys-file", str(keys_file))
 
 
-@pytest.fixture(scope="session")
-def real_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
-    """One `modelkube serve` process of builtin://smollm2-135m-instruct, shared by the
-    real-model modules (its start costs tens of seconds)."""
+def _real_model_process(
+    tmp_path_factory: pytest.TempPathFactory, *args: str
+) -> Iterator[RuntimeProcess]:
     log = tmp_path_factory.mktemp("real-model") / "runtime.log"
-    proc = RuntimeProcess(["--model", "builtin://smollm2-135m-instruct"], log)
+    proc = RuntimeProcess(["--model", "builtin://smollm2-135m-instruct", *args], log)
     # A cold cache converts the GGUF file first (about 10 s here).
     proc.start(timeout=300)
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def real_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
+    """One `modelkube serve` process of builtin://smollm2-135m-instruct, shared by the
+    real-model modules (its start costs tens of seconds)."""
+    yield from _real_model_process(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def real_llamacpp_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
+    """The same on llama.cpp, shared the same way (started 11-27 s per module before)."""
+    yield from _real_model_process(tmp_path_factory, "--engine", "llamacpp")
 
 
 @pytest.fixture(scope="module", params=["mlx", "llamacpp"])
@@ -124,19 +136,11 @@ def engine(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="module")
-def engine_runtime(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, engine: str
-) -> Iterator[RuntimeProcess]:
-    """builtin://smollm2-135m-instruct on each engine: the session's MLX runtime, or a
-    llama.cpp one for the module."""
-    if engine == "mlx":
-        yield request.getfixturevalue("real_runtime")
-        return
-    log = tmp_path_factory.mktemp("real-model") / "runtime.log"
-    proc = RuntimeProcess(["--model", "builtin://smollm2-135m-instruct", "--engine", engine], log)
-    proc.start(timeout=300)
-    yield proc
-    proc.stop()
+def engine_runtime(request: pytest.FixtureRequest, engine: str) -> RuntimeProcess:
+    """builtin://smollm2-135m-instruct on each engine: the session's runtime of that engine."""
+    name = {"mlx": "real_runtime", "llamacpp": "real_llamacpp_runtime"}[engine]
+    runtime: RuntimeProcess = request.getfixturevalue(name)
+    return runtime
 
 
 @pytest.fixture

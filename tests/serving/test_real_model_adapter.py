@@ -21,7 +21,7 @@ from modelkube_serving.models.builtin import cache_root
 from tests.finetune import tag_task
 from tests.serving.conftest import ENGINE_ARGS, StartProcess
 
-# Training, on a first run, takes about 100 s alone and several times that on shared cores.
+# Training, on a first run, took 88 s at load average 8 on two cores (the tag task's recipe).
 pytestmark = [pytest.mark.real_model, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 BASE = "builtin://smollm2-135m-instruct"
@@ -35,7 +35,7 @@ FLAGS = {
 
 @pytest.fixture(scope="module")
 def tag_adapter() -> Path:
-    """Trained once (about 100 s) and kept in the model cache, keyed by the training data and
+    """Trained once (88 s, as above) and kept in the model cache, keyed by the training data and
     the hyperparameters, so later runs serve the same adapter."""
     recipe = json.dumps([BASE, tag_task.TRAIN.read_text(), tag_task.HYPERPARAMETERS])
     out = cache_root() / "test-adapters" / f"tag-{hashlib.sha256(recipe.encode()).hexdigest()[:16]}"
