@@ -73,22 +73,28 @@ async def _warm_up(server: Server, max_tokens: int) -> dict[str, Any]:
     return {"ok": result.ok, "error": result.error}
 
 
-async def _measure_level(systems: list[System], model: str, level: Level, first: int) -> None:
+async def _measure_level(
+    systems: list[System], model: str, level: Level, first: int, settle_s: float
+) -> None:
     for index in range(level.rounds):
         measured = []
         for system in round_order(systems, index):
+            await asyncio.sleep(settle_s)
             tok_per_s = await system.measure(level, first + index * level.requests)
             measured.append(f"{system.name} {fmt(tok_per_s)}")
         done = ", ".join(measured)
         log(f"{model} @{level.concurrency} round {index + 1}/{level.rounds} tok/s: {done}")
 
 
-async def _measure(systems: list[System], plan: ModelPlan) -> None:
+async def _measure(systems: list[System], plan: ModelPlan, settle_s: float) -> None:
     """Every request of the model gets its own prompt index, shared by all systems in a round."""
     first = 0
     for level in plan.levels:
-        log(f"{plan.name} @{level.concurrency}: {level.rounds} rounds of {level.requests} requests")
-        await _measure_level(systems, plan.name, level, first)
+        log(
+            f"{plan.name} @{level.concurrency}: {level.rounds} rounds of {level.requests} "
+            f"requests, {settle_s:g} s of quiet before each system's round"
+        )
+        await _measure_level(systems, plan.name, level, first, settle_s)
         first += level.rounds * level.requests
 
 
@@ -140,7 +146,7 @@ async def _bench_model(
         if not is_real(plan.name):
             ceiling, results = await _start_ceiling(stack, plan.name, path, full.max_tokens)
         systems: list[System] = [*http, *ceiling]
-        await _measure(systems, plan)
+        await _measure(systems, plan, full.settle_s)
     if full.two_turn and (plan.name == "tiny" or is_real(plan.name)):
         # On the CPU a quantized ~1,000-token prefill takes minutes: not in a quick run.
         chats = [s for s in http if not (full.quick and s.name == "ours-keep")]
