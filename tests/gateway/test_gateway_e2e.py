@@ -221,6 +221,43 @@ def test_the_hold_times_out_with_503_and_retry_after(
     assert quick.metric(GATEWAY_HOLDS, model="ghost", outcome="timeout") == 1
 
 
+def test_a_stopping_gateway_answers_held_requests_503_and_lets_streams_finish(
+    start_gateway: Callable[[float], InProcessGateway], published: dict[str, Pod]
+) -> None:
+    stopping = start_gateway(60.0)
+    held_body = {"model": "ghost", "messages": [{"role": "user", "content": "hi"}]}
+    with (
+        openai.OpenAI(base_url=f"{stopping.url}/v1", api_key="-", max_retries=0) as sdk,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        stream = sdk.chat.completions.create(
+            model="chat",
+            messages=chat("a long story please"),
+            max_tokens=1900,
+            stream=True,
+            extra_body={"ignore_eos": True},
+        )
+        chunks = iter(stream)
+        next(chunks)
+        held = pool.submit(
+            httpx.post, f"{stopping.url}/v1/chat/completions", json=held_body, timeout=50
+        )
+        wait_until(lambda: _held(stopping) == 2, 30, "the stream and the held request")
+        stopping.stop(wait=False)
+        answer = held.result(50)
+        # Answered once the shutdown began, while the stream still streamed.
+        assert stopping.forwarder.loads, "the stream ended before the shutdown: too short"
+        assert answer.status_code == 503, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "model_not_ready" and "shutting down" in error["message"]
+        assert answer.headers["retry-after"] == "1"
+        assert answer.headers["connection"] == "close"
+        last = list(chunks)[-1]
+    assert last.choices[0].finish_reason == "length"
+    registry = stopping.forwarder.metrics.runtime.registry
+    assert registry.get_sample_value(GATEWAY_HOLDS, {"model": "ghost", "outcome": "shutdown"}) == 1
+
+
 def test_a_pod_killed_mid_request_is_retried_on_the_other(
     client: openai.OpenAI, gateway: InProcessGateway, published: dict[str, Pod]
 ) -> None:
