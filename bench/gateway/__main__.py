@@ -11,6 +11,11 @@ Two configurations of the replicas' prefix caches, each run on freshly started r
   replica holds only a part of them. The total is measured: the bytes the replicas' caches
   hold after the unbounded gateway run, where each session's cache sits on about one replica.
 
+Each configuration runs the sessions closed-loop (a session's next turn goes as soon as its
+answer ends, so the replicas are saturated and TTFT is mostly queueing), then, with
+`--think-ms`, new sessions paced the way users are (a pause before each later turn), on the
+same replicas: there the replicas have room, and TTFT is what the prefix cache makes it.
+
 Prints the tables and writes JSON (bench/results/gateway.json)."""
 
 import argparse
@@ -33,8 +38,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.gateway.latency import AddedLatency, added_latency
 from bench.gateway.report import LEGEND, latency_line, summary, table
 from bench.gateway.sessions import (
+    Think,
     Turn,
     idle_ttft,
+    no_think,
+    reader,
     run_sessions,
     shared_tokens,
     system_prompt,
@@ -64,6 +72,14 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         default=0,
         help="sessions a mode runs before the other takes its turn (default: all of them); "
         "on a machine shared with other work, a wave of --concurrency interleaves the modes",
+    )
+    p.add_argument(
+        "--think-ms",
+        type=int,
+        default=3000,
+        help="mean pause of a user before each later turn in the paced run, which follows the "
+        "closed-loop one on the same replicas (exponential, fixed seed, the same for both "
+        "modes); 0: no paced run",
     )
     p.add_argument("--system-words", type=int, default=300)
     p.add_argument("--max-tokens", type=int, default=16)
@@ -201,17 +217,30 @@ def _configuration(
         urls = {mode: [f"http://{endpoint(p.port)}" for p in pods[mode]] for mode in MODES}
         systems = {mode: system_prompt(seed, args.system_words) for mode, seed in MODES.items()}
         _log(f"{args.sessions} sessions x {args.turns} turns a mode, {budget >> 20} MiB")
-        turns, walls = _interleaved_waves(args, urls["direct"], gateway, systems)
+        sessions = range(args.sessions)
+        turns, walls = _interleaved_waves(args, urls["direct"], gateway, systems, sessions)
         held = {mode: [_cache_bytes(p, budget) for p in pods[mode]] for mode in MODES}
+        paced: tuple[dict[str, list[Turn]], dict[str, float]] | None = None
+        if args.think_ms:
+            _log(f"paced: the same again, {args.think_ms} ms between turns on average")
+            later = range(args.sessions, 2 * args.sessions)  # new conversations
+            think = reader(args.think_ms / 1000)
+            paced = _interleaved_waves(args, urls["direct"], gateway, systems, later, think)
         for mode in MODES:  # the probes below add to the caches: their fill was read first
             shared = asyncio.run(shared_tokens(urls[mode], systems[mode]))
             results[mode] = summary(turns[mode], walls[mode], shared)
             cold, warm = asyncio.run(idle_ttft(urls[mode], systems[mode], args.turns))
-            results[mode] |= {"idle_ttft_lost_ms": cold * 1000, "idle_ttft_found_ms": warm * 1000}
+            idle = {"idle_ttft_lost_ms": cold * 1000, "idle_ttft_found_ms": warm * 1000}
+            results[mode] |= idle
             results[mode]["cache_mb_held_per_replica"] = [
                 round(b / (1 << 20), 1) for b in held[mode]
             ]
             _log(f"{mode}: {results[mode]}")
+            if paced is not None:
+                results.setdefault("paced", {})[mode] = (
+                    summary(paced[0][mode], paced[1][mode], shared) | idle
+                )
+                _log(f"{mode}, paced: {results['paced'][mode]}")
         endpoints = [endpoint(p.port) for p in pods["gateway"]]
         results.update(added_latency(gateway, endpoints, work, args.latency_requests).as_dict())
     finally:
@@ -221,7 +250,12 @@ def _configuration(
 
 
 def _interleaved_waves(
-    args: argparse.Namespace, direct: list[str], gateway: str, systems: dict[str, str]
+    args: argparse.Namespace,
+    direct: list[str],
+    gateway: str,
+    systems: dict[str, str],
+    sessions: range,
+    think: Think = no_think,
 ) -> tuple[dict[str, list[Turn]], dict[str, float]]:
     """The sessions in waves of `--wave`, each wave run by one mode and then by the other
     (which goes first alternates), so that both modes see the same load from the rest of the
@@ -235,13 +269,13 @@ def _interleaved_waves(
     }
     turns: dict[str, list[Turn]] = {mode: [] for mode in MODES}
     walls = dict.fromkeys(MODES, 0.0)
-    size = args.wave or args.sessions
-    for wave, first in enumerate(range(0, args.sessions, size)):
-        numbers = range(first, min(first + size, args.sessions))
+    size = args.wave or len(sessions)
+    for wave, first in enumerate(range(sessions.start, sessions.stop, size)):
+        numbers = range(first, min(first + size, sessions.stop))
         for mode in list(MODES)[:: 1 if wave % 2 == 0 else -1]:
             done, wall = asyncio.run(run_sessions(
                 picks[mode], systems[mode], numbers, args.turns, args.concurrency,
-                args.max_tokens,
+                args.max_tokens, think,
             ))  # fmt: skip
             turns[mode] += done
             walls[mode] += wall
@@ -279,6 +313,13 @@ def main(argv: list[str] | None = None) -> int:
             f"one replica {cache_mb / total_mb:.0%} of it):",
             bounded["direct"], bounded["gateway"]))  # fmt: skip
         print(latency_line(AddedLatency.of(bounded)))
+        for name, results in (("Unbounded", unbounded), ("Bounded", bounded)):
+            if "paced" in results:
+                print("\n" + table(
+                    f"{name} prefix caches, paced: each later turn sent after a pause of "
+                    f"{args.think_ms} ms on average (a user reading and typing), on the same "
+                    "replicas, new sessions:", results["paced"]["direct"],
+                    results["paced"]["gateway"]))  # fmt: skip
         args.output.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "args": {k: str(v) for k, v in vars(args).items()},

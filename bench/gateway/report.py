@@ -23,7 +23,10 @@ What the columns mean:
   and of the rest: the gap is what a miss costs in prefill, what both share is mostly queueing.
 - idle replica: TTFT of a last turn sent alone to an idle replica of that run, with its whole
   history cached and with only the shared prefix cached: prefill and one step, no queueing.
-- throughput: turns, and generated tokens, per second of the whole run.
+- throughput: turns, and generated tokens, per second of the whole run (in a paced run,
+  mostly the pauses: what the users asked for, not what the replicas could do).
+- paced: new sessions whose users pause before each later turn (the same pauses in both
+  modes); the closed-loop tables keep every replica saturated, these leave room.
 - gateway added latency p50: the p50 of 1-token requests through the gateway minus the p50 of
   the same requests sent straight to the pod it picks, interleaved; it includes the extra
   loopback hop, so it moves with the machine's load. The floor is the same through a bare

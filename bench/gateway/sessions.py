@@ -27,6 +27,25 @@ class Turn:
     completion_tokens: int
 
 
+Think = Callable[[int, int], float]  # (session, turn) -> seconds before that turn is sent
+
+
+def no_think(_session: int, _turn: int) -> float:
+    return 0.0
+
+
+def reader(mean_s: float) -> Think:
+    """A chat user's pause before each later turn (reading the answer, typing the next):
+    exponential around `mean_s`, capped at 3x so one draw does not set the run's length,
+    and drawn from the session and turn alone, so both modes wait the same pauses."""
+
+    def think(session: int, turn: int) -> float:
+        draw = random.Random(f"think {session} {turn}").expovariate(1 / mean_s)
+        return min(draw, 3 * mean_s) if turn > 1 else 0.0
+
+    return think
+
+
 def system_prompt(seed: int, words: int) -> str:
     rng = random.Random(seed)
     return "You are a helpful assistant. " + " ".join(rng.choice(WORDS) for _ in range(words))
@@ -39,16 +58,19 @@ async def run_sessions(
     turns: int,
     concurrency: int,
     max_tokens: int,
+    think: Think = no_think,
 ) -> tuple[list[Turn], float]:
-    """Every session's turns in order, `concurrency` sessions at a time; the turns and the
-    wall time. A session's number is in its messages, so numbers must not repeat in a run."""
+    """Every session's turns in order, `concurrency` sessions at a time, each turn sent
+    `think` seconds after the previous answer ended (at once by default: closed loop); the
+    turns and the wall time. A session's number is in its messages, so numbers must not
+    repeat in a run."""
     gate = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=300, limits=limits) as http:
 
         async def session(number: int) -> list[Turn]:
             async with gate:
-                return await _session(http, pick_url, system, number, turns, max_tokens)
+                return await _session(http, pick_url, system, number, turns, max_tokens, think)
 
         started = time.perf_counter()
         done = await asyncio.gather(*(session(i) for i in sessions))
@@ -90,10 +112,12 @@ async def _session(
     number: int,
     turns: int,
     max_tokens: int,
+    think: Think,
 ) -> list[Turn]:
     messages = [{"role": "system", "content": system}]
     found = []
     for turn in range(1, turns + 1):
+        await asyncio.sleep(think(number, turn))
         messages.append({"role": "user", "content": f"Session {number}, question {turn}: why?"})
         text, result = await _turn(http, pick_url(), messages, max_tokens)
         found.append(Turn(number, turn, *result))

@@ -19,6 +19,8 @@ def test_the_gateway_runs_with_its_flags_service_and_rbac() -> None:
     assert "--namespace=team-a" in container["args"]
     assert "--api-keys-file=/etc/modelkube/keys/keys" in container["args"]
     assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    assert "--drain-seconds=30" in container["args"]
+    assert pod["terminationGracePeriodSeconds"] == 5 + 30 + 5
     assert pod["serviceAccountName"] == "modelkube-gateway"
     services = {s["metadata"]["name"]: s for s in of_kind(docs, "Service")}
     gateway = services["modelkube-gateway"]["spec"]

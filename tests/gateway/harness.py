@@ -20,7 +20,9 @@ from modelkube_operator.k8s.credentials import load_credentials
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelkube_serving.gateway.app import GatewayConfig, create_gateway
+from modelkube_serving.gateway.command import server_options
 from modelkube_serving.gateway.forward import Forwarder
+from modelkube_serving.gateway.server import GatewayServer
 from modelkube_serving.services.admission import AdmissionLimits
 from tests.controlplane.cluster import ControlPlane
 from tests.serving.inprocess import InProcessRuntime
@@ -35,6 +37,7 @@ class InProcessGateway:
     cp: ControlPlane
     namespace: str
     hold_timeout_s: float
+    drain_s: int = 60
     port: int = field(default_factory=free_port)
     server: uvicorn.Server | None = None
     thread: threading.Thread | None = None
@@ -58,10 +61,11 @@ class InProcessGateway:
         )
         kube = Kube(load_credentials(str(self.cp.admin_kubeconfig)), "modelkube-gateway")
         app = create_gateway(config, kube)
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                app, host="127.0.0.1", port=self.port, log_level="warning", loop="asyncio"
-            )
+        options = server_options("warning", self.drain_s)
+        # The server `modelkube gateway` runs, with its shutdown: `stop` is its SIGTERM.
+        self.server = GatewayServer(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, loop="asyncio", **options),
+            app.state.scaler.stop_holding,
         )
         self.thread = threading.Thread(target=self.server.run, name=f"gateway-{self.port}")
         self.thread.start()
@@ -72,10 +76,12 @@ class InProcessGateway:
         assert self.thread is not None
         return None if self.thread.is_alive() else "the gateway stopped"
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
+        """What uvicorn's SIGTERM handler does: its graceful shutdown begins."""
         if self.server is not None and self.thread is not None:
             self.server.should_exit = True
-            self.thread.join(15)
+            if wait:
+                self.thread.join(15)
 
     def metric(self, name: str, **labels: str) -> float:
         return metric(self.url, name, **labels)

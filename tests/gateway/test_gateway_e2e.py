@@ -6,7 +6,9 @@ affinity, scale from zero and back, bad names, the hold timing out, and last a p
 mid-request.
 """
 
+import json
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -219,6 +221,88 @@ def test_the_hold_times_out_with_503_and_retry_after(
     assert answer.json()["error"]["code"] == "model_not_ready"
     assert int(answer.headers["retry-after"]) >= 1
     assert quick.metric(GATEWAY_HOLDS, model="ghost", outcome="timeout") == 1
+
+
+def _send_and_leave(url: str, body: dict[str, Any]) -> socket.socket:
+    """A client that sends a request and will leave when the socket is closed."""
+    payload = json.dumps(body).encode()
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + payload)
+    return sock
+
+
+def test_a_client_leaving_a_held_request_frees_it_and_nothing_follows(
+    control_plane: ControlPlane,
+    namespace: str,
+    start_gateway: Callable[[float], InProcessGateway],
+    published: dict[str, Pod],
+) -> None:
+    held = start_gateway(60.0)
+    hello = [{"role": "user", "content": "hi"}]
+    leaving = [
+        _send_and_leave(held.url, {"model": "ghost", "messages": hello, "stream": stream})
+        for stream in (False, True)
+    ]
+    wait_until(lambda: _held(held) == 2, 30, "both requests held")
+    for sock in leaving:
+        sock.close()
+    wait_until(lambda: _held(held) == 0, 30, "the held requests freed")
+    assert held.metric(GATEWAY_HOLDS, model="ghost", outcome="gone") == 2
+    # `ghost` gets a ready pod (one serving another model: only the routing is looked at).
+    apply(control_plane, endpoint_slice(namespace, "ghost", published["other-0"].port))
+    try:
+        answer = httpx.post(
+            f"{held.url}/v1/chat/completions", json={"model": "ghost", "messages": hello}
+        )
+        assert answer.status_code == 404, answer.text  # the pod's: routed, it serves `other`
+        # Only that request was routed: the two that left were never sent on.
+        assert held.metric(GATEWAY_ROUTED, model="ghost") == 1
+    finally:
+        control_plane.kubectl(
+            "delete", "-n", namespace, "endpointslice", f"ghost-{published['other-0'].port}"
+        )
+
+
+def test_a_stopping_gateway_answers_held_requests_503_and_lets_streams_finish(
+    start_gateway: Callable[[float], InProcessGateway], published: dict[str, Pod]
+) -> None:
+    stopping = start_gateway(60.0)
+    held_body = {"model": "ghost", "messages": [{"role": "user", "content": "hi"}]}
+    with (
+        openai.OpenAI(base_url=f"{stopping.url}/v1", api_key="-", max_retries=0) as sdk,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        stream = sdk.chat.completions.create(
+            model="chat",
+            messages=chat("a long story please"),
+            max_tokens=1900,
+            stream=True,
+            extra_body={"ignore_eos": True},
+        )
+        chunks = iter(stream)
+        next(chunks)
+        held = pool.submit(
+            httpx.post, f"{stopping.url}/v1/chat/completions", json=held_body, timeout=50
+        )
+        wait_until(lambda: _held(stopping) == 2, 30, "the stream and the held request")
+        stopping.stop(wait=False)
+        answer = held.result(50)
+        # Answered once the shutdown began, while the stream still streamed.
+        assert stopping.forwarder.loads, "the stream ended before the shutdown: too short"
+        assert answer.status_code == 503, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "model_not_ready" and "shutting down" in error["message"]
+        assert answer.headers["retry-after"] == "1"
+        assert answer.headers["connection"] == "close"
+        last = list(chunks)[-1]
+    assert last.choices[0].finish_reason == "length"
+    registry = stopping.forwarder.metrics.runtime.registry
+    assert registry.get_sample_value(GATEWAY_HOLDS, {"model": "ghost", "outcome": "shutdown"}) == 1
 
 
 def test_a_pod_killed_mid_request_is_retried_on_the_other(

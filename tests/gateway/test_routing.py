@@ -33,6 +33,18 @@ def test_never_picks_an_endpoint_over_the_bound_when_one_fits(
     assert loads[chosen] + 1 <= bound
 
 
+def test_at_a_light_load_a_conversation_stays_beside_one_other_request() -> None:
+    loads = {f"10.0.0.{i}:8000": 0 for i in range(4)}
+    home = choose(b"conversation", loads, 1.25)
+    # Its pod serves one request, another pod one too: the share alone would be
+    # ceil(1.25 * 3 / 4) = 1, a spill; a pod may always batch a second sequence.
+    others = [e for e in loads if e != home.endpoint]
+    assert choose(b"conversation", {**loads, home.endpoint: 1, others[0]: 1}, 1.25) == home
+    assert load_bound({**loads, home.endpoint: 1, others[0]: 1}, 1.25) == 2
+    spilled = choose(b"conversation", {**loads, home.endpoint: 2}, 1.25)
+    assert not spilled.affinity  # two already: over the bound of 2, as before
+
+
 @given(loaded(), KEYS, FACTORS)
 def test_the_home_takes_the_request_whenever_it_fits_under_the_bound(
     loads: dict[str, int], key: bytes, factor: float

@@ -1,4 +1,5 @@
-"""The scaler's idle check: a service is idle only with no request in flight, held ones too."""
+"""The scaler's idle check: a service is idle only with no request in flight, held ones too;
+and its holds when the gateway stops."""
 
 import asyncio
 from typing import cast
@@ -6,8 +7,9 @@ from typing import cast
 import pytest
 from modelkube_operator.k8s.client import Kube
 
+from modelkube_serving.errors import NoReadyReplica
 from modelkube_serving.gateway.catalog import Catalog, ModelServiceView
-from modelkube_serving.gateway.metrics import GatewayMetrics
+from modelkube_serving.gateway.metrics import GATEWAY_HOLDS, GatewayMetrics
 from modelkube_serving.gateway.scaler import Scaler
 from modelkube_serving.metrics import RuntimeMetrics
 
@@ -31,3 +33,20 @@ async def test_a_request_held_through_a_long_cold_start_keeps_its_service_awake(
         await hold
     now[0] = 110.0
     assert scaler.idle() == [service]  # the client gave up: idle again, idleSeconds after
+
+
+@pytest.mark.asyncio
+async def test_a_stopping_gateway_answers_held_and_later_holds_with_503() -> None:
+    service = ModelServiceView("ns", "other", (), 1, True, 10)
+    catalog = Catalog(services={service.key: service})
+    metrics = GatewayMetrics(RuntimeMetrics())
+    scaler = Scaler(cast(Kube, None), catalog, metrics, hold_timeout_s=600)
+    hold = asyncio.create_task(scaler.ready_endpoints(service, "other"))
+    await asyncio.sleep(0)  # the request is held
+    scaler.stop_holding()
+    for waiting in (hold, scaler.ready_endpoints(service, "other")):
+        with pytest.raises(NoReadyReplica, match="shutting down") as raised:
+            await waiting
+        assert raised.value.headers() == {"Retry-After": "1"}
+    samples = {"model": "other", "outcome": "shutdown"}
+    assert metrics.runtime.registry.get_sample_value(GATEWAY_HOLDS, samples) == 2

@@ -256,9 +256,12 @@ def _ready(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _print_startup(cp: ControlPlane, applied: float, answered: float) -> None:
-    """apply -> first answer, split per pod: schedule, image, start, model load, ready."""
+    """apply -> first answer, split per pod: schedule, image, start, model load, ready.
+    The first answer can come from the first pod Ready (a startup probe every second), so
+    the split waits for every pod's."""
+    wait_until(lambda: len(_ready_pods(cp)) == 2, 180, "both pods Ready for the startup split")
     rows = {}
-    for pod in _pods(cp):
+    for pod in _ready_pods(cp):
         name = pod["metadata"]["name"]
         selector = f"involvedObject.name={name}"
         events = get_json(cp, "events", "-n", NAMESPACE, "--field-selector", selector) or {}
@@ -267,6 +270,17 @@ def _print_startup(cp: ControlPlane, applied: float, answered: float) -> None:
         rows[name] = phases(pod, events["items"], logs.stdout.splitlines(), loaded_mark)
     print(f"\napply -> first answer through the ClusterIP: {answered - applied:.1f} s")
     print(table(rows))
+
+
+def _ready_pods(cp: ControlPlane) -> list[dict[str, Any]]:
+    return [
+        pod
+        for pod in _pods(cp)
+        if any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in pod.get("status", {}).get("conditions", [])
+        )
+    ]
 
 
 def _dump(cp: ControlPlane, node: RealNode, operator: OperatorProcess) -> None:

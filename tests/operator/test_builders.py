@@ -546,6 +546,18 @@ def test_startup_probe_waits_for_the_model_on_readyz() -> None:
     assert default["periodSeconds"] * default["failureThreshold"] == 600
 
 
+def test_a_loaded_model_is_ready_within_a_second_but_a_running_pod_is_probed_less() -> None:
+    """Readiness and liveness start only once the startup probe passed, so its period is
+    what a cold start waits after the model loaded; the probes of a running pod stay slow."""
+    container = _runtime(spec())
+    assert container["startupProbe"]["periodSeconds"] == 1
+    assert container["readinessProbe"]["periodSeconds"] == 5
+    assert container["livenessProbe"]["periodSeconds"] == 10
+    # The longest load the API allows (a day's download) still fits the startup probe.
+    longest = _runtime(spec(runtime={"startupSeconds": 86400}))["startupProbe"]
+    assert longest["failureThreshold"] == 86400
+
+
 def test_rollout_needs_no_spare_accelerator_with_several_replicas() -> None:
     def strategy(s: ModelServiceSpec) -> dict[str, Any]:
         rolling: dict[str, Any] = build_deployment(OWNER, s, NONE, "h", IMAGES)["spec"]["strategy"][

@@ -9,6 +9,8 @@ from modelkube_serving.argtypes import non_negative, positive, positive_float
 from modelkube_serving.gateway.routing import DEFAULT_BOUND_FACTOR
 
 EXIT_BAD_INPUT = 2
+EXIT_STARTUP_FAILURE = 3  # uvicorn.run's, e.g. the port taken
+DRAIN_SECONDS = 30
 
 
 def add_parser(sub: Any) -> None:
@@ -39,6 +41,13 @@ def add_parser(sub: Any) -> None:
         default=300.0,
         help="seconds to wait for a pod's answer to begin",
     )
+    p.add_argument(
+        "--drain-seconds",
+        type=non_negative,
+        default=DRAIN_SECONDS,
+        help="seconds a stopping gateway lets answers in flight finish (requests held for a "
+        "model scaling from zero get a 503 with Retry-After at once)",
+    )
     p.add_argument("--max-concurrent-requests", type=positive, default=1024)
     p.add_argument("--max-queued-requests", type=non_negative, default=4096)
     p.add_argument("--max-queue-wait", type=positive_float, default=60.0)
@@ -62,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     from modelkube_serving.auth import KeyFileError, load_api_keys
     from modelkube_serving.gateway.app import GatewayConfig, create_gateway
+    from modelkube_serving.gateway.server import GatewayServer
     from modelkube_serving.services.admission import AdmissionLimits
 
     try:
@@ -85,17 +95,22 @@ def run(args: argparse.Namespace) -> int:
         response_timeout_s=args.response_timeout,
     )
     app = create_gateway(config, Kube(credentials, field_manager="modelkube-gateway"))
-    uvicorn.run(app, host=args.host, port=args.port, **server_options(args.log_level))
-    return 0
+    options = server_options(args.log_level, args.drain_seconds)
+    server = GatewayServer(
+        uvicorn.Config(app, host=args.host, port=args.port, **options),
+        app.state.scaler.stop_holding,
+    )
+    server.run()
+    return 0 if server.started else EXIT_STARTUP_FAILURE
 
 
-def server_options(log_level: str) -> dict[str, Any]:
+def server_options(log_level: str, drain_s: int = DRAIN_SECONDS) -> dict[str, Any]:
     """uvicorn's settings for the gateway; bench/gateway/floor.py serves its bare
     pass-through with the same ones, so the two differ only by the gateway's own code."""
     return {
         "log_level": log_level,
         "backlog": 2048,
-        "timeout_graceful_shutdown": 5,
+        "timeout_graceful_shutdown": drain_s,
         "access_log": False,
         # Nothing here reads the client's address (keys identify clients), so uvicorn's
         # X-Forwarded-For rewriting would be a middleware call per request for nothing.

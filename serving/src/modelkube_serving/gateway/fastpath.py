@@ -12,6 +12,7 @@ endpoints, the lifespan) goes to the FastAPI app as before.
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -52,7 +53,7 @@ class FastPath:
         self.app = app
         self.fast = fast
         self.paths = paths
-        self.state = getattr(app, "state", None)
+        self.state: Any = getattr(app, "state", None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:

@@ -132,6 +132,9 @@ class Forwarder:
                 self._done(routed, pod)
                 self._retry_or_raise(routed, tried, pod, exc)
                 continue
+            except BaseException:  # cancelled: the client left before the headers came
+                self._done(routed, pod)
+                raise
             if stream.status == _DRAINING and self._may_retry(routed, tried, pod, "draining"):
                 stream.close()
                 self._done(routed, pod)

@@ -32,7 +32,8 @@ class GatewayMetrics:
         )
         self.holds = Counter(
             GATEWAY_HOLDS,
-            "Requests held for a model with no ready replica, by outcome (ready, timeout, gone).",
+            "Requests held for a model with no ready replica, by outcome (ready, timeout, gone,"
+            " shutdown: the gateway stopped first).",
             ["model", "outcome"],
             registry=r,
         )

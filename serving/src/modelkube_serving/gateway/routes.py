@@ -53,10 +53,15 @@ async def _forward(request: Request, endpoint: str) -> Response:
     slot = await gateway.admit(routed, client_key(request))
     if routed.stream:
         try:
-            stream, load = await gateway.open_stream(routed)
+            # Watched too: the stream may be held while its model scales from zero.
+            opened = await until_disconnect(request, gateway.open_stream(routed), None)
         except BaseException:
             slot.release()
             raise
+        if opened is None:  # the client left; nobody reads this
+            slot.release()
+            return Response(status_code=499)
+        stream, load = opened
         if stream.status >= 400:
             body = b"".join([chunk async for chunk in stream])
             stream.close()

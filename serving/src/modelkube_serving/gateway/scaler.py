@@ -41,6 +41,7 @@ class Scaler:
         self._last_used: dict[tuple[str, str], float] = {}
         self._in_flight: dict[tuple[str, str], int] = {}
         self._waking: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
 
     # -- activity ------------------------------------------------------------------------
     def started(self, service: ModelServiceView) -> None:
@@ -52,9 +53,15 @@ class Scaler:
         self._last_used[service.key] = self._clock()
 
     # -- holding -------------------------------------------------------------------------
+    def stop_holding(self) -> None:
+        """The gateway is stopping: held requests, and any that would be held, get a 503 now.
+        A pod may take longer to get ready than the gateway has left to live, and uvicorn
+        cancels what is still running at the end of its graceful shutdown into a 500."""
+        self._stopping.set()
+
     async def ready_endpoints(self, service: ModelServiceView, model: str) -> list[str]:
         """The service's ready endpoints, waking it and holding the caller when it has none;
-        NoReadyReplica after the hold timeout."""
+        NoReadyReplica after the hold timeout, or once the gateway stops."""
         endpoints = self.catalog.endpoints(service)
         if endpoints:
             return endpoints
@@ -64,21 +71,43 @@ class Scaler:
         self.started(service)
         try:
             self._wake(service, model)
-            endpoints = await asyncio.wait_for(self._until_ready(service), self.hold_timeout_s)
-        except TimeoutError:
-            self._held(model, "timeout", started)
-            raise NoReadyReplica(
-                f"The model `{model}` has no ready replica yet (held "
-                f"{self.hold_timeout_s:g} s while it scales up); retry shortly.",
-                retry_after_s=max(1, math.ceil(self.hold_timeout_s / 4)),
-            ) from None
+            endpoints = await self._hold(service)
         except asyncio.CancelledError:
             self._held(model, "gone", started)
             raise
         finally:
             self.finished(service)
-        self._held(model, "ready", started)
-        return endpoints
+        if endpoints:
+            self._held(model, "ready", started)
+            return endpoints
+        if self._stopping.is_set():
+            self._held(model, "shutdown", started)
+            raise NoReadyReplica(
+                f"The model `{model}` has no ready replica yet and this gateway is shutting "
+                "down; retry (the model keeps scaling up).",
+                retry_after_s=1,
+            )
+        self._held(model, "timeout", started)
+        raise NoReadyReplica(
+            f"The model `{model}` has no ready replica yet (held "
+            f"{self.hold_timeout_s:g} s while it scales up); retry shortly.",
+            retry_after_s=max(1, math.ceil(self.hold_timeout_s / 4)),
+        )
+
+    async def _hold(self, service: ModelServiceView) -> list[str]:
+        """The endpoints once some are ready; none at the hold timeout or when stopping."""
+        if self._stopping.is_set():
+            return []
+        ready = asyncio.ensure_future(self._until_ready(service))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait(
+                {ready, stopping}, timeout=self.hold_timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            ready.cancel()
+            stopping.cancel()
+        return ready.result() if ready.done() and not ready.cancelled() else []
 
     async def _until_ready(self, service: ModelServiceView) -> list[str]:
         while True:
