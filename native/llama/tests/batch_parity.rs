@@ -29,19 +29,32 @@ fn fixture() -> Option<(PathBuf, Vec<Vec<u32>>)> {
     Some((gguf, prompts))
 }
 
-#[test]
-fn batched_greedy_equals_solo_greedy() {
+/// Sequences of 512 cells, one thread: what every test here runs on.
+fn settings(n_batch: u32, n_seq_max: u32) -> Settings {
+    Settings {
+        n_ctx_seq: 512,
+        n_batch,
+        n_seq_max,
+        n_threads: 1,
+    }
+}
+
+/// An engine of `settings(n_batch, n_seq_max)` on the fixture's model, and its prompts; None
+/// (the test is skipped) without MODELKUBE_TEST_GGUF.
+fn loaded(n_batch: u32, n_seq_max: u32) -> Option<(LlamaEngine, Vec<Vec<u32>>)> {
     let Some((gguf, prompts)) = fixture() else {
         eprintln!("MODELKUBE_TEST_GGUF not set: skipped");
+        return None;
+    };
+    let engine = LlamaEngine::load(&gguf, settings(n_batch, n_seq_max)).unwrap();
+    Some((engine, prompts))
+}
+
+#[test]
+fn batched_greedy_equals_solo_greedy() {
+    let Some((mut engine, prompts)) = loaded(512, 8) else {
         return;
     };
-    let settings = Settings {
-        n_ctx_seq: 512,
-        n_batch: 512,
-        n_seq_max: 8,
-        n_threads: 1,
-    };
-    let mut engine = LlamaEngine::load(&gguf, settings).unwrap();
     let solo: Vec<Vec<u32>> = prompts
         .iter()
         .map(|p| engine.generate_greedy(p.clone(), 16).unwrap())
@@ -79,12 +92,7 @@ fn copied_prefix_greedy_equals_solo_greedy() {
         eprintln!("MODELKUBE_TEST_GGUF not set: skipped");
         return;
     };
-    let settings = Settings {
-        n_ctx_seq: 512,
-        n_batch: 512,
-        n_seq_max: 4,
-        n_threads: 1,
-    };
+    let settings = settings(512, 4);
     // A shared prefix of ~160 tokens (four fixture prompts), then different endings.
     let prefix: Vec<u32> = prompts[..4].concat();
     let first = [prefix.clone(), prompts[4].clone()].concat();
@@ -147,17 +155,9 @@ fn choice(handle: u64) -> Choice {
 /// that is not forked, and with a prompt the cache held already (forked at once).
 #[test]
 fn forked_greedy_choices_equal_solo_greedy() {
-    let Some((gguf, prompts)) = fixture() else {
-        eprintln!("MODELKUBE_TEST_GGUF not set: skipped");
+    let Some((mut engine, prompts)) = loaded(512, 8) else {
         return;
     };
-    let settings = Settings {
-        n_ctx_seq: 512,
-        n_batch: 512,
-        n_seq_max: 8,
-        n_threads: 1,
-    };
-    let mut engine = LlamaEngine::load(&gguf, settings).unwrap();
     let (a, b) = (prompts[0].clone(), prompts[1].clone());
     let solo_a = engine.generate_greedy(a.clone(), 16).unwrap();
     let solo_b = engine.generate_greedy(b.clone(), 16).unwrap();
@@ -199,17 +199,10 @@ fn forked_greedy_choices_equal_solo_greedy() {
 /// a request mid-prefill frees the sequences its other choices had taken.
 #[test]
 fn choices_take_free_sequences_and_cancelling_frees_them_all() {
-    let Some((gguf, prompts)) = fixture() else {
-        eprintln!("MODELKUBE_TEST_GGUF not set: skipped");
+    // Steps of 16 tokens: the prompt takes several to prefill.
+    let Some((mut engine, prompts)) = loaded(16, 4) else {
         return;
     };
-    let settings = Settings {
-        n_ctx_seq: 512,
-        n_batch: 16, // the prompt takes several steps to prefill
-        n_seq_max: 4,
-        n_threads: 1,
-    };
-    let mut engine = LlamaEngine::load(&gguf, settings).unwrap();
     let prompt = prompts[0].clone();
     assert!(prompt.len() > 32);
     engine.add(greedy(0, prompt.clone())).unwrap();
@@ -238,17 +231,9 @@ fn choices_take_free_sequences_and_cancelling_frees_them_all() {
 /// it decodes, the finished request's cells kept for reuse, none after `clear`.
 #[test]
 fn cells_used_count_what_the_sequences_hold() {
-    let Some((gguf, prompts)) = fixture() else {
-        eprintln!("MODELKUBE_TEST_GGUF not set: skipped");
+    let Some((mut engine, prompts)) = loaded(512, 4) else {
         return;
     };
-    let settings = Settings {
-        n_ctx_seq: 512,
-        n_batch: 512,
-        n_seq_max: 4,
-        n_threads: 1,
-    };
-    let mut engine = LlamaEngine::load(&gguf, settings).unwrap();
     assert_eq!(engine.cells_total(), 512 * 4);
     assert_eq!(engine.cells_used(), 0);
     let prompt = prompts[0].clone();
