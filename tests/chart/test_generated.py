@@ -53,6 +53,10 @@ def test_schema_is_draft_07_and_closed_at_the_top() -> None:
         ("image.tags=v1", "additional properties 'tags' not allowed"),
         ("replicaCount=one", "got string, want integer"),
         ("crds.enabled=maybe", "got string, want boolean"),
+        ("gateway.drainSeconds=-1", "at '/gateway/drainSeconds'"),
+        ("metrics.port=70000", "at '/metrics/port'"),
+        ("readinessProbe.periodSeconds=0", "at '/readinessProbe/periodSeconds'"),
+        ("image.tag=a: b", "at '/image/tag'"),
     ],
 )
 def test_helm_refuses_values_the_schema_refuses(setting: str, message: str) -> None:

@@ -19,6 +19,8 @@ _DNS_SUBDOMAIN = {
 }
 _DURATION = {"pattern": r"^([0-9]+(ms|s|m|h|d|w|y))+$"}
 _SERVICE_TYPE = {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]}
+_COUNT = {"minimum": 0}
+_AT_LEAST_ONE = {"minimum": 1}  # what Kubernetes demands of a probe's period and thresholds
 _BY_KEY: dict[str, dict[str, Any]] = {
     # host[:port] then lowercase path components, as `docker pull` parses a repository
     "repository": {
@@ -33,6 +35,14 @@ _BY_KEY: dict[str, dict[str, Any]] = {
     "interval": _DURATION,
     "scrapeTimeout": _DURATION,
     "rateWindow": _DURATION,
+    "port": {"minimum": 1, "maximum": 65535},
+    "periodSeconds": _AT_LEAST_ONE,
+    "timeoutSeconds": _AT_LEAST_ONE,
+    "failureThreshold": _AT_LEAST_ONE,
+    "replicaCount": _COUNT,
+    "revisionHistoryLimit": _COUNT,
+    "afterMinutes": _COUNT,
+    "threshold": {"minimum": 0, "maximum": 1},  # the alerts' ratios
 }
 _BY_PATH: dict[str, dict[str, Any]] = {
     "nameOverride": _DNS_LABEL,
@@ -95,7 +105,9 @@ def _leaf(param: Param, default: Any) -> dict[str, Any]:
 
 
 def _formats(path: str) -> dict[str, Any]:
-    return _BY_PATH.get(path) or _BY_KEY.get(path.rsplit(".", 1)[-1], {})
+    key = path.rsplit(".", 1)[-1]
+    # Any other span of seconds (a delay, a drain, a hold) is at least 0.
+    return _BY_PATH.get(path) or _BY_KEY.get(key) or (_COUNT if key.endswith("Seconds") else {})
 
 
 def _type(value: Any) -> str:
