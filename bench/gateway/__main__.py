@@ -96,17 +96,40 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_BOUND_FACTOR,
         help="the gateway's --load-bound (CHWBL's c)",
     )
+    p.add_argument(
+        "--model",
+        default="builtin://tiny",
+        help="the replicas' model: builtin://tiny (random weights, where prefill costs little) "
+        "or builtin://smollm2-135m-instruct (the real model, where a lost history is paid)",
+    )
+    p.add_argument("--engine", choices=["mlx", "llamacpp"], default="mlx")
+    p.add_argument(
+        "--engine-threads",
+        type=int,
+        default=1,
+        help="llama.cpp's threads per replica (the replicas share this machine's cores)",
+    )
     p.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "gateway.json")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.engine == "llamacpp" and args.model == "builtin://tiny":
+        p.error(
+            "the llama.cpp engine: name the real model, --model builtin://smollm2-135m-instruct"
+        )
+    return args
 
 
 def _log(message: str) -> None:
     print(f"[bench.gateway] {message}", file=sys.stderr, flush=True)
 
 
-def _start_pods(n: int, logs: Path, cache_mb: int | None = None) -> list[RuntimeProcess]:
-    args = ["--host", "0.0.0.0", "--model", "builtin://tiny", "--served-model-name", "chat"]
+def _start_pods(
+    bench: argparse.Namespace, logs: Path, cache_mb: int | None = None
+) -> list[RuntimeProcess]:
+    args = ["--host", "0.0.0.0", "--model", bench.model, "--served-model-name", "chat"]
+    args += ["--engine", bench.engine]
+    args += ["--engine-threads", str(bench.engine_threads)] if bench.engine == "llamacpp" else []
     args += ["--prefix-cache-mb", str(cache_mb)] if cache_mb else []
+    n = bench.replicas
     pods = [RuntimeProcess(args, logs / f"pod-{i}.log").start(wait_ready=False) for i in range(n)]
     for pod in pods:
         pod.wait_ready(300)
@@ -210,7 +233,7 @@ def _configuration(
     run."""
     budget = (cache_mb or DEFAULT_CACHE_MB) << 20
     results: dict[str, Any] = {"prefix_cache_mb_per_replica": cache_mb or DEFAULT_CACHE_MB}
-    pods = {mode: _start_pods(args.replicas, work, cache_mb) for mode in MODES}
+    pods = {mode: _start_pods(args, work, cache_mb) for mode in MODES}
     try:
         _republish(cp, pods["gateway"])
         _wait_endpoints(gateway, pods["gateway"])
@@ -232,9 +255,10 @@ def _configuration(
             cold, warm = asyncio.run(idle_ttft(urls[mode], systems[mode], args.turns))
             idle = {"idle_ttft_lost_ms": cold * 1000, "idle_ttft_found_ms": warm * 1000}
             results[mode] |= idle
-            results[mode]["cache_mb_held_per_replica"] = [
-                round(b / (1 << 20), 1) for b in held[mode]
-            ]
+            if args.engine == "mlx":  # llama.cpp's figure is a share of cells, not of MiB
+                results[mode]["cache_mb_held_per_replica"] = [
+                    round(b / (1 << 20), 1) for b in held[mode]
+                ]
             _log(f"{mode}: {results[mode]}")
             if paced is not None:
                 results.setdefault("paced", {})[mode] = (
@@ -290,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     gateway_proc = None
     pods: list[RuntimeProcess] = []
     try:
-        pods = _start_pods(args.replicas, work)
+        pods = _start_pods(args, work)
         _publish(cp, pods)
         gateway_proc, gateway = _start_gateway(cp, work, load_bound=args.load_bound)
         _wait_models(gateway)
@@ -299,21 +323,23 @@ def main(argv: list[str] | None = None) -> int:
         for pod in pods:
             pod.stop()
         unbounded, held = _configuration(args, cp, work, gateway, None)
-        total_mb = sum(held) / (1 << 20)
-        cache_mb = max(1, math.ceil(args.budget_factor * total_mb / args.replicas))
-        _log(f"the sessions' caches took {total_mb:.1f} MiB in all; bounded: {cache_mb} MiB each")
-        bounded, _ = _configuration(args, cp, work, gateway, cache_mb)
+        configurations = {"Unbounded": unbounded}
         print(LEGEND + "\n")
-        print(table(f"Unbounded prefix caches ({DEFAULT_CACHE_MB} MiB per replica):",
-                    unbounded["direct"], unbounded["gateway"]))  # fmt: skip
+        print(table(_unbounded_title(args), unbounded["direct"], unbounded["gateway"]))
         print(latency_line(AddedLatency.of(unbounded)) + "\n")
-        print(table(
-            f"Bounded prefix caches ({cache_mb} MiB per replica: the {args.replicas} replicas "
-            f"hold {args.budget_factor:g}x the {total_mb:.1f} MiB all sessions' caches took, "
-            f"one replica {cache_mb / total_mb:.0%} of it):",
-            bounded["direct"], bounded["gateway"]))  # fmt: skip
-        print(latency_line(AddedLatency.of(bounded)))
-        for name, results in (("Unbounded", unbounded), ("Bounded", bounded)):
+        total_mb = sum(held) / (1 << 20)
+        if args.engine == "mlx":  # llama.cpp's KV cells are its bound: no budget to set
+            cache_mb = max(1, math.ceil(args.budget_factor * total_mb / args.replicas))
+            _log(f"the sessions' caches took {total_mb:.1f} MiB in all; bounded: {cache_mb} MiB")
+            bounded, _ = _configuration(args, cp, work, gateway, cache_mb)
+            configurations["Bounded"] = bounded
+            print(table(
+                f"Bounded prefix caches ({cache_mb} MiB per replica: the {args.replicas} replicas "
+                f"hold {args.budget_factor:g}x the {total_mb:.1f} MiB all sessions' caches took, "
+                f"one replica {cache_mb / total_mb:.0%} of it):",
+                bounded["direct"], bounded["gateway"]))  # fmt: skip
+            print(latency_line(AddedLatency.of(bounded)))
+        for name, results in configurations.items():
             if "paced" in results:
                 print("\n" + table(
                     f"{name} prefix caches, paced: each later turn sent after a pause of "
@@ -324,8 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = {
             "args": {k: str(v) for k, v in vars(args).items()},
             "sessions_cache_mb_total": total_mb,
-            "unbounded": unbounded,
-            "bounded": bounded,
+            **{name.lower(): results for name, results in configurations.items()},
         }
         args.output.write_text(json.dumps(payload, indent=2) + "\n")
         _log(f"results written to {args.output}")
@@ -337,6 +362,13 @@ def main(argv: list[str] | None = None) -> int:
             gateway_proc.wait(30)
         cp.stop()
     return 0
+
+
+def _unbounded_title(args: argparse.Namespace) -> str:
+    where = f"{args.model} on {args.engine}, {args.replicas} replicas"
+    if args.engine == "llamacpp":
+        return f"{where}; each replica's KV cells hold its prefix cache:"
+    return f"{where}; unbounded prefix caches ({DEFAULT_CACHE_MB} MiB per replica):"
 
 
 def _latency_only(
