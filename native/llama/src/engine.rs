@@ -154,6 +154,9 @@ pub struct LlamaEngine {
     cached: Vec<Vec<u32>>,
     /// By sequence: the adapter its cached cells were computed with (they differ by adapter).
     cached_adapter: Vec<u32>,
+    /// By sequence: when its last request ended, on `clock` (see `keep_elsewhere`).
+    ended_at: Vec<u64>,
+    clock: u64,
     rows: Vec<Row>,
     adapters: HashMap<u32, *mut ffi::Adapter>,
     next_adapter: u32,
@@ -212,6 +215,8 @@ impl LlamaEngine {
             free: (0..n_seq_max as i32).rev().collect(),
             cached: vec![Vec::new(); n_seq_max as usize],
             cached_adapter: vec![BASE; n_seq_max as usize],
+            ended_at: vec![0; n_seq_max as usize],
+            clock: 0,
             rows: Vec::new(),
             adapters: HashMap::new(),
             next_adapter: BASE + 1,
@@ -355,7 +360,7 @@ impl LlamaEngine {
         let limit = request.prompt.len() - 1;
         let (source, shared) = self.longest_prefix(&request.prompt, adapter);
         let shared = shared.min(limit);
-        let seq = self.take_sequence(&request.prompt, shared, adapter)?;
+        let seq = self.take_sequence(&request.prompt, shared, source, adapter)?;
         if self.cached_adapter[seq as usize] != adapter {
             // Cells computed with another adapter are not this prompt's.
             self.cached[seq as usize].clear();
@@ -504,25 +509,69 @@ impl LlamaEngine {
 
     /// The free sequence for a prompt of which some sequence holds `shared` tokens: the lowest
     /// one that holds nearly as many itself (no copy needed), else the lowest one. Low ids keep
-    /// the running sequences' ids consecutive (see `fill_batch`).
+    /// the running sequences' ids consecutive (see `fill_batch`). What the chosen sequence
+    /// holds beyond this prompt is kept in another free sequence first (`keep_elsewhere`).
     fn take_sequence(
         &mut self,
         prompt: &[u32],
         shared: usize,
+        source: i32,
         adapter: u32,
     ) -> Result<i32, LlamaError> {
+        let own = |engine: &Self, seq: usize| {
+            if engine.cached_adapter[seq] == adapter {
+                common_prefix(&engine.cached[seq], prompt)
+            } else {
+                0
+            }
+        };
         let best = (0..self.free.len())
             .max_by_key(|&i| {
-                let seq = self.free[i] as usize;
-                let own = if self.cached_adapter[seq] == adapter {
-                    common_prefix(&self.cached[seq], prompt)
-                } else {
-                    0
-                };
-                (own + COPY_MIN > shared, std::cmp::Reverse(seq))
+                let seq = self.free[i];
+                (
+                    own(self, seq as usize) + COPY_MIN > shared,
+                    std::cmp::Reverse(seq),
+                )
             })
             .ok_or(LlamaError::Busy(self.n_seq_max))?;
+        let seq = self.free[best];
+        if self.cached[seq as usize].len() >= own(self, seq as usize) + COPY_MIN {
+            self.keep_elsewhere(seq, source);
+        }
         Ok(self.free.remove(best))
+    }
+
+    /// `seq` is about to be overwritten: its cells move to the free sequence whose request
+    /// ended longest ago (an empty one first), unless that one ended later. New requests take
+    /// the lowest free sequence, which is usually the one whose conversation ended a moment
+    /// ago: without this, a chat's next turn found its history gone whenever another request
+    /// had started in between, while conversations long over stayed cached. `source` (the
+    /// cells the new prompt copies) is never the one overwritten.
+    fn keep_elsewhere(&mut self, seq: i32, source: i32) {
+        let age = |s: i32| {
+            if self.cached[s as usize].is_empty() {
+                0
+            } else {
+                self.ended_at[s as usize]
+            }
+        };
+        let oldest = self
+            .free
+            .iter()
+            .copied()
+            .filter(|&s| s != seq && s != source)
+            .min_by_key(|&s| (age(s), std::cmp::Reverse(s)));
+        let Some(victim) = oldest else {
+            return;
+        };
+        if age(victim) >= self.ended_at[seq as usize] {
+            return;
+        }
+        self.copy_cells(seq, victim);
+        let (from, to) = (seq as usize, victim as usize);
+        self.cached[to] = self.cached[from].clone();
+        self.cached_adapter[to] = self.cached_adapter[from];
+        self.ended_at[to] = self.ended_at[from];
     }
 
     /// Gives `dst` a copy of `src`'s cells (and nothing else). The per-sequence state moves only
@@ -577,6 +626,8 @@ impl LlamaEngine {
         if let Some(i) = self.rows.iter().position(|r| r.handle == handle) {
             let row = self.rows.remove(i);
             self.cached[row.seq as usize] = row.held;
+            self.clock += 1;
+            self.ended_at[row.seq as usize] = self.clock;
             self.free.push(row.seq);
             for (seq, _) in row.fork.map(|f| f.others).unwrap_or_default() {
                 self.release(seq);

@@ -257,3 +257,40 @@ fn cells_used_count_what_the_sequences_hold() {
     engine.clear();
     assert_eq!(engine.cells_used(), 0);
 }
+
+/// Greedy tokens of one request run alone to its end.
+fn run_alone(engine: &mut LlamaEngine, handle: u64, prompt: Vec<u32>) -> (u32, Vec<u32>) {
+    let reused = engine.add(greedy(handle, prompt)).unwrap();
+    let mut tokens = Vec::new();
+    while engine.running() > 0 {
+        for e in engine.step().unwrap() {
+            tokens.extend(e.token);
+        }
+    }
+    (reused, tokens)
+}
+
+/// A conversation's next turn finds its history cached although other requests started
+/// between its turns (each takes the lowest free sequence, the one the conversation had
+/// ended in): the history moved to a sequence unused for longer, and its greedy tokens equal
+/// the same turn decoded alone.
+#[test]
+fn a_conversation_stays_cached_while_other_requests_come_between_its_turns() {
+    let Some((mut engine, prompts)) = loaded(512, 4) else {
+        return;
+    };
+    let first = [prompts[0].clone(), prompts[1].clone()].concat();
+    let (_, answer) = run_alone(&mut engine, 0, first.clone());
+    for (handle, other) in [(1, &prompts[2]), (2, &prompts[3]), (3, &prompts[4])] {
+        run_alone(&mut engine, handle, other.clone());
+    }
+    let next = [first.clone(), answer, prompts[5].clone()].concat();
+    let (reused, tokens) = run_alone(&mut engine, 4, next.clone());
+    assert!(
+        reused as usize >= first.len(),
+        "reused {reused} of the first turn's {} tokens",
+        first.len()
+    );
+    let solo = loaded(512, 4).unwrap().0.generate_greedy(next, 16).unwrap();
+    assert_eq!(solo, tokens);
+}
