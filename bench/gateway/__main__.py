@@ -1,10 +1,12 @@
-"""`python -m bench.gateway`: 4 runtime replicas on builtin://tiny behind one ModelService on
+"""`python -m bench.gateway`: 4 runtime replicas on builtin://tiny (`--model`, `--engine`: the
+real model on llama.cpp, where a lost history costs a real prefill) behind one ModelService on
 the test control plane; 64 four-turn chat sessions sharing a long system prompt, sent once
 with direct random balancing (what a Service does) and once through `modelkube gateway`, each
 mode on its own replicas, one mode after the other; with `--wave N` they take turns N
 sessions at a time, so that a change in the load from the rest of the machine lands on both.
 
-Two configurations of the replicas' prefix caches, each run on freshly started replicas:
+Two configurations of the replicas' prefix caches, each run on freshly started replicas (on
+llama.cpp only the first: its KV cells bound its cache, there is no budget to set):
 - unbounded: the runtime's default budget (1 GiB), which holds every session many times over;
 - bounded: `--prefix-cache-mb` set so that the replicas together hold every session's cache
   with room to spare (`--budget-factor` times their total, split over the replicas) but one
