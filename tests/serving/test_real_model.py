@@ -154,6 +154,33 @@ def test_a_conversation_sent_again_reuses_its_prefix_and_answers_the_same(
     assert scrape(engine_runtime.url)[hit_tokens] - before == cached
 
 
+def test_a_chat_turn_finds_its_history_after_other_conversations_came_between(
+    client: openai.OpenAI,
+) -> None:
+    """Each new conversation takes the sequence the last one ended in (llama.cpp): the chat
+    that ended first must still be cached when its user comes back."""
+    system: ChatCompletionMessageParam = {"role": "system", "content": "Answer in one sentence."}
+    chat: list[ChatCompletionMessageParam] = [
+        system,
+        {"role": "user", "content": "Name a large river in South America and where it ends."},
+    ]
+    first = client.chat.completions.create(model=MODEL, messages=chat, max_tokens=12, temperature=0)
+    for topic in ("volcanoes", "glaciers", "deserts"):
+        others: list[ChatCompletionMessageParam] = [
+            system,
+            {"role": "user", "content": f"What is one fact about {topic}?"},
+        ]
+        client.chat.completions.create(model=MODEL, messages=others, max_tokens=12, temperature=0)
+    chat += [
+        {"role": "assistant", "content": first.choices[0].message.content or ""},
+        {"role": "user", "content": "How long is it?"},
+    ]
+    again = client.chat.completions.create(model=MODEL, messages=chat, max_tokens=4, temperature=0)
+    assert first.usage is not None
+    assert again.usage is not None and again.usage.prompt_tokens_details is not None
+    assert (again.usage.prompt_tokens_details.cached_tokens or 0) >= first.usage.prompt_tokens
+
+
 def test_logprob_bytes_rebuild_multibyte_text(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
         model=MODEL,
