@@ -360,7 +360,7 @@ impl LlamaEngine {
         let limit = request.prompt.len() - 1;
         let (source, shared) = self.longest_prefix(&request.prompt, adapter);
         let shared = shared.min(limit);
-        let seq = self.take_sequence(&request.prompt, shared, source, adapter)?;
+        let seq = self.take_sequence(&request.prompt, source, adapter);
         if self.cached_adapter[seq as usize] != adapter {
             // Cells computed with another adapter are not this prompt's.
             self.cached[seq as usize].clear();
@@ -507,38 +507,22 @@ impl LlamaEngine {
         }
     }
 
-    /// The free sequence for a prompt of which some sequence holds `shared` tokens: the lowest
-    /// one that holds nearly as many itself (no copy needed), else the lowest one. Low ids keep
-    /// the running sequences' ids consecutive (see `fill_batch`). What the chosen sequence
-    /// holds beyond this prompt is kept in another free sequence first (`keep_elsewhere`).
-    fn take_sequence(
-        &mut self,
-        prompt: &[u32],
-        shared: usize,
-        source: i32,
-        adapter: u32,
-    ) -> Result<i32, LlamaError> {
-        let own = |engine: &Self, seq: usize| {
-            if engine.cached_adapter[seq] == adapter {
-                common_prefix(&engine.cached[seq], prompt)
-            } else {
-                0
-            }
+    /// The lowest free sequence, for a prompt whose longest cached prefix `source` holds: the
+    /// running requests' sequence ids stay consecutive, so a step decodes them in one ubatch
+    /// (see `fill_batch`); a prefix a higher free sequence holds is copied in by the caller,
+    /// which costs far less than a split step. What the lowest one holds beyond this prompt is
+    /// kept in another free sequence first (`keep_elsewhere`).
+    fn take_sequence(&mut self, prompt: &[u32], source: i32, adapter: u32) -> i32 {
+        let seq = self.take_lowest();
+        let own = if self.cached_adapter[seq as usize] == adapter {
+            common_prefix(&self.cached[seq as usize], prompt)
+        } else {
+            0
         };
-        let best = (0..self.free.len())
-            .max_by_key(|&i| {
-                let seq = self.free[i];
-                (
-                    own(self, seq as usize) + COPY_MIN > shared,
-                    std::cmp::Reverse(seq),
-                )
-            })
-            .ok_or(LlamaError::Busy(self.n_seq_max))?;
-        let seq = self.free[best];
-        if self.cached[seq as usize].len() >= own(self, seq as usize) + COPY_MIN {
+        if self.cached[seq as usize].len() >= own + COPY_MIN {
             self.keep_elsewhere(seq, source);
         }
-        Ok(self.free.remove(best))
+        seq
     }
 
     /// `seq` is about to be overwritten: its cells move to the free sequence whose request
