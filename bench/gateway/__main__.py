@@ -49,6 +49,7 @@ from bench.gateway.sessions import (
     shared_tokens,
     system_prompt,
 )
+from modelkube_serving.argtypes import positive
 from modelkube_serving.gateway.routing import DEFAULT_BOUND_FACTOR
 from modelkube_serving.metrics import VLLM_KV_CACHE_USAGE
 from tests.controlplane.cluster import ControlPlane
@@ -107,7 +108,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--engine", choices=["mlx", "llamacpp"], default="mlx")
     p.add_argument(
         "--engine-threads",
-        type=int,
+        type=positive,
         default=1,
         help="llama.cpp's threads per replica (the replicas share this machine's cores)",
     )
@@ -329,8 +330,9 @@ def main(argv: list[str] | None = None) -> int:
         print(LEGEND + "\n")
         print(table(_unbounded_title(args), unbounded["direct"], unbounded["gateway"]))
         print(latency_line(AddedLatency.of(unbounded)) + "\n")
-        total_mb = sum(held) / (1 << 20)
-        if args.engine == "mlx":  # llama.cpp's KV cells are its bound: no budget to set
+        # llama.cpp's figure is a share of its KV cells, not MiB; its cells bound its cache.
+        total_mb = sum(held) / (1 << 20) if args.engine == "mlx" else None
+        if total_mb is not None:
             cache_mb = max(1, math.ceil(args.budget_factor * total_mb / args.replicas))
             _log(f"the sessions' caches took {total_mb:.1f} MiB in all; bounded: {cache_mb} MiB")
             bounded, _ = _configuration(args, cp, work, gateway, cache_mb)
