@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import mlx.core as mx
 import openai
 import pytest
 from starlette.types import Message
@@ -215,7 +216,7 @@ def test_sigterm_drains_in_flight_requests_then_exits_zero(start_process: StartP
     for t in clients:
         t.join(60)
     assert proc.proc is not None
-    assert proc.proc.wait(30) == 0
+    assert proc.proc.wait(30) == 0, proc.log()
     assert sorted(results) == [("length", 150)] * 4  # none lost, none cut short
 
 
@@ -265,6 +266,26 @@ def test_a_dead_engine_fails_liveness_so_the_pod_restarts(start_runtime: StartRu
     engine.stop()  # the engine thread ends, as it would on a bug that escapes every guard
     assert httpx.get(f"{runtime.url}/healthz").status_code == 503
     assert httpx.get(f"{runtime.url}/readyz").status_code == 503
+
+
+def test_the_mlx_engine_thread_clears_its_mlx_state_before_it_ends(
+    start_runtime: StartRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # MLX's per-thread streams and compile cache, left to the thread's exit, are freed
+    # without the GIL and abort the process now and then (a drained runtime exited -6).
+    cleared_on: list[str] = []
+    clear_streams = mx.clear_streams
+
+    def recording() -> None:
+        cleared_on.append(threading.current_thread().name)
+        clear_streams()
+
+    monkeypatch.setattr(mx, "clear_streams", recording)
+    runtime = start_runtime()
+    answer = httpx.post(f"{runtime.url}/v1/chat/completions", json={**CHAT, "max_tokens": 4})
+    assert answer.status_code == 200
+    runtime.state.engine.stop()  # type: ignore[attr-defined]
+    assert cleared_on == ["mlx-engine"]
 
 
 def test_vllm_named_metrics_follow_the_load_for_endpoint_pickers(

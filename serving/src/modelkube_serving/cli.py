@@ -350,6 +350,8 @@ def _engine(requested: str, path: Path | None) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import faulthandler
+
     import uvicorn
 
     from modelkube_serving.app import create_app
@@ -381,6 +383,9 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
         access_log=False,
     )
+    # A native crash (an engine's C++ or Rust) then leaves every thread's Python stack in the
+    # pod's log, not only an exit code.
+    faulthandler.enable()
     server = DrainingServer(uv_config, args.drain_grace_period)
     app = create_app(config, on_fatal=server.fail)
     server.config.app = app

@@ -88,6 +88,9 @@ class LlamaCppEngine(ThreadedEngine):
         """Requests waiting for free sequences (a deque's length: safe from any thread)."""
         return len(self._backlog) if self._backlog is not None else 0
 
+    def _release_thread(self) -> None:
+        """Nothing: llama.cpp keeps no per-thread state; closing the loops freed the contexts."""
+
     def _load(self) -> LlamaLoop:
         self._tokenizer = load_tokenizer(self._path)
         self.template_tools = template_takes_tools(self._tokenizer)

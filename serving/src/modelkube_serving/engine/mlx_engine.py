@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mlx.core as mx
 from mlx_lm.generate import BatchGenerator
 from modelkube_native import OutputPath, Vocabulary
 
@@ -53,6 +54,13 @@ class MLXEngine(ThreadedEngine):
         return min(1.0, sum(c.nbytes for c in caches) / budget) if budget else 0.0
 
     # -- the engine thread -------------------------------------------------------------
+    def _release_thread(self) -> None:
+        # MLX keeps each thread's streams and compile cache in C++ thread-locals; left to the
+        # thread's exit, their destructors free Python objects without the GIL, and the
+        # process aborts (SIGABRT) at random, often as it exits after a drain. MLX asks each
+        # worker thread to clear them itself (ml-explore/mlx#4373).
+        mx.clear_streams()
+
     def _load(self) -> BatchLoop:
         self._base, self._tokenizer = load_model(self._path)
         self._vocabulary = Vocabulary(str(self._path / "tokenizer.json"))

@@ -71,6 +71,10 @@ class ThreadedEngine(ABC):
     def prefix_cache_usage(self) -> float:
         """The prefix caches' use over their budget, 0..1; read from any thread."""
 
+    @abstractmethod
+    def _release_thread(self) -> None:
+        """Free what the engine's library holds per thread, on the engine thread as it ends."""
+
     def waiting_requests(self) -> int:
         """Requests waiting inside the engine for room to start: none where every admitted
         request joins the batch at once."""
@@ -177,6 +181,12 @@ class ThreadedEngine(ABC):
 
     # -- the engine thread -------------------------------------------------------------
     def _run(self, on_loaded: Callable[[BaseException | None], None]) -> None:
+        try:
+            self._serve(on_loaded)
+        finally:
+            self._release_thread()
+
+    def _serve(self, on_loaded: Callable[[BaseException | None], None]) -> None:
         try:
             base = self._load()
         except Exception as exc:  # reported to the app, which exits with one line
