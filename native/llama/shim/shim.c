@@ -104,19 +104,21 @@ void mk_seq_cp(struct llama_context * ctx, llama_seq_id src, llama_seq_id dst, l
     llama_memory_seq_cp(llama_get_memory(ctx), src, dst, p0, p1);
 }
 
-// Copies src's cells into dst (emptied first) through the per-sequence state, which holds only
-// the cells src uses; llama_memory_seq_cp between the streams of a non-unified cache copies the
-// whole stream (n_ctx_seq cells of every layer) instead. False when llama.cpp refused it.
-bool mk_seq_copy_cells(struct llama_context * ctx, llama_seq_id src, llama_seq_id dst) {
-    size_t size = llama_state_seq_get_size(ctx, src);
-    uint8_t * buf = malloc(size);
-    if (buf == NULL) {
-        return false;
-    }
-    size_t got = llama_state_seq_get_data(ctx, buf, size, src);
-    size_t set = got == 0 ? 0 : llama_state_seq_set_data(ctx, buf, got, dst);
-    free(buf);
-    return set != 0;
+// A sequence's cells through its per-sequence state, which holds only the cells it uses;
+// llama_memory_seq_cp between the streams of a non-unified cache copies the whole stream
+// (n_ctx_seq cells of every layer) instead. The caller owns the buffer and keeps it between
+// copies: a fresh one of a few MB costs its page faults on every copy.
+size_t mk_seq_state_size(struct llama_context * ctx, llama_seq_id seq) {
+    return llama_state_seq_get_size(ctx, seq);
+}
+
+size_t mk_seq_state_get(struct llama_context * ctx, uint8_t * buf, size_t size, llama_seq_id seq) {
+    return llama_state_seq_get_data(ctx, buf, size, seq);
+}
+
+size_t mk_seq_state_set(struct llama_context * ctx, const uint8_t * buf, size_t size,
+                        llama_seq_id seq) {
+    return llama_state_seq_set_data(ctx, buf, size, seq);
 }
 
 // LoRA adapters (GGUF LoRA files): loaded against the model, set on the context per decode.

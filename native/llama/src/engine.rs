@@ -162,6 +162,8 @@ pub struct LlamaEngine {
     next_adapter: u32,
     /// The adapter set on the context now.
     current: u32,
+    /// Where `copy_cells` puts a sequence's state on its way, kept for the next copy.
+    copy_buf: Vec<u8>,
 }
 
 // SAFETY: llama.cpp's model and context may move between threads; they are never used from two
@@ -221,6 +223,7 @@ impl LlamaEngine {
             adapters: HashMap::new(),
             next_adapter: BASE + 1,
             current: BASE,
+            copy_buf: Vec::new(),
         };
         Ok(engine)
     }
@@ -561,10 +564,20 @@ impl LlamaEngine {
     /// Gives `dst` a copy of `src`'s cells (and nothing else). The per-sequence state moves only
     /// the cells in use; should llama.cpp refuse it, a whole-stream copy does the same.
     fn copy_cells(&mut self, src: i32, dst: i32) {
-        // SAFETY: the context is live and both sequences exist.
+        // SAFETY: the context is live, both sequences exist, and the buffer holds `size` bytes.
         unsafe {
             ffi::mk_seq_rm(self.ctx, dst, -1, -1);
-            if !ffi::mk_seq_copy_cells(self.ctx, src, dst) {
+            let size = ffi::mk_seq_state_size(self.ctx, src);
+            if self.copy_buf.len() < size {
+                self.copy_buf.resize(size, 0);
+            }
+            let buf = self.copy_buf.as_mut_ptr();
+            let got = if size == 0 {
+                0
+            } else {
+                ffi::mk_seq_state_get(self.ctx, buf, size, src)
+            };
+            if got == 0 || ffi::mk_seq_state_set(self.ctx, buf, got, dst) == 0 {
                 ffi::mk_seq_rm(self.ctx, dst, -1, -1);
                 ffi::mk_seq_cp(self.ctx, src, dst, -1, -1);
             }

@@ -50,7 +50,9 @@ extern "C" {
     pub fn mk_logits(ctx: *mut Context, i: i32) -> *const f32;
     pub fn mk_seq_rm(ctx: *mut Context, seq: i32, p0: i32, p1: i32) -> bool;
     pub fn mk_seq_cp(ctx: *mut Context, src: i32, dst: i32, p0: i32, p1: i32);
-    pub fn mk_seq_copy_cells(ctx: *mut Context, src: i32, dst: i32) -> bool;
+    pub fn mk_seq_state_size(ctx: *mut Context, seq: i32) -> usize;
+    pub fn mk_seq_state_get(ctx: *mut Context, buf: *mut u8, size: usize, seq: i32) -> usize;
+    pub fn mk_seq_state_set(ctx: *mut Context, buf: *const u8, size: usize, seq: i32) -> usize;
     pub fn mk_adapter_load(model: *mut Model, path: *const c_char) -> *mut Adapter;
     pub fn mk_adapter_free(adapter: *mut Adapter);
     pub fn mk_set_adapter(ctx: *mut Context, adapter: *mut Adapter);
