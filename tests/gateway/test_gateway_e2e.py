@@ -131,6 +131,26 @@ def test_affinity_holds_until_the_load_bound_then_spills(
     )
 
 
+def test_a_pod_loaded_by_other_clients_takes_no_more_than_its_share(
+    client: openai.OpenAI, gateway: InProcessGateway, published: dict[str, Pod]
+) -> None:
+    """Another gateway replica, or a client of the pod's own Service, loads a pod this gateway
+    sent nothing: the load the pod reports (its vllm: gauges) bounds it all the same."""
+    spills = gateway.metric(GATEWAY_ROUTED, decision="spill")
+    chat_pods = {endpoint(published[n].port): published[n] for n in ("chat-0", "chat-1")}
+    body = chat("a story told elsewhere")
+    home = choose(request_key({"messages": body}, ""), dict.fromkeys(chat_pods, 0), 1.25).endpoint
+    direct = openai.OpenAI(base_url=f"{chat_pods[home].url}/v1", api_key="x", max_retries=0)
+    with direct, generating_streams(direct, "chat", body, 2):
+        wait_until(lambda: gateway.forwarder.pod_loads.of(home) == 2, 10, "the pod's load read")
+        before = {e: requests_served(pod) for e, pod in chat_pods.items()}
+        client.chat.completions.create(model="chat", messages=body, max_tokens=2)
+        assert gateway.metric(GATEWAY_ROUTED, decision="spill") == spills + 1
+        served = {e: requests_served(pod) - before[e] for e, pod in chat_pods.items()}
+        assert served == {e: (0 if e == home else 1) for e in chat_pods}
+    wait_until(lambda: not gateway.forwarder.pod_loads.reported, 30, "the pods' loads read idle")
+
+
 def test_scale_from_zero_holds_requests_until_a_pod_is_ready(
     control_plane: ControlPlane,
     namespace: str,

@@ -16,6 +16,7 @@ from modelkube_serving.gateway.catalog import Catalog
 from modelkube_serving.gateway.fastpath import Dispatch, FastPath
 from modelkube_serving.gateway.forward import Forwarder
 from modelkube_serving.gateway.metrics import GatewayMetrics
+from modelkube_serving.gateway.pod_load import PodLoads
 from modelkube_serving.gateway.routing import DEFAULT_BOUND_FACTOR
 from modelkube_serving.gateway.scaler import Scaler
 from modelkube_serving.gateway.upstreams import Upstreams
@@ -54,6 +55,7 @@ def create_gateway(config: GatewayConfig, kube: Kube) -> FastPath:
     catalog = Catalog()
     scaler = Scaler(kube, catalog, metrics, config.hold_timeout_s)
     upstreams = Upstreams(config.response_timeout_s)
+    pod_loads = PodLoads(catalog)
     forwarder = Forwarder(
         catalog,
         scaler,
@@ -61,6 +63,7 @@ def create_gateway(config: GatewayConfig, kube: Kube) -> FastPath:
         admission,
         metrics,
         config.bound_factor,
+        pod_loads,
     )
 
     @asynccontextmanager
@@ -70,6 +73,7 @@ def create_gateway(config: GatewayConfig, kube: Kube) -> FastPath:
             asyncio.create_task(watch_all(kube, catalog, config.namespace)),
             asyncio.create_task(scaler.run_idle()),
             asyncio.create_task(_prune(catalog, upstreams)),
+            asyncio.create_task(pod_loads.run()),
         ]
         yield
         for task in tasks:

@@ -22,6 +22,7 @@ from modelkube_serving.errors import ModelNotFound, UpstreamTimedOut, UpstreamUn
 from modelkube_serving.gateway.catalog import Catalog, Target
 from modelkube_serving.gateway.fields import Fields, plain_fields
 from modelkube_serving.gateway.metrics import GatewayMetrics
+from modelkube_serving.gateway.pod_load import PodLoads
 from modelkube_serving.gateway.routing import choose, request_key
 from modelkube_serving.gateway.scaler import Scaler
 from modelkube_serving.gateway.upstreams import Upstreams
@@ -57,6 +58,7 @@ class Forwarder:
         admission: Admission,
         metrics: GatewayMetrics,
         bound_factor: float,
+        pod_loads: PodLoads,
     ) -> None:
         self.catalog = catalog
         self.scaler = scaler
@@ -65,6 +67,7 @@ class Forwarder:
         self.metrics = metrics
         self.bound_factor = bound_factor
         self.loads: dict[str, int] = {}  # in-flight requests per pod, through this gateway
+        self.pod_loads = pod_loads  # what the pods report, every client's requests
 
     def model_cards(self) -> list[dict[str, Any]]:
         return [_card(m) for m in self.catalog.models()]
@@ -160,9 +163,8 @@ class Forwarder:
         service = routed.target.service
         endpoints = await self.scaler.ready_endpoints(service, routed.model)
         candidates = [e for e in endpoints if e not in tried] or endpoints
-        choice = choose(
-            routed.key, {e: self.loads.get(e, 0) for e in candidates}, self.bound_factor
-        )
+        loads = {e: max(self.loads.get(e, 0), self.pod_loads.of(e)) for e in candidates}
+        choice = choose(routed.key, loads, self.bound_factor)
         self.metrics.routed_to(routed.model, choice.affinity).inc()
         self.loads[choice.endpoint] = self.loads.get(choice.endpoint, 0) + 1
         self.scaler.started(service)
