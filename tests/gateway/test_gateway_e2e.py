@@ -120,7 +120,7 @@ def test_affinity_holds_until_the_load_bound_then_spills(
     home = choose(request_key({"messages": body}, ""), dict.fromkeys(chat_pods, 0), 1.25).endpoint
     with generating_streams(client, "chat", body, 3):
         assert gateway.metric(GATEWAY_ROUTED, decision="spill") == spills + 1
-    wait_until(lambda: not gateway.forwarder.loads, 30, "the streams' loads released")
+    wait_until(lambda: not gateway.forwarder.pod_loads.own, 30, "the streams' loads released")
     # Each pod counts a stream as it ends there; the loads while open would miss a stream that
     # finished generating before the others opened (a loaded machine).
     expected = {e: (2 if e == home else 1) for e in chat_pods}
@@ -148,7 +148,7 @@ def test_a_pod_loaded_by_other_clients_takes_no_more_than_its_share(
         assert gateway.metric(GATEWAY_ROUTED, decision="spill") == spills + 1
         served = {e: requests_served(pod) - before[e] for e, pod in chat_pods.items()}
         assert served == {e: (0 if e == home else 1) for e in chat_pods}
-    wait_until(lambda: not gateway.forwarder.pod_loads.reported, 30, "the pods' loads read idle")
+    wait_until(lambda: not gateway.forwarder.pod_loads.others, 30, "the pods' loads read idle")
 
 
 def test_scale_from_zero_holds_requests_until_a_pod_is_ready(
@@ -320,7 +320,7 @@ def test_a_stopping_gateway_answers_held_requests_503_and_lets_streams_finish(
         stopping.stop(wait=False)
         answer = held.result(50)
         # Answered once the shutdown began, while the stream still streamed.
-        assert stopping.forwarder.loads, "the stream ended before the shutdown: too short"
+        assert stopping.forwarder.pod_loads.own, "the stream ended before the shutdown: too short"
         assert answer.status_code == 503, answer.text
         error = answer.json()["error"]
         assert error["code"] == "model_not_ready" and "shutting down" in error["message"]
@@ -354,7 +354,9 @@ def test_a_pod_killed_mid_request_is_retried_on_the_other(
             max_tokens=300,  # long enough to be killed mid-way
             extra_body={"ignore_eos": True},
         )
-        wait_until(lambda: gateway.forwarder.loads.get(endpoint(doomed.port)), 30, "the request")
+        wait_until(
+            lambda: gateway.forwarder.pod_loads.own.get(endpoint(doomed.port)), 30, "the request"
+        )
         doomed.proc.send_signal(signal.SIGKILL)  # the pod vanishes, its endpoint still listed
         answer = ask.result(120)
     assert answer.choices[0].finish_reason == "length"

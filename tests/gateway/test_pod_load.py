@@ -4,7 +4,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
-from modelkube_serving.gateway.pod_load import reported_load
+from modelkube_serving.gateway.catalog import Catalog
+from modelkube_serving.gateway.pod_load import PodLoads, reported_load
 from modelkube_serving.metrics import ModelServerCollector, RuntimeMetrics, ServerLoad
 
 
@@ -45,3 +46,47 @@ def test_label_sets_add_up_and_lookalike_names_do_not_count() -> None:
 def test_any_text_reads_as_a_load_or_none(text: str) -> None:
     load = reported_load(text)
     assert load is None or load >= 0
+
+
+def loads_of(*started: str) -> PodLoads:
+    loads = PodLoads(Catalog())
+    for endpoint in started:
+        loads.started(endpoint)
+    return loads
+
+
+def test_a_pod_counting_more_than_this_gateway_sent_adds_the_others_load() -> None:
+    loads = loads_of("a", "b")
+    loads.reports_asked()
+    loads.reports_came({"a": 3, "b": 1, "c": None})
+    assert (loads.of("a"), loads.of("b"), loads.of("c")) == (3, 1, 0)
+    loads.started("a")  # this gateway's own count moves at once; the others' wait for reports
+    assert loads.of("a") == 4
+
+
+def test_a_request_that_ended_while_the_report_came_is_not_read_as_another_clients() -> None:
+    loads = loads_of("a", "a")
+    loads.reports_asked()
+    loads.finished("a")  # the pod counted it in the report on its way
+    loads.reports_came({"a": 2})
+    assert loads.of("a") == 1 and not loads.others
+
+
+@given(
+    st.lists(st.sampled_from(["start", "finish", "ask"]), max_size=30),
+    st.integers(0, 20),
+)
+def test_loads_never_go_negative_and_the_own_count_is_exact(ops: list[str], reported: int) -> None:
+    loads, running = loads_of(), 0
+    for op in ops:
+        if op == "start":
+            loads.started("a")
+            running += 1
+        elif op == "finish" and running:
+            loads.finished("a")
+            running -= 1
+        elif op == "ask":
+            loads.reports_asked()
+    loads.reports_came({"a": reported})
+    assert loads.own.get("a", 0) == running
+    assert loads.of("a") >= running and all(v > 0 for v in loads.others.values())

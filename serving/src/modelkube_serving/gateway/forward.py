@@ -66,8 +66,7 @@ class Forwarder:
         self.admission = admission
         self.metrics = metrics
         self.bound_factor = bound_factor
-        self.loads: dict[str, int] = {}  # in-flight requests per pod, through this gateway
-        self.pod_loads = pod_loads  # what the pods report, every client's requests
+        self.pod_loads = pod_loads
 
     def model_cards(self) -> list[dict[str, Any]]:
         return [_card(m) for m in self.catalog.models()]
@@ -163,19 +162,15 @@ class Forwarder:
         service = routed.target.service
         endpoints = await self.scaler.ready_endpoints(service, routed.model)
         candidates = [e for e in endpoints if e not in tried] or endpoints
-        loads = {e: max(self.loads.get(e, 0), self.pod_loads.of(e)) for e in candidates}
+        loads = {e: self.pod_loads.of(e) for e in candidates}
         choice = choose(routed.key, loads, self.bound_factor)
         self.metrics.routed_to(routed.model, choice.affinity).inc()
-        self.loads[choice.endpoint] = self.loads.get(choice.endpoint, 0) + 1
+        self.pod_loads.started(choice.endpoint)
         self.scaler.started(service)
         return choice.endpoint
 
     def _done(self, routed: Routed, pod: str) -> None:
-        left = self.loads.get(pod, 1) - 1
-        if left > 0:
-            self.loads[pod] = left
-        else:
-            self.loads.pop(pod, None)
+        self.pod_loads.finished(pod)
         self.scaler.finished(routed.target.service)
 
     def _retry_or_raise(

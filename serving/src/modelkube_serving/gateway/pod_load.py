@@ -1,18 +1,26 @@
-"""The load each pod reports, read from its /metrics, so that every gateway replica bounds a
-pod's load by the same count.
+"""Each pod's load for routing: this gateway's own requests in flight there, and the others'
+that the pod reports, so that every gateway replica bounds a pod by the same count.
 
 A gateway knows its own in-flight requests at once, but not what another gateway replica, or a
 client that reaches the pod's Service directly, has sent the same pod: with two gateways each
 could fill a pod up to the bound by itself. Every pod's runtime exports the model-server
 protocol's gauges for endpoint pickers (vllm:num_requests_running and
-vllm:num_requests_waiting); the gateway reads them from every ready pod every POLL_S. For
-routing, a pod's load is the larger of the gateway's own count, exact and immediate, and the
-pod's, which counts every client's requests but is up to POLL_S old.
+vllm:num_requests_waiting); the gateway reads them from every ready pod every POLL_S. What the
+pod counts beyond this gateway's own requests is the others' load, and a pod's load is the
+gateway's own count, exact and immediate, plus the others', up to POLL_S old.
+
+The gateway's own part of a report is taken as the most of its requests in flight at that pod
+while the report was on its way: a request that ended meanwhile is still in the pod's count, and
+taking the count at the report's arrival instead would read it as another client's, keeping the
+pod looking busier than it is until the next report (a first form, max(own, reported), had
+conversations leave their pods more often under the bench's load: 81% of later turns found
+their history, against 87-91% before it).
 """
 
 import asyncio
 import logging
 import math
+from collections.abc import Mapping
 
 from modelkube_native import UpstreamClient, UpstreamError
 
@@ -46,15 +54,30 @@ def reported_load(exposition: str) -> int | None:
 
 
 class PodLoads:
-    """The load each ready pod reported last; a pod that did not answer has none."""
+    """In-flight requests per pod: this gateway's own, and the others' the pods report."""
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self.reported: dict[str, int] = {}
+        self.own: dict[str, int] = {}  # this gateway's requests in flight, by pod
+        self.others: dict[str, int] = {}  # what each pod reported beyond them
+        self._peak: dict[str, int] = {}  # the most of `own` since the reports were asked for
         self._clients: dict[str, UpstreamClient] = {}
 
     def of(self, endpoint: str) -> int:
-        return self.reported.get(endpoint, 0)
+        return self.own.get(endpoint, 0) + self.others.get(endpoint, 0)
+
+    def started(self, endpoint: str) -> None:
+        now = self.own.get(endpoint, 0) + 1
+        self.own[endpoint] = now
+        if now > self._peak.get(endpoint, 0):
+            self._peak[endpoint] = now
+
+    def finished(self, endpoint: str) -> None:
+        left = self.own.get(endpoint, 1) - 1
+        if left > 0:
+            self.own[endpoint] = left
+        else:
+            self.own.pop(endpoint, None)
 
     async def run(self) -> None:
         while True:
@@ -62,15 +85,30 @@ class PodLoads:
                 await self.poll()
             except Exception:  # routing goes on with the gateway's own counts meanwhile
                 log.exception("reading the pods' loads failed")
-                self.reported = {}
+                self.others = {}
             await asyncio.sleep(POLL_S)
 
     async def poll(self) -> None:
         endpoints = sorted(self.catalog.all_endpoints())
         for gone in set(self._clients) - set(endpoints):
             del self._clients[gone]
-        loads = await asyncio.gather(*(self._read(e) for e in endpoints))
-        self.reported = {e: load for e, load in zip(endpoints, loads, strict=True) if load}
+        self.reports_asked()
+        reports = await asyncio.gather(*(self._read(e) for e in endpoints))
+        self.reports_came(dict(zip(endpoints, reports, strict=True)))
+
+    def reports_asked(self) -> None:
+        self._peak = dict(self.own)
+
+    def reports_came(self, reports: Mapping[str, int | None]) -> None:
+        """The pods' reports (None: no report) replace the others' loads: what each pod
+        counted beyond the most of this gateway's requests in flight there since they were
+        asked for."""
+        others = {}
+        for endpoint, reported in reports.items():
+            beyond = (reported or 0) - self._peak.get(endpoint, 0)
+            if beyond > 0:
+                others[endpoint] = beyond
+        self.others = others
 
     async def _read(self, endpoint: str) -> int | None:
         client = self._clients.get(endpoint)
