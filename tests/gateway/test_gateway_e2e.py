@@ -9,6 +9,7 @@ mid-request.
 import json
 import signal
 import socket
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -175,6 +176,26 @@ def test_scale_from_zero_holds_requests_until_a_pod_is_ready(
         assert [a.result(60) for a in answers] == ["other"] * 3
     assert gateway.metric(GATEWAY_HOLDS, model="other", outcome="ready") == 3
     assert gateway.metric(GATEWAY_SCALES, model="other", direction="up") == 1
+
+
+def test_requests_around_the_gateway_keep_a_model_awake(
+    control_plane: ControlPlane,
+    namespace: str,
+    gateway: InProcessGateway,
+    published: dict[str, Pod],
+) -> None:
+    """Clients of the ModelService's own Service (or another gateway replica) keep it from
+    scaling to zero: the gateway counts what the pods report, not only its own requests."""
+    downs = gateway.metric(GATEWAY_SCALES, model="other", direction="down")
+    body = {"model": "other", "messages": chat("still here"), "max_tokens": 1}
+    with httpx.Client() as direct:
+        until = time.monotonic() + 3 * IDLE_S
+        while time.monotonic() < until:
+            answer = direct.post(f"{published['other-0'].url}/v1/chat/completions", json=body)
+            assert answer.status_code == 200, answer.text
+            assert replicas(control_plane, namespace, "other") == 1
+            time.sleep(0.3)
+    assert gateway.metric(GATEWAY_SCALES, model="other", direction="down") == downs
 
 
 def _held(gateway: InProcessGateway) -> float:

@@ -50,3 +50,30 @@ async def test_a_stopping_gateway_answers_held_and_later_holds_with_503() -> Non
         assert raised.value.headers() == {"Retry-After": "1"}
     samples = {"model": "other", "outcome": "shutdown"}
     assert metrics.runtime.registry.get_sample_value(GATEWAY_HOLDS, samples) == 2
+
+
+def test_a_service_whose_pods_report_requests_is_not_idle() -> None:
+    """Clients of the ModelService's own Service (or another gateway replica) keep it awake:
+    the pods' reports count as activity, not only this gateway's requests."""
+    now = [0.0]
+    pod = "10.0.0.7:8000"
+    service = ModelServiceView("ns", "other", (), 1, True, 10)
+    catalog = Catalog(
+        services={service.key: service}, slices={("ns", "other-x"): ("other", (pod,))}
+    )
+    active_at: dict[str, float] = {}
+    metrics = GatewayMetrics(RuntimeMetrics())
+    scaler = Scaler(
+        cast(Kube, None),
+        catalog,
+        metrics,
+        hold_timeout_s=600,
+        clock=lambda: now[0],
+        pod_active_at=active_at.get,
+    )
+    assert scaler.idle() == []  # its idle time starts now
+    now[0] = active_at[pod] = 9.0  # the pod served a request that did not come through here
+    now[0] = 15.0
+    assert scaler.idle() == []
+    now[0] = 19.0
+    assert scaler.idle() == [service]

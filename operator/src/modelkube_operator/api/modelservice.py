@@ -89,8 +89,8 @@ class Autoscaling(ApiModel):
         default=600,
         ge=1,
         le=604800,
-        description="With minReplicas 0: seconds without a request through the gateway "
-        "before it scales the service to zero.",
+        description="With minReplicas 0: seconds without a request (through the gateway, "
+        "or to the service's pods as they report) before the gateway scales it to zero.",
     )
     max_replicas: int = Field(ge=1, le=1000, description="The most replicas.")
     metric: Literal["inFlightRequests", "cpu"] = Field(

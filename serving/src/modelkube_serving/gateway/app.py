@@ -53,9 +53,11 @@ def create_gateway(config: GatewayConfig, kube: Kube) -> FastPath:
 
     admission = Admission(config.limits, admission_changed)
     catalog = Catalog()
-    scaler = Scaler(kube, catalog, metrics, config.hold_timeout_s)
-    upstreams = Upstreams(config.response_timeout_s)
     pod_loads = PodLoads(catalog)
+    scaler = Scaler(
+        kube, catalog, metrics, config.hold_timeout_s, pod_active_at=pod_loads.active_at.get
+    )
+    upstreams = Upstreams(config.response_timeout_s)
     forwarder = Forwarder(
         catalog,
         scaler,

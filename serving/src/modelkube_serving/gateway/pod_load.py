@@ -7,7 +7,9 @@ could fill a pod up to the bound by itself. Every pod's runtime exports the mode
 protocol's gauges for endpoint pickers (vllm:num_requests_running and
 vllm:num_requests_waiting); the gateway reads them from every ready pod every POLL_S. What the
 pod counts beyond this gateway's own requests is the others' load, and a pod's load is the
-gateway's own count, exact and immediate, plus the others', up to POLL_S old.
+gateway's own count, exact and immediate, plus the others', up to POLL_S old. The same reports
+say when each pod last served anyone (its request count moved, or a request is in flight), which
+the scaler weighs before it scales a model to zero.
 
 The gateway's own part of a report is taken as the most of its requests in flight at that pod
 while the report was on its way: a request that ended meanwhile is still in the pod's count, and
@@ -20,12 +22,17 @@ their history, against 87-91% before it).
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Mapping
 
 from modelkube_native import UpstreamClient, UpstreamError
 
 from modelkube_serving.gateway.catalog import Catalog
-from modelkube_serving.metrics import VLLM_REQUESTS_RUNNING, VLLM_REQUESTS_WAITING
+from modelkube_serving.metrics import (
+    REQUESTS_TOTAL,
+    VLLM_REQUESTS_RUNNING,
+    VLLM_REQUESTS_WAITING,
+)
 
 log = logging.getLogger("modelkube.gateway")
 
@@ -37,12 +44,22 @@ _GAUGES = (VLLM_REQUESTS_RUNNING, VLLM_REQUESTS_WAITING)
 def reported_load(exposition: str) -> int | None:
     """Running plus waiting requests in a pod's Prometheus text, summed over their label sets;
     None when the pod exports neither gauge (a runtime with --no-vllm-metrics)."""
+    total = _sum(exposition, _GAUGES)
+    return None if total is None else round(total)
+
+
+def requests_served(exposition: str) -> float | None:
+    """The pod's API requests so far (its modelkube_requests_total, every label set)."""
+    return _sum(exposition, (REQUESTS_TOTAL,))
+
+
+def _sum(exposition: str, names: tuple[str, ...]) -> float | None:
     total, found = 0.0, False
     for line in exposition.splitlines():
-        if not line.startswith("vllm:"):
+        if not line.startswith(names):
             continue
         name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name not in _GAUGES:
+        if name not in names:
             continue
         try:
             value = float(line.rsplit(" ", 1)[1])
@@ -50,7 +67,7 @@ def reported_load(exposition: str) -> int | None:
             continue
         if math.isfinite(value) and value >= 0:
             total, found = total + value, True
-    return round(total) if found else None
+    return total if found else None
 
 
 class PodLoads:
@@ -61,6 +78,11 @@ class PodLoads:
         self.own: dict[str, int] = {}  # this gateway's requests in flight, by pod
         self.others: dict[str, int] = {}  # what each pod reported beyond them
         self._peak: dict[str, int] = {}  # the most of `own` since the reports were asked for
+        # When each pod last served anyone (time.monotonic): a request in flight, or its
+        # request count moved since the report before. Scale to zero weighs it, so a model
+        # whose clients reach its Service directly is not taken away from them.
+        self.active_at: dict[str, float] = {}
+        self._served: dict[str, float] = {}
         self._clients: dict[str, UpstreamClient] = {}
 
     def of(self, endpoint: str) -> int:
@@ -93,24 +115,35 @@ class PodLoads:
         for gone in set(self._clients) - set(endpoints):
             del self._clients[gone]
         self.reports_asked()
-        reports = await asyncio.gather(*(self._read(e) for e in endpoints))
-        self.reports_came(dict(zip(endpoints, reports, strict=True)))
+        texts = await asyncio.gather(*(self._read(e) for e in endpoints))
+        self.reports_came(dict(zip(endpoints, texts, strict=True)), time.monotonic())
 
     def reports_asked(self) -> None:
         self._peak = dict(self.own)
 
-    def reports_came(self, reports: Mapping[str, int | None]) -> None:
-        """The pods' reports (None: no report) replace the others' loads: what each pod
-        counted beyond the most of this gateway's requests in flight there since they were
-        asked for."""
+    def reports_came(self, reports: Mapping[str, str | None], now: float) -> None:
+        """The pods' /metrics texts (None: no answer). The others' loads become what each pod
+        counted beyond the most of this gateway's requests in flight there since the reports
+        were asked for; a pod with a request in flight, or whose request count moved since its
+        last report, was active `now`."""
         others = {}
-        for endpoint, reported in reports.items():
-            beyond = (reported or 0) - self._peak.get(endpoint, 0)
+        for endpoint, text in reports.items():
+            load = None if text is None else reported_load(text)
+            beyond = (load or 0) - self._peak.get(endpoint, 0)
             if beyond > 0:
                 others[endpoint] = beyond
+            served = None if text is None else requests_served(text)
+            if served is None:
+                continue
+            if load or served != self._served.get(endpoint, served):
+                self.active_at[endpoint] = now
+            self._served[endpoint] = served
         self.others = others
+        for gone in set(self._served) - set(reports):
+            del self._served[gone]
+            self.active_at.pop(gone, None)
 
-    async def _read(self, endpoint: str) -> int | None:
+    async def _read(self, endpoint: str) -> str | None:
         client = self._clients.get(endpoint)
         if client is None:
             client = UpstreamClient(
@@ -129,4 +162,4 @@ class PodLoads:
             return None
         if answer.status != 200:
             return None
-        return reported_load(answer.body.decode(errors="replace"))
+        return answer.body.decode(errors="replace")

@@ -1,10 +1,11 @@
 """Scale from zero and back: a request for a model with no ready replica wakes its
 ModelService (`/scale` to 1) and is held until an endpoint is ready, up to the hold timeout;
 a ModelService that may scale to zero goes to zero after `autoscaling.idleSeconds` without a
-request through the gateway.
+request.
 
-Only the gateway sees the requests, so it is what decides idleness: requests sent to a
-ModelService's own Service, around the gateway, do not keep it awake.
+A request counts whichever way it came: through this gateway, or as the pods report it (another
+gateway replica, or a client of the ModelService's own Service), so a model in use is not
+scaled away from its clients.
 """
 
 import asyncio
@@ -32,12 +33,14 @@ class Scaler:
         metrics: GatewayMetrics,
         hold_timeout_s: float,
         clock: Callable[[], float] = time.monotonic,
+        pod_active_at: Callable[[str], float | None] = lambda _endpoint: None,
     ) -> None:
         self.kube = kube
         self.catalog = catalog
         self.metrics = metrics
         self.hold_timeout_s = hold_timeout_s
         self._clock = clock
+        self._pod_active_at = pod_active_at  # on `clock`, when the pod last served anyone
         self._last_used: dict[tuple[str, str], float] = {}
         self._in_flight: dict[tuple[str, str], int] = {}
         self._waking: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -141,13 +144,16 @@ class Scaler:
 
     def idle(self) -> list[ModelServiceView]:
         """Services that may scale to zero, are up, and had no request for their idle time
-        (counted from when the gateway first saw them, at the earliest)."""
+        (counted from when the gateway first saw them, at the earliest), through this gateway
+        or as their pods report."""
         now = self._clock()
         found = []
         for service in list(self.catalog.services.values()):
             if not service.scales_to_zero or service.replicas == 0:
                 continue
             last = self._last_used.setdefault(service.key, now)
+            for endpoint in self.catalog.endpoints(service):
+                last = max(last, self._pod_active_at(endpoint) or last)
             if self._in_flight.get(service.key, 0) == 0 and now - last >= service.idle_s:
                 found.append(service)
         return found
