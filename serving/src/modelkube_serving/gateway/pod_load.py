@@ -24,6 +24,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from modelkube_native import UpstreamClient, UpstreamError
 
@@ -41,20 +42,34 @@ TIMEOUT_S = 1.0  # a pod slower than this to answer keeps no reported load until
 _GAUGES = (VLLM_REQUESTS_RUNNING, VLLM_REQUESTS_WAITING)
 
 
+@dataclass(frozen=True)
+class PodReport:
+    """What one /metrics text says, read in one pass."""
+
+    load: int | None  # running plus waiting requests; None: neither gauge exported
+    served: float | None  # API requests so far; None: no request counter
+
+
+def read_report(exposition: str) -> PodReport:
+    sums = _sums(exposition, (*_GAUGES, REQUESTS_TOTAL))
+    gauges = [sums[name] for name in _GAUGES if name in sums]
+    return PodReport(round(sum(gauges)) if gauges else None, sums.get(REQUESTS_TOTAL))
+
+
 def reported_load(exposition: str) -> int | None:
     """Running plus waiting requests in a pod's Prometheus text, summed over their label sets;
     None when the pod exports neither gauge (a runtime with --no-vllm-metrics)."""
-    total = _sum(exposition, _GAUGES)
-    return None if total is None else round(total)
+    return read_report(exposition).load
 
 
 def requests_served(exposition: str) -> float | None:
     """The pod's API requests so far (its modelkube_requests_total, every label set)."""
-    return _sum(exposition, (REQUESTS_TOTAL,))
+    return read_report(exposition).served
 
 
-def _sum(exposition: str, names: tuple[str, ...]) -> float | None:
-    total, found = 0.0, False
+def _sums(exposition: str, names: tuple[str, ...]) -> dict[str, float]:
+    """Each of `names` found, summed over its label sets (bad or negative samples skipped)."""
+    sums: dict[str, float] = {}
     for line in exposition.splitlines():
         if not line.startswith(names):
             continue
@@ -66,8 +81,8 @@ def _sum(exposition: str, names: tuple[str, ...]) -> float | None:
         except (IndexError, ValueError):
             continue
         if math.isfinite(value) and value >= 0:
-            total, found = total + value, True
-    return total if found else None
+            sums[name] = sums.get(name, 0.0) + value
+    return sums
 
 
 class PodLoads:
@@ -128,11 +143,11 @@ class PodLoads:
         last report, was active `now`."""
         others = {}
         for endpoint, text in reports.items():
-            load = None if text is None else reported_load(text)
+            report = PodReport(None, None) if text is None else read_report(text)
+            load, served = report.load, report.served
             beyond = (load or 0) - self._peak.get(endpoint, 0)
             if beyond > 0:
                 others[endpoint] = beyond
-            served = None if text is None else requests_served(text)
             if served is None:
                 continue
             if load or served != self._served.get(endpoint, served):
