@@ -225,15 +225,19 @@ def test_metrics_parse_and_move_as_requests_are_served(any_runtime: InProcessRun
     runtime = any_runtime
     before = scrape(runtime.url)
     with openai.OpenAI(base_url=f"{runtime.url}/v1", api_key="x", max_retries=0) as sdk:
+        # Time per output token exists only after the first; a random model may end at once.
         reply = sdk.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": "count me"}], max_tokens=7
+            model=MODEL,
+            messages=[{"role": "user", "content": "count me"}],
+            max_tokens=7,
+            extra_body={"ignore_eos": True},
         )
     after = scrape(runtime.url)
     ok = f"modelkube_requests_total{{endpoint=chat,model={MODEL},status=200}}"
     assert after[ok] == before.get(ok, 0) + 1
     gen = f"modelkube_generation_tokens_total{{model={MODEL}}}"
     assert reply.usage is not None
-    assert after[gen] - before.get(gen, 0) == reply.usage.completion_tokens
+    assert after[gen] - before.get(gen, 0) == reply.usage.completion_tokens == 7
     prompt = f"modelkube_prompt_tokens_total{{model={MODEL}}}"
     assert after[prompt] - before.get(prompt, 0) == reply.usage.prompt_tokens
     for name in (
