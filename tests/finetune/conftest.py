@@ -2,9 +2,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from modelkube_serving.cli import main
 
 DATA = Path(__file__).parent / "data"
 CHAT = DATA / "chat.jsonl"
@@ -19,6 +23,34 @@ def finetune(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[st
         text=True,
         timeout=timeout,
     )
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    stderr: str
+
+
+@pytest.fixture
+def finetune_here(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Outcome]:
+    """`modelkube finetune` in this process, for runs refused before training: the CLI's own
+    exit code and stderr, without a process start (two, with the OpenBLAS re-exec) per case."""
+    monkeypatch.setenv("MODELKUBE_BLAS", "reference")  # nothing is trained: no re-exec
+
+    def run(*args: str) -> Outcome:
+        capsys.readouterr()
+        on_sigterm = signal.getsignal(signal.SIGTERM)  # the command sets its own
+        try:
+            code = main(["finetune", "--progress", "lines", *args])
+        except SystemExit as exit_:  # argparse's own refusals
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        finally:
+            signal.signal(signal.SIGTERM, on_sigterm)
+        return Outcome(code, capsys.readouterr().err)
+
+    return run
 
 
 def interrupt_after_checkpoint(args: list[str], output: Path) -> subprocess.CompletedProcess[str]:

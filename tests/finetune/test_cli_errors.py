@@ -1,11 +1,12 @@
 """Bad arguments and bad data stop `modelkube finetune` before training, with one line."""
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.finetune.conftest import CHAT, finetune
+from tests.finetune.conftest import CHAT, Outcome
 
 
 def write(path: Path, text: str) -> Path:
@@ -24,9 +25,11 @@ def write(path: Path, text: str) -> Path:
         (["--num-layers", "0"], "argument --num-layers: must be at least 1, or -1 for all"),
     ],
 )
-def test_bad_arguments_fail_with_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+def test_bad_arguments_fail_with_one_line(
+    args: list[str], message: str, tmp_path: Path, finetune_here: Callable[..., Outcome]
+) -> None:
     base = ["--base", "builtin://tiny", "--data", str(CHAT), "--output", str(tmp_path / "o")]
-    result = finetune(*base, *args)
+    result = finetune_here(*base, *args)
     assert result.returncode == 2
     assert message in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "o").exists()
@@ -45,7 +48,11 @@ def test_bad_arguments_fail_with_one_line(args: list[str], message: str, tmp_pat
     ],
 )
 def test_bad_data_fails_before_training_with_one_line(
-    data: str, extra: list[str], message: str, tmp_path: Path
+    data: str,
+    extra: list[str],
+    message: str,
+    tmp_path: Path,
+    finetune_here: Callable[..., Outcome],
 ) -> None:
     chat = CHAT.read_text().splitlines()
     files = {
@@ -57,7 +64,7 @@ def test_bad_data_fails_before_training_with_one_line(
     path = files.get(data, tmp_path / data)
     output = tmp_path / "out"
     args = ["--base", "builtin://tiny", "--data", str(path), "--output", str(output), *extra]
-    result = finetune(*args)
+    result = finetune_here(*args)
     assert result.returncode == 2, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("modelkube finetune: error: ")
