@@ -8,6 +8,9 @@ import pytest
 
 TESTS = Path(__file__).parent
 REAL_NODE_DIR = TESTS / "node"
+# The serving modules on builtin://smollm2-135m-instruct, which share one runtime process of it
+# per engine and per worker (session fixtures): as one xdist unit they start each once, not twice.
+REAL_MODEL_MODULES = "tests/serving/test_real_model"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -31,4 +34,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             # xdist keeps tests/node on one worker; a real node elsewhere could start twice.
             raise pytest.UsageError(f"{item.nodeid}: a real_node test must live in tests/node/")
     rest = [item for item in items if not item.get_closest_marker("real_node")]
-    items[:] = real + rest if under_xdist() else rest + real
+    if under_xdist():
+        # The real-model unit next (tests/xdist_scopes.py), the other long one.
+        model = [item for item in rest if item.nodeid.startswith(REAL_MODEL_MODULES)]
+        rest = [item for item in rest if not item.nodeid.startswith(REAL_MODEL_MODULES)]
+        items[:] = real + model + rest
+    else:
+        items[:] = rest + real

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
+from tests.conftest import REAL_MODEL_MODULES
+
 # Where every `real_node` test lives (tests/conftest.py refuses one anywhere else).
 REAL_NODE_PACKAGE = "tests/node/"
 
@@ -17,10 +19,11 @@ REAL_NODE_PACKAGE = "tests/node/"
 class ModuleScheduling(LoadScopeScheduling):  # type: ignore[misc]
     """One test module is one unit, so its module-scoped fixtures (a runtime, a gateway, a
     Prometheus) start once; all of tests/node is one unit, so one worker alone holds the real
-    node's host-global state (bridge mkcni0, /kubepods cgroups, KUBE-* iptables chains).
+    node's host-global state (bridge mkcni0, /kubepods cgroups, KUBE-* iptables chains); the
+    real-model serving modules are one unit, so their shared runtimes start once.
 
-    Units go out in collection order, which tests/conftest.py starts with the real node: the
-    longest unit, which would set the run's end if it started last."""
+    Units go out in collection order, which tests/conftest.py starts with the real node and
+    then the real model: the longest units, which would set the run's end if they started last."""
 
     def __init__(self, config: pytest.Config, log: Any = None) -> None:
         config.option.loadscopereorder = False
@@ -29,6 +32,8 @@ class ModuleScheduling(LoadScopeScheduling):  # type: ignore[misc]
     def _split_scope(self, nodeid: str) -> str:
         if nodeid.startswith(REAL_NODE_PACKAGE):
             return REAL_NODE_PACKAGE
+        if nodeid.startswith(REAL_MODEL_MODULES):
+            return REAL_MODEL_MODULES
         return nodeid.split("::", 1)[0]
 
 
