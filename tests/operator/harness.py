@@ -86,6 +86,9 @@ class OperatorProcess:
                     f"http://127.0.0.1:{self.port}/healthz",
                     "--metrics-port",
                     str(self.metrics_port),
+                    # Every watch event and handler run in the log a failed test shows.
+                    "--log-level",
+                    "debug",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -28,6 +28,12 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         metavar="PORT",
         help="serve Prometheus metrics on 0.0.0.0:PORT/metrics (0: off)",
     )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="debug shows every watch event kopf receives and every handler it runs",
+    )
     parser.set_defaults(run=_run_operator)
 
 
