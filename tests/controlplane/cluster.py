@@ -65,7 +65,7 @@ class ControlPlane:
         self._wait("kube-apiserver", lambda: self._get("/readyz") == 200, 60)
         if crds is not None:
             self.kubectl("apply", "--server-side", "-f", str(crds))
-            self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+            self.wait_served("--all")
         self._start(
             "kube-controller-manager",
             [
@@ -182,6 +182,23 @@ class ControlPlane:
             return httpx.get(url, verify=context, timeout=2, headers=headers).status_code
         except (httpx.TransportError, OSError):
             return 0
+
+    def wait_served(self, *crds: str) -> None:
+        """The CRDs are Established and their objects can be listed: a new CRD's storage answers
+        429 "storage is (re)initializing" for a while after, and an operator started then
+        handles nothing until every list it indexes has answered."""
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", *crds)
+        names = list(crds)
+        if crds == ("--all",):
+            names = self.kubectl(
+                "get", "crd", "-o", "jsonpath={.items[*].metadata.name}"
+            ).stdout.split()
+
+        def listed() -> bool:
+            got = self.kubectl("get", ",".join(names), "-A", "-o", "name", check=False)
+            return got.returncode == 0
+
+        self._wait("kube-apiserver", listed, 60)
 
     def _wait(self, what: str, ready: Any, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -18,11 +18,11 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     try:
         # As on a cluster with KEDA: its real ScaledObject CRD, from its Go module.
         cp.kubectl("apply", "--server-side", "-f", str(ensure_binaries()[KEDA_CRD_FILE]))
-        cp.kubectl("wait", "--for=condition=Established", "crd", "scaledobjects.keda.sh")
+        cp.wait_served("scaledobjects.keda.sh")
         # And the Gateway API Inference Extension's InferencePool CRD, from its Go module.
         cp.kubectl("apply", "--server-side", "-f", str(ensure_binaries()[POOL_CRD_FILE]))
         pools = "inferencepools.inference.networking.k8s.io"
-        cp.kubectl("wait", "--for=condition=Established", "crd", pools)
+        cp.wait_served(pools)
         yield cp
     finally:
         cp.stop()
