@@ -248,5 +248,6 @@ def _finish(app: FastAPI, config: ServeConfig, state: ServingState, programs: Pr
         metrics=state.metrics,
         model=config.model_name,
         max_body_bytes=config.max_body_bytes,
+        intake=state.engine.intake if isinstance(state, RuntimeState) else None,
     )
     return app

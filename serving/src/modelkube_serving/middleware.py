@@ -5,6 +5,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from modelkube_serving.engine.intake import Intake
 from modelkube_serving.errors import PayloadTooLarge
 from modelkube_serving.metrics import RuntimeMetrics
 
@@ -37,12 +38,19 @@ class RequestAccounting:
     """
 
     def __init__(
-        self, app: ASGIApp, metrics: RuntimeMetrics, model: str, max_body_bytes: int
+        self,
+        app: ASGIApp,
+        metrics: RuntimeMetrics,
+        model: str,
+        max_body_bytes: int,
+        intake: Intake | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.model = model
         self.max_body_bytes = max_body_bytes
+        # Completions are counted on their way to the engine from here (engine/intake.py).
+        self.intake = intake
         self._counters: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -62,6 +70,9 @@ class RequestAccounting:
         try:
             if self._declared_too_large(scope):
                 await self._reject_too_large(send_recording)
+            elif self.intake is not None and endpoint in ("chat", "completions"):
+                with self.intake.arriving():
+                    await self.app(scope, self._counting(receive), send_recording)
             else:
                 await self.app(scope, self._counting(receive), send_recording)
         except BodyTooLarge:

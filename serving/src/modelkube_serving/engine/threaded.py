@@ -23,6 +23,7 @@ from modelkube_native import (
 )
 
 from modelkube_serving.engine.engine_loop import Commands, EngineLoop, LoadDone, VariantLoop
+from modelkube_serving.engine.intake import Intake
 from modelkube_serving.engine.types import FEATURES, EngineEvent, EventSink, GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class ThreadedEngine(ABC):
         self.model_name = model_name
         self._path = model_path
         self._commands: Commands = queue.SimpleQueue()
+        # Requests on their way here through the HTTP layer (counted there, read by the loop).
+        self.intake = Intake()
         self._loaded = threading.Event()
         self._load_error: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -196,7 +199,9 @@ class ThreadedEngine(ABC):
             return
         self._loaded.set()
         self._call_soon(on_loaded, None)
-        EngineLoop(base, self._make_variant, self._deliver).run(self._commands)
+        intake = self.intake
+        loop = EngineLoop(base, self._make_variant, self._deliver, lambda: intake.on_the_way)
+        loop.run(self._commands)
 
     def _grammar_compiler(self) -> GrammarCompiler | None:
         """None when llguidance cannot read this tokenizer (neither byte-level nor byte-fallback

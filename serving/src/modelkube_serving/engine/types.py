@@ -8,6 +8,8 @@ from typing import Any, Literal, Protocol
 
 from modelkube_native import FinishReason, Grammar, RenderSpec
 
+from modelkube_serving.engine.intake import Intake
+
 # Request features an engine may lack, named by the request parameter that asks for them.
 FEATURES = frozenset(
     {"logprobs", "response_format", "n", "presence_penalty", "frequency_penalty", "logit_bias"}
@@ -98,6 +100,8 @@ class Engine(Protocol):
     # Whether the model's chat template takes a `tools` variable (else tools are shown to the
     # model through the fallback system prompt).
     template_tools: bool
+    # Requests on their way to it through the HTTP layer (intake.py).
+    intake: Intake
 
     def start(
         self, loop: asyncio.AbstractEventLoop, on_loaded: Callable[[BaseException | None], None]

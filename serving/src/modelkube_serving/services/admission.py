@@ -21,6 +21,7 @@ from modelkube_native import (
     RateLimitedError,
 )
 
+from modelkube_serving.engine.intake import hand_over
 from modelkube_serving.errors import InvalidRequest, QueueFull, QueueTimeout, RateLimited
 
 
@@ -102,6 +103,7 @@ class Admission:
         if admitted:
             self._changed()
             return Slot(self._release)
+        hand_over()  # it may queue long: an idle engine does not wait for it (intake.py)
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters[number] = waiter

@@ -11,6 +11,7 @@ from typing import Any
 
 from modelkube_native import Grammar, InvalidGrammarError, RenderSpec, error_frame
 
+from modelkube_serving.engine.intake import hand_over
 from modelkube_serving.engine.types import (
     Engine,
     EngineEvent,
@@ -277,6 +278,7 @@ class CompletionService:
             slot.release()
             self.check_model(prepared.model)
         self.engine.submit(request, prepared.render, queue.put_nowait)
+        hand_over()
         self._running[request.adapter] += 1
         try:
             while True:
