@@ -166,15 +166,18 @@ def test_no_request_stays_counted_on_its_way_whatever_becomes_of_it(
                 client.post("/v1/completions", json={"model": MODEL, "prompt": "x", "n": 0}),
             ]
             codes = [r.status_code for r in await asyncio.gather(*sent)]
-            # A stream the client leaves after its first chunk.
-            async with client.stream(
-                "POST", "/v1/chat/completions", json={**ok, "stream": True, "max_tokens": 50}
-            ) as stream:
+            # A stream is handed over when it reaches the engine, not when it ends; then the
+            # client leaves it after its first chunk.
+            long = {**ok, "stream": True, "max_tokens": 200, "ignore_eos": True}
+            async with client.stream("POST", "/v1/chat/completions", json=long) as stream:
                 async for _ in stream.aiter_bytes():
+                    codes.append(intake.on_the_way)
                     break
             return codes
 
-    codes = asyncio.run(traffic())
-    assert codes[:6] == [200] * 6 and all(400 <= c < 500 for c in codes[6:]), codes
     intake = runtime.state.engine.intake  # type: ignore[attr-defined]
+
+    *codes, while_streaming = asyncio.run(traffic())
+    assert codes[:6] == [200] * 6 and all(400 <= c < 500 for c in codes[6:]), codes
+    assert while_streaming == 0
     wait_until(lambda: intake.on_the_way == 0, 10, f"{intake.on_the_way} still on their way")
