@@ -1,13 +1,13 @@
 """Completion requests on their way to the engine, so requests sent together start together.
 
 A request spends a millisecond or more on the event loop before the engine sees it (its body
-parsed and validated, the prompt rendered and tokenized, admission). When a burst arrives at an
-idle engine, the first request reached the engine thread while the others were still on that
-way, started a step alone, and the other fifteen of a 16-request burst then waited for that
-whole step before theirs began (bench.serving at 16 clients: 142 ms for the first, 582 ms for
-the rest, against one step of ~410 ms for all sixteen). The engine thread, taking its first
-request after being idle, now waits a moment for the requests still on their way
-(`EngineLoop`); a request alone is never held, since none is on its way behind it.
+parsed and validated, the prompt rendered and tokenized, admission). When a burst arrived at an
+idle engine, the first few requests reached the engine thread while the others were still on
+that way and started a step by themselves, and the rest waited for that whole step before
+theirs began (bench.serving at 16 clients, in 3 of 6 rounds: 2-3 requests at 90-143 ms, the
+other 13-14 at 425-582 ms; ~390-480 ms for all sixteen when they shared one step). The engine
+thread, taking its first request after being idle, now waits a moment for the requests still
+on their way (`EngineLoop`); a request alone is never held, since none is on its way behind it.
 
 The count is kept on the event loop: a request arrives (`arriving`, from the HTTP layer) and
 leaves the way once, when it is handed to the engine, when it must queue for admission (it may
