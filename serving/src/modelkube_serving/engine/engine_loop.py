@@ -93,7 +93,9 @@ class EngineLoop:
                 break
             if not self.apply(commands, min(left, _GATHER_POLL_S)):
                 return False
-        return True
+        # A request is handed over after its submit is queued: those handed over since the
+        # last poll are in the queue now, not yet applied.
+        return self.apply(commands, None)
 
     def apply(self, commands: Commands, wait_s: float | None) -> bool:
         """Apply every queued command, waiting up to `wait_s` for the first (None: not at all);
