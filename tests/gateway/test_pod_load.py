@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from modelkube_serving.gateway.catalog import Catalog
-from modelkube_serving.gateway.pod_load import PodLoads, reported_load, requests_served
+from modelkube_serving.gateway.pod_load import PodLoads, read_report
 from modelkube_serving.metrics import ModelServerCollector, RuntimeMetrics, ServerLoad
 
 
@@ -22,11 +22,11 @@ def exposition(running: int, waiting: int, with_gauges: bool = True) -> str:
 
 @given(st.integers(0, 10_000), st.integers(0, 10_000))
 def test_the_load_is_running_plus_waiting(running: int, waiting: int) -> None:
-    assert reported_load(exposition(running, waiting)) == running + waiting
+    assert read_report(exposition(running, waiting)).load == running + waiting
 
 
 def test_a_pod_without_the_gauges_reports_no_load() -> None:
-    assert reported_load(exposition(0, 0, with_gauges=False)) is None
+    assert read_report(exposition(0, 0, with_gauges=False)).load is None
 
 
 def test_label_sets_add_up_and_lookalike_names_do_not_count() -> None:
@@ -39,12 +39,12 @@ def test_label_sets_add_up_and_lookalike_names_do_not_count() -> None:
         'vllm:num_requests_waiting{x="y"} -4\n'
         "vllm:num_requests_running{broken\n"
     )
-    assert reported_load(text) == 6
+    assert read_report(text).load == 6
 
 
 @given(st.text())
 def test_any_text_reads_as_a_load_or_none(text: str) -> None:
-    load = reported_load(text)
+    load = read_report(text).load
     assert load is None or load >= 0
 
 
@@ -101,8 +101,8 @@ def test_the_requests_served_add_up_over_label_sets() -> None:
     metrics.requests.labels("tiny", "chat", "200").inc(3)
     metrics.requests.labels("tiny", "models", "200").inc()
     text = generate_latest(metrics.registry).decode()
-    assert requests_served(text) == 4
-    assert requests_served("") is None
+    assert read_report(text).served == 4
+    assert read_report("").served is None
 
 
 def test_a_pod_serving_anyone_is_active_and_one_doing_nothing_is_not() -> None:

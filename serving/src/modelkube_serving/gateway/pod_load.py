@@ -46,25 +46,17 @@ _GAUGES = (VLLM_REQUESTS_RUNNING, VLLM_REQUESTS_WAITING)
 class PodReport:
     """What one /metrics text says, read in one pass."""
 
-    load: int | None  # running plus waiting requests; None: neither gauge exported
-    served: float | None  # API requests so far; None: no request counter
+    # Running plus waiting requests, summed over their label sets; None: the pod exports
+    # neither gauge (a runtime with --no-vllm-metrics).
+    load: int | None
+    # The pod's API requests so far (modelkube_requests_total, every label set); None: none.
+    served: float | None
 
 
 def read_report(exposition: str) -> PodReport:
     sums = _sums(exposition, (*_GAUGES, REQUESTS_TOTAL))
     gauges = [sums[name] for name in _GAUGES if name in sums]
     return PodReport(round(sum(gauges)) if gauges else None, sums.get(REQUESTS_TOTAL))
-
-
-def reported_load(exposition: str) -> int | None:
-    """Running plus waiting requests in a pod's Prometheus text, summed over their label sets;
-    None when the pod exports neither gauge (a runtime with --no-vllm-metrics)."""
-    return read_report(exposition).load
-
-
-def requests_served(exposition: str) -> float | None:
-    """The pod's API requests so far (its modelkube_requests_total, every label set)."""
-    return read_report(exposition).served
 
 
 def _sums(exposition: str, names: tuple[str, ...]) -> dict[str, float]:
