@@ -8,6 +8,7 @@ import contextlib
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -77,59 +78,62 @@ def arrivals(stack: contextlib.ExitStack, intake: Intake, n: int) -> list[Arriva
     return [stack.enter_context(intake.arriving()) for _ in range(n)]
 
 
-def test_requests_on_their_way_start_in_the_first_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_loop, "GATHER_S", 30.0)  # never the bound here
-    intake = Intake()
-    engine = Engine(intake)
-    try:
-        with contextlib.ExitStack() as stack:
-            first, *others = arrivals(stack, intake, 4)
-            engine.submit(first)
-            time.sleep(0.05)  # the others still parsed and rendered on the event loop
-            for arrival in others:
-                engine.submit(arrival)
-            wait_until(lambda: engine.recorder.steps, 10, "a step")
-        assert engine.recorder.steps[0] == 4
-        assert intake.on_the_way == 0
-    finally:
-        engine.stop()
+StartEngine = Callable[[float], tuple[Intake, Engine]]
 
 
-def test_a_request_alone_is_not_held(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_loop, "GATHER_S", 30.0)
-    intake = Intake()
-    engine = Engine(intake)
-    try:
-        with intake.arriving() as arrival:
-            started = time.monotonic()
+@pytest.fixture
+def start_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[StartEngine]:
+    """An engine loop whose gather waits up to the given seconds; stopped after the test."""
+    started: list[Engine] = []
+
+    def start(gather_s: float) -> tuple[Intake, Engine]:
+        monkeypatch.setattr(engine_loop, "GATHER_S", gather_s)
+        intake = Intake()
+        started.append(Engine(intake))
+        return intake, started[-1]
+
+    yield start
+    for engine in started:
+        if engine.thread.is_alive():
+            engine.stop()
+
+
+def test_requests_on_their_way_start_in_the_first_step(start_engine: StartEngine) -> None:
+    intake, engine = start_engine(30.0)  # never the bound here
+    with contextlib.ExitStack() as stack:
+        first, *others = arrivals(stack, intake, 4)
+        engine.submit(first)
+        time.sleep(0.05)  # the others still parsed and rendered on the event loop
+        for arrival in others:
             engine.submit(arrival)
-            wait_until(lambda: engine.recorder.steps, 10, "a step")
-        assert engine.recorder.steps == [1]
-        assert time.monotonic() - started < 10  # it would have waited 30 s
-    finally:
-        engine.stop()
+        wait_until(lambda: engine.recorder.steps, 10, "a step")
+    assert engine.recorder.steps[0] == 4
+    assert intake.on_the_way == 0
+
+
+def test_a_request_alone_is_not_held(start_engine: StartEngine) -> None:
+    intake, engine = start_engine(30.0)
+    with intake.arriving() as arrival:
+        started = time.monotonic()
+        engine.submit(arrival)
+        wait_until(lambda: engine.recorder.steps, 10, "a step")
+    assert engine.recorder.steps == [1]
+    assert time.monotonic() - started < 10  # it would have waited 30 s
 
 
 def test_the_wait_ends_at_its_bound_when_a_request_never_comes(
-    monkeypatch: pytest.MonkeyPatch,
+    start_engine: StartEngine,
 ) -> None:
-    monkeypatch.setattr(engine_loop, "GATHER_S", 0.2)
-    intake = Intake()
-    engine = Engine(intake)
-    try:
-        with contextlib.ExitStack() as stack:
-            first, _stuck = arrivals(stack, intake, 2)
-            engine.submit(first)
-            wait_until(lambda: engine.recorder.steps, 10, "a step after the bound")
-            assert engine.recorder.steps == [1]
-    finally:
-        engine.stop()
+    intake, engine = start_engine(0.2)
+    with contextlib.ExitStack() as stack:
+        first, _stuck = arrivals(stack, intake, 2)
+        engine.submit(first)
+        wait_until(lambda: engine.recorder.steps, 10, "a step after the bound")
+        assert engine.recorder.steps == [1]
 
 
-def test_a_stop_while_waiting_ends_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_loop, "GATHER_S", 30.0)
-    intake = Intake()
-    engine = Engine(intake)
+def test_a_stop_while_waiting_ends_the_loop(start_engine: StartEngine) -> None:
+    intake, engine = start_engine(30.0)
     with contextlib.ExitStack() as stack:
         first, _coming = arrivals(stack, intake, 2)
         engine.submit(first)
