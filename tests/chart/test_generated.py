@@ -57,6 +57,8 @@ def test_schema_is_draft_07_and_closed_at_the_top() -> None:
         ("metrics.port=70000", "at '/metrics/port'"),
         ("readinessProbe.periodSeconds=0", "at '/readinessProbe/periodSeconds'"),
         ("image.tag=a: b", "at '/image/tag'"),
+        ("networkPolicy.apiServerCIDRs={:}", "at '/networkPolicy/apiServerCIDRs/0'"),
+        ("networkPolicy.apiServerCIDRs={10.0.0.0}", "at '/networkPolicy/apiServerCIDRs/0'"),
     ],
 )
 def test_helm_refuses_values_the_schema_refuses(setting: str, message: str) -> None:

@@ -20,6 +20,12 @@ _DNS_SUBDOMAIN = {
 _DURATION = {"pattern": r"^([0-9]+(ms|s|m|h|d|w|y))+$"}
 _SERVICE_TYPE = {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]}
 _COUNT = {"minimum": 0}
+# An IPv4 or IPv6 range as NetworkPolicy's ipBlock takes it (address/prefix length).
+_CIDR = {
+    "type": "string",
+    "pattern": r"^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])){3}"
+    r"/(3[0-2]|[12]?[0-9])|[0-9a-fA-F:]*:[0-9a-fA-F:.]*/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))$",
+}
 _AT_LEAST_ONE = {"minimum": 1}  # what Kubernetes demands of a probe's period and thresholds
 _BY_KEY: dict[str, dict[str, Any]] = {
     # host[:port] then lowercase path components, as `docker pull` parses a repository
@@ -57,6 +63,7 @@ _BY_PATH: dict[str, dict[str, Any]] = {
     "podDisruptionBudget.maxUnavailable": {"pattern": r"^[0-9]+%$", "minimum": 0},
     "monitoring.dashboards.namespace": _DNS_LABEL,
     "monitoring.prometheusRule.runbookURL": {"pattern": r"^https?://[^\s\"'`]+$"},
+    "networkPolicy.apiServerCIDRs": {"items": _CIDR},
 }
 
 
