@@ -105,6 +105,8 @@ def _notes(result: dict[str, Any]) -> str:
         if system.get("error"):
             notes.append(f"  {name}: ERROR {system['error']}")
         notes.append(f"  {name}: blas={system.get('blas', '?')}")
+        if warm := _warm_up(system.get("warm_up") or {}):
+            notes.append(f"  {name}: {warm}")
         for level in system.get("levels", []):
             for message, count in (level.get("error_samples") or {}).items():
                 notes.append(f"  {name} @{level['concurrency']}: {count}x {message}")
@@ -114,6 +116,20 @@ def _notes(result: dict[str, Any]) -> str:
                 notes.append(f"  {name} @{level['concurrency']}: "
                              f"{level['short_requests']} requests under max_tokens")  # fmt: skip
     return "\n".join(notes)
+
+
+def _warm_up(warm: dict[str, Any]) -> str:
+    """e.g. "warm-up burst of 16 (not timed): ttft min 190 / median 420 / max 1420 ms"."""
+    ttfts = warm.get("burst_ttft_ms") or []
+    parts = []
+    if ttfts:
+        parts.append(
+            f"warm-up burst of {len(ttfts)} (not timed): ttft min {ttfts[0]:.0f} / median "
+            f"{ttfts[len(ttfts) // 2]:.0f} / max {ttfts[-1]:.0f} ms"
+        )
+    if warm.get("error"):
+        parts.append(f"warm-up ERROR {warm['error']}")
+    return "; ".join(parts)
 
 
 def _slowest(level: dict[str, Any], count: int = 3) -> str:
