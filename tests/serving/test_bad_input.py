@@ -320,23 +320,49 @@ def test_chunked_oversized_body_is_cut_off_at_the_limit(runtime: InProcessRuntim
     assert response.json()["error"]["code"] == "request_too_large"
 
 
-@pytest.mark.parametrize("seed", [-1, -(2**63), 2**63 - 1, 0])
+@pytest.mark.parametrize("seed", [-1, -9131396, -(2**63), 2**63 - 1, 0])
 def test_any_int64_seed_is_served_and_the_engine_lives_on(
-    runtime: InProcessRuntime, client: openai.OpenAI, seed: int
+    any_runtime: InProcessRuntime, seed: int
 ) -> None:
-    for _ in range(2):  # the same seed, the same text
-        reply = client.chat.completions.create(
-            model=MODEL, messages=MSG, max_tokens=4, temperature=1.0, seed=seed
-        )
-        assert reply.choices[0].finish_reason in ("stop", "length")
-    assert httpx.get(f"{runtime.url}/healthz").status_code == 200
-    assert httpx.get(f"{runtime.url}/readyz").status_code == 200
+    """On both engines, streamed and not, with several choices (each choice's seed is the
+    request's plus its index): a negative seed hung the request on llama.cpp."""
+    client = _client(any_runtime)
+    texts = set()
+    for stream in (False, True, False):  # the same seed, the same text
+        chunks = client.completions.create(
+            model=MODEL, prompt="seeded", max_tokens=4, temperature=1.0, seed=seed, n=2,
+            stream=True,
+        ) if stream else [client.completions.create(
+            model=MODEL, prompt="seeded", max_tokens=4, temperature=1.0, seed=seed, n=2,
+        )]  # fmt: skip
+        texts.add("".join(c.text for chunk in chunks for c in chunk.choices if c.index == 0))
+    assert len(texts) == 1, texts
+    assert httpx.get(f"{any_runtime.url}/healthz").status_code == 200
+    assert httpx.get(f"{any_runtime.url}/readyz").status_code == 200
 
 
-def test_tiny_temperatures_are_greedy_not_nan(client: openai.OpenAI) -> None:
+def test_tiny_temperatures_are_greedy_not_nan(any_runtime: InProcessRuntime) -> None:
+    client = _client(any_runtime)
     greedy = client.completions.create(model=MODEL, prompt="abc", max_tokens=6, temperature=0)
     tiny = client.completions.create(model=MODEL, prompt="abc", max_tokens=6, temperature=1e-300)
     assert tiny.choices[0].text == greedy.choices[0].text
+
+
+@pytest.mark.parametrize("top_p", [8.58e-123, 1e-45, 5e-324])
+def test_a_top_p_too_small_for_float32_keeps_the_top_token(
+    any_runtime: InProcessRuntime, top_p: float
+) -> None:
+    """The API takes any top_p above 0; llama.cpp's float32 rounded these to 0 and refused
+    them with a 500."""
+    client = _client(any_runtime)
+    reply = client.completions.create(
+        model=MODEL, prompt="abc", max_tokens=4, temperature=1.0, top_p=top_p, seed=3
+    )
+    assert reply.choices[0].finish_reason in ("stop", "length")
+
+
+def _client(runtime: InProcessRuntime) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{runtime.url}/v1", api_key="unused", max_retries=0)
 
 
 def test_null_means_the_default_for_nullable_fields(runtime: InProcessRuntime) -> None:

@@ -119,8 +119,8 @@ class EngineLoop:
             self._apply_one(command, outbox)
         except Exception as exc:
             log.exception("engine command %s failed", command[0])
-            if command[0] == "submit":
-                request, sink = command[1], command[2]
+            if command[0] == "submit":  # ("submit", request, render, sink)
+                request, sink = command[1], command[3]
                 error = f"generation failed: {exc}"
                 outbox.add(sink, Finished("error", len(request.prompt_tokens), 0, 0, error=error))
 
