@@ -36,7 +36,7 @@ from pydantic import ValidationError
 from tests.operator.schema_strategies import JSON, from_schema
 
 GENERATED = settings(
-    max_examples=int(os.environ.get("MODELKUBE_FUZZ_EXAMPLES", "80")),
+    max_examples=int(os.environ.get("MODELKUBE_FUZZ_EXAMPLES", "150")),
     deadline=None,
     derandomize="MODELKUBE_FUZZ_EXAMPLES" not in os.environ,
     database=None,
