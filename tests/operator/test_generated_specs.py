@@ -46,13 +46,15 @@ API_VERSION = "modelkube.io/v1alpha1"
 NAMESPACE = "team-a"
 
 names = st.from_regex(SERVICE_NAME, fullmatch=True).filter(lambda s: len(s) <= 63)
+MODELSERVICE_SPECS = from_schema(structural_schema(ModelServiceSpec))
+FINETUNEJOB_SPECS = from_schema(structural_schema(FineTuneJobSpec))
 
 
 @st.composite
 def model_services(draw: st.DrawFn) -> dict[str, Any]:
     """A spec the schema accepts, serving either a model or an upstream (a spec with both or
     neither is refused by a CEL rule on the API server, before the operator sees it)."""
-    spec: dict[str, Any] = draw(from_schema(structural_schema(ModelServiceSpec)))
+    spec: dict[str, Any] = draw(MODELSERVICE_SPECS)
     if "model" in spec and "upstream" in spec:
         del spec[draw(st.sampled_from(["model", "upstream"]))]
     if "model" not in spec and "upstream" not in spec:
@@ -89,7 +91,7 @@ def fine_tune_jobs(draw: st.DrawFn, service: str, spec: dict[str, Any]) -> dict[
             labels = {SERVICE_LABEL: service} if name in labelled else {}
             jobs[name] = {
                 "metadata": {"name": name, "labels": labels},
-                "spec": draw(from_schema(structural_schema(FineTuneJobSpec))),
+                "spec": draw(FINETUNEJOB_SPECS),
                 "status": draw(job_status),
             }
     return jobs
@@ -169,7 +171,7 @@ def test_a_generated_modelservice_is_refused_readably_or_builds_everything(
 
 
 @GENERATED
-@given(name=names, raw=from_schema(structural_schema(FineTuneJobSpec)))
+@given(name=names, raw=FINETUNEJOB_SPECS)
 def test_a_generated_finetunejob_is_refused_readably_or_builds_its_job(
     name: str, raw: dict[str, Any]
 ) -> None:
