@@ -3,6 +3,13 @@
 from typing import Any
 
 
+def _encodable(text: str) -> str:
+    """What a message quotes of the request (a key, a name) may hold a lone UTF-16 surrogate,
+    which no UTF-8 body can carry: it is written as its escape instead of failing the error
+    response itself into a 500."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class APIError(Exception):
     status_code = 500
     error_type = "server_error"
@@ -18,9 +25,9 @@ class APIError(Exception):
     def body(self) -> dict[str, Any]:
         return {
             "error": {
-                "message": self.message,
+                "message": _encodable(self.message),
                 "type": self.error_type,
-                "param": self.param,
+                "param": None if self.param is None else _encodable(self.param),
                 "code": self.code,
             }
         }

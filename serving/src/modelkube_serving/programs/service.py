@@ -14,12 +14,14 @@ file that does not parse or build keeps the programs served before, with one err
 """
 
 import asyncio
+import functools
 import logging
 from pathlib import Path
 from typing import Any
 
 import dspy
 from dspy.utils.exceptions import AdapterParseError
+from pydantic import TypeAdapter, ValidationError
 
 from modelkube_serving.errors import InvalidRequest, NotFound, Unprocessable
 from modelkube_serving.programs.backend import ChatBackend
@@ -103,7 +105,8 @@ class ProgramService:
         program = self.programs.get(name)
         if program is None:
             raise NotFound(f"The program `{name}` does not exist.", param="name")
-        wanted = list(program.module.predictors()[0].signature.input_fields)
+        fields = program.module.predictors()[0].signature.input_fields
+        wanted = list(fields)
         missing = [field for field in wanted if field not in inputs]
         unknown = [field for field in inputs if field not in wanted]
         if missing or unknown:
@@ -111,9 +114,11 @@ class ProgramService:
             raise InvalidRequest(
                 f"Program `{name}` takes inputs {wanted}: {problem}.", param="inputs"
             )
+        values = {field: _input_value(name, field, fields[field].annotation, inputs[field])
+                  for field in wanted}  # fmt: skip
         with dspy.context(lm=self._runtime_lm(), adapter=adapter(), track_usage=True):
             try:
-                result = await program.module.acall(**inputs)
+                result = await program.module.acall(**values)
             except AdapterParseError as exc:
                 raise Unprocessable(
                     f"The model's output does not fit program `{name}`'s fields "
@@ -141,6 +146,25 @@ class ProgramService:
                 max_tokens=PROGRAM_MAX_TOKENS,
             )
         return self._lm
+
+
+def _input_value(program: str, field: str, annotation: Any, value: Any) -> Any:
+    """The value as the signature types the field (text unless it says otherwise): a number, a
+    list or null where text is wanted is a 400 naming the field, not a failure in DSPy's
+    prompt formatting."""
+    try:
+        return _type_adapter(annotation).validate_python(value)
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"]
+        raise InvalidRequest(
+            f"Invalid value at 'inputs.{field}': {message} (program `{program}`).",
+            param=f"inputs.{field}",
+        ) from None
+
+
+@functools.cache
+def _type_adapter(annotation: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(annotation)
 
 
 def _usage(by_lm: dict[str, Any]) -> dict[str, int]:
