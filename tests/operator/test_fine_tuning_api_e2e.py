@@ -11,9 +11,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 import yaml
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+from openai.types import FileObject
+from openai.types.fine_tuning import FineTuningJob
 
 from tests.controlplane.cluster import ControlPlane
 from tests.operator.harness import (
@@ -23,6 +28,7 @@ from tests.operator.harness import (
     get_json,
     wait_until,
 )
+from tests.serving import test_fuzz as fuzz
 from tests.serving.runtime_process import RuntimeProcess
 
 NAMESPACE = "test-ftapi"
@@ -244,3 +250,129 @@ def test_missing_permissions_are_named_not_a_500(
     assert "may not create configmaps in namespace test-ftapi" in upload_refused.value.message
     assert "'list' on 'finetunejobs.modelkube.io'" in list_refused.value.message
     assert client.fine_tuning.jobs.list() is not None  # its own token works again
+
+
+# Generated uploads and job requests: never a 5xx, always OpenAI's error body or a file/job
+# the `openai` types accept. Multipart bodies are written here so that every part can be
+# wrong: names, filenames, purposes and contents of any bytes, and the framing itself.
+ROW = st.fixed_dictionaries({"messages": st.lists(fuzz.message, max_size=3)})
+file_contents = st.one_of(
+    st.just(TRAIN),
+    st.lists(ROW | fuzz.json_values, min_size=1, max_size=12).map(
+        lambda rows: "\n".join(json.dumps(r) for r in rows).encode()
+    ),
+    st.binary(max_size=300),
+    fuzz.texts.map(lambda t: t.encode("utf-8", "surrogatepass")),
+)
+part_texts = fuzz.texts.map(lambda t: t.encode("utf-8", "surrogatepass")) | st.binary(max_size=20)
+
+
+@st.composite
+def multipart(draw: st.DrawFn) -> tuple[str, bytes]:
+    """(content-type, body): mostly a form with `file` and `purpose`, any of it malformed."""
+    boundary = "b0undary"
+    parts = []
+    names = draw(st.lists(st.sampled_from(["file", "purpose", "x"]) | fuzz.texts, max_size=3))
+    for name in draw(st.sampled_from([["file", "purpose"], ["purpose", "file"], names])):
+        quoted = json.dumps(name).encode("utf-8", "surrogatepass")
+        head = b"Content-Disposition: form-data; name=" + quoted
+        if name == "file":
+            filename = draw(st.just("train.jsonl") | fuzz.texts)
+            head += b"; filename=" + json.dumps(filename).encode("utf-8", "surrogatepass")
+            payload = draw(file_contents)
+        else:
+            payload = draw(st.just(b"fine-tune") | part_texts)
+        parts.append(b"--" + boundary.encode() + b"\r\n" + head + b"\r\n\r\n" + payload + b"\r\n")
+    body = b"".join(parts) + b"--" + boundary.encode() + b"--\r\n"
+    content_type = draw(
+        st.sampled_from(
+            [f"multipart/form-data; boundary={boundary}", "multipart/form-data",
+             "application/json", f"multipart/mixed; boundary={boundary}"]
+        )
+    )  # fmt: skip
+    return content_type, body
+
+
+hyperparameters = st.fixed_dictionaries(
+    {},
+    optional={
+        key: st.just("auto") | st.integers(-2, 2000) | st.floats(-1, 200) | fuzz.json_values
+        for key in ("n_epochs", "batch_size", "learning_rate_multiplier")
+    },
+)
+supervised = st.fixed_dictionaries({}, optional={"hyperparameters": hyperparameters})
+job_bodies = st.fixed_dictionaries(
+    {"model": st.sampled_from(["tiny", "gpt-4o-mini"]) | fuzz.texts},
+    optional={
+        "training_file": st.sampled_from(["file-0123abcd"]) | fuzz.texts,
+        "hyperparameters": hyperparameters | fuzz.json_values,
+        "method": st.fixed_dictionaries(
+            {"type": st.sampled_from(["supervised", "dpo", "x"])},
+            optional={"supervised": supervised},
+        ) | fuzz.json_values,
+        # "ok" names a job once; sent again it is a 409
+        "suffix": st.sampled_from(["ok", "Bad", "-x", "a" * 70]) | fuzz.texts | st.none(),
+        "seed": st.integers(-2, 2**32) | st.none(),
+        "validation_file": fuzz.texts | st.none(),
+        "extra": fuzz.json_values,
+    },
+)  # fmt: skip
+
+
+def _openai_error(response: httpx.Response) -> None:
+    event(f"status {response.status_code}")
+    assert response.status_code < 500, response.text
+    assert response.status_code in (400, 404, 409, 413, 422), response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}, error
+    assert isinstance(error["message"], str) and error["message"], error
+
+
+@settings(fuzz.FUZZ, max_examples=max(fuzz.EXAMPLES // 4, 1))
+@given(form=multipart())
+def test_generated_uploads_never_fail_the_runtime(
+    runtime: RuntimeProcess, form: tuple[str, bytes]
+) -> None:
+    content_type, body = form
+    response = httpx.post(
+        f"{runtime.url}/v1/files", content=body, headers={"content-type": content_type}, timeout=30
+    )
+    if response.status_code == 200:
+        event("uploaded")
+        FileObject.model_validate(response.json(), strict=True)
+    else:
+        _openai_error(response)
+
+
+# Requests that create a job (an uploaded file, the served model), some with one field off.
+plausible_jobs = st.fixed_dictionaries(
+    {"model": st.just("tiny"), "training_file": st.just("file-0123abcd")},
+    optional={
+        "hyperparameters": st.fixed_dictionaries(
+            {}, optional={"n_epochs": st.integers(1, 3), "batch_size": st.integers(1, 4)}
+        ),
+        "seed": st.integers(0, 2**31 - 1),
+        "suffix": st.from_regex(r"[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?", fullmatch=True),
+    },
+).flatmap(lambda body: st.just(body) | job_bodies.map(lambda other: {**body, **other}))
+
+
+@settings(fuzz.FUZZ, max_examples=max(fuzz.EXAMPLES // 4, 1))
+@given(body=plausible_jobs | job_bodies, real_file=st.booleans())
+def test_generated_job_requests_never_fail_the_runtime(
+    runtime: RuntimeProcess, body: dict[str, Any], real_file: bool
+) -> None:
+    if real_file and "training_file" in body:
+        with openai.OpenAI(base_url=f"{runtime.url}/v1", api_key="unused", max_retries=0) as sdk:
+            body = {**body, "training_file": upload(sdk)}
+    response = httpx.post(
+        f"{runtime.url}/v1/fine_tuning/jobs",
+        content=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    if response.status_code == 200:
+        event("created")
+        FineTuningJob.model_validate(response.json())
+    else:
+        _openai_error(response)

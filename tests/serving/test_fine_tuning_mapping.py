@@ -337,6 +337,12 @@ def test_multipart_uploads_parse_as_the_sdk_encodes_them() -> None:
         parse_upload(no_file.headers["content-type"], no_file.read())
     with pytest.raises(MultipartError, match="multipart/form-data"):
         parse_upload("application/json", b"{}")
+    latin = httpx.Request(
+        "POST", "http://x", data={"purpose": "fine-tune"}, files={"file": b"x"}
+    )  # the purpose's bytes swapped for ones that are not UTF-8 (a 500 before)
+    body = latin.read().replace(b"fine-tune", b"\xed\xa0\x80")
+    with pytest.raises(MultipartError, match="'purpose': it is not UTF-8"):
+        parse_upload(latin.headers["content-type"], body)
 
 
 def test_rbac_refusals_name_the_missing_permission() -> None:

@@ -114,4 +114,8 @@ def parse_upload(content_type: str, body: bytes) -> Upload:
     if "purpose" not in fields:
         raise MultipartError("Missing required parameter: 'purpose'.")
     filename, content = fields["file"]
-    return Upload(filename or "upload.jsonl", content, fields["purpose"][1].decode().strip())
+    try:
+        purpose = fields["purpose"][1].decode().strip()
+    except UnicodeDecodeError:
+        raise MultipartError("Invalid value for 'purpose': it is not UTF-8 text.") from None
+    return Upload(filename or "upload.jsonl", content, purpose)
