@@ -425,6 +425,11 @@ def test_openapi_documents_what_the_server_does(runtime: InProcessRuntime) -> No
         error = chat["responses"][status]["content"]["application/json"]["schema"]["$ref"]
         assert error.endswith("/ErrorResponse")
     assert "/v1/models/{model_id}" in doc["paths"]
+    program = doc["paths"]["/v1/programs/{name}"]["post"]  # reads its body itself too
+    assert program["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/ProgramRequest"
+    )
+    assert "text/event-stream" not in program["responses"]["200"].get("content", {})
     metrics = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert list(metrics) == ["text/plain; version=0.0.4"]
     refs = {

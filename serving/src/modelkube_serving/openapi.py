@@ -13,12 +13,15 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from modelkube_serving.protocol import ChatCompletionRequest, CompletionRequest
+from modelkube_serving.routes.programs import ProgramRequest
 
 _REF = "#/components/schemas/{model}"
 _BODIES: dict[str, type[BaseModel]] = {
     "/v1/chat/completions": ChatCompletionRequest,
     "/v1/completions": CompletionRequest,
+    "/v1/programs/{name}": ProgramRequest,
 }
+_STREAMED = {"/v1/chat/completions", "/v1/completions"}
 _ERRORS = {
     "400": "The request is invalid: the message and `param` say what to change.",
     "401": "A missing or wrong API key.",
@@ -95,6 +98,7 @@ def _operation(path: str, method: str, op: dict[str, Any], schemas: dict[str, An
             "required": True,
             "content": {"application/json": {"schema": _register(model, schemas)}},
         }
+    if model is not None and path in _STREAMED:
         ok = dict(responses.get("200", {"description": "Successful Response"}))
         ok["content"] = {**ok.get("content", {}), **_SSE}
         ok["description"] = "The completion, or its chunks as server-sent events if `stream`."
