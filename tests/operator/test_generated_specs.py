@@ -22,14 +22,10 @@ from modelkube_operator.builders.networking import service_name_problem
 from modelkube_operator.builders.programs import compiled_sources, plan_programs
 from modelkube_operator.builders.training import build_job, build_trainer_rbac
 from modelkube_operator.reconcilers.common import spec_error
-from modelkube_operator.reconcilers.modelservice import OptionalCRDs, desired_children
-from modelkube_operator.status.modelservice import (
-    adapters_condition,
-    auth_condition,
-    deployment_conditions,
-    programs_condition,
-    served_models,
-    summary_fields,
+from modelkube_operator.reconcilers.modelservice import (
+    OptionalCRDs,
+    desired_children,
+    desired_status,
 )
 from pydantic import ValidationError
 
@@ -159,13 +155,12 @@ def test_a_generated_modelservice_is_refused_readably_or_builds_everything(
             },
         )
     )
-    for conds in (deployment_conditions(spec, None), deployment_conditions(spec, deployment)):
+    missing = data.draw(st.lists(st.sampled_from(plan.claims), unique=True)) if plan.claims else []
+    for built in (deployment, {}):  # the Deployment as read back, and none yet
+        conds, fields = desired_status(owner, spec, built, plan, programs, missing)
         assert conds and all(c.type and c.reason for c in conds)
-    auth_condition(spec)
-    adapters_condition([n for n, _ in plan.ready], plan.waiting)
-    programs_condition([p["name"] for p in programs.programs], programs.problems)
-    assert served_models(name, [n for n, _ in plan.ready])[0] == name
-    summary_fields(spec, deployment)
+        assert fields["servedModels"][0] == name
+        json.dumps(fields)
     json.loads(plan.file())
     json.loads(programs.file())
 

@@ -49,6 +49,7 @@ from modelkube_operator.reconcilers.common import (
 )
 from modelkube_operator.reconcilers.errors import SpecError
 from modelkube_operator.reconcilers.programs import resolve_programs
+from modelkube_operator.status.conditions import Cond
 from modelkube_operator.status.modelservice import (
     adapters_condition,
     auth_condition,
@@ -228,11 +229,29 @@ async def _write_status(
     plan: AdapterPlan,
     programs: ProgramPlan,
 ) -> list[Obj]:
+    missing = [
+        claim
+        for claim in plan.claims
+        if await kube.get("v1", "PersistentVolumeClaim", owner.namespace, claim) is None
+    ]
+    conds, fields = desired_status(owner, spec, deployment, plan, programs, missing)
+    previous = body.get("status") or {}
+    return await write_status(kube, owner, ModelServiceStatus, previous, conds, fields)
+
+
+def desired_status(
+    owner: Owner,
+    spec: ModelServiceSpec,
+    deployment: Obj,
+    plan: AdapterPlan,
+    programs: ProgramPlan,
+    missing_claims: Collection[str],
+) -> tuple[list[Cond], Obj]:
+    """The conditions and the fields of the status, from what the reconcile found."""
     ready = [name for name, _ in plan.ready]
     missing = [
         f"claim {claim} does not exist: the runtime's pods cannot start until it does"
-        for claim in plan.claims
-        if await kube.get("v1", "PersistentVolumeClaim", owner.namespace, claim) is None
+        for claim in missing_claims
     ]
     conds = [
         *deployment_conditions(spec, deployment or None),
@@ -249,8 +268,7 @@ async def _write_status(
         "servedModels": served_models(owner.name, ready),
         **summary_fields(spec, deployment or None),
     }
-    previous = body.get("status") or {}
-    return await write_status(kube, owner, ModelServiceStatus, previous, conds, fields)
+    return conds, fields
 
 
 async def _crd_exists(kube: Kube, name: str) -> bool:
