@@ -59,11 +59,24 @@ def test_schema_is_draft_07_and_closed_at_the_top() -> None:
         ("image.tag=a: b", "at '/image/tag'"),
         ("networkPolicy.apiServerCIDRs={:}", "at '/networkPolicy/apiServerCIDRs/0'"),
         ("networkPolicy.apiServerCIDRs={10.0.0.0}", "at '/networkPolicy/apiServerCIDRs/0'"),
+        (  # null drops the chart's default: named, not a template's type error
+            "monitoring.prometheusRule.enabled=true,monitoring.prometheusRule.rateWindow=null",
+            "monitoring.prometheusRule.rateWindow must be set",
+        ),
     ],
 )
 def test_helm_refuses_values_the_schema_refuses(setting: str, message: str) -> None:
     out = helm("template", RELEASE, str(CHART), "--set", setting, check=False)
     assert message in out
+
+
+def test_a_nulled_runbook_url_renders_as_none_set() -> None:
+    """Found by the values fuzzer with fresh examples: trimSuffix got nil and failed."""
+    out = helm(
+        "template", RELEASE, str(CHART),
+        "--set", "monitoring.prometheusRule.enabled=true,monitoring.prometheusRule.runbookURL=null",
+    )  # fmt: skip
+    assert "kind: PrometheusRule" in out
 
 
 def test_free_form_values_take_any_keys() -> None:
