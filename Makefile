@@ -22,7 +22,7 @@ LLAMA_CPP_PYTHON := 0.3.36
 export MODELKUBE_LLAMA_CPP_SRC ?= $(CACHE_DIR)/llama.cpp-src-$(LLAMA_CPP_PYTHON)
 
 .PHONY: help install system-deps llama-cpp-src python-deps models controlplane images lint native-test freethreaded \
-	freethreaded-test test demo bench clean
+	freethreaded-test test fuzz demo bench clean
 
 help:
 	@echo "make demo   install, then serve builtin://tiny through the openai SDK, and run the"
@@ -30,6 +30,8 @@ help:
 	@echo "            an adapter, teach the real model a task by LoRA (accuracy before and after),"
 	@echo "            and proxy a runtime as a hosted provider (keys, DSPy, metrics)"
 	@echo "make test   install, then run lint, type checks and the whole test suite"
+	@echo "make fuzz   install, then run the generated-input tests with fresh examples, many"
+	@echo "            more than make test's fixed ones (FUZZ_EXAMPLES=2000; not part of make test)"
 	@echo "make bench  install, then run the benchmarks in bench/ (not part of make test)"
 	@echo "make images build the runtime and operator images as OCI archives (root; no registry)"
 
@@ -128,6 +130,16 @@ freethreaded-test: freethreaded models
 # much of its time, so a second worker fills the second core; tests/xdist_scopes.py says how.
 test: install controlplane lint native-test freethreaded-test
 	$(RUN) pytest -n 2 --durations=40
+
+# make test's generated inputs are derandomized, the same every run, so it finds nothing new;
+# this explores: every generated-input test with fresh examples (what found session 30's bugs).
+FUZZ_EXAMPLES ?= 2000
+FUZZ_TESTS := tests/serving/test_fuzz.py tests/serving/test_programs.py \
+	tests/gateway/test_gateway_e2e.py tests/operator/test_generated_specs.py \
+	tests/operator/test_fine_tuning_api_e2e.py tests/chart/test_values_fuzz.py
+fuzz: install controlplane
+	MODELKUBE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(RUN) pytest -n 2 -p no:cacheprovider \
+	  -k "generated or arbitrary" $(FUZZ_TESTS)
 
 demo: install controlplane
 	$(RUN) python examples/demo.py
