@@ -31,16 +31,9 @@ from modelkube_serving.engine.types import (
 from modelkube_serving.metrics import RuntimeMetrics
 
 log = logging.getLogger(__name__)
-_UINT64 = (1 << 64) - 1
 # The smallest positive float32: the API takes any top_p above 0, and one that rounds to 0 as
 # llama.cpp's float32 would be refused there; this narrowest nucleus keeps the top token.
 _F32_TINY = 1.1754943508222875e-38
-
-
-def _native_seed(seed: int | None) -> int | None:
-    """An int64 seed as llama.cpp's uint64, two's complement as on MLX (engine/sampling.py):
-    every seed the API takes stays distinct, negative ones included."""
-    return None if seed is None else seed & _UINT64
 
 
 @dataclass
@@ -101,9 +94,7 @@ class LlamaLoop:
         handles = [next(self._handles) for _ in range(n)]
         sampling = request.sampling
         # Each choice's seed as on MLX: a seeded request stays reproducible, its choices differ.
-        others = [
-            (h, _native_seed(sampling.for_choice(i).seed)) for i, h in enumerate(handles) if i
-        ]
+        others = [(h, sampling.for_choice(i).engine_seed()) for i, h in enumerate(handles) if i]
         handle = handles[0]
         try:
             cached = self.engine.add(
@@ -112,7 +103,7 @@ class LlamaLoop:
                 max_tokens=request.max_tokens,
                 temperature=sampling.temperature,
                 top_p=max(sampling.top_p, _F32_TINY),
-                seed=_native_seed(sampling.seed),
+                seed=sampling.engine_seed(),
                 ignore_eos=request.ignore_eos,
                 presence_penalty=sampling.presence_penalty,
                 frequency_penalty=sampling.frequency_penalty,

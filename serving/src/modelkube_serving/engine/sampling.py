@@ -16,17 +16,14 @@ Sampler = Callable[[mx.array], mx.array]
 # Below this, sampling is greedy: 1/temperature would overflow float32 to inf, and the logits
 # to NaN, whose "sample" is no token of the vocabulary.
 MIN_TEMPERATURE = 1e-5
-_UINT64 = (1 << 64) - 1
 
 
 def make_request_sampler(params: SamplingParams) -> Sampler | None:
     """None means greedy, which the batch samples for all greedy rows in one call."""
     if params.temperature < MIN_TEMPERATURE:
         return None
-    seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(8), "little")
-    # OpenAI allows any int64; MLX's key takes a uint64 (a negative one raised TypeError on the
-    # engine thread). Two's complement keeps every int64 seed distinct.
-    key = mx.random.key(seed & _UINT64)
+    seed = params.engine_seed()
+    key = mx.random.key(seed if seed is not None else int.from_bytes(os.urandom(8), "little"))
     inv_temp = 1.0 / params.temperature
     top_p = params.top_p
 

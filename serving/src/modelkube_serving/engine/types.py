@@ -15,6 +15,8 @@ FEATURES = frozenset(
     {"logprobs", "response_format", "n", "presence_penalty", "frequency_penalty", "logit_bias"}
 )
 
+_UINT64 = (1 << 64) - 1
+
 # A request ends with OpenAI's finish reason, or did not end normally.
 Outcome = FinishReason | Literal["cancelled", "error"]
 
@@ -36,6 +38,11 @@ class SamplingParams:
         if self.seed is None or index == 0:
             return self
         return replace(self, seed=self.seed + index)
+
+    def engine_seed(self) -> int | None:
+        """The seed as both engines' generators take it, a uint64: OpenAI allows any int64
+        (a negative one raised on the engine thread), and two's complement keeps each distinct."""
+        return None if self.seed is None else self.seed & _UINT64
 
 
 @dataclass(frozen=True)
