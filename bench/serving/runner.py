@@ -66,10 +66,9 @@ def round_order(items: list[T], index: int) -> list[T]:
 
 async def _warm_up(server: Server, max_tokens: int, concurrency: int) -> dict[str, Any]:
     """One request alone, then one burst at the run's highest concurrency, none of them timed
-    in the results: a server's first burst also pays for first touching the memory of that
-    many sequences (llama-server's slots, our KV cells), seen as every system's slowest round
-    at 16 clients, which with a few rounds then set the p95. The burst's TTFTs are kept, so
-    what the cold start costs each system is still reported."""
+    in the results, so no server meets that many sequences for the first time in a timed round.
+    The burst's TTFTs are kept, so what each server's first burst costs is still reported.
+    (A level's first round stays its slowest: its prompts find fewer tokens cached.)"""
 
     def body(i: int) -> dict[str, Any]:
         messages = [{"role": "user", "content": f"Warm-up request {i}, please ignore."}]
