@@ -95,6 +95,12 @@ class RealNode:
                 f"--cert-dir={self.workdir / 'kubelet-pki'}",
                 f"--hostname-override={NODE_NAME}",
                 f"--node-ip={NODE_IP}",
+                # kubelet's minute-by-minute container GC keeps one non-running instance per
+                # container, and a restarted container counts from CreateContainer on: a GC
+                # run in the ~50 ms before it starts removed the dead one, and with it the
+                # log `kubectl logs --previous` reads (seen twice, in CI and here). Two kept:
+                # the dead one survives that window. (Deprecated flag; no config field yet.)
+                "--maximum-dead-containers-per-container=2",
                 "--v=2",
             ],
         )
