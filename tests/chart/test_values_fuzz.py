@@ -42,6 +42,17 @@ def _leaves(node: dict[str, Any], path: tuple[str, ...] = ()) -> list[tuple[tupl
 LEAVES = _leaves(SCHEMA)
 
 
+def _sections(node: dict[str, Any], path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every documented object below the top: helm drops what a user sets to null, whole
+    sections included."""
+    children = node.get("properties", {}) if node.get("type") == "object" else {}
+    found = [path] if path and children else []
+    return found + [s for key, child in children.items() for s in _sections(child, (*path, key))]
+
+
+SECTIONS = _sections(SCHEMA)
+
+
 def _value_of(node: dict[str, Any]) -> st.SearchStrategy[Any]:
     """A value of the leaf's declared type, across its whole range."""
     kind = node.get("type")
@@ -73,7 +84,7 @@ SWITCHES = [path for path, node in LEAVES if path[-1] == "enabled"]
 @st.composite
 def values(draw: st.DrawFn) -> dict[str, Any]:
     """A values file setting a few leaves, mostly of their type, sometimes of any, with the
-    switches flipped at random."""
+    switches flipped at random, and now and then a section set to null."""
     chosen = draw(
         st.lists(st.sampled_from(LEAVES), min_size=1, max_size=4, unique_by=lambda x: x[0])
     )
@@ -81,11 +92,17 @@ def values(draw: st.DrawFn) -> dict[str, Any]:
     for path, node in chosen:
         typed = _value_of(node)
         settings.append((path, draw(st.one_of(typed, ANY) if draw(st.booleans()) else typed)))
+    if draw(st.integers(0, 3)) == 0:  # now and then a whole section nulled, last
+        settings.append((draw(st.sampled_from(SECTIONS)), None))
     out: dict[str, Any] = {}
     for path, value in settings:
         target = out
         for key in path[:-1]:
             target = target.setdefault(key, {})
+            if target is None:  # inside a section nulled already
+                break
+        if target is None:
+            continue
         target[path[-1]] = value
     return out
 

@@ -3,7 +3,7 @@ descriptions from the @param comments, and no unknown keys where the keys are do
 
 from typing import Any
 
-from modelkube_operator.chart.values import Param, Values, lookup
+from modelkube_operator.chart.values import Param, Values, exists, lookup
 
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 _SCALARS = {bool: "boolean", int: "integer", float: "number", str: "string"}
@@ -79,7 +79,30 @@ def _object(values: Values, prefix: str) -> dict[str, Any]:
         if path.startswith(prefix) and (key := path[len(prefix) :].split(".")[0]) not in keys:
             keys.append(key)
     properties = {key: _node(values, f"{prefix}{key}") for key in keys}
-    return {"type": "object", "additionalProperties": False, "properties": properties}
+    node_schema: dict[str, Any] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": properties,
+    }
+    if required := [key for key in keys if _needs_a_value(values, f"{prefix}{key}")]:
+        node_schema["required"] = required
+    return node_schema
+
+
+def _needs_a_value(values: Values, path: str) -> bool:
+    """helm drops a key its user sets to null before the schema sees the values, so a
+    template would get nothing where the chart has a default: an alert with an empty `for:`,
+    a `true` switch turned off, every key of a section gone. Such a key is required: null is
+    refused, naming it. Free-form maps and lists stay optional: null says "none" there (as
+    helm's docs use it, `nodeSelector: null`), and so does it for a string whose default is
+    empty."""
+    param = values.params().get(path)
+    if (param is not None and (param.nullable or param.extra)) or not exists(values.data, path):
+        return False
+    default = lookup(values.data, path)
+    if isinstance(default, dict):
+        return any(p.startswith(f"{path}.") for p in values.params())
+    return type(default) in _SCALARS and default != ""
 
 
 def _node(values: Values, path: str) -> dict[str, Any]:
