@@ -283,6 +283,19 @@ def test_unknown_route_and_wrong_method(runtime: InProcessRuntime) -> None:
     assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "invalid_request_error"
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/v1/programs/"), ("POST", "/v1/chat/completions/"), ("GET", "/v1/programs/")],
+)
+def test_a_slash_too_many_is_a_404_not_a_redirect(
+    runtime: InProcessRuntime, method: str, path: str
+) -> None:
+    """Starlette redirected these (307), which OpenAI's clients do not follow."""
+    got = httpx.request(method, f"{runtime.url}{path}", json={"model": MODEL})
+    assert got.status_code == 404, got.headers
+    assert got.json()["error"]["type"] == "invalid_request_error"
+
+
 def test_oversized_body_is_refused_with_413(runtime: InProcessRuntime) -> None:
     big = b'{"model": "tiny", "prompt": "' + b"x" * (9 << 20) + b'"}'
     response = httpx.post(

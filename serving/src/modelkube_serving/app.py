@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from modelkube_native import UpstreamClient
 
+from modelkube_serving.api_app import api_app
 from modelkube_serving.engine.blas import loaded_blas
 from modelkube_serving.engine.choice import build_engine, choose_engine
 from modelkube_serving.engine.types import Engine
@@ -132,7 +133,7 @@ def create_app(config: ServeConfig, on_fatal: Callable[[str], None] | None = Non
         if fine_tuning is not None:
             await fine_tuning.aclose()
 
-    app = FastAPI(title="modelkube runtime", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = api_app("modelkube runtime", lifespan)
     app.include_router(openai.router)
     app.include_router(adapter_routes.router)
     if fine_tuning is not None:  # off by default: the routes are absent, so 404
@@ -183,7 +184,7 @@ def _proxy_app(
         yield
         programs_watcher.cancel()
 
-    app = FastAPI(title="modelkube runtime", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = api_app("modelkube runtime", lifespan)
     app.include_router(proxy_routes.router)
     app.router.routes.extend(proxy_routes.routes)
     return _finish(app, config, state, programs)

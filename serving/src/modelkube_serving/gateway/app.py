@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 from modelkube_operator.k8s.client import Kube
 
+from modelkube_serving.api_app import api_app
 from modelkube_serving.error_handlers import install_error_handlers
 from modelkube_serving.gateway import routes
 from modelkube_serving.gateway.catalog import Catalog
@@ -87,7 +88,7 @@ def create_gateway(config: GatewayConfig, kube: Kube) -> FastPath:
         # aiohttp closes TLS transports on later loop turns (its documented graceful close).
         await asyncio.sleep(0.25)
 
-    app = FastAPI(title="modelkube gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = api_app("modelkube gateway", lifespan)
     app.state.runtime = ServingState(
         model_name=NAME, admission=admission, metrics=runtime_metrics, api_keys=config.api_keys
     )
