@@ -7,9 +7,17 @@ the bench's wait until it is up). What it adds over a request sent straight to t
 extra loopback hop, the HTTP parsing on both sides and the client's crossing into Rust and
 back: the part of the gateway's added latency that no change to the gateway's own code can
 remove. bench.gateway times it beside the gateway.
+
+`--client asyncio` forwards through a bare HTTP/1.1 exchange on the event loop's own socket
+instead (one keep-alive connection, Content-Length bodies: what the latency loop sends and
+gets, nothing more): the same pass-through without the crossing into the tokio runtime and
+back, so the difference of the two floors is what that crossing costs here. A measuring
+device only: it has none of the native client's timeouts, retries or pooling.
 """
 
 import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
 
 import uvicorn
 from modelkube_native import UpstreamClient
@@ -18,8 +26,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from modelkube_serving.gateway.command import server_options
 from modelkube_serving.gateway.upstreams import CONNECT_TIMEOUT_S
 
+Fetch = Callable[[str, bytes], Awaitable[tuple[int, bytes]]]
 
-def pass_through(upstream: str) -> ASGIApp:
+
+def native_fetch(upstream: str) -> Fetch:
     client = UpstreamClient(
         f"http://{upstream}",
         connect_timeout_s=CONNECT_TIMEOUT_S,
@@ -28,6 +38,31 @@ def pass_through(upstream: str) -> ASGIApp:
     )
     headers = [("content-type", "application/json")]
 
+    async def fetch(path: str, body: bytes) -> tuple[int, bytes]:
+        answer = await client.arequest("POST", path, body, headers)
+        return answer.status, answer.body
+
+    return fetch
+
+
+def asyncio_fetch(upstream: str) -> Fetch:
+    host, port = upstream.rsplit(":", 1)
+    connection: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def fetch(path: str, body: bytes) -> tuple[int, bytes]:
+        if not connection:
+            connection.append(await asyncio.open_connection(host, int(port)))
+        reader, writer = connection[0]
+        head = f"POST {path} HTTP/1.1\r\nhost: {upstream}\r\ncontent-type: application/json\r\n"
+        writer.write(f"{head}content-length: {len(body)}\r\n\r\n".encode() + body)
+        lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        fields = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+        return int(lines[0].split()[1]), await reader.readexactly(int(fields["content-length"]))
+
+    return fetch
+
+
+def pass_through(fetch: Fetch) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # the lifespan: nothing to set up
             message = await receive()
@@ -43,15 +78,15 @@ def pass_through(upstream: str) -> ASGIApp:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        answer = await client.arequest(scope["method"], scope["path"], body, headers)
+        status, answer = await fetch(scope["path"], body)
         await send(
             {
                 "type": "http.response.start",
-                "status": answer.status,
+                "status": status,
                 "headers": [(b"content-type", b"application/json")],
             }
         )
-        await send({"type": "http.response.body", "body": answer.body})
+        await send({"type": "http.response.body", "body": answer})
 
     return app
 
@@ -60,8 +95,10 @@ def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.gateway.floor")
     p.add_argument("--upstream", required=True, help="HOST:PORT of the pod")
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--client", choices=["native", "asyncio"], default="native")
     args = p.parse_args()
-    uvicorn.run(pass_through(args.upstream), port=args.port, **server_options("warning"))
+    fetch = (native_fetch if args.client == "native" else asyncio_fetch)(args.upstream)
+    uvicorn.run(pass_through(fetch), port=args.port, **server_options("warning"))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """The gateway's added latency, and the floor under it, from one interleaved run.
 
-Three ways to the same pod, taken in turn (each round in a rotated order, so none always goes
-first): straight to the pod, through the bare pass-through of `bench.gateway.floor`, and
-through the gateway. Each request is a 1-token chat completion, not streamed. The client's
-own time is in all three, so the differences of the p50s are what the two proxies add; the
-floor's share is what any proxy on this HTTP client over loopback costs here, the rest is the
-gateway's own code.
+Four ways to the same pod, taken in turn (each round in a rotated order, so none always goes
+first): straight to the pod, through the bare pass-through of `bench.gateway.floor` on the
+native client and on a bare asyncio exchange, and through the gateway. Each request is a
+1-token chat completion, not streamed. The client's own time is in all four, so the
+differences of the p50s are what the proxies add; the floor's share is what any proxy on this
+HTTP client over loopback costs here, the rest is the gateway's own code; the floor on asyncio
+tells how much of the floor is the native client's crossing into the tokio runtime and back.
 """
 
 import statistics
@@ -30,15 +31,21 @@ BODY = {"model": "chat", "max_tokens": 1, "temperature": 0, "messages": MESSAGES
 class AddedLatency:
     gateway_ms: float  # p50 through the gateway minus p50 straight to the pod
     floor_ms: float  # p50 through the bare pass-through minus p50 straight to the pod
+    asyncio_floor_ms: float  # the same, the pass-through on the event loop's own socket
 
     @classmethod
     def of(cls, results: dict[str, Any]) -> "AddedLatency":
-        return cls(results["gateway_added_latency_p50_ms"], results["floor_added_latency_p50_ms"])
+        return cls(
+            results["gateway_added_latency_p50_ms"],
+            results["floor_added_latency_p50_ms"],
+            results["asyncio_floor_added_latency_p50_ms"],
+        )
 
     def as_dict(self) -> dict[str, float]:
         return {
             "gateway_added_latency_p50_ms": self.gateway_ms,
             "floor_added_latency_p50_ms": self.floor_ms,
+            "asyncio_floor_added_latency_p50_ms": self.asyncio_floor_ms,
         }
 
 
@@ -49,32 +56,38 @@ def home_pod(endpoints: list[str]) -> str:
     ).endpoint
 
 
-def start_floor(upstream: str, logs: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_floor(
+    upstream: str, logs: Path, client: str = "native"
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     command = [sys.executable, "-m", "bench.gateway.floor", "--upstream", upstream,
-               "--port", str(port)]  # fmt: skip
-    with (logs / "floor.log").open("ab") as log:
+               "--port", str(port), "--client", client]  # fmt: skip
+    log_file = logs / f"floor-{client}.log"
+    with log_file.open("ab") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{url}/healthz", lambda: None if proc.poll() is None else "exited",
-                 lambda: (logs / "floor.log").read_text(), 60)  # fmt: skip
+                 log_file.read_text, 60)  # fmt: skip
     return proc, url
 
 
 def added_latency(gateway: str, endpoints: list[str], logs: Path, rounds: int) -> AddedLatency:
     home = home_pod(endpoints)
-    floor, floor_url = start_floor(home, logs)
+    floors = {client: start_floor(home, logs, client) for client in ("native", "asyncio")}
     try:
-        times = _interleaved({"direct": f"http://{home}", "floor": floor_url,
-                              "gateway": gateway}, rounds)  # fmt: skip
+        times = _interleaved({"direct": f"http://{home}", "floor": floors["native"][1],
+                              "asyncio floor": floors["asyncio"][1], "gateway": gateway},
+                             rounds)  # fmt: skip
     finally:
-        floor.terminate()
-        floor.wait(30)
+        for proc, _ in floors.values():
+            proc.terminate()
+            proc.wait(30)
     direct = statistics.median(times["direct"])
-    return AddedLatency(
-        (statistics.median(times["gateway"]) - direct) * 1000,
-        (statistics.median(times["floor"]) - direct) * 1000,
-    )
+
+    def added(name: str) -> float:
+        return (statistics.median(times[name]) - direct) * 1000
+
+    return AddedLatency(added("gateway"), added("floor"), added("asyncio floor"))
 
 
 def _interleaved(urls: dict[str, str], rounds: int) -> dict[str, list[float]]:

@@ -31,7 +31,9 @@ What the columns mean:
   the same requests sent straight to the pod it picks, interleaved; it includes the extra
   loopback hop, so it moves with the machine's load. The floor is the same through a bare
   pass-through (bench/gateway/floor.py: uvicorn, no framework, the same native HTTP client),
-  timed in the same loop: what any proxy of this kind adds here."""
+  timed in the same loop: what any proxy of this kind adds here; and once more with the
+  pass-through's upstream call on the event loop's own socket, which tells the native client's
+  crossing into tokio and back from the rest of the floor."""
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -106,7 +108,9 @@ def latency_line(added: AddedLatency) -> str:
     return (
         f"gateway added latency p50: {added.gateway_ms:.2f} ms (the floor, a bare pass-through "
         f"on the same HTTP client: {added.floor_ms:.2f} ms; the gateway's own code: "
-        f"{added.gateway_ms - added.floor_ms:.2f} ms)"
+        f"{added.gateway_ms - added.floor_ms:.2f} ms). The floor on the event loop's own socket: "
+        f"{added.asyncio_floor_ms:.2f} ms, so the native client's crossing into tokio and back "
+        f"is {added.floor_ms - added.asyncio_floor_ms:.2f} ms of the floor"
     )
 
 
