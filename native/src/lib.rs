@@ -12,6 +12,7 @@ mod errors;
 mod gil;
 mod grammar;
 mod llama;
+mod loop_bridge;
 mod output;
 mod prefix;
 mod upstream;
@@ -36,5 +37,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<upstream::UpstreamClient>()?;
     m.add_class::<upstream::UpstreamResponse>()?;
     m.add_class::<upstream::UpstreamStream>()?;
+    m.add_class::<loop_bridge::LoopHub>()?;
     Ok(())
 }

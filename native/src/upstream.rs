@@ -10,12 +10,13 @@ use modelkube_core::upstream::{Answer, BodyStream, ClientConfig, RetryPolicy};
 use modelkube_core::CoreError;
 use pyo3::exceptions::PyStopAsyncIteration;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
-use pyo3_async_runtimes::tokio::{future_into_py, get_runtime};
+use pyo3::types::{PyBytes, PyDict};
+use pyo3_async_runtimes::tokio::get_runtime;
 use tokio::sync::Mutex;
 
 use crate::errors::to_py;
 use crate::gil::without_gil;
+use crate::loop_bridge::awaitable;
 
 type Headers = Vec<(String, String)>;
 
@@ -137,11 +138,11 @@ impl UpstreamClient {
         headers: Option<Headers>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let inner = Arc::clone(&self.inner);
-        future_into_py(py, async move {
-            whole(inner, method, path, body, headers)
-                .await
-                .map_err(to_py)
-        })
+        awaitable(
+            py,
+            whole(inner, method, path, body, headers),
+            |py, answer| Ok(Py::new(py, answer.map_err(to_py)?)?.into_any()),
+        )
     }
 
     /// Send and wait for the headers; iterate the result for the body's chunks.
@@ -174,12 +175,11 @@ impl UpstreamClient {
         headers: Option<Headers>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let inner = Arc::clone(&self.inner);
-        future_into_py(py, async move {
-            let answer = send(inner, method, path, body, headers)
-                .await
-                .map_err(to_py)?;
-            Ok(UpstreamStream::from(answer))
-        })
+        awaitable(
+            py,
+            send(inner, method, path, body, headers),
+            |py, answer| Ok(Py::new(py, UpstreamStream::from(answer.map_err(to_py)?))?.into_any()),
+        )
     }
 }
 
@@ -318,12 +318,11 @@ impl UpstreamStream {
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let body = Arc::clone(&self.body);
-        future_into_py(py, async move {
-            match body.lock().await.next_burst(BURST_LIMIT).await {
-                Ok(Some(chunk)) => Ok(chunk),
-                Ok(None) => Err(PyStopAsyncIteration::new_err(())),
-                Err(err) => Err(to_py(err)),
-            }
+        let next = async move { body.lock().await.next_burst(BURST_LIMIT).await };
+        awaitable(py, next, |py, chunk| match chunk {
+            Ok(Some(chunk)) => Ok(PyBytes::new(py, &chunk).into_any().unbind()),
+            Ok(None) => Err(PyStopAsyncIteration::new_err(())),
+            Err(err) => Err(to_py(err)),
         })
     }
 

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncGenerator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -428,6 +429,44 @@ async def test_concurrent_async_requests_share_a_pool_that_is_reused(
     await wave()
     assert upstream.connections <= 32  # the second wave found the first one's connections
     assert len(upstream.received) == 64
+
+
+def test_every_event_loop_gets_its_own_answers(upstream: FaultUpstream) -> None:
+    """The awaitables settle on the loop that awaits them (each loop watches its own wake-up
+    socket): loops one after another, as asyncio.run makes them, and loops in two threads at
+    once; a closed loop's socket pair goes when a later loop comes, so loops do not leak
+    descriptors."""
+    client = client_for(upstream)
+
+    async def calls(tag: str) -> list[str]:
+        answers = await asyncio.gather(
+            *(client.arequest("POST", CHAT, chat(f"{tag}{i}")) for i in range(8))
+        )
+        streamed = await client.astream("POST", CHAT, chat(f"{tag}s", stream=True))
+        text = sse_text(b"".join([chunk async for chunk in streamed]))
+        return [json.loads(a.body)["choices"][0]["message"]["content"] for a in answers] + [text]
+
+    def expected(tag: str) -> list[str]:
+        return [f"echo: {tag}{i}" for i in range(8)] + [f"echo: {tag}s"]
+
+    for n in range(3):
+        assert asyncio.run(calls(f"seq{n}-")) == expected(f"seq{n}-")
+    descriptors = len(list(Path("/proc/self/fd").iterdir()))
+    for n in range(20):
+        asyncio.run(calls(f"more{n}-"))
+    assert len(list(Path("/proc/self/fd").iterdir())) <= descriptors + 4
+
+    got: dict[str, list[str]] = {}
+
+    def run(tag: str) -> None:
+        got[tag] = asyncio.run(calls(tag))
+
+    threads = [threading.Thread(target=run, args=(f"t{n}-",)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert got == {tag: expected(tag) for tag in ("t0-", "t1-")}
 
 
 def test_threads_make_blocking_requests_at_once(upstream: FaultUpstream) -> None:

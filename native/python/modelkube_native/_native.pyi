@@ -11,6 +11,7 @@ __all__ = [
     "GrammarCompiler",
     "GrammarMatcher",
     "LlamaEngine",
+    "LoopHub",
     "OutputPath",
     "PrefixIndex",
     "RenderSpec",
@@ -349,3 +350,10 @@ class UpstreamStream:
     def __aiter__(self) -> AsyncIterator[bytes]: ...
     def __anext__(self) -> Awaitable[bytes]: ...
     def close(self) -> None: ...
+
+@final
+class LoopHub:
+    """An event loop's queue of the native awaitables' results, and the socket that wakes it:
+    registered as the loop's reader when the first one is awaited there."""
+
+    def drain(self) -> None: ...
