@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.native import admission, output, overhead, prefix, threads
+from bench.native import admission, output, overhead, prefix, relay, threads
 
 TARGET_OUTPUT_SPEEDUP = 10.0  # the output path at batch 32
 
@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     print("== prefix-cache index vs mlx-lm's LRUPromptCache")
     results["prefix_index"] = prefix.run()
     print(prefix.table(results["prefix_index"]), end="\n\n")
+
+    print("== streams relayed through asyncio: reader CPU per chunk, native client vs httpx")
+    results["relay"] = relay.run()
+    print(relay.table(results["relay"]), end="\n\n")
 
     if not args.skip_overhead:
         print("== the runtime's CPU per generated token, before and after the native core")
