@@ -3,11 +3,12 @@
 //! pyo3-async-runtimes' `future_into_py` spawns two tokio tasks per awaitable and delivers
 //! each result from tokio's blocking pool, which takes the GIL there and calls
 //! `call_soon_threadsafe`: a third thread woken between the runtime and the loop, per request
-//! and per streamed chunk. bench/gateway put that crossing at ~0.3 ms of the gateway's ~0.7 ms
-//! floor (a pass-through on the event loop's own socket: ~0.4 ms). Here one task runs the
-//! future; its result goes into the loop's queue, and one byte on a socket pair that the loop
-//! watches wakes it (only when the queue was empty). The loop's reader then turns each result
-//! into Python objects and settles its future: the tokio side never touches Python.
+//! and per streamed chunk. Here one task runs the future; its result goes into the loop's
+//! queue, and one byte on a socket pair that the loop watches wakes it (only when no byte is
+//! pending). The loop's reader then turns each result into Python objects and settles its
+//! future: the tokio side never touches Python. `python -m bench.native` (relay): reading 64
+//! streams at once costs 17.5 us of CPU per chunk, against httpx's 40.9; the previous bridge
+//! cost 44.5.
 //!
 //! Cancelling the asyncio future aborts the task, as `future_into_py` does.
 
