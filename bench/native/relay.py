@@ -1,37 +1,47 @@
 """Streams relayed through asyncio: the native client's `astream` against httpx's, side by side.
 
-64 streams at once, each 200 server-sent events 2 ms apart from a loopback upstream in another
-process (bench/native/sse_upstream.py), read chunk by chunk on one uvloop event loop, as the
-gateway and proxy mode relay a model's tokens. What is timed is the reader's CPU (this
-process's), per chunk read: the crossing from the HTTP client into Python, once per chunk.
-Rounds alternate between the two clients.
+64 streamed chat completions at once from our runtime (builtin://tiny on llama.cpp, in its own
+process; `ignore_eos`, so every stream is 48 tokens long), read chunk by chunk on one uvloop
+event loop, as the gateway and proxy mode relay a pod's tokens. What is timed is the reader's
+CPU (this process's), per chunk read: the crossing from the HTTP client into Python, once per
+chunk. Rounds alternate between the two clients.
 """
 
 import asyncio
+import json
 import statistics
-import subprocess
-import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import uvloop
 from modelkube_native import UpstreamClient
 
-from tests.serving.runtime_process import free_port
-from tests.waiting import wait_until
+from tests.serving.runtime_process import RuntimeProcess
 
 STREAMS = 64
-CHUNKS = 200
+TOKENS = 48
 ROUNDS = 3
 HEADERS = [("content-type", "application/json")]
+PATH = "/v1/chat/completions"
+BODY = json.dumps(
+    {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "Tell me a story."}],
+        "max_tokens": TOKENS,
+        "ignore_eos": True,
+        "stream": True,
+    }
+).encode()
 
 
 async def _native(url: str) -> int:
     client = UpstreamClient(url, max_retries=0, breaker_failures=0)
 
     async def one() -> int:
-        stream = await client.astream("POST", "/v1/chat/completions", b"{}", HEADERS)
+        stream = await client.astream("POST", PATH, BODY, HEADERS)
         return sum([1 async for _ in stream])
 
     return sum(await asyncio.gather(*(one() for _ in range(STREAMS))))
@@ -42,7 +52,7 @@ async def _httpx(url: str) -> int:
     async with httpx.AsyncClient(base_url=url, limits=limits) as client:
 
         async def one() -> int:
-            request = client.build_request("POST", "/v1/chat/completions", content=b"{}")
+            request = client.build_request("POST", PATH, content=BODY, headers=dict(HEADERS))
             response = await client.send(request, stream=True)
             try:
                 return sum([1 async for _ in response.aiter_raw()])
@@ -65,27 +75,24 @@ def _timed(read: Any, url: str) -> tuple[float, int]:
 
 
 def run() -> dict[str, Any]:
-    port = free_port()
-    upstream = subprocess.Popen(
-        [sys.executable, "-m", "bench.native.sse_upstream", str(port), str(CHUNKS)]
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _answers(url), 30, "the SSE upstream")
-        per_chunk: dict[str, list[float]] = {"native": [], "httpx": []}
-        for i in range(ROUNDS):
-            order = ["native", "httpx"] if i % 2 == 0 else ["httpx", "native"]
-            for name in order:
-                cpu, chunks = _timed(_native if name == "native" else _httpx, url)
-                per_chunk[name].append(cpu / chunks * 1e6)
-    finally:
-        upstream.terminate()
-        upstream.wait(10)
+    args = ["--model", "builtin://tiny", "--served-model-name", "tiny", "--engine", "llamacpp",
+            "--max-concurrent-requests", str(STREAMS)]  # fmt: skip
+    with tempfile.TemporaryDirectory() as logs:
+        runtime = RuntimeProcess(args, Path(logs) / "runtime.log").start(timeout=300)
+        try:
+            per_chunk: dict[str, list[float]] = {"native": [], "httpx": []}
+            for i in range(ROUNDS):
+                order = ["native", "httpx"] if i % 2 == 0 else ["httpx", "native"]
+                for name in order:
+                    cpu, chunks = _timed(_native if name == "native" else _httpx, runtime.url)
+                    per_chunk[name].append(cpu / chunks * 1e6)
+        finally:
+            runtime.stop()
     native = statistics.median(per_chunk["native"])
     peer = statistics.median(per_chunk["httpx"])
     return {
         "streams": STREAMS,
-        "chunks_per_stream": CHUNKS,
+        "tokens_per_stream": TOKENS,
         "native_us_per_chunk": native,
         "httpx_us_per_chunk": peer,
         "rounds": per_chunk,
@@ -93,17 +100,9 @@ def run() -> dict[str, Any]:
     }
 
 
-def _answers(url: str) -> bool:
-    try:
-        with httpx.stream("POST", f"{url}/v1/chat/completions", content=b"{}") as response:
-            return response.status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def table(row: dict[str, Any]) -> str:
     return (
-        f"reader CPU per chunk, {row['streams']} streams x {row['chunks_per_stream']} chunks "
+        f"reader CPU per chunk, {row['streams']} streams x {row['tokens_per_stream']} tokens  "
         "| native us | httpx us | native/httpx\n"
         f"{'-' * 58}+-----------+----------+-------------\n"
         f"{'astream (native) vs AsyncClient.send(stream=True) (httpx)':<58}| "
