@@ -8,6 +8,11 @@ extra loopback hop, the HTTP parsing on both sides and the client's crossing int
 back: the part of the gateway's added latency that no change to the gateway's own code can
 remove. bench.gateway times it beside the gateway.
 
+`--server front` serves the same pass-through from the Rust core's HttpFront instead of uvicorn
+(native/src/front.rs: hyper on the core's runtime, a Python router asked once per request on
+the tokio thread, the answer relayed by the same client): what the gateway's data path would
+add on a Rust front, with no event loop on it.
+
 `--client asyncio` forwards through a bare HTTP/1.1 exchange on the event loop's own socket
 instead (one keep-alive connection, Content-Length bodies: what the latency loop sends and
 gets, nothing more): the same pass-through without the crossing into the tokio runtime and
@@ -17,10 +22,11 @@ device only: it has none of the native client's timeouts, retries or pooling.
 
 import argparse
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 
 import uvicorn
-from modelkube_native import UpstreamClient
+from modelkube_native import HttpFront, UpstreamClient
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelkube_serving.gateway.command import server_options
@@ -29,13 +35,17 @@ from modelkube_serving.gateway.upstreams import CONNECT_TIMEOUT_S
 Fetch = Callable[[str, bytes], Awaitable[tuple[int, bytes]]]
 
 
-def native_fetch(upstream: str) -> Fetch:
-    client = UpstreamClient(
+def native_client(upstream: str) -> UpstreamClient:
+    return UpstreamClient(
         f"http://{upstream}",
         connect_timeout_s=CONNECT_TIMEOUT_S,
         max_retries=0,
         breaker_failures=0,
     )
+
+
+def native_fetch(upstream: str) -> Fetch:
+    client = native_client(upstream)
     headers = [("content-type", "application/json")]
 
     async def fetch(path: str, body: bytes) -> tuple[int, bytes]:
@@ -91,12 +101,30 @@ def pass_through(fetch: Fetch) -> ASGIApp:
     return app
 
 
+def serve_front(upstream: str, port: int) -> None:
+    """Until killed: every POST relayed to `upstream`; POST /healthz answers 200 (up)."""
+    client = native_client(upstream)
+
+    def router(path: str, _body: bytes) -> UpstreamClient | tuple[int, bytes]:
+        return (200, b"{}") if path == "/healthz" else client
+
+    front = HttpFront("127.0.0.1", port, router)
+    try:
+        threading.Event().wait()
+    finally:
+        front.close()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.gateway.floor")
     p.add_argument("--upstream", required=True, help="HOST:PORT of the pod")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--client", choices=["native", "asyncio"], default="native")
+    p.add_argument("--server", choices=["uvicorn", "front"], default="uvicorn")
     args = p.parse_args()
+    if args.server == "front":
+        serve_front(args.upstream, args.port)
+        return
     fetch = (native_fetch if args.client == "native" else asyncio_fetch)(args.upstream)
     uvicorn.run(pass_through(fetch), port=args.port, **server_options("warning"))
 

@@ -1,12 +1,14 @@
 """The gateway's added latency, and the floor under it, from one interleaved run.
 
-Four ways to the same pod, taken in turn (each round in a rotated order, so none always goes
+Five ways to the same pod, taken in turn (each round in a rotated order, so none always goes
 first): straight to the pod, through the bare pass-through of `bench.gateway.floor` on the
-native client and on a bare asyncio exchange, and through the gateway. Each request is a
+native client and on a bare asyncio exchange, through the same pass-through served by the
+Rust core's HttpFront instead of uvicorn, and through the gateway. Each request is a
 1-token chat completion, not streamed. The client's own time is in all four, so the
 differences of the p50s are what the proxies add; the floor's share is what any proxy on this
 HTTP client over loopback costs here, the rest is the gateway's own code; the floor on asyncio
-tells how much of the floor is the native client's crossing into the tokio runtime and back.
+tells how much of the floor is the native client's crossing into the tokio runtime and back;
+the front's floor is what the same relay adds with no event loop on its path.
 """
 
 import statistics
@@ -21,7 +23,7 @@ import httpx
 
 from modelkube_serving.gateway.routing import DEFAULT_BOUND_FACTOR, choose, request_key
 from tests.serving.runtime_process import free_port
-from tests.waiting import wait_http_ok
+from tests.waiting import wait_http_ok, wait_until
 
 MESSAGES = [{"role": "user", "content": "ping"}]
 BODY = {"model": "chat", "max_tokens": 1, "temperature": 0, "messages": MESSAGES}
@@ -32,6 +34,7 @@ class AddedLatency:
     gateway_ms: float  # p50 through the gateway minus p50 straight to the pod
     floor_ms: float  # p50 through the bare pass-through minus p50 straight to the pod
     asyncio_floor_ms: float  # the same, the pass-through on the event loop's own socket
+    front_floor_ms: float  # the same, the pass-through on the Rust core's HttpFront
 
     @classmethod
     def of(cls, results: dict[str, Any]) -> "AddedLatency":
@@ -39,6 +42,7 @@ class AddedLatency:
             results["gateway_added_latency_p50_ms"],
             results["floor_added_latency_p50_ms"],
             results["asyncio_floor_added_latency_p50_ms"],
+            results["front_floor_added_latency_p50_ms"],
         )
 
     def as_dict(self) -> dict[str, float]:
@@ -46,6 +50,7 @@ class AddedLatency:
             "gateway_added_latency_p50_ms": self.gateway_ms,
             "floor_added_latency_p50_ms": self.floor_ms,
             "asyncio_floor_added_latency_p50_ms": self.asyncio_floor_ms,
+            "front_floor_added_latency_p50_ms": self.front_floor_ms,
         }
 
 
@@ -56,28 +61,46 @@ def home_pod(endpoints: list[str]) -> str:
     ).endpoint
 
 
+FLOORS = {"floor": ("native", "uvicorn"), "asyncio floor": ("asyncio", "uvicorn"),
+          "front floor": ("native", "front")}  # fmt: skip
+
+
 def start_floor(
-    upstream: str, logs: Path, client: str = "native"
+    upstream: str, logs: Path, client: str = "native", server: str = "uvicorn"
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     command = [sys.executable, "-m", "bench.gateway.floor", "--upstream", upstream,
-               "--port", str(port), "--client", client]  # fmt: skip
-    log_file = logs / f"floor-{client}.log"
+               "--port", str(port), "--client", client, "--server", server]  # fmt: skip
+    log_file = logs / f"floor-{client}-{server}.log"
     with log_file.open("ab") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    wait_http_ok(f"{url}/healthz", lambda: None if proc.poll() is None else "exited",
-                 log_file.read_text, 60)  # fmt: skip
+
+    def exited() -> str | None:
+        return None if proc.poll() is None else "exited"
+
+    if server == "front":  # it serves POSTs only
+        wait_until(lambda: _posts_ok(f"{url}/healthz") or exited(), 60, f"{url} up")
+        if exited():
+            raise RuntimeError(f"the front's floor exited:\n{log_file.read_text()}")
+    else:
+        wait_http_ok(f"{url}/healthz", exited, log_file.read_text, 60)
     return proc, url
+
+
+def _posts_ok(url: str) -> bool:
+    try:
+        return httpx.post(url, content=b"{}", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def added_latency(gateway: str, endpoints: list[str], logs: Path, rounds: int) -> AddedLatency:
     home = home_pod(endpoints)
-    floors = {client: start_floor(home, logs, client) for client in ("native", "asyncio")}
+    floors = {name: start_floor(home, logs, *how) for name, how in FLOORS.items()}
     try:
-        times = _interleaved({"direct": f"http://{home}", "floor": floors["native"][1],
-                              "asyncio floor": floors["asyncio"][1], "gateway": gateway},
-                             rounds)  # fmt: skip
+        urls = {"direct": f"http://{home}", **{k: url for k, (_, url) in floors.items()}}
+        times = _interleaved({**urls, "gateway": gateway}, rounds)
     finally:
         for proc, _ in floors.values():
             proc.terminate()
@@ -87,7 +110,9 @@ def added_latency(gateway: str, endpoints: list[str], logs: Path, rounds: int) -
     def added(name: str) -> float:
         return (statistics.median(times[name]) - direct) * 1000
 
-    return AddedLatency(added("gateway"), added("floor"), added("asyncio floor"))
+    return AddedLatency(
+        added("gateway"), added("floor"), added("asyncio floor"), added("front floor")
+    )
 
 
 def _interleaved(urls: dict[str, str], rounds: int) -> dict[str, list[float]]:

@@ -33,7 +33,8 @@ What the columns mean:
   pass-through (bench/gateway/floor.py: uvicorn, no framework, the same native HTTP client),
   timed in the same loop: what any proxy of this kind adds here; and once more with the
   pass-through's upstream call on the event loop's own socket, which tells the native client's
-  crossing into tokio and back from the rest of the floor."""
+  crossing into tokio and back from the rest of the floor; and once more served by the Rust
+  core's HttpFront instead of uvicorn: what the relay adds with no event loop on its path."""
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -110,7 +111,8 @@ def latency_line(added: AddedLatency) -> str:
         f"on the same HTTP client: {added.floor_ms:.2f} ms; the gateway's own code: "
         f"{added.gateway_ms - added.floor_ms:.2f} ms). The floor on the event loop's own socket: "
         f"{added.asyncio_floor_ms:.2f} ms, so the native client's crossing into tokio and back "
-        f"is {added.floor_ms - added.asyncio_floor_ms:.2f} ms of the floor"
+        f"is {added.floor_ms - added.asyncio_floor_ms:.2f} ms of the floor. The same relay on "
+        f"the Rust core's HttpFront: {added.front_floor_ms:.2f} ms"
     )
 
 

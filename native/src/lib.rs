@@ -9,6 +9,7 @@
 
 mod admission;
 mod errors;
+mod front;
 mod gil;
 mod grammar;
 mod llama;
@@ -38,5 +39,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<upstream::UpstreamResponse>()?;
     m.add_class::<upstream::UpstreamStream>()?;
     m.add_class::<loop_bridge::LoopHub>()?;
+    m.add_class::<front::HttpFront>()?;
     Ok(())
 }

@@ -30,6 +30,12 @@ pub struct UpstreamClient {
     inner: Arc<CoreClient>,
 }
 
+impl UpstreamClient {
+    pub(crate) fn core(&self) -> Arc<CoreClient> {
+        Arc::clone(&self.inner)
+    }
+}
+
 #[pymethods]
 impl UpstreamClient {
     #[new]

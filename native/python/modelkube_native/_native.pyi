@@ -1,7 +1,7 @@
 """Type stubs of the compiled module; `mypy.stubtest` checks them against it."""
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import ClassVar, final
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "Grammar",
     "GrammarCompiler",
     "GrammarMatcher",
+    "HttpFront",
     "LlamaEngine",
     "LoopHub",
     "OutputPath",
@@ -321,6 +322,22 @@ class UpstreamClient:
         body: bytes | None = None,
         headers: list[tuple[str, str]] | None = None,
     ) -> Awaitable[UpstreamStream]: ...
+
+# What an HttpFront's router answers a POST with: the client to relay it through, or
+# (status, JSON body) to answer it at once.
+_Routed = UpstreamClient | tuple[int, bytes]
+
+@final
+class HttpFront:
+    """An HTTP/1.1 server on the core's runtime whose POSTs `router(path, body)` routes, called
+    on the tokio thread that read each one; other methods get a 405."""
+
+    def __new__(
+        cls, host: str, port: int, router: Callable[[str, bytes], _Routed]
+    ) -> HttpFront: ...
+    @property
+    def port(self) -> int: ...
+    def close(self) -> None: ...
 
 @final
 class UpstreamResponse:

@@ -1,0 +1,199 @@
+//! `HttpFront`: an HTTP/1.1 server on the core's tokio runtime whose POSTs Python routes
+//! synchronously, on the tokio thread that read them, and whose answers the core's client
+//! relays without the event loop.
+//!
+//! The first layer of the gateway's Rust front (issue 19): a request through uvicorn and the
+//! native client wakes the event loop twice and crosses into tokio and back, ~0.5 ms of added
+//! latency on this machine; asking Python once per request from the tokio thread removes the
+//! event loop from the path. `bench.gateway --latency-only` measures this layer beside
+//! uvicorn's pass-through (`bench/gateway/floor.py --server front`). Not here yet, and needed
+//! before the gateway can stand on it: streamed answers, a fallback to the ASGI app for other
+//! routes, and a lock that keeps the router off the gateway's state while the event loop
+//! changes it.
+//!
+//! The router is called with the GIL held (attached, on a free-threaded build) and may answer
+//! with an `UpstreamClient` (the same path and body are sent through it, its answer relayed
+//! whole) or with `(status, body)` (answered as is). What it raises is a 500 with OpenAI's error
+//! body, the exception going to `sys.unraisablehook`; the server goes on.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use modelkube_core::upstream::UpstreamClient as CoreClient;
+use pyo3::exceptions::PyOSError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use pyo3_async_runtimes::tokio::get_runtime;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::gil::without_gil;
+use crate::upstream::UpstreamClient;
+
+type Answer = Response<Full<Bytes>>;
+
+/// What the router decided for one request.
+enum Routed {
+    Relay(Arc<CoreClient>),
+    Answer(u16, Bytes),
+    Failed,
+}
+
+/// Shared: the port is immutable and the stop signal sits behind a lock.
+#[pyclass(frozen, module = "modelkube_native._native")]
+pub struct HttpFront {
+    #[pyo3(get)]
+    port: u16,
+    stop: Mutex<Option<watch::Sender<bool>>>,
+}
+
+#[pymethods]
+impl HttpFront {
+    /// Listens on `host:port` (0: a free port, read back from `.port`) at once.
+    #[new]
+    fn new(py: Python<'_>, host: &str, port: u16, router: Py<PyAny>) -> PyResult<Self> {
+        let runtime = get_runtime();
+        let address = (host.to_owned(), port);
+        let listener = without_gil(py, || runtime.block_on(TcpListener::bind(address)))
+            .map_err(|e| PyOSError::new_err(format!("cannot listen on {host}:{port}: {e}")))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| PyOSError::new_err(e.to_string()))?
+            .port();
+        let (stop, stopped) = watch::channel(false);
+        runtime.spawn(serve(listener, Arc::new(router), stopped));
+        Ok(HttpFront {
+            port,
+            stop: Mutex::new(Some(stop)),
+        })
+    }
+
+    /// Stops listening; connections open now end with the request they are serving.
+    fn close(&self) {
+        let stop = self.stop.lock().map(|mut s| s.take()).unwrap_or_default();
+        if let Some(stop) = stop {
+            let _ = stop.send(true);
+        }
+    }
+}
+
+impl Drop for HttpFront {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+async fn serve(listener: TcpListener, router: Arc<Py<PyAny>>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stopped.changed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let _ = stream.set_nodelay(true);
+        let router = Arc::clone(&router);
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| handle(request, Arc::clone(&router)));
+            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = stopped.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+}
+
+async fn handle(request: Request<Incoming>, router: Arc<Py<PyAny>>) -> Result<Answer, Infallible> {
+    if request.method() != Method::POST {
+        return Ok(error(
+            405,
+            "Only POST is served here.",
+            "invalid_request_error",
+        ));
+    }
+    let path = request.uri().path().to_owned();
+    let Ok(body) = request
+        .into_body()
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+    else {
+        return Ok(error(
+            400,
+            "The request body could not be read.",
+            "invalid_request_error",
+        ));
+    };
+    let decision = Python::attach(|py| route(py, &router, &path, &body));
+    let client = match decision {
+        Routed::Relay(client) => client,
+        Routed::Answer(status, body) => return Ok(json(status, body)),
+        Routed::Failed => {
+            let message = "The server had an error while processing your request.";
+            return Ok(error(500, message, "server_error"));
+        }
+    };
+    let headers = [("content-type".to_owned(), "application/json".to_owned())];
+    let answer = match client.send("POST", &path, body, &headers).await {
+        Ok(mut answer) => answer
+            .body
+            .read_all()
+            .await
+            .map(|body| (answer.status, body)),
+        Err(e) => Err(e),
+    };
+    Ok(match answer {
+        Ok((status, body)) => json(status, body),
+        Err(e) => error(
+            502,
+            &format!("The upstream could not be reached: {e}"),
+            "server_error",
+        ),
+    })
+}
+
+fn route(py: Python<'_>, router: &Py<PyAny>, path: &str, body: &Bytes) -> Routed {
+    let decided = router
+        .call1(py, (path, PyBytes::new(py, body)))
+        .and_then(|decided| {
+            if let Ok(client) = decided.extract::<PyRef<'_, UpstreamClient>>(py) {
+                return Ok(Routed::Relay(client.core()));
+            }
+            let (status, body) = decided.extract::<(u16, Vec<u8>)>(py)?;
+            Ok(Routed::Answer(status, Bytes::from(body)))
+        });
+    decided.unwrap_or_else(|e| {
+        e.write_unraisable(py, Some(router.bind(py)));
+        Routed::Failed
+    })
+}
+
+fn json(status: u16, body: Bytes) -> Answer {
+    let mut answer = Response::new(Full::new(body));
+    *answer.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    answer
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    answer
+}
+
+/// OpenAI's error body.
+fn error(status: u16, message: &str, kind: &str) -> Answer {
+    let body = serde_json::json!({
+        "error": {"message": message, "type": kind, "param": null, "code": null}
+    });
+    json(status, Bytes::from(body.to_string()))
+}
