@@ -35,6 +35,7 @@ use pyo3_async_runtimes::tokio::get_runtime;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::gate::Gate;
 use crate::gil::without_gil;
 use crate::upstream::UpstreamClient;
 
@@ -59,7 +60,14 @@ pub struct HttpFront {
 impl HttpFront {
     /// Listens on `host:port` (0: a free port, read back from `.port`) at once.
     #[new]
-    fn new(py: Python<'_>, host: &str, port: u16, router: Py<PyAny>) -> PyResult<Self> {
+    #[pyo3(signature = (host, port, router, gate = None))]
+    fn new(
+        py: Python<'_>,
+        host: &str,
+        port: u16,
+        router: Py<PyAny>,
+        gate: Option<Py<Gate>>,
+    ) -> PyResult<Self> {
         let runtime = get_runtime();
         let address = (host.to_owned(), port);
         let listener = without_gil(py, || runtime.block_on(TcpListener::bind(address)))
@@ -69,7 +77,8 @@ impl HttpFront {
             .map_err(|e| PyOSError::new_err(e.to_string()))?
             .port();
         let (stop, stopped) = watch::channel(false);
-        runtime.spawn(serve(listener, Arc::new(router), stopped));
+        let router = Arc::new(Router { call: router, gate });
+        runtime.spawn(serve(listener, router, stopped));
         Ok(HttpFront {
             port,
             stop: Mutex::new(Some(stop)),
@@ -91,7 +100,27 @@ impl Drop for HttpFront {
     }
 }
 
-async fn serve(listener: TcpListener, router: Arc<Py<PyAny>>, mut stopped: watch::Receiver<bool>) {
+struct Router {
+    call: Py<PyAny>,
+    gate: Option<Py<Gate>>,
+}
+
+impl Router {
+    /// The router's decision, taken holding the gate when there is one. The tokio thread
+    /// blocks meanwhile, as it does for the GIL: the loop's turns are short.
+    fn decide(&self, path: &str, body: &Bytes) -> Routed {
+        let Some(gate) = &self.gate else {
+            return Python::attach(|py| route(py, &self.call, path, body));
+        };
+        let gate = gate.get();
+        gate.enter();
+        let decision = Python::attach(|py| route(py, &self.call, path, body));
+        gate.leave();
+        decision
+    }
+}
+
+async fn serve(listener: TcpListener, router: Arc<Router>, mut stopped: watch::Receiver<bool>) {
     loop {
         let accepted = tokio::select! {
             _ = stopped.changed() => return,
@@ -116,7 +145,7 @@ async fn serve(listener: TcpListener, router: Arc<Py<PyAny>>, mut stopped: watch
     }
 }
 
-async fn handle(request: Request<Incoming>, router: Arc<Py<PyAny>>) -> Result<Answer, Infallible> {
+async fn handle(request: Request<Incoming>, router: Arc<Router>) -> Result<Answer, Infallible> {
     if request.method() != Method::POST {
         return Ok(error(
             405,
@@ -137,7 +166,7 @@ async fn handle(request: Request<Incoming>, router: Arc<Py<PyAny>>) -> Result<An
             "invalid_request_error",
         ));
     };
-    let decision = Python::attach(|py| route(py, &router, &path, &body));
+    let decision = router.decide(&path, &body);
     let client = match decision {
         Routed::Relay(client) => client,
         Routed::Answer(status, body) => return Ok(json(status, body)),

@@ -10,6 +10,7 @@
 mod admission;
 mod errors;
 mod front;
+mod gate;
 mod gil;
 mod grammar;
 mod llama;
@@ -40,5 +41,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<upstream::UpstreamStream>()?;
     m.add_class::<loop_bridge::LoopHub>()?;
     m.add_class::<front::HttpFront>()?;
+    m.add_class::<gate::Gate>()?;
     Ok(())
 }

@@ -4,6 +4,7 @@ upstream HTTP client and constrained decoding."""
 from modelkube_native._native import (
     Admission,
     FinishReason,
+    Gate,
     Grammar,
     GrammarCompiler,
     GrammarMatcher,
@@ -48,6 +49,7 @@ __all__ = [
     "CircuitOpenError",
     "DuplicateRequestError",
     "FinishReason",
+    "Gate",
     "Grammar",
     "GrammarCompiler",
     "GrammarError",

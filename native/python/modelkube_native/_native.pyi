@@ -7,6 +7,7 @@ from typing import ClassVar, final
 __all__ = [
     "Admission",
     "FinishReason",
+    "Gate",
     "Grammar",
     "GrammarCompiler",
     "GrammarMatcher",
@@ -328,12 +329,24 @@ class UpstreamClient:
 _Routed = UpstreamClient | tuple[int, bytes]
 
 @final
+class Gate:
+    """One holder at a time, handed to the waiters in the order they asked."""
+
+    def __new__(cls) -> Gate: ...
+    def acquire(self) -> None: ...
+    def release(self) -> None: ...
+
+@final
 class HttpFront:
     """An HTTP/1.1 server on the core's runtime whose POSTs `router(path, body)` routes, called
     on the tokio thread that read each one; other methods get a 405."""
 
     def __new__(
-        cls, host: str, port: int, router: Callable[[str, bytes], _Routed]
+        cls,
+        host: str,
+        port: int,
+        router: Callable[[str, bytes], _Routed],
+        gate: Gate | None = None,
     ) -> HttpFront: ...
     @property
     def port(self) -> int: ...
