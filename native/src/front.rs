@@ -7,20 +7,27 @@
 //! latency on this machine; asking Python once per request from the tokio thread removes the
 //! event loop from the path. `bench.gateway --latency-only` measures this layer beside
 //! uvicorn's pass-through (`bench/gateway/floor.py --server front`). Not here yet, and needed
-//! before the gateway can stand on it: streamed answers, a fallback to the ASGI app for other
-//! routes, and a lock that keeps the router off the gateway's state while the event loop
-//! changes it.
+//! before the gateway can stand on it: a fallback to the ASGI app for other routes and for
+//! requests that must wait (holds, admission), the request's headers for the router (keys),
+//! and wiring into `modelkube gateway`.
 //!
-//! The router is called with the GIL held (attached, on a free-threaded build) and may answer
-//! with an `UpstreamClient` (the same path and body are sent through it, its answer relayed
-//! whole) or with `(status, body)` (answered as is). What it raises is a 500 with OpenAI's error
-//! body, the exception going to `sys.unraisablehook`; the server goes on.
+//! The router is called with the GIL held (attached, on a free-threaded build), holding the
+//! `Gate` when one is given, and may answer with:
+//! - an `UpstreamClient`: the same path and body are sent through it and its answer relayed,
+//!   status, content type and body, chunk by chunk as they come (`relay_body`);
+//! - `(UpstreamClient, done)`: the same, and `done()` is called once when the relay is over
+//!   however it ends (the upstream's end or error, the client's leaving), holding the gate: the
+//!   router's share of a pod's load is given back there;
+//! - `(status, body)`: answered as is.
+//!
+//! What it raises is a 500 with OpenAI's error body, the exception going to
+//! `sys.unraisablehook`; the server goes on.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::server::conn::http1;
@@ -37,13 +44,14 @@ use tokio::sync::watch;
 
 use crate::gate::Gate;
 use crate::gil::without_gil;
+use crate::relay_body::{pump, AnswerBody};
 use crate::upstream::UpstreamClient;
 
-type Answer = Response<Full<Bytes>>;
+type Answer = Response<AnswerBody>;
 
 /// What the router decided for one request.
 enum Routed {
-    Relay(Arc<CoreClient>),
+    Relay(Arc<CoreClient>, Option<Done>),
     Answer(u16, Bytes),
     Failed,
 }
@@ -77,7 +85,10 @@ impl HttpFront {
             .map_err(|e| PyOSError::new_err(e.to_string()))?
             .port();
         let (stop, stopped) = watch::channel(false);
-        let router = Arc::new(Router { call: router, gate });
+        let router = Arc::new(Router {
+            call: router,
+            gate: gate.map(Arc::new),
+        });
         runtime.spawn(serve(listener, router, stopped));
         Ok(HttpFront {
             port,
@@ -102,21 +113,45 @@ impl Drop for HttpFront {
 
 struct Router {
     call: Py<PyAny>,
-    gate: Option<Py<Gate>>,
+    gate: Option<Arc<Py<Gate>>>,
 }
 
 impl Router {
-    /// The router's decision, taken holding the gate when there is one. The tokio thread
-    /// blocks meanwhile, as it does for the GIL: the loop's turns are short.
+    /// The router's decision, taken holding the gate when there is one.
     fn decide(&self, path: &str, body: &Bytes) -> Routed {
-        let Some(gate) = &self.gate else {
-            return Python::attach(|py| route(py, &self.call, path, body));
-        };
-        let gate = gate.get();
-        gate.enter();
-        let decision = Python::attach(|py| route(py, &self.call, path, body));
-        gate.leave();
-        decision
+        with_gate(self.gate.as_deref(), |py| {
+            route(py, &self.call, path, body, self.gate.as_ref())
+        })
+    }
+}
+
+/// Calls `f` attached to Python, holding `gate` if there is one. The tokio thread blocks
+/// meanwhile, as it does for the GIL: the loop's turns are short.
+fn with_gate<R>(gate: Option<&Py<Gate>>, f: impl for<'py> FnOnce(Python<'py>) -> R) -> R {
+    let Some(gate) = gate else {
+        return Python::attach(f);
+    };
+    let gate = gate.get();
+    gate.enter();
+    let result = Python::attach(f);
+    gate.leave();
+    result
+}
+
+/// The router's `done`, called once when its relay is over, whichever way: dropped with the
+/// request's future when the client leaves before the upstream's headers came.
+struct Done {
+    call: Py<PyAny>,
+    gate: Option<Arc<Py<Gate>>>,
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        with_gate(self.gate.as_deref(), |py| {
+            if let Err(e) = self.call.call0(py) {
+                e.write_unraisable(py, Some(self.call.bind(py)));
+            }
+        });
     }
 }
 
@@ -166,9 +201,8 @@ async fn handle(request: Request<Incoming>, router: Arc<Router>) -> Result<Answe
             "invalid_request_error",
         ));
     };
-    let decision = router.decide(&path, &body);
-    let client = match decision {
-        Routed::Relay(client) => client,
+    let (client, done) = match router.decide(&path, &body) {
+        Routed::Relay(client, done) => (client, done),
         Routed::Answer(status, body) => return Ok(json(status, body)),
         Routed::Failed => {
             let message = "The server had an error while processing your request.";
@@ -176,30 +210,49 @@ async fn handle(request: Request<Incoming>, router: Arc<Router>) -> Result<Answe
         }
     };
     let headers = [("content-type".to_owned(), "application/json".to_owned())];
-    let answer = match client.send("POST", &path, body, &headers).await {
-        Ok(mut answer) => answer
-            .body
-            .read_all()
-            .await
-            .map(|body| (answer.status, body)),
-        Err(e) => Err(e),
+    let upstream = match client.send("POST", &path, body, &headers).await {
+        Ok(upstream) => upstream,
+        Err(e) => {
+            let message = format!("The upstream could not be reached: {e}");
+            return Ok(error(502, &message, "server_error"));
+        }
     };
-    Ok(match answer {
-        Ok((status, body)) => json(status, body),
-        Err(e) => error(
-            502,
-            &format!("The upstream could not be reached: {e}"),
-            "server_error",
-        ),
-    })
+    let content_type = upstream
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        .and_then(|(_, value)| HeaderValue::from_str(value).ok())
+        .unwrap_or(HeaderValue::from_static("application/json"));
+    let event_stream = content_type.as_bytes().starts_with(b"text/event-stream");
+    let (body, chunks) = AnswerBody::relayed();
+    tokio::spawn(async move {
+        pump(upstream.body, chunks, event_stream).await;
+        drop(done);
+    });
+    let mut answer = Response::new(body);
+    *answer.status_mut() = StatusCode::from_u16(upstream.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    answer.headers_mut().insert(CONTENT_TYPE, content_type);
+    Ok(answer)
 }
 
-fn route(py: Python<'_>, router: &Py<PyAny>, path: &str, body: &Bytes) -> Routed {
+fn route(
+    py: Python<'_>,
+    router: &Py<PyAny>,
+    path: &str,
+    body: &Bytes,
+    gate: Option<&Arc<Py<Gate>>>,
+) -> Routed {
     let decided = router
         .call1(py, (path, PyBytes::new(py, body)))
         .and_then(|decided| {
             if let Ok(client) = decided.extract::<PyRef<'_, UpstreamClient>>(py) {
-                return Ok(Routed::Relay(client.core()));
+                return Ok(Routed::Relay(client.core(), None));
+            }
+            if let Ok((client, call)) =
+                decided.extract::<(PyRef<'_, UpstreamClient>, Py<PyAny>)>(py)
+            {
+                let gate = gate.cloned();
+                return Ok(Routed::Relay(client.core(), Some(Done { call, gate })));
             }
             let (status, body) = decided.extract::<(u16, Vec<u8>)>(py)?;
             Ok(Routed::Answer(status, Bytes::from(body)))
@@ -211,7 +264,7 @@ fn route(py: Python<'_>, router: &Py<PyAny>, path: &str, body: &Bytes) -> Routed
 }
 
 fn json(status: u16, body: Bytes) -> Answer {
-    let mut answer = Response::new(Full::new(body));
+    let mut answer = Response::new(AnswerBody::whole(body));
     *answer.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     answer
         .headers_mut()

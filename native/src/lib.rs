@@ -17,6 +17,7 @@ mod llama;
 mod loop_bridge;
 mod output;
 mod prefix;
+mod relay_body;
 mod upstream;
 
 use pyo3::prelude::*;

@@ -14,7 +14,11 @@ import openai
 import pytest
 from modelkube_native import HttpFront, UpstreamClient
 
+from tests.serving.conftest import scrape
 from tests.serving.inprocess import InProcessRuntime
+from tests.waiting import wait_until
+
+IN_FLIGHT = "modelkube_requests_in_flight{model=tiny}"
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +77,117 @@ def test_a_chat_is_relayed_to_the_upstream_the_router_names(
         answer.chat.completions.create(
             model="nope", messages=[{"role": "user", "content": "x"}], max_tokens=1
         )
+
+
+def test_a_stream_is_relayed_as_it_comes_and_done_is_called_once_after_it(
+    runtime: InProcessRuntime, front_of: list[HttpFront]
+) -> None:
+    client = UpstreamClient(runtime.url)
+    done: list[str] = []
+    url = start(front_of, lambda path, body: (client, lambda: done.append(path)))
+    answer = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+    stream = answer.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "hello"}],
+        max_tokens=400,
+        stream=True,
+        extra_body={"ignore_eos": True},
+    )
+    first = next(iter(stream))
+    assert first.choices[0].delta.role == "assistant"
+    # The first chunk came while the model still writes the rest: relayed, not gathered.
+    assert scrape(runtime.url)[IN_FLIGHT] == 1
+    assert done == []
+    rest = list(stream)
+    assert rest[-1].choices[0].finish_reason == "length"
+    wait_until(lambda: done == ["/v1/chat/completions"], 5, "done called")
+
+
+def test_a_client_leaving_mid_stream_cancels_it_upstream_and_calls_done(
+    runtime: InProcessRuntime, front_of: list[HttpFront]
+) -> None:
+    client = UpstreamClient(runtime.url)
+    done: list[str] = []
+    url = start(front_of, lambda path, body: (client, lambda: done.append(path)))
+    chat = {"model": "tiny", "messages": [{"role": "user", "content": "x"}], "stream": True}
+    with (
+        httpx.Client(timeout=60) as http,
+        http.stream(
+            "POST",
+            f"{url}/v1/chat/completions",
+            json={**chat, "max_tokens": 1800, "ignore_eos": True},
+        ) as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.iter_lines()
+        for _ in range(6):
+            next(lines)
+        assert scrape(runtime.url)[IN_FLIGHT] == 1
+    wait_until(lambda: scrape(runtime.url)[IN_FLIGHT] == 0, 5, "the pod's slot freed")
+    wait_until(lambda: done == ["/v1/chat/completions"], 5, "done called")
+
+
+def test_done_is_called_when_the_upstream_cannot_be_reached_and_what_it_raises_is_reported(
+    front_of: list[HttpFront], unraisable: list[BaseException | None]
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = UpstreamClient(f"http://127.0.0.1:{port}", max_retries=0, breaker_failures=0)
+
+    def done() -> None:
+        raise RuntimeError("done broke")
+
+    url = start(front_of, lambda path, body: (client, done))
+    assert httpx.post(f"{url}/v1/completions", content=b"{}").status_code == 502
+    wait_until(lambda: [str(e) for e in unraisable] == ["done broke"], 5, "done called")
+    assert httpx.post(f"{url}/v1/completions", content=b"{}").status_code == 502
+
+
+def broken_upstream(content_type: str) -> tuple[str, threading.Thread]:
+    """A server that answers one request with a 200, one chunk of body, and a cut connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with listener, listener.accept()[0] as conn:
+            conn.recv(65536)
+            head = f"HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\n"
+            chunk = b'data: {"partial": true}\n\n'
+            conn.sendall(
+                f"{head}transfer-encoding: chunked\r\n\r\n{len(chunk):x}\r\n".encode()
+                + chunk
+                + b"\r\n"
+            )
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", thread
+
+
+def test_an_event_stream_broken_off_upstream_ends_with_an_error_frame(
+    front_of: list[HttpFront],
+) -> None:
+    upstream, served = broken_upstream("text/event-stream")
+    client = UpstreamClient(upstream, max_retries=0)
+    done: list[bool] = []
+    url = start(front_of, lambda path, body: (client, lambda: done.append(True)))
+    with httpx.stream("POST", f"{url}/v1/chat/completions", content=b"{}") as response:
+        frames = [line for line in response.iter_lines() if line]
+    served.join(10)
+    assert frames[0] == 'data: {"partial": true}'
+    error = json.loads(frames[-1].removeprefix("data: "))["error"]
+    assert error["code"] == "upstream_unreachable"
+    assert "stopped mid-answer" in error["message"]
+    wait_until(lambda: done == [True], 5, "done called")
+
+
+def test_another_body_broken_off_upstream_cuts_the_connection(front_of: list[HttpFront]) -> None:
+    upstream, served = broken_upstream("application/json")
+    client = UpstreamClient(upstream, max_retries=0)
+    url = start(front_of, lambda path, body: client)
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.post(f"{url}/v1/chat/completions", content=b"{}")
+    served.join(10)
 
 
 def test_the_router_may_answer_itself_and_its_errors_are_500s(

@@ -326,7 +326,8 @@ class UpstreamClient:
 
 # What an HttpFront's router answers a POST with: the client to relay it through, or
 # (status, JSON body) to answer it at once.
-_Routed = UpstreamClient | tuple[int, bytes]
+# Relay through the client (calling `done()` once when the relay is over), or answer as is.
+_Routed = UpstreamClient | tuple[UpstreamClient, Callable[[], object]] | tuple[int, bytes]
 
 @final
 class Gate:
@@ -339,7 +340,8 @@ class Gate:
 @final
 class HttpFront:
     """An HTTP/1.1 server on the core's runtime whose POSTs `router(path, body)` routes, called
-    on the tokio thread that read each one; other methods get a 405."""
+    on the tokio thread that read each one (holding `gate` if given); relayed answers stream
+    through as the upstream writes them; other methods get a 405."""
 
     def __new__(
         cls,
