@@ -13,6 +13,10 @@ remove. bench.gateway times it beside the gateway.
 the tokio thread, the answer relayed by the same client): what the gateway's data path would
 add on a Rust front, with no event loop on it.
 
+`--relay stream` relays every answer chunk by chunk, as the gateway relays a streamed chat
+(the native client's `astream`, one ASGI body message per chunk), for bench.gateway.relay_cpu;
+the front relays as the chunks come in any case.
+
 `--client asyncio` forwards through a bare HTTP/1.1 exchange on the event loop's own socket
 instead (one keep-alive connection, Content-Length bodies: what the latency loop sends and
 gets, nothing more): the same pass-through without the crossing into the tokio runtime and
@@ -72,6 +76,41 @@ def asyncio_fetch(upstream: str) -> Fetch:
     return fetch
 
 
+def streamed_pass_through(upstream: str) -> ASGIApp:
+    """Every POST's answer relayed chunk by chunk, as the gateway's `Forwarder.relay` does."""
+    client = native_client(upstream)
+    headers = [("content-type", "application/json")]
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            message = await receive()
+            await send({"type": f"{message['type']}.complete"})
+            return
+        if scope["method"] == "GET":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        stream = await client.astream("POST", scope["path"], body, headers)
+        try:
+            content_type = stream.headers.get("content-type", "application/json").encode()
+            start = {"type": "http.response.start", "status": stream.status,
+                     "headers": [(b"content-type", content_type)]}  # fmt: skip
+            await send(start)
+            async for chunk in stream:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            stream.close()
+
+    return app
+
+
 def pass_through(fetch: Fetch) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # the lifespan: nothing to set up
@@ -121,12 +160,17 @@ def main() -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--client", choices=["native", "asyncio"], default="native")
     p.add_argument("--server", choices=["uvicorn", "front"], default="uvicorn")
+    p.add_argument("--relay", choices=["whole", "stream"], default="whole")
     args = p.parse_args()
     if args.server == "front":
         serve_front(args.upstream, args.port)
         return
-    fetch = (native_fetch if args.client == "native" else asyncio_fetch)(args.upstream)
-    uvicorn.run(pass_through(fetch), port=args.port, **server_options("warning"))
+    if args.relay == "stream":
+        app = streamed_pass_through(args.upstream)
+    else:
+        fetch = (native_fetch if args.client == "native" else asyncio_fetch)(args.upstream)
+        app = pass_through(fetch)
+    uvicorn.run(app, port=args.port, **server_options("warning"))
 
 
 if __name__ == "__main__":

@@ -66,12 +66,13 @@ FLOORS = {"floor": ("native", "uvicorn"), "asyncio floor": ("asyncio", "uvicorn"
 
 
 def start_floor(
-    upstream: str, logs: Path, client: str = "native", server: str = "uvicorn"
+    upstream: str, logs: Path, client: str = "native", server: str = "uvicorn", relay: str = "whole"
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     command = [sys.executable, "-m", "bench.gateway.floor", "--upstream", upstream,
-               "--port", str(port), "--client", client, "--server", server]  # fmt: skip
-    log_file = logs / f"floor-{client}-{server}.log"
+               "--port", str(port), "--client", client, "--server", server,
+               "--relay", relay]  # fmt: skip
+    log_file = logs / f"floor-{client}-{server}-{relay}.log"
     with log_file.open("ab") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
