@@ -144,7 +144,9 @@ def serve_front(upstream: str, port: int) -> None:
     """Until killed: every POST relayed to `upstream`; POST /healthz answers 200 (up)."""
     client = native_client(upstream)
 
-    def router(path: str, _body: bytes) -> UpstreamClient | tuple[int, bytes]:
+    def router(
+        _method: str, path: str, _auth: str | None, _body: bytes
+    ) -> UpstreamClient | tuple[int, bytes]:
         return (200, b"{}") if path == "/healthz" else client
 
     front = HttpFront("127.0.0.1", port, router)

@@ -6,21 +6,26 @@
 //! native client wakes the event loop twice and crosses into tokio and back, ~0.5 ms of added
 //! latency on this machine; asking Python once per request from the tokio thread removes the
 //! event loop from the path. `bench.gateway --latency-only` measures this layer beside
-//! uvicorn's pass-through (`bench/gateway/floor.py --server front`). Not here yet, and needed
-//! before the gateway can stand on it: a fallback to the ASGI app for other routes and for
-//! requests that must wait (holds, admission), the request's headers for the router (keys),
-//! and wiring into `modelkube gateway`.
+//! uvicorn's pass-through (`bench/gateway/floor.py --server front`). `modelkube gateway
+//! --front native` serves on it (`modelkube_serving.gateway.front`): requests the gateway can
+//! route at once are relayed from here, the rest go to its ASGI app on a loopback port.
 //!
-//! The router is called with the GIL held (attached, on a free-threaded build), holding the
-//! `Gate` when one is given, and may answer with:
-//! - an `UpstreamClient`: the same path and body are sent through it and its answer relayed,
-//!   status, content type and body, chunk by chunk as they come (`relay_body`);
-//! - `(UpstreamClient, done)`: the same, and `done()` is called once when the relay is over
-//!   however it ends (the upstream's end or error, the client's leaving), holding the gate: the
+//! The router is called as `router(method, path, authorization, body)` (the path without its
+//! query; the `Authorization` header or None) with the GIL held (attached, on a free-threaded
+//! build), holding the `Gate` when one is given, and may answer with:
+//! - an `UpstreamClient`: the request (method, path and query, headers but the hop-by-hop ones,
+//!   body) is sent through it and its answer relayed, status, headers and body, chunk by chunk
+//!   as they come (`relay_body`);
+//! - `(UpstreamClient, done)`: the same, and `done(status)` is called once when the relay is
+//!   over however it ends (the upstream's end or error, the client's leaving: 499 when that was
+//!   before the upstream answered), holding the gate, with the status the client was sent: the
 //!   router's share of a pod's load is given back there;
-//! - `(status, body)`: answered as is.
+//! - `(status, body)`: answered as is;
+//! - `None`: the request is relayed to the `fallback` client, whole (404 without one).
 //!
-//! What it raises is a 500 with OpenAI's error body, the exception going to
+//! With a fallback, a routed request whose upstream cannot be reached, or answers 503 (a pod
+//! draining), goes to the fallback too (after its `done`): the fallback's own routing retries it.
+//! What the router raises is a 500 with OpenAI's error body, the exception going to
 //! `sys.unraisablehook`; the server goes on.
 
 use std::convert::Infallible;
@@ -29,10 +34,10 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use modelkube_core::upstream::UpstreamClient as CoreClient;
 use pyo3::exceptions::PyOSError;
@@ -48,11 +53,27 @@ use crate::relay_body::{pump, AnswerBody};
 use crate::upstream::UpstreamClient;
 
 type Answer = Response<AnswerBody>;
+type Headers = Vec<(String, String)>;
+
+/// Headers that belong to one hop (RFC 9110 7.6.1) or that the client recomputes.
+const NOT_RELAYED: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "host",
+    "content-length",
+    "date",
+];
 
 /// What the router decided for one request.
 enum Routed {
     Relay(Arc<CoreClient>, Option<Done>),
     Answer(u16, Bytes),
+    Fallback,
     Failed,
 }
 
@@ -68,13 +89,14 @@ pub struct HttpFront {
 impl HttpFront {
     /// Listens on `host:port` (0: a free port, read back from `.port`) at once.
     #[new]
-    #[pyo3(signature = (host, port, router, gate = None))]
+    #[pyo3(signature = (host, port, router, gate = None, fallback = None))]
     fn new(
         py: Python<'_>,
         host: &str,
         port: u16,
         router: Py<PyAny>,
         gate: Option<Py<Gate>>,
+        fallback: Option<PyRef<'_, UpstreamClient>>,
     ) -> PyResult<Self> {
         let runtime = get_runtime();
         let address = (host.to_owned(), port);
@@ -88,6 +110,7 @@ impl HttpFront {
         let router = Arc::new(Router {
             call: router,
             gate: gate.map(Arc::new),
+            fallback: fallback.map(|f| f.core()),
         });
         runtime.spawn(serve(listener, router, stopped));
         Ok(HttpFront {
@@ -114,13 +137,21 @@ impl Drop for HttpFront {
 struct Router {
     call: Py<PyAny>,
     gate: Option<Arc<Py<Gate>>>,
+    fallback: Option<Arc<CoreClient>>,
 }
 
 impl Router {
     /// The router's decision, taken holding the gate when there is one.
-    fn decide(&self, path: &str, body: &Bytes) -> Routed {
+    fn decide(
+        &self,
+        method: &str,
+        path: &str,
+        authorization: Option<&str>,
+        body: &Bytes,
+    ) -> Routed {
         with_gate(self.gate.as_deref(), |py| {
-            route(py, &self.call, path, body, self.gate.as_ref())
+            let args = (method, path, authorization, PyBytes::new(py, body));
+            route(py, &self.call, args, self.gate.as_ref())
         })
     }
 }
@@ -138,20 +169,34 @@ fn with_gate<R>(gate: Option<&Py<Gate>>, f: impl for<'py> FnOnce(Python<'py>) ->
     result
 }
 
+/// The client left before the upstream answered (nginx's code for it).
+const CLIENT_LEFT: u16 = 499;
+
 /// The router's `done`, called once when its relay is over, whichever way: dropped with the
 /// request's future when the client leaves before the upstream's headers came.
 struct Done {
-    call: Py<PyAny>,
+    call: Option<Py<PyAny>>,
     gate: Option<Arc<Py<Gate>>>,
+}
+
+impl Done {
+    fn finish(mut self, status: u16) {
+        self.call_with(status);
+    }
+
+    fn call_with(&mut self, status: u16) {
+        let Some(call) = self.call.take() else { return };
+        with_gate(self.gate.as_deref(), |py| {
+            if let Err(e) = call.call1(py, (status,)) {
+                e.write_unraisable(py, Some(call.bind(py)));
+            }
+        });
+    }
 }
 
 impl Drop for Done {
     fn drop(&mut self) {
-        with_gate(self.gate.as_deref(), |py| {
-            if let Err(e) = self.call.call0(py) {
-                e.write_unraisable(py, Some(self.call.bind(py)));
-            }
-        });
+        self.call_with(CLIENT_LEFT);
     }
 }
 
@@ -180,17 +225,17 @@ async fn serve(listener: TcpListener, router: Arc<Router>, mut stopped: watch::R
     }
 }
 
+/// One request as it goes upstream.
+struct Outgoing {
+    method: String,
+    target: String,
+    headers: Headers,
+    body: Bytes,
+}
+
 async fn handle(request: Request<Incoming>, router: Arc<Router>) -> Result<Answer, Infallible> {
-    if request.method() != Method::POST {
-        return Ok(error(
-            405,
-            "Only POST is served here.",
-            "invalid_request_error",
-        ));
-    }
-    let path = request.uri().path().to_owned();
-    let Ok(body) = request
-        .into_body()
+    let (parts, body) = request.into_parts();
+    let Ok(body) = body
         .collect()
         .await
         .map(http_body_util::Collected::to_bytes)
@@ -201,62 +246,166 @@ async fn handle(request: Request<Incoming>, router: Arc<Router>) -> Result<Answe
             "invalid_request_error",
         ));
     };
-    let (client, done) = match router.decide(&path, &body) {
-        Routed::Relay(client, done) => (client, done),
-        Routed::Answer(status, body) => return Ok(json(status, body)),
-        Routed::Failed => {
-            let message = "The server had an error while processing your request.";
-            return Ok(error(500, message, "server_error"));
-        }
+    let path = parts.uri.path();
+    let authorization = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let decision = router.decide(parts.method.as_str(), path, authorization, &body);
+    let outgoing = Outgoing {
+        method: parts.method.as_str().to_owned(),
+        target: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| path.to_owned(), ToString::to_string),
+        headers: relayed_request_headers(&parts.headers),
+        body,
     };
-    let headers = [("content-type".to_owned(), "application/json".to_owned())];
-    let upstream = match client.send("POST", &path, body, &headers).await {
+    let fallback = router.fallback.as_ref();
+    Ok(match decision {
+        Routed::Relay(client, done) => {
+            match relay(&client, &outgoing, done, fallback.is_some()).await {
+                Ok(answer) => answer,
+                Err(Passed(_)) => relay_to_fallback(fallback, &outgoing).await,
+            }
+        }
+        Routed::Fallback => relay_to_fallback(fallback, &outgoing).await,
+        Routed::Answer(status, body) => json(status, body),
+        Routed::Failed => error(
+            500,
+            "The server had an error while processing your request.",
+            "server_error",
+        ),
+    })
+}
+
+async fn relay_to_fallback(fallback: Option<&Arc<CoreClient>>, outgoing: &Outgoing) -> Answer {
+    let Some(fallback) = fallback else {
+        return error(
+            404,
+            "Nothing is served at this path.",
+            "invalid_request_error",
+        );
+    };
+    match relay(fallback, outgoing, None, false).await {
+        Ok(answer) | Err(Passed(answer)) => answer,
+    }
+}
+
+/// The answer of a relay that was passed on (the upstream could not be reached or was
+/// draining) for the fallback to take the request.
+struct Passed(Answer);
+
+/// Sends `outgoing` through `client` and streams its answer back. With `may_pass`, an upstream
+/// that cannot be reached or answers 503 is `Err`: `done` is called with that status, and the
+/// caller tries the fallback.
+async fn relay(
+    client: &Arc<CoreClient>,
+    outgoing: &Outgoing,
+    done: Option<Done>,
+    may_pass: bool,
+) -> Result<Answer, Passed> {
+    let sent = client
+        .send(
+            &outgoing.method,
+            &outgoing.target,
+            outgoing.body.clone(),
+            &outgoing.headers,
+        )
+        .await;
+    let mut upstream = match sent {
         Ok(upstream) => upstream,
         Err(e) => {
             let message = format!("The upstream could not be reached: {e}");
-            return Ok(error(502, &message, "server_error"));
+            if let Some(done) = done {
+                done.finish(502);
+            }
+            let answer = error(502, &message, "server_error");
+            return if may_pass {
+                Err(Passed(answer))
+            } else {
+                Ok(answer)
+            };
         }
     };
-    let content_type = upstream
-        .headers
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
-        .and_then(|(_, value)| HeaderValue::from_str(value).ok())
-        .unwrap_or(HeaderValue::from_static("application/json"));
-    let event_stream = content_type.as_bytes().starts_with(b"text/event-stream");
+    if may_pass && upstream.status == 503 {
+        upstream.body.close();
+        if let Some(done) = done {
+            done.finish(503);
+        }
+        return Err(Passed(error(503, "draining", "server_error")));
+    }
+    let status = upstream.status;
+    let headers = relayed_answer_headers(&upstream.headers);
+    let event_stream = headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let (body, chunks) = AnswerBody::relayed();
     tokio::spawn(async move {
         pump(upstream.body, chunks, event_stream).await;
-        drop(done);
+        if let Some(done) = done {
+            done.finish(status);
+        }
     });
     let mut answer = Response::new(body);
-    *answer.status_mut() = StatusCode::from_u16(upstream.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    answer.headers_mut().insert(CONTENT_TYPE, content_type);
+    *answer.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    *answer.headers_mut() = headers;
     Ok(answer)
+}
+
+fn relayed_request_headers(headers: &HeaderMap) -> Headers {
+    headers
+        .iter()
+        .filter(|(name, _)| !NOT_RELAYED.contains(&name.as_str()))
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect()
+}
+
+fn relayed_answer_headers(headers: &[(String, String)]) -> HeaderMap {
+    let mut relayed = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if NOT_RELAYED.contains(&name.as_str()) {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            relayed.append(name, value);
+        }
+    }
+    relayed
+        .entry(CONTENT_TYPE)
+        .or_insert(HeaderValue::from_static("application/json"));
+    relayed
 }
 
 fn route(
     py: Python<'_>,
     router: &Py<PyAny>,
-    path: &str,
-    body: &Bytes,
+    args: (&str, &str, Option<&str>, Bound<'_, PyBytes>),
     gate: Option<&Arc<Py<Gate>>>,
 ) -> Routed {
-    let decided = router
-        .call1(py, (path, PyBytes::new(py, body)))
-        .and_then(|decided| {
-            if let Ok(client) = decided.extract::<PyRef<'_, UpstreamClient>>(py) {
-                return Ok(Routed::Relay(client.core(), None));
-            }
-            if let Ok((client, call)) =
-                decided.extract::<(PyRef<'_, UpstreamClient>, Py<PyAny>)>(py)
-            {
-                let gate = gate.cloned();
-                return Ok(Routed::Relay(client.core(), Some(Done { call, gate })));
-            }
-            let (status, body) = decided.extract::<(u16, Vec<u8>)>(py)?;
-            Ok(Routed::Answer(status, Bytes::from(body)))
-        });
+    let decided = router.call1(py, args).and_then(|decided| {
+        if decided.is_none(py) {
+            return Ok(Routed::Fallback);
+        }
+        if let Ok(client) = decided.extract::<PyRef<'_, UpstreamClient>>(py) {
+            return Ok(Routed::Relay(client.core(), None));
+        }
+        if let Ok((client, call)) = decided.extract::<(PyRef<'_, UpstreamClient>, Py<PyAny>)>(py) {
+            let gate = gate.cloned();
+            let done = Done {
+                call: Some(call),
+                gate,
+            };
+            return Ok(Routed::Relay(client.core(), Some(done)));
+        }
+        let (status, body) = decided.extract::<(u16, Vec<u8>)>(py)?;
+        Ok(Routed::Answer(status, Bytes::from(body)))
+    });
     decided.unwrap_or_else(|e| {
         e.write_unraisable(py, Some(router.bind(py)));
         Routed::Failed

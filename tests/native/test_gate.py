@@ -86,7 +86,7 @@ def torn_reads(gate: Gate | None, fronts: list[HttpFront], requests: int) -> tup
     busy = BusyLoop(gate)
     torn = 0
 
-    def router(_path: str, _body: bytes) -> tuple[int, bytes]:
+    def router(_method: str, _path: str, _auth: str | None, _body: bytes) -> tuple[int, bytes]:
         nonlocal torn
         a, b = busy.counts
         torn += a != b

@@ -57,7 +57,7 @@ def test_a_chat_is_relayed_to_the_upstream_the_router_names(
     client = UpstreamClient(runtime.url)
     seen: list[tuple[str, dict[str, object], str]] = []
 
-    def router(path: str, body: bytes) -> UpstreamClient:
+    def router(method: str, path: str, authorization: str | None, body: bytes) -> UpstreamClient:
         seen.append((path, json.loads(body), threading.current_thread().name))
         return client
 
@@ -84,7 +84,10 @@ def test_a_stream_is_relayed_as_it_comes_and_done_is_called_once_after_it(
 ) -> None:
     client = UpstreamClient(runtime.url)
     done: list[str] = []
-    url = start(front_of, lambda path, body: (client, lambda: done.append(path)))
+    url = start(
+        front_of,
+        lambda method, path, authorization, body: (client, lambda status: done.append(path)),
+    )
     answer = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
     stream = answer.chat.completions.create(
         model="tiny",
@@ -108,7 +111,10 @@ def test_a_client_leaving_mid_stream_cancels_it_upstream_and_calls_done(
 ) -> None:
     client = UpstreamClient(runtime.url)
     done: list[str] = []
-    url = start(front_of, lambda path, body: (client, lambda: done.append(path)))
+    url = start(
+        front_of,
+        lambda method, path, authorization, body: (client, lambda status: done.append(path)),
+    )
     chat = {"model": "tiny", "messages": [{"role": "user", "content": "x"}], "stream": True}
     with (
         httpx.Client(timeout=60) as http,
@@ -135,12 +141,12 @@ def test_done_is_called_when_the_upstream_cannot_be_reached_and_what_it_raises_i
         port = sock.getsockname()[1]
     client = UpstreamClient(f"http://127.0.0.1:{port}", max_retries=0, breaker_failures=0)
 
-    def done() -> None:
-        raise RuntimeError("done broke")
+    def done(status: int) -> None:
+        raise RuntimeError(f"done broke: {status}")
 
-    url = start(front_of, lambda path, body: (client, done))
+    url = start(front_of, lambda method, path, authorization, body: (client, done))
     assert httpx.post(f"{url}/v1/completions", content=b"{}").status_code == 502
-    wait_until(lambda: [str(e) for e in unraisable] == ["done broke"], 5, "done called")
+    wait_until(lambda: [str(e) for e in unraisable] == ["done broke: 502"], 5, "done called")
     assert httpx.post(f"{url}/v1/completions", content=b"{}").status_code == 502
 
 
@@ -170,7 +176,10 @@ def test_an_event_stream_broken_off_upstream_ends_with_an_error_frame(
     upstream, served = broken_upstream("text/event-stream")
     client = UpstreamClient(upstream, max_retries=0)
     done: list[bool] = []
-    url = start(front_of, lambda path, body: (client, lambda: done.append(True)))
+    url = start(
+        front_of,
+        lambda method, path, authorization, body: (client, lambda status: done.append(status)),
+    )
     with httpx.stream("POST", f"{url}/v1/chat/completions", content=b"{}") as response:
         frames = [line for line in response.iter_lines() if line]
     served.join(10)
@@ -178,13 +187,13 @@ def test_an_event_stream_broken_off_upstream_ends_with_an_error_frame(
     error = json.loads(frames[-1].removeprefix("data: "))["error"]
     assert error["code"] == "upstream_unreachable"
     assert "stopped mid-answer" in error["message"]
-    wait_until(lambda: done == [True], 5, "done called")
+    wait_until(lambda: done == [200], 5, "done called")
 
 
 def test_another_body_broken_off_upstream_cuts_the_connection(front_of: list[HttpFront]) -> None:
     upstream, served = broken_upstream("application/json")
     client = UpstreamClient(upstream, max_retries=0)
-    url = start(front_of, lambda path, body: client)
+    url = start(front_of, lambda method, path, authorization, body: client)
     with pytest.raises(httpx.RemoteProtocolError):
         httpx.post(f"{url}/v1/chat/completions", content=b"{}")
     served.join(10)
@@ -195,8 +204,8 @@ def test_the_router_may_answer_itself_and_its_errors_are_500s(
 ) -> None:
     calls = []
 
-    def router(path: str, body: bytes) -> tuple[int, bytes]:
-        calls.append(path)
+    def router(method: str, path: str, authorization: str | None, body: bytes) -> tuple[int, bytes]:
+        calls.append(f"{method} {path}")
         if path == "/fail":
             raise RuntimeError("the router broke")
         return 404, b'{"error": {"message": "no such model"}}'
@@ -210,11 +219,15 @@ def test_the_router_may_answer_itself_and_its_errors_are_500s(
         failed = http.post("/fail", content=b"{}")
         assert failed.status_code == 500
         assert failed.json()["error"]["type"] == "server_error"
-        got = http.get("/v1/models")
-        assert got.status_code == 405 and got.json()["error"]["type"] == "invalid_request_error"
+        assert http.get("/v1/models?x=1").status_code == 404
         # The server goes on after each.
         assert http.post("/again", content=b"{}").status_code == 404
-    assert calls == ["/v1/chat/completions", "/fail", "/again"]
+    assert calls == [
+        "POST /v1/chat/completions",
+        "POST /fail",
+        "GET /v1/models",
+        "POST /again",
+    ]
     assert [str(e) for e in unraisable] == ["the router broke"]
 
 
@@ -223,7 +236,7 @@ def test_an_upstream_that_refuses_is_a_502_naming_it(front_of: list[HttpFront]) 
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     client = UpstreamClient(f"http://127.0.0.1:{port}", max_retries=0, breaker_failures=0)
-    url = start(front_of, lambda path, body: client)
+    url = start(front_of, lambda method, path, authorization, body: client)
     answer = httpx.post(f"{url}/v1/completions", content=b"{}")
     assert answer.status_code == 502
     assert "could not be reached" in answer.json()["error"]["message"]
@@ -232,13 +245,13 @@ def test_an_upstream_that_refuses_is_a_502_naming_it(front_of: list[HttpFront]) 
 def test_a_router_answering_nonsense_is_a_500(
     front_of: list[HttpFront], unraisable: list[BaseException | None]
 ) -> None:
-    url = start(front_of, lambda path, body: "not a route")
+    url = start(front_of, lambda method, path, authorization, body: "not a route")
     assert httpx.post(f"{url}/v1/completions", content=b"{}").status_code == 500
     assert [type(e) for e in unraisable] == [TypeError]
 
 
 def test_a_closed_front_stops_listening(front_of: list[HttpFront]) -> None:
-    url = start(front_of, lambda path, body: (200, b"{}"))
+    url = start(front_of, lambda method, path, authorization, body: (200, b"{}"))
     assert httpx.post(url, content=b"{}").status_code == 200
     front_of[0].close()
     with pytest.raises(httpx.ConnectError):
@@ -251,4 +264,96 @@ def test_a_port_in_use_is_an_oserror_naming_it() -> None:
         sock.listen()
         port = sock.getsockname()[1]
         with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
-            HttpFront("127.0.0.1", port, lambda path, body: (200, b"{}"))
+            HttpFront("127.0.0.1", port, lambda method, path, authorization, body: (200, b"{}"))
+
+
+def test_what_the_router_leaves_goes_to_the_fallback_with_its_query_and_headers(
+    runtime: InProcessRuntime, front_of: list[HttpFront]
+) -> None:
+    seen: list[tuple[str, str, str | None]] = []
+
+    def router(
+        method: str, path: str, authorization: str | None, body: bytes
+    ) -> tuple[int, bytes] | None:
+        seen.append((method, path, authorization))
+        return None
+
+    front = HttpFront("127.0.0.1", 0, router, fallback=UpstreamClient(runtime.url))
+    front_of.append(front)
+    url = f"http://127.0.0.1:{front.port}"
+    headers = {"authorization": "Bearer k1", "x-request-id": "r1"}
+    with httpx.Client(base_url=url, headers=headers) as http:
+        models = http.get("/v1/models?limit=5")
+        assert models.status_code == 200
+        assert models.json()["data"][0]["id"] == "tiny"
+        assert http.get("/healthz").status_code == 200
+        missing = http.post("/v1/nothing", content=b"{}")
+        assert missing.status_code == 404 and "error" in missing.json()
+    assert seen == [
+        ("GET", "/v1/models", "Bearer k1"),
+        ("GET", "/healthz", "Bearer k1"),
+        ("POST", "/v1/nothing", "Bearer k1"),
+    ]
+
+
+def test_without_a_fallback_what_the_router_leaves_is_a_404(front_of: list[HttpFront]) -> None:
+    url = start(front_of, lambda method, path, authorization, body: None)
+    answer = httpx.get(f"{url}/v1/models")
+    assert answer.status_code == 404
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_routed_upstream_that_cannot_be_reached_goes_to_the_fallback_after_done(
+    runtime: InProcessRuntime, front_of: list[HttpFront]
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    gone = UpstreamClient(f"http://127.0.0.1:{port}", max_retries=0, breaker_failures=0)
+    done: list[int] = []
+    front = HttpFront(
+        "127.0.0.1",
+        0,
+        lambda method, path, authorization, body: (gone, done.append),
+        fallback=UpstreamClient(runtime.url),
+    )
+    front_of.append(front)
+    answer = openai.OpenAI(
+        base_url=f"http://127.0.0.1:{front.port}/v1", api_key="unused", max_retries=0
+    ).chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "hello"}], max_tokens=2
+    )
+    assert answer.choices[0].message.content is not None
+    assert done == [502]
+
+
+def test_a_draining_upstream_goes_to_the_fallback(
+    runtime: InProcessRuntime, front_of: list[HttpFront]
+) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def drain_once() -> None:
+        with listener, listener.accept()[0] as conn:
+            conn.recv(65536)
+            body = b'{"error": {"message": "draining"}}'
+            head = "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+            conn.sendall(f"{head}content-length: {len(body)}\r\n\r\n".encode() + body)
+
+    thread = threading.Thread(target=drain_once)
+    thread.start()
+    draining = UpstreamClient(
+        f"http://127.0.0.1:{listener.getsockname()[1]}", max_retries=0, breaker_failures=0
+    )
+    done: list[int] = []
+    front = HttpFront(
+        "127.0.0.1",
+        0,
+        lambda method, path, authorization, body: (draining, done.append),
+        fallback=UpstreamClient(runtime.url),
+    )
+    front_of.append(front)
+    chat = {"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2}
+    answer = httpx.post(f"http://127.0.0.1:{front.port}/v1/chat/completions", json=chat)
+    thread.join(10)
+    assert answer.status_code == 200 and answer.json()["object"] == "chat.completion"
+    assert done == [503]

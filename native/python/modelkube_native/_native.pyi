@@ -326,8 +326,9 @@ class UpstreamClient:
 
 # What an HttpFront's router answers a POST with: the client to relay it through, or
 # (status, JSON body) to answer it at once.
-# Relay through the client (calling `done()` once when the relay is over), or answer as is.
-_Routed = UpstreamClient | tuple[UpstreamClient, Callable[[], object]] | tuple[int, bytes]
+# Relay through the client (calling `done(status)` once when the relay is over), answer as is,
+# or None: relay to the fallback.
+_Routed = UpstreamClient | tuple[UpstreamClient, Callable[[int], object]] | tuple[int, bytes] | None
 
 @final
 class Gate:
@@ -339,16 +340,19 @@ class Gate:
 
 @final
 class HttpFront:
-    """An HTTP/1.1 server on the core's runtime whose POSTs `router(path, body)` routes, called
-    on the tokio thread that read each one (holding `gate` if given); relayed answers stream
-    through as the upstream writes them; other methods get a 405."""
+    """An HTTP/1.1 server on the core's runtime whose requests
+    `router(method, path, authorization, body)` routes, called on the tokio thread that read
+    each one (holding `gate` if given); relayed answers stream through as the upstream writes
+    them; what the router leaves (None), or routes to an upstream that cannot be reached or
+    is draining, goes to `fallback`."""
 
     def __new__(
         cls,
         host: str,
         port: int,
-        router: Callable[[str, bytes], _Routed],
+        router: Callable[[str, str, str | None, bytes], _Routed],
         gate: Gate | None = None,
+        fallback: UpstreamClient | None = None,
     ) -> HttpFront: ...
     @property
     def port(self) -> int: ...
