@@ -1,6 +1,7 @@
 import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,11 +62,11 @@ def pods(tmp_path_factory: pytest.TempPathFactory, adapter: Path) -> Iterator[di
 @pytest.fixture(scope="module")
 def start_gateway(
     control_plane: ControlPlane, namespace: str
-) -> Iterator[Callable[[float], InProcessGateway]]:
+) -> Iterator[Callable[..., InProcessGateway]]:
     started: list[InProcessGateway] = []
 
-    def start(hold_timeout_s: float) -> InProcessGateway:
-        gateway = InProcessGateway(control_plane, namespace, hold_timeout_s).start()
+    def start(hold_timeout_s: float, **options: Any) -> InProcessGateway:
+        gateway = InProcessGateway(control_plane, namespace, hold_timeout_s, **options).start()
         started.append(gateway)
         return gateway
 

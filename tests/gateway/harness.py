@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from modelkube_serving.gateway.app import GatewayConfig, create_gateway
 from modelkube_serving.gateway.command import server_options
 from modelkube_serving.gateway.forward import Forwarder
+from modelkube_serving.gateway.front import FrontedServer
 from modelkube_serving.gateway.server import GatewayServer
 from modelkube_serving.services.admission import AdmissionLimits
 from tests.controlplane.cluster import ControlPlane
@@ -38,6 +39,8 @@ class InProcessGateway:
     namespace: str
     hold_timeout_s: float
     drain_s: int = 60
+    front: str = "uvicorn"  # or "native": `modelkube gateway --front native`
+    api_keys: tuple[bytes, ...] = ()
     port: int = field(default_factory=free_port)
     server: uvicorn.Server | None = None
     thread: threading.Thread | None = None
@@ -58,15 +61,25 @@ class InProcessGateway:
             namespace=self.namespace,
             limits=AdmissionLimits(max_running=64, max_queued=64),
             hold_timeout_s=self.hold_timeout_s,
+            api_keys=self.api_keys,
         )
         kube = Kube(load_credentials(str(self.cp.admin_kubeconfig)), "modelkube-gateway")
         app = create_gateway(config, kube)
         options = server_options("warning", self.drain_s)
         # The server `modelkube gateway` runs, with its shutdown: `stop` is its SIGTERM.
-        self.server = GatewayServer(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, loop="asyncio", **options),
-            app.state.scaler.stop_holding,
-        )
+        if self.front == "native":
+            self.server = FrontedServer(
+                uvicorn.Config(app, **options),
+                app.state.scaler.stop_holding,
+                "127.0.0.1",
+                self.port,
+                config.response_timeout_s + config.hold_timeout_s,
+            )
+        else:
+            self.server = GatewayServer(
+                uvicorn.Config(app, host="127.0.0.1", port=self.port, loop="asyncio", **options),
+                app.state.scaler.stop_holding,
+            )
         self.thread = threading.Thread(target=self.server.run, name=f"gateway-{self.port}")
         self.thread.start()
         wait_http_ok(f"{self.url}/healthz", self._stopped, lambda: "", 30)

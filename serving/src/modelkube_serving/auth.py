@@ -1,5 +1,6 @@
 """API keys: loaded once, compared in constant time, never logged."""
 
+import hashlib
 import hmac
 from pathlib import Path
 
@@ -36,3 +37,10 @@ def key_accepted(presented: bytes | None, keys: tuple[bytes, ...]) -> bool:
     # Compare against every key so the time taken does not say which one nearly matched.
     matches = [hmac.compare_digest(presented, key) for key in keys]
     return any(matches)
+
+
+def client_key(authorization: str | None, keys: tuple[bytes, ...]) -> str:
+    """Whose request this is, for fair queueing and rate limits: a digest of its API key, so
+    the key itself is never kept. Without keys every client shares one."""
+    token = bearer_token(authorization)
+    return hashlib.sha256(token).hexdigest()[:16] if token and keys else ""

@@ -93,6 +93,7 @@ def create_gateway(config: GatewayConfig, kube: Kube) -> FastPath:
         model_name=NAME, admission=admission, metrics=runtime_metrics, api_keys=config.api_keys
     )
     app.state.forwarder = forwarder
+    app.state.max_body_bytes = config.max_body_bytes
     app.state.scaler = scaler
     app.include_router(routes.router)
     app.include_router(ops.router)

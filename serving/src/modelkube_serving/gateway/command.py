@@ -53,6 +53,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--max-queue-wait", type=positive_float, default=60.0)
     p.add_argument("--rate-limit-rpm", type=positive, help="requests per minute per API key")
     p.add_argument("--rate-limit-tpm", type=positive, help="tokens per minute per API key")
+    p.add_argument(
+        "--front",
+        choices=["uvicorn", "native"],
+        default="uvicorn",
+        help="what serves the gateway's port: uvicorn, or the Rust core's HTTP server, which "
+        "relays what it can route at once itself and the rest to the same app on a loopback "
+        "port",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(run=run)
 
@@ -71,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
     from modelkube_serving.auth import KeyFileError, load_api_keys
     from modelkube_serving.gateway.app import GatewayConfig, create_gateway
+    from modelkube_serving.gateway.front import FrontedServer
     from modelkube_serving.gateway.server import GatewayServer
     from modelkube_serving.services.admission import AdmissionLimits
 
@@ -96,6 +105,16 @@ def run(args: argparse.Namespace) -> int:
     )
     app = create_gateway(config, Kube(credentials, field_manager="modelkube-gateway"))
     options = server_options(args.log_level, args.drain_seconds)
+    if args.front == "native":
+        fronted = FrontedServer(
+            uvicorn.Config(app, **options),
+            app.state.scaler.stop_holding,
+            args.host,
+            args.port,
+            args.response_timeout + args.hold_timeout,
+        )
+        fronted.run()
+        return 0 if fronted.started and not fronted.front_failed else EXIT_STARTUP_FAILURE
     server = GatewayServer(
         uvicorn.Config(app, host=args.host, port=args.port, **options),
         app.state.scaler.stop_holding,

@@ -29,7 +29,7 @@ from modelkube_serving.gateway.upstreams import Upstreams
 from modelkube_serving.protocol import ChatEnvelope, CompletionEnvelope
 from modelkube_serving.services.admission import Admission, Slot, Ticket
 
-PATHS = {"chat": "/chat/completions", "completions": "/completions"}
+PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 _BYTES_PER_TOKEN = 4  # the token rate limit's estimate, as in proxy mode
 _DRAINING = 503  # a pod shutting down says so; another pod can answer
 
@@ -115,7 +115,7 @@ class Forwarder:
                 self._retry_or_raise(routed, tried, pod, exc)
                 continue
             finally:
-                self._done(routed, pod)
+                self.done(routed, pod)
             if answer.status == _DRAINING and self._may_retry(routed, tried, pod, "draining"):
                 continue
             return answer
@@ -131,17 +131,17 @@ class Forwarder:
                     "POST", PATHS[routed.endpoint], routed.raw, routed.headers
                 )
             except UpstreamError as exc:
-                self._done(routed, pod)
+                self.done(routed, pod)
                 self._retry_or_raise(routed, tried, pod, exc)
                 continue
             except BaseException:  # cancelled: the client left before the headers came
-                self._done(routed, pod)
+                self.done(routed, pod)
                 raise
             if stream.status == _DRAINING and self._may_retry(routed, tried, pod, "draining"):
                 stream.close()
-                self._done(routed, pod)
+                self.done(routed, pod)
                 continue
-            return stream, Slot(partial(self._done, routed, pod))
+            return stream, Slot(partial(self.done, routed, pod))
 
     async def relay(self, stream: UpstreamStream, load: Slot) -> AsyncIterator[bytes]:
         try:
@@ -158,9 +158,18 @@ class Forwarder:
             load.release()
 
     # -- routing -------------------------------------------------------------------------
+    def pick_now(self, routed: Routed) -> str | None:
+        """A pod for `routed` if its model has a ready one now (counted as `_pick`'s is, and
+        given back by `done`); None where `_pick` would hold the request."""
+        endpoints = self.catalog.endpoints(routed.target.service)
+        return self._choose(routed, endpoints, set()) if endpoints else None
+
     async def _pick(self, routed: Routed, tried: set[str]) -> str:
+        endpoints = await self.scaler.ready_endpoints(routed.target.service, routed.model)
+        return self._choose(routed, endpoints, tried)
+
+    def _choose(self, routed: Routed, endpoints: list[str], tried: set[str]) -> str:
         service = routed.target.service
-        endpoints = await self.scaler.ready_endpoints(service, routed.model)
         candidates = [e for e in endpoints if e not in tried] or endpoints
         loads = {e: self.pod_loads.of(e) for e in candidates}
         choice = choose(routed.key, loads, self.bound_factor)
@@ -169,7 +178,7 @@ class Forwarder:
         self.scaler.started(service)
         return choice.endpoint
 
-    def _done(self, routed: Routed, pod: str) -> None:
+    def done(self, routed: Routed, pod: str) -> None:
         self.pod_loads.finished(pod)
         self.scaler.finished(routed.target.service)
 

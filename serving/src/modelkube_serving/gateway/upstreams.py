@@ -15,7 +15,7 @@ class Upstreams:
         client = self._clients.get(endpoint)
         if client is None:
             client = UpstreamClient(
-                f"http://{endpoint}/v1",
+                f"http://{endpoint}",
                 connect_timeout_s=CONNECT_TIMEOUT_S,
                 response_timeout_s=self.response_timeout_s,
                 max_retries=0,

@@ -5,13 +5,13 @@ two thread hops per request for a few microseconds of work.
 """
 
 import asyncio
-import hashlib
 from collections.abc import Awaitable
 from typing import TypeVar
 
 from fastapi import Request
 from starlette.types import Receive
 
+from modelkube_serving import auth
 from modelkube_serving.auth import bearer_token, key_accepted
 from modelkube_serving.errors import Unauthorized, Unavailable
 from modelkube_serving.services.fine_tuning import FineTuningService
@@ -51,10 +51,7 @@ async def require_api_key(request: Request) -> None:
 
 
 def client_key(request: Request) -> str:
-    """Whose request this is, for fair queueing and rate limits: a digest of its API key, so
-    the key itself is never kept. Without keys every client shares one."""
-    token = bearer_token(request.headers.get("authorization"))
-    return hashlib.sha256(token).hexdigest()[:16] if token and serving(request).api_keys else ""
+    return auth.client_key(request.headers.get("authorization"), serving(request).api_keys)
 
 
 async def require_serving(request: Request) -> None:

@@ -120,6 +120,27 @@ class Admission:
             alarm.cancel()
         return Slot(self._release)
 
+    def try_acquire(self, ticket: Ticket) -> Slot | None:
+        """A slot at once, or None where `acquire` would queue the request or refuse it (it
+        then says why). Safe off the event loop's thread while the loop is not running
+        callbacks (the gateway's front holds its gate): it wakes no waiter."""
+        if self.queued or self.running >= self.limits.max_running:
+            return None  # the fair queue decides who goes next, not the first to ask here
+        number = next(self._tickets)
+        now = time.monotonic()
+        deadline = now + self.limits.max_queue_wait_s
+        try:
+            admitted = self._core.submit(
+                number, ticket.key, ticket.priority, ticket.cost, deadline, now
+            )
+        except (QueueFullError, RateLimitedError, InvalidArgumentError):
+            return None
+        if not admitted:
+            self._core.cancel(number)
+            return None
+        self._changed()
+        return Slot(self._release)
+
     def _timed_out(self) -> QueueTimeout:
         return QueueTimeout(
             f"the request waited {self.limits.max_queue_wait_s:g} s in the queue without a "

@@ -1,0 +1,204 @@
+"""`modelkube gateway --front native` on the test control plane: the same gateway with the Rust
+core's HTTP server on its port. What it can route at once it relays from the pod itself (the
+router's count says so); holds, refusals, /v1/models and retries go through the app behind it,
+and come back through it as they would from uvicorn.
+
+In order, on shared pods, as test_gateway_e2e: the pod killed last.
+"""
+
+import signal
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from modelkube_serving.gateway.front import FrontRouter
+from modelkube_serving.gateway.metrics import GATEWAY_HOLDS, GATEWAY_RETRIES
+from modelkube_serving.gateway.routing import choose, request_key
+from modelkube_serving.metrics import REQUESTS_IN_FLIGHT, REQUESTS_TOTAL
+from tests.controlplane.cluster import ControlPlane
+from tests.gateway.harness import (
+    InProcessGateway,
+    Pod,
+    apply,
+    chat,
+    endpoint,
+    endpoint_slice,
+    model_service,
+)
+from tests.serving.runtime_process import RuntimeProcess
+from tests.waiting import wait_until
+
+Start = Callable[..., InProcessGateway]
+
+
+@pytest.fixture(scope="module")
+def published(control_plane: ControlPlane, namespace: str, pods: dict[str, Pod]) -> dict[str, Pod]:
+    """`chat` (two pods, adapter a1) is up; `ghost` is up but has no ready pod."""
+    apply(
+        control_plane,
+        model_service(namespace, "chat", ("a1",), replicas=2),
+        model_service(namespace, "ghost", replicas=1),
+        endpoint_slice(namespace, "chat", pods["chat-0"].port),
+        endpoint_slice(namespace, "chat", pods["chat-1"].port),
+    )
+    return pods
+
+
+@pytest.fixture(scope="module")
+def gateway(published: dict[str, Pod], start_gateway: Start) -> InProcessGateway:
+    return start_gateway(60.0, front="native")
+
+
+@pytest.fixture
+def client(gateway: InProcessGateway) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0) as sdk:
+        yield sdk
+
+
+def router(gateway: InProcessGateway) -> FrontRouter:
+    server: Any = gateway.server
+    found: FrontRouter = server.router
+    return found
+
+
+def test_routes_by_model_and_adapter_from_the_front_and_the_rest_through_the_app(
+    client: openai.OpenAI, gateway: InProcessGateway
+) -> None:
+    for model in ("chat", "chat:a1"):
+        answer = client.chat.completions.create(model=model, messages=chat("hi"), max_tokens=4)
+        assert answer.model == model and answer.choices[0].message.content is not None
+    text = client.completions.create(model="chat:a1", prompt="once", max_tokens=3)
+    assert text.model == "chat:a1"
+    assert router(gateway).routed == 3
+    assert {m.id for m in client.models.list()} == {"chat", "chat:a1", "ghost"}
+    with pytest.raises(openai.NotFoundError) as unknown:
+        client.chat.completions.create(model="nope", messages=chat("hi"), max_tokens=1)
+    assert "chat" not in str(unknown.value.body)  # lists nothing
+    assert router(gateway).routed == 3
+    wait_until(
+        lambda: gateway.metric(REQUESTS_TOTAL, model="chat:a1", status="200") == 2,
+        5,
+        "the front's requests counted",
+    )
+
+
+def test_a_stream_counts_on_its_pod_and_in_admission_until_it_ends(
+    client: openai.OpenAI, gateway: InProcessGateway
+) -> None:
+    stream = client.chat.completions.create(
+        model="chat",
+        messages=chat("a story"),
+        max_tokens=1500,
+        stream=True,
+        extra_body={"ignore_eos": True},
+    )
+    chunks = iter(stream)
+    assert next(chunks).choices[0].delta.role == "assistant"
+    assert sum(gateway.forwarder.pod_loads.own.values()) == 1
+    assert gateway.metric(REQUESTS_IN_FLIGHT, model="gateway") == 1
+    stream.close()  # the client leaves mid-stream
+    wait_until(
+        lambda: sum(gateway.forwarder.pod_loads.own.values()) == 0, 10, "the pod's load back"
+    )
+    wait_until(
+        lambda: gateway.metric(REQUESTS_IN_FLIGHT, model="gateway") == 0, 10, "the slot back"
+    )
+    whole = list(
+        client.chat.completions.create(
+            model="chat", messages=chat("short"), max_tokens=3, stream=True
+        )
+    )
+    assert whole[-1].choices[0].finish_reason is not None
+
+
+def test_keys_are_checked_on_both_paths(start_gateway: Start, published: dict[str, Pod]) -> None:
+    keyed = start_gateway(60.0, front="native", api_keys=(b"k1",))
+    body = {"model": "chat", "messages": chat("hi"), "max_tokens": 2}
+    refused = httpx.post(f"{keyed.url}/v1/chat/completions", json=body)
+    assert refused.status_code == 401 and refused.json()["error"]["type"]
+    wrong = httpx.post(
+        f"{keyed.url}/v1/chat/completions", json=body, headers={"authorization": "Bearer k2"}
+    )
+    assert wrong.status_code == 401
+    assert router(keyed).routed == 0
+    with openai.OpenAI(base_url=f"{keyed.url}/v1", api_key="k1", max_retries=0) as sdk:
+        answer = sdk.chat.completions.create(model="chat", messages=chat("hi"), max_tokens=2)
+        assert answer.model == "chat"
+        assert {m.id for m in sdk.models.list()} >= {"chat"}
+    assert router(keyed).routed == 1
+
+
+def test_a_hold_that_times_out_comes_back_through_the_front_with_retry_after(
+    start_gateway: Start, published: dict[str, Pod]
+) -> None:
+    quick = start_gateway(0.5, front="native")
+    answer = httpx.post(
+        f"{quick.url}/v1/chat/completions",
+        json={"model": "ghost", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"]["code"] == "model_not_ready"
+    assert int(answer.headers["retry-after"]) >= 1
+    assert quick.metric(GATEWAY_HOLDS, model="ghost", outcome="timeout") == 1
+    assert router(quick).routed == 0
+
+
+def test_a_stopping_gateway_lets_its_streams_finish_and_takes_no_new_connection(
+    start_gateway: Start, published: dict[str, Pod]
+) -> None:
+    stopping = start_gateway(60.0, front="native")
+    with openai.OpenAI(base_url=f"{stopping.url}/v1", api_key="-", max_retries=0) as sdk:
+        stream = sdk.chat.completions.create(
+            model="chat",
+            messages=chat("a long story please"),
+            max_tokens=1500,
+            stream=True,
+            extra_body={"ignore_eos": True},
+        )
+        chunks = iter(stream)
+        next(chunks)
+        stopping.stop(wait=False)
+        wait_until(lambda: _refused(stopping.url), 10, "the front closed")
+        assert stopping.forwarder.pod_loads.own, "the stream ended before the shutdown"
+        last = list(chunks)[-1]
+    assert last.choices[0].finish_reason == "length"
+    assert stopping.thread is not None
+    stopping.thread.join(30)
+    assert not stopping.thread.is_alive()
+
+
+def _refused(url: str) -> bool:
+    try:
+        httpx.get(f"{url}/healthz", timeout=2)
+    except httpx.ConnectError:
+        return True
+    return False
+
+
+def test_a_request_routed_to_a_dead_pod_is_retried_through_the_app(
+    client: openai.OpenAI, gateway: InProcessGateway, published: dict[str, Pod]
+) -> None:
+    doomed = published["chat-0"]
+    assert isinstance(doomed, RuntimeProcess) and doomed.proc is not None
+    pods = dict.fromkeys((endpoint(published[n].port) for n in ("chat-0", "chat-1")), 0)
+    body = next(
+        b
+        for i in range(100)
+        if choose(request_key({"messages": (b := chat(f"doomed {i}"))}, ""), pods, 1.25).endpoint
+        == endpoint(doomed.port)
+    )
+    doomed.proc.send_signal(signal.SIGKILL)  # gone, its endpoint still listed
+    doomed.proc.wait(30)
+    routed = router(gateway).routed
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(
+            client.chat.completions.create, model="chat", messages=body, max_tokens=2
+        ).result(60)
+    assert answer.model == "chat"
+    assert router(gateway).routed == routed + 1  # the front tried the pod first
+    assert gateway.metric(GATEWAY_RETRIES, model="chat", reason="refused") >= 1
