@@ -145,18 +145,20 @@ def _start_gateway(
     namespace: str = NAMESPACE,
     *,
     load_bound: float = DEFAULT_BOUND_FACTOR,
+    front: str = "uvicorn",
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     command = [
         sys.executable, "-m", "modelkube_serving", "gateway", "--port", str(port),
         "--kubeconfig", str(cp.admin_kubeconfig), "--namespace", namespace,
-        "--log-level", "warning", "--load-bound", str(load_bound),
+        "--log-level", "warning", "--load-bound", str(load_bound), "--front", front,
     ]  # fmt: skip
-    with (logs / "gateway.log").open("ab") as log:
+    log_file = logs / f"gateway-{front}.log"
+    with log_file.open("ab") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{url}/healthz", lambda: None if proc.poll() is None else "exited",
-                 lambda: (logs / "gateway.log").read_text(), 120)  # fmt: skip
+                 log_file.read_text, 120)  # fmt: skip
     return proc, url
 
 
@@ -322,7 +324,15 @@ def main(argv: list[str] | None = None) -> int:
         gateway_proc, gateway = _start_gateway(cp, work, load_bound=args.load_bound)
         _wait_models(gateway)
         if args.latency_only:
-            return _latency_only(args, work, gateway, pods)
+            front_proc, fronted = _start_gateway(
+                cp, work, load_bound=args.load_bound, front="native"
+            )
+            try:
+                _wait_models(fronted)
+                return _latency_only(args, work, gateway, fronted, pods)
+            finally:
+                front_proc.terminate()
+                front_proc.wait(30)
         for pod in pods:
             pod.stop()
         unbounded, held = _configuration(args, cp, work, gateway, None)
@@ -376,10 +386,14 @@ def _unbounded_title(args: argparse.Namespace) -> str:
 
 
 def _latency_only(
-    args: argparse.Namespace, work: Path, gateway: str, pods: list[RuntimeProcess]
+    args: argparse.Namespace,
+    work: Path,
+    gateway: str,
+    fronted: str,
+    pods: list[RuntimeProcess],
 ) -> int:
     endpoints = [endpoint(p.port) for p in pods]
-    latency = added_latency(gateway, endpoints, work, args.latency_requests)
+    latency = added_latency(gateway, endpoints, work, args.latency_requests, fronted)
     print(latency_line(latency))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     payload = {"args": {k: str(v) for k, v in vars(args).items()}, **latency.as_dict()}

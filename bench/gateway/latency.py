@@ -35,6 +35,8 @@ class AddedLatency:
     floor_ms: float  # p50 through the bare pass-through minus p50 straight to the pod
     asyncio_floor_ms: float  # the same, the pass-through on the event loop's own socket
     front_floor_ms: float  # the same, the pass-through on the Rust core's HttpFront
+    # p50 through `modelkube gateway --front native` minus p50 straight to the pod, when timed
+    fronted_gateway_ms: float | None = None
 
     @classmethod
     def of(cls, results: dict[str, Any]) -> "AddedLatency":
@@ -43,14 +45,16 @@ class AddedLatency:
             results["floor_added_latency_p50_ms"],
             results["asyncio_floor_added_latency_p50_ms"],
             results["front_floor_added_latency_p50_ms"],
+            results.get("fronted_gateway_added_latency_p50_ms"),
         )
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, float | None]:
         return {
             "gateway_added_latency_p50_ms": self.gateway_ms,
             "floor_added_latency_p50_ms": self.floor_ms,
             "asyncio_floor_added_latency_p50_ms": self.asyncio_floor_ms,
             "front_floor_added_latency_p50_ms": self.front_floor_ms,
+            "fronted_gateway_added_latency_p50_ms": self.fronted_gateway_ms,
         }
 
 
@@ -96,12 +100,18 @@ def _posts_ok(url: str) -> bool:
         return False
 
 
-def added_latency(gateway: str, endpoints: list[str], logs: Path, rounds: int) -> AddedLatency:
+def added_latency(
+    gateway: str, endpoints: list[str], logs: Path, rounds: int, fronted: str | None = None
+) -> AddedLatency:
+    """`fronted`: a `modelkube gateway --front native` on the same pods, timed beside."""
     home = home_pod(endpoints)
     floors = {name: start_floor(home, logs, *how) for name, how in FLOORS.items()}
     try:
         urls = {"direct": f"http://{home}", **{k: url for k, (_, url) in floors.items()}}
-        times = _interleaved({**urls, "gateway": gateway}, rounds)
+        urls["gateway"] = gateway
+        if fronted is not None:
+            urls["gateway on the front"] = fronted
+        times = _interleaved(urls, rounds)
     finally:
         for proc, _ in floors.values():
             proc.terminate()
@@ -112,7 +122,11 @@ def added_latency(gateway: str, endpoints: list[str], logs: Path, rounds: int) -
         return (statistics.median(times[name]) - direct) * 1000
 
     return AddedLatency(
-        added("gateway"), added("floor"), added("asyncio floor"), added("front floor")
+        added("gateway"),
+        added("floor"),
+        added("asyncio floor"),
+        added("front floor"),
+        added("gateway on the front") if fronted is not None else None,
     )
 
 

@@ -113,6 +113,12 @@ def latency_line(added: AddedLatency) -> str:
         f"{added.asyncio_floor_ms:.2f} ms, so the native client's crossing into tokio and back "
         f"is {added.floor_ms - added.asyncio_floor_ms:.2f} ms of the floor. The same relay on "
         f"the Rust core's HttpFront: {added.front_floor_ms:.2f} ms"
+        + (
+            f". The gateway on that front (--front native): {added.fronted_gateway_ms:.2f} ms, "
+            f"{added.fronted_gateway_ms / added.gateway_ms:.2f}x the gateway on uvicorn"
+            if added.fronted_gateway_ms is not None
+            else ""
+        )
     )
 
 

@@ -7,6 +7,7 @@ In order, on shared pods, as test_gateway_e2e: the pod killed last.
 """
 
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -178,6 +179,18 @@ def _refused(url: str) -> bool:
     except httpx.ConnectError:
         return True
     return False
+
+
+def test_a_port_in_use_stops_the_gateway(
+    control_plane: ControlPlane, namespace: str, published: dict[str, Pod]
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        gateway = InProcessGateway(control_plane, namespace, 60.0, front="native", port=port)
+        with pytest.raises(RuntimeError, match="the gateway stopped"):
+            gateway.start()
+    server: Any = gateway.server
+    assert server.front_failed and server.front is None
 
 
 def test_a_request_routed_to_a_dead_pod_is_retried_through_the_app(

@@ -158,17 +158,14 @@ class Forwarder:
             load.release()
 
     # -- routing -------------------------------------------------------------------------
-    def pick_now(self, routed: Routed) -> str | None:
-        """A pod for `routed` if its model has a ready one now (counted as `_pick`'s is, and
-        given back by `done`); None where `_pick` would hold the request."""
-        endpoints = self.catalog.endpoints(routed.target.service)
-        return self._choose(routed, endpoints, set()) if endpoints else None
-
     async def _pick(self, routed: Routed, tried: set[str]) -> str:
         endpoints = await self.scaler.ready_endpoints(routed.target.service, routed.model)
-        return self._choose(routed, endpoints, tried)
+        return self.choose_pod(routed, endpoints, tried)
 
-    def _choose(self, routed: Routed, endpoints: list[str], tried: set[str]) -> str:
+    def choose_pod(
+        self, routed: Routed, endpoints: list[str], tried: frozenset[str] | set[str] = frozenset()
+    ) -> str:
+        """One of `endpoints` (not empty) for `routed`, its load counted until `done`."""
         service = routed.target.service
         candidates = [e for e in endpoints if e not in tried] or endpoints
         loads = {e: self.pod_loads.of(e) for e in candidates}
