@@ -1,6 +1,8 @@
 """The chart's gateway: off by default; on, a Deployment running `modelkube gateway` with the
 values' flags, a Service on its API, and RBAC to watch and scale ModelServices, nothing more."""
 
+import pytest
+
 from tests.chart.helm import CHART, NAMESPACE, of_kind, render
 
 
@@ -42,3 +44,17 @@ def test_the_gateway_runs_with_its_flags_service_and_rbac() -> None:
     assert bindings["modelkube-gateway"]["subjects"] == [
         {"kind": "ServiceAccount", "name": "modelkube-gateway", "namespace": NAMESPACE}
     ]
+
+
+def test_the_gateway_front_is_uvicorn_unless_set_and_only_the_two_are_taken() -> None:
+    def args(*sets: str) -> list[str]:
+        docs = render(CHART / "ci" / "gateway-values.yaml", *sets)
+        deployments = {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")}
+        [container] = deployments["modelkube-gateway"]["spec"]["template"]["spec"]["containers"]
+        found: list[str] = container["args"]
+        return found
+
+    assert "--front=uvicorn" in args()
+    assert "--front=native" in args("gateway.front=native")
+    with pytest.raises(AssertionError, match="at '/gateway/front': value must be one of"):
+        render(CHART / "ci" / "gateway-values.yaml", "gateway.front=rust")

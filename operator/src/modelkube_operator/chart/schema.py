@@ -58,6 +58,7 @@ _BY_PATH: dict[str, dict[str, Any]] = {
     "gateway.namespace": _DNS_LABEL,
     "gateway.apiKeysSecret": _DNS_SUBDOMAIN,
     "gateway.loadBound": {"pattern": r"^[0-9]+(\.[0-9]+)?$"},
+    "gateway.front": {"enum": ["uvicorn", "native"]},
     "gateway.service.type": _SERVICE_TYPE,
     "service.type": _SERVICE_TYPE,
     "podDisruptionBudget.maxUnavailable": {"pattern": r"^[0-9]+%$", "minimum": 0},
