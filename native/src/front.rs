@@ -344,6 +344,10 @@ async fn relay(
     tokio::spawn(async move {
         pump(upstream.body, chunks, event_stream).await;
         if let Some(done) = done {
+            // The body's end wakes the connection's task, often into this worker's next slot:
+            // let it write the end first, so `done` (the gate, the GIL) is not in the client's
+            // latency.
+            tokio::task::yield_now().await;
             done.finish(status);
         }
     });
