@@ -308,13 +308,14 @@ def _conversation_on(endpoint: str, endpoints: list[str]) -> list[Any]:
 @pytest.fixture(scope="module")
 def upgraded(served: Served) -> StreamingLoad:
     """`helm upgrade` giving the gateway a 3 s hold (the chart's default, 120 s, would make the
-    hold test wait that long), under a client streaming through the gateway all along: the
-    gateway's pod is replaced while requests flow."""
+    hold test wait that long) and the native front (`gateway.front=native`), under a client
+    streaming through the gateway all along: the gateway's pod is replaced while requests
+    flow, and the tests after it run on the front."""
     load = StreamingLoad(f"{served.url}/v1", "chat")
     load.start()
     try:
         wait_until(lambda: load.ok >= 3, 60, "streamed answers before the upgrade")
-        served.release.upgrade("gateway.holdTimeoutSeconds=3")
+        served.release.upgrade("gateway.holdTimeoutSeconds=3", "gateway.front=native")
         settled = load.ok
         wait_until(lambda: load.ok >= settled + 3, 60, "streamed answers after the upgrade")
         # The old pod serves its open connections until it exits: a held request there would
@@ -389,3 +390,26 @@ def _dump(cp: ControlPlane, node: RealNode) -> None:
         ).stdout
     )
     print("--- kubelet:\n" + node.log("kubelet")[-6000:])
+
+
+def test_the_native_front_serves_routes_streams_and_what_it_leaves_to_the_app(
+    served: Served, upgraded: StreamingLoad
+) -> None:
+    [pod] = _gateway_pods(served.cp)
+    [container] = pod["spec"]["containers"]
+    assert "--front=native" in container["args"]
+    fresh = openai.OpenAI(base_url=f"{served.url}/v1", api_key="unused", max_retries=0)
+    with fresh:
+        for model in ("chat", "chat:a1"):
+            answer = fresh.chat.completions.create(model=model, messages=chat("hi"), max_tokens=4)
+            assert answer.model == model and answer.choices[0].message.content is not None
+        stream = fresh.chat.completions.create(
+            model="chat", messages=chat("a story"), max_tokens=24, stream=True
+        )
+        chunks = list(stream)
+        assert chunks[0].choices[0].delta.role == "assistant"
+        assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+        # Through the app behind it: the model list and an unknown model's 404.
+        assert {m.id for m in fresh.models.list()} == {"chat", "chat:a1", "other", "ghost"}
+        with pytest.raises(openai.NotFoundError):
+            fresh.chat.completions.create(model="nope", messages=chat("hi"), max_tokens=2)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.controlplane.cluster import ControlPlane
-from tests.node.inject import END_ENGINE_THREAD, gdb_missing, run_python_in
+from tests.node.inject import END_ENGINE_THREAD, gdb_unusable, run_python_in
 from tests.node.node import NODE_NAME, RealNode
 from tests.node.startup import phases, table
 from tests.node.streaming import StreamingLoad
@@ -211,7 +211,7 @@ def test_a_runtime_whose_engine_thread_died_is_restarted_by_its_liveness_probe(
     node_control_plane: ControlPlane, node: RealNode, served: str
 ) -> None:
     cp = node_control_plane
-    if (why := gdb_missing()) is not None:
+    if (why := gdb_unusable()) is not None:
         pytest.skip(why)
     pod = _pods(cp)[0]
     name = pod["metadata"]["name"]
