@@ -76,26 +76,34 @@ def asyncio_fetch(upstream: str) -> Fetch:
     return fetch
 
 
+async def _posted(scope: Scope, receive: Receive, send: Send) -> bytes | None:
+    """A POST's body; None when this call was answered already: the lifespan (nothing to set
+    up) or a GET (up: what the bench waits for before timing)."""
+    if scope["type"] != "http":
+        message = await receive()
+        await send({"type": f"{message['type']}.complete"})
+        return None
+    if scope["method"] == "GET":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return None
+    body = b""
+    while True:
+        message = await receive()
+        body += bytes(message.get("body", b""))
+        if not message.get("more_body"):
+            return body
+
+
 def streamed_pass_through(upstream: str) -> ASGIApp:
     """Every POST's answer relayed chunk by chunk, as the gateway's `Forwarder.relay` does."""
     client = native_client(upstream)
     headers = [("content-type", "application/json")]
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            message = await receive()
-            await send({"type": f"{message['type']}.complete"})
+        body = await _posted(scope, receive, send)
+        if body is None:
             return
-        if scope["method"] == "GET":
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
         stream = await client.astream("POST", scope["path"], body, headers)
         try:
             content_type = stream.headers.get("content-type", "application/json").encode()
@@ -113,20 +121,9 @@ def streamed_pass_through(upstream: str) -> ASGIApp:
 
 def pass_through(fetch: Fetch) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # the lifespan: nothing to set up
-            message = await receive()
-            await send({"type": f"{message['type']}.complete"})
+        body = await _posted(scope, receive, send)
+        if body is None:
             return
-        if scope["method"] == "GET":  # up: what the bench waits for before timing
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
         status, answer = await fetch(scope["path"], body)
         await send(
             {

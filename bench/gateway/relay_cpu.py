@@ -13,7 +13,6 @@ CPU that grows with the tokens served rather than with the requests.
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
@@ -25,21 +24,11 @@ import uvloop
 from modelkube_native import UpstreamClient
 
 from bench.gateway.latency import start_floor
+from bench.native.relay import HEADERS, PATH, RUNTIME_ARGS, STREAMS, stream_body
 from tests.serving.runtime_process import RuntimeProcess
 
-STREAMS = 64
 TOKENS = 192
-HEADERS = [("content-type", "application/json")]
-PATH = "/v1/chat/completions"
-BODY = json.dumps(
-    {
-        "model": "tiny",
-        "messages": [{"role": "user", "content": "Tell me a story."}],
-        "max_tokens": TOKENS,
-        "ignore_eos": True,
-        "stream": True,
-    }
-).encode()
+BODY = stream_body(TOKENS)
 SERVERS = ("uvicorn", "front")
 
 
@@ -70,11 +59,9 @@ def _round(proc: subprocess.Popen[bytes], url: str) -> tuple[float, int]:
 
 
 def run(rounds: int) -> dict[str, Any]:
-    args = ["--model", "builtin://tiny", "--served-model-name", "tiny", "--engine", "llamacpp",
-            "--max-concurrent-requests", str(STREAMS)]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         logs = Path(tmp)
-        runtime = RuntimeProcess(args, logs / "runtime.log").start(timeout=300)
+        runtime = RuntimeProcess(RUNTIME_ARGS, logs / "runtime.log").start(timeout=300)
         upstream = runtime.url.removeprefix("http://")
         floors = {s: start_floor(upstream, logs, server=s, relay="stream") for s in SERVERS}
         try:

@@ -26,15 +26,25 @@ TOKENS = 48
 ROUNDS = 3
 HEADERS = [("content-type", "application/json")]
 PATH = "/v1/chat/completions"
-BODY = json.dumps(
-    {
-        "model": "tiny",
-        "messages": [{"role": "user", "content": "Tell me a story."}],
-        "max_tokens": TOKENS,
-        "ignore_eos": True,
-        "stream": True,
-    }
-).encode()
+
+
+def stream_body(tokens: int) -> bytes:
+    """A streamed chat of exactly `tokens` tokens (`ignore_eos`) from builtin://tiny."""
+    return json.dumps(
+        {
+            "model": "tiny",
+            "messages": [{"role": "user", "content": "Tell me a story."}],
+            "max_tokens": tokens,
+            "ignore_eos": True,
+            "stream": True,
+        }
+    ).encode()
+
+
+BODY = stream_body(TOKENS)
+# The runtime the streams come from: every stream at once in its batch.
+RUNTIME_ARGS = ["--model", "builtin://tiny", "--served-model-name", "tiny", "--engine", "llamacpp",
+                "--max-concurrent-requests", str(STREAMS)]  # fmt: skip
 
 
 async def _native(url: str) -> int:
@@ -75,10 +85,8 @@ def _timed(read: Any, url: str) -> tuple[float, int]:
 
 
 def run() -> dict[str, Any]:
-    args = ["--model", "builtin://tiny", "--served-model-name", "tiny", "--engine", "llamacpp",
-            "--max-concurrent-requests", str(STREAMS)]  # fmt: skip
     with tempfile.TemporaryDirectory() as logs:
-        runtime = RuntimeProcess(args, Path(logs) / "runtime.log").start(timeout=300)
+        runtime = RuntimeProcess(RUNTIME_ARGS, Path(logs) / "runtime.log").start(timeout=300)
         try:
             per_chunk: dict[str, list[float]] = {"native": [], "httpx": []}
             for i in range(ROUNDS):

@@ -23,6 +23,7 @@ from modelkube_serving.gateway.app import GatewayConfig, create_gateway
 from modelkube_serving.gateway.command import server_options
 from modelkube_serving.gateway.forward import Forwarder
 from modelkube_serving.gateway.front import FrontedServer
+from modelkube_serving.gateway.routing import DEFAULT_BOUND_FACTOR, choose, request_key
 from modelkube_serving.gateway.server import GatewayServer
 from modelkube_serving.services.admission import AdmissionLimits
 from tests.controlplane.cluster import ControlPlane
@@ -125,6 +126,16 @@ def chat(opening: str, turns: int = 1) -> list[Any]:
         if turn < turns - 1:
             messages.append({"role": "assistant", "content": "ok"})
     return messages
+
+
+def conversation_on(pod: str, endpoints: list[str]) -> list[Any]:
+    """A conversation whose own pod (by prefix affinity, nothing else in flight) is `pod`."""
+    for i in range(100):
+        body = chat(f"doomed {i}")
+        loads = dict.fromkeys(endpoints, 0)
+        if choose(request_key({"messages": body}, ""), loads, DEFAULT_BOUND_FACTOR).endpoint == pod:
+            return body
+    raise AssertionError(f"no conversation of 100 lands on {pod}")
 
 
 @contextmanager

@@ -34,6 +34,7 @@ from tests.gateway.harness import (
     Pod,
     apply,
     chat,
+    conversation_on,
     endpoint,
     endpoint_slice,
     generating_streams,
@@ -358,14 +359,8 @@ def test_a_pod_killed_mid_request_is_retried_on_the_other(
 ) -> None:
     doomed = published["chat-0"]  # the process: it can be killed
     assert isinstance(doomed, RuntimeProcess) and doomed.proc is not None
-    pods = dict.fromkeys((endpoint(published[n].port) for n in ("chat-0", "chat-1")), 0)
-    # A conversation whose own pod is the doomed one.
-    body = next(
-        b
-        for i in range(100)
-        if choose(request_key({"messages": (b := chat(f"doomed {i}"))}, ""), pods, 1.25).endpoint
-        == endpoint(doomed.port)
-    )
+    pods = [endpoint(published[n].port) for n in ("chat-0", "chat-1")]
+    body = conversation_on(endpoint(doomed.port), pods)
 
     with ThreadPoolExecutor(1) as pool:
         ask = pool.submit(

@@ -18,7 +18,6 @@ import pytest
 
 from modelkube_serving.gateway.front import FrontRouter
 from modelkube_serving.gateway.metrics import GATEWAY_HOLDS, GATEWAY_RETRIES
-from modelkube_serving.gateway.routing import choose, request_key
 from modelkube_serving.metrics import REQUESTS_IN_FLIGHT, REQUESTS_TOTAL
 from tests.controlplane.cluster import ControlPlane
 from tests.gateway.harness import (
@@ -26,6 +25,7 @@ from tests.gateway.harness import (
     Pod,
     apply,
     chat,
+    conversation_on,
     endpoint,
     endpoint_slice,
     model_service,
@@ -198,13 +198,8 @@ def test_a_request_routed_to_a_dead_pod_is_retried_through_the_app(
 ) -> None:
     doomed = published["chat-0"]
     assert isinstance(doomed, RuntimeProcess) and doomed.proc is not None
-    pods = dict.fromkeys((endpoint(published[n].port) for n in ("chat-0", "chat-1")), 0)
-    body = next(
-        b
-        for i in range(100)
-        if choose(request_key({"messages": (b := chat(f"doomed {i}"))}, ""), pods, 1.25).endpoint
-        == endpoint(doomed.port)
-    )
+    pods = [endpoint(published[n].port) for n in ("chat-0", "chat-1")]
+    body = conversation_on(endpoint(doomed.port), pods)
     doomed.proc.send_signal(signal.SIGKILL)  # gone, its endpoint still listed
     doomed.proc.wait(30)
     routed = router(gateway).routed

@@ -34,7 +34,13 @@ from modelkube_serving.gateway.routing import choose, request_key
 from modelkube_serving.metrics import REQUESTS_IN_FLIGHT, REQUESTS_TOTAL
 from modelkube_serving.models.builtin import ensure_builtin
 from tests.controlplane.cluster import ControlPlane
-from tests.gateway.harness import chat, generating_streams, metric, model_service
+from tests.gateway.harness import (
+    chat,
+    conversation_on,
+    generating_streams,
+    metric,
+    model_service,
+)
 from tests.node.gateway_release import SERVING, SMALL, SYSTEM, Release, install, pods, ready
 from tests.node.node import NODE_NAME, RealNode
 from tests.node.startup import phases, table
@@ -268,7 +274,7 @@ def test_a_pod_killed_mid_request_is_retried_on_the_other(served: Served) -> Non
     endpoints = _endpoints(cp, "chat")
     assert len(endpoints) == 2, endpoints
     doomed = endpoints[0]
-    body = _conversation_on(doomed, endpoints)
+    body = conversation_on(doomed, endpoints)
     [pod] = [p for p in pods(cp, "chat") if f"{p['status']['podIP']}:{RUNTIME_PORT}" == doomed]
     container = pod["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
     retried = served.metric(GATEWAY_RETRIES, model="chat", reason="gone")
@@ -293,16 +299,6 @@ def test_a_pod_killed_mid_request_is_retried_on_the_other(served: Served) -> Non
     assert answer.choices[0].finish_reason == "length"
     assert answer.usage is not None and answer.usage.completion_tokens == 300
     assert served.metric(GATEWAY_RETRIES, model="chat", reason="gone") == retried + 1
-
-
-def _conversation_on(endpoint: str, endpoints: list[str]) -> list[Any]:
-    """A conversation whose own pod (by prefix affinity) is `endpoint`'s."""
-    for i in range(100):
-        body = chat(f"doomed {i}")
-        home = choose(request_key({"messages": body}, ""), dict.fromkeys(endpoints, 0), BOUND)
-        if home.endpoint == endpoint:
-            return body
-    raise AssertionError(f"no conversation of 100 lands on {endpoint}")
 
 
 @pytest.fixture(scope="module")

@@ -82,14 +82,19 @@ class Admission:
     def idle(self) -> bool:
         return self.running == 0 and self.queued == 0
 
-    async def acquire(self, ticket: Ticket = Ticket()) -> Slot:
+    def _submit(self, ticket: Ticket) -> tuple[int, float, float, bool]:
+        """The ticket's number, when it came, its deadline, and whether it got a slot at once;
+        the scheduler's refusals raise."""
         number = next(self._tickets)
         now = time.monotonic()
         deadline = now + self.limits.max_queue_wait_s
+        key, priority, cost = ticket.key, ticket.priority, ticket.cost
+        admitted = self._core.submit(number, key, priority, cost, deadline, now)
+        return number, now, deadline, admitted
+
+    async def acquire(self, ticket: Ticket = Ticket()) -> Slot:
         try:
-            admitted = self._core.submit(
-                number, ticket.key, ticket.priority, ticket.cost, deadline, now
-            )
+            number, now, deadline, admitted = self._submit(ticket)
         except QueueFullError:
             raise QueueFull(
                 f"the server is at capacity ({self.running} running, {self.queued} queued); "
@@ -126,13 +131,8 @@ class Admission:
         callbacks (the gateway's front holds its gate): it wakes no waiter."""
         if self.queued or self.running >= self.limits.max_running:
             return None  # the fair queue decides who goes next, not the first to ask here
-        number = next(self._tickets)
-        now = time.monotonic()
-        deadline = now + self.limits.max_queue_wait_s
         try:
-            admitted = self._core.submit(
-                number, ticket.key, ticket.priority, ticket.cost, deadline, now
-            )
+            number, _, _, admitted = self._submit(ticket)
         except (QueueFullError, RateLimitedError, InvalidArgumentError):
             return None
         if not admitted:
