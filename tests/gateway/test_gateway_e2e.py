@@ -29,6 +29,7 @@ from modelkube_serving.gateway.metrics import (
 from modelkube_serving.gateway.routing import choose, request_key
 from modelkube_serving.metrics import REQUESTS_IN_FLIGHT, REQUESTS_TOTAL
 from tests.controlplane.cluster import ControlPlane
+from tests.gateway.generated import gateway_chat, gateway_text
 from tests.gateway.harness import (
     InProcessGateway,
     Pod,
@@ -227,13 +228,7 @@ def test_bad_model_names_get_a_404_that_lists_nothing(gateway: InProcessGateway)
     assert httpx.get(f"{gateway.url}/v1/models/nope").status_code == 404
 
 
-# Generated bodies through the gateway to the pods: the bodies test_fuzz sends a runtime, named
-# for the models the gateway routes (and any text); never a 5xx, always OpenAI's error body.
-gateway_models = st.sampled_from(["chat", "chat:a1"]) | fuzz.texts
-gateway_chat = fuzz._bodies(
-    {"model": gateway_models, "messages": st.lists(fuzz.message, max_size=3)}, fuzz.CHAT
-)
-gateway_text = fuzz._bodies({"model": gateway_models, "prompt": fuzz.prompts}, fuzz.TEXT)
+# Generated bodies through the gateway to the pods: never a 5xx, always OpenAI's error body.
 
 
 @settings(fuzz.FUZZ, max_examples=max(fuzz.EXAMPLES // 3, 1))

@@ -15,11 +15,14 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modelkube_serving.gateway.front import FrontRouter
 from modelkube_serving.gateway.metrics import GATEWAY_HOLDS, GATEWAY_RETRIES
 from modelkube_serving.metrics import REQUESTS_IN_FLIGHT, REQUESTS_TOTAL
 from tests.controlplane.cluster import ControlPlane
+from tests.gateway.generated import gateway_chat, gateway_text
 from tests.gateway.harness import (
     InProcessGateway,
     Pod,
@@ -30,6 +33,7 @@ from tests.gateway.harness import (
     endpoint_slice,
     model_service,
 )
+from tests.serving import test_fuzz as fuzz
 from tests.serving.runtime_process import RuntimeProcess
 from tests.waiting import wait_until
 
@@ -85,6 +89,38 @@ def test_routes_by_model_and_adapter_from_the_front_and_the_rest_through_the_app
         5,
         "the front's requests counted",
     )
+
+
+# Generated bodies, paths, methods and keys through the front: what it routes and what it
+# leaves to the app; never a 5xx, always OpenAI's error body, and the gateway goes on.
+@settings(fuzz.FUZZ, max_examples=max(fuzz.EXAMPLES // 3, 1))
+@given(
+    body=gateway_chat,
+    text=gateway_text,
+    raw=st.binary(max_size=200),
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]),
+    path=st.from_regex(r"/[A-Za-z0-9/_.:%-]{0,40}", fullmatch=True),
+    # What a client can send: printable ASCII, no space at either end (httpx refuses those).
+    authorization=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40).map(
+        str.strip
+    ),
+)
+def test_generated_requests_through_the_front_never_fail_it(
+    gateway: InProcessGateway,
+    body: dict[str, Any],
+    text: dict[str, Any],
+    raw: bytes,
+    method: str,
+    path: str,
+    authorization: str,
+) -> None:
+    fuzz._check(fuzz._post(f"{gateway.url}/v1/chat/completions", body), chat=True)
+    fuzz._check(fuzz._post(f"{gateway.url}/v1/completions", text), chat=False)
+    headers = {"content-type": "application/json", "authorization": authorization}
+    url = f"{gateway.url}/v1/chat/completions"
+    fuzz._check(httpx.post(url, content=raw, headers=headers, timeout=30), chat=True)
+    anything = httpx.request(method, f"{gateway.url}{path}", content=raw, timeout=30)
+    assert anything.status_code < 500, (method, path, anything.text)
 
 
 def test_a_stream_counts_on_its_pod_and_in_admission_until_it_ends(
