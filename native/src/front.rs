@@ -24,7 +24,10 @@
 //! - `None`: the request is relayed to the `fallback` client, whole (404 without one).
 //!
 //! With a fallback, a routed request whose upstream cannot be reached, or answers 503 (a pod
-//! draining), goes to the fallback too (after its `done`): the fallback's own routing retries it.
+//! draining), goes to the fallback too, after its `done(None)` (None: this relay answered no
+//! one), with the try it had in `x-modelkube-tried: <upstream host:port> <refused|gone|timeout|
+//! draining>`, so that the fallback's own routing retries it as if it had made that try itself.
+//! The same header from a client is dropped: only the front says what it tried.
 //! What the router raises is a 500 with OpenAI's error body, the exception going to
 //! `sys.unraisablehook`; the server goes on.
 
@@ -39,6 +42,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use modelkube_core::CoreError;
 use modelkube_core::upstream::UpstreamClient as CoreClient;
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
@@ -55,8 +59,12 @@ use crate::upstream::UpstreamClient;
 type Answer = Response<AnswerBody>;
 type Headers = Vec<(String, String)>;
 
-/// Headers that belong to one hop (RFC 9110 7.6.1) or that the client recomputes.
-const NOT_RELAYED: [&str; 10] = [
+/// The fallback's header for the try a routed request had before it was passed on.
+const TRIED: &str = "x-modelkube-tried";
+
+/// Headers that belong to one hop (RFC 9110 7.6.1), that the client recomputes, or that only
+/// the front may set.
+const NOT_RELAYED: [&str; 11] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -67,6 +75,7 @@ const NOT_RELAYED: [&str; 10] = [
     "host",
     "content-length",
     "date",
+    TRIED,
 ];
 
 /// What the router decided for one request.
@@ -180,11 +189,12 @@ struct Done {
 }
 
 impl Done {
-    fn finish(mut self, status: u16) {
+    /// `status`: what the client was sent; None when the request was passed to the fallback.
+    fn finish(mut self, status: Option<u16>) {
         self.call_with(status);
     }
 
-    fn call_with(&mut self, status: u16) {
+    fn call_with(&mut self, status: Option<u16>) {
         let Some(call) = self.call.take() else { return };
         with_gate(self.gate.as_deref(), |py| {
             if let Err(e) = call.call1(py, (status,)) {
@@ -196,7 +206,7 @@ impl Done {
 
 impl Drop for Done {
     fn drop(&mut self) {
-        self.call_with(CLIENT_LEFT);
+        self.call_with(Some(CLIENT_LEFT));
     }
 }
 
@@ -266,7 +276,11 @@ async fn handle(request: Request<Incoming>, router: Arc<Router>) -> Result<Answe
         Routed::Relay(client, done) => {
             match relay(&client, &outgoing, done, fallback.is_some()).await {
                 Ok(answer) => answer,
-                Err(Passed(_)) => relay_to_fallback(fallback, &outgoing).await,
+                Err(passed) => {
+                    let mut outgoing = outgoing;
+                    outgoing.headers.push((TRIED.to_owned(), passed.tried(&client)));
+                    relay_to_fallback(fallback, &outgoing).await
+                }
             }
         }
         Routed::Fallback => relay_to_fallback(fallback, &outgoing).await,
@@ -288,16 +302,40 @@ async fn relay_to_fallback(fallback: Option<&Arc<CoreClient>>, outgoing: &Outgoi
         );
     };
     match relay(fallback, outgoing, None, false).await {
-        Ok(answer) | Err(Passed(answer)) => answer,
+        Ok(answer) => answer,
+        Err(passed) => passed.answer,
     }
 }
 
-/// The answer of a relay that was passed on (the upstream could not be reached or was
-/// draining) for the fallback to take the request.
-struct Passed(Answer);
+/// A relay passed on for the fallback to take the request: why, and the answer it would
+/// have had.
+struct Passed {
+    reason: &'static str,
+    answer: Answer,
+}
+
+impl Passed {
+    /// The `x-modelkube-tried` value: the upstream's `host:port` and the reason.
+    fn tried(&self, client: &CoreClient) -> String {
+        let base = client.base_url();
+        let authority = base.split_once("://").map_or(base, |(_, rest)| rest);
+        format!("{} {}", authority.trim_end_matches('/'), self.reason)
+    }
+}
+
+/// Why a request never reached an upstream, in the words the gateway's retry metric uses.
+fn unreached(error: &CoreError) -> &'static str {
+    match error {
+        CoreError::UpstreamTimeout { .. } => "timeout",
+        CoreError::UpstreamConnect { reason, .. } if reason.to_lowercase().contains("refused") => {
+            "refused"
+        }
+        _ => "gone",
+    }
+}
 
 /// Sends `outgoing` through `client` and streams its answer back. With `may_pass`, an upstream
-/// that cannot be reached or answers 503 is `Err`: `done` is called with that status, and the
+/// that cannot be reached or answers 503 is `Err`: `done` is called with None, and the
 /// caller tries the fallback.
 async fn relay(
     client: &Arc<CoreClient>,
@@ -317,23 +355,30 @@ async fn relay(
         Ok(upstream) => upstream,
         Err(e) => {
             let message = format!("The upstream could not be reached: {e}");
-            if let Some(done) = done {
-                done.finish(502);
-            }
             let answer = error(502, &message, "server_error");
-            return if may_pass {
-                Err(Passed(answer))
-            } else {
-                Ok(answer)
-            };
+            if may_pass {
+                if let Some(done) = done {
+                    done.finish(None);
+                }
+                let reason = unreached(&e);
+                return Err(Passed { reason, answer });
+            }
+            if let Some(done) = done {
+                done.finish(Some(502));
+            }
+            return Ok(answer);
         }
     };
     if may_pass && upstream.status == 503 {
         upstream.body.close();
         if let Some(done) = done {
-            done.finish(503);
+            done.finish(None);
         }
-        return Err(Passed(error(503, "draining", "server_error")));
+        let answer = error(503, "draining", "server_error");
+        return Err(Passed {
+            reason: "draining",
+            answer,
+        });
     }
     let status = upstream.status;
     let headers = relayed_answer_headers(&upstream.headers);
@@ -348,7 +393,7 @@ async fn relay(
             // let it write the end first, so `done` (the gate, the GIL) is not in the client's
             // latency.
             tokio::task::yield_now().await;
-            done.finish(status);
+            done.finish(Some(status));
         }
     });
     let mut answer = Response::new(body);

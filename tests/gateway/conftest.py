@@ -26,8 +26,15 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 
 
 @pytest.fixture(scope="module")
-def namespace(control_plane: ControlPlane) -> str:
-    name = f"gateway-{next(_namespaces)}"
+def front() -> str:
+    """The gateway's front (`--front`) where a module does not ask for both (see
+    test_gateway_e2e): the namespace, the pods and the gateways are one set per front."""
+    return "uvicorn"
+
+
+@pytest.fixture(scope="module")
+def namespace(control_plane: ControlPlane, front: str) -> str:
+    name = f"gateway-{front}-{next(_namespaces)}"
     control_plane.kubectl("create", "namespace", name)
     return name
 
@@ -39,7 +46,9 @@ def adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pods(tmp_path_factory: pytest.TempPathFactory, adapter: Path) -> Iterator[dict[str, Pod]]:
+def pods(
+    tmp_path_factory: pytest.TempPathFactory, adapter: Path, front: str
+) -> Iterator[dict[str, Pod]]:
     """The runtimes playing the pods: chat-0 and chat-1 serve `chat` (and its adapter a1),
     other-0 serves `other`. chat-0 is a process of its own, so that a test can kill it; the
     others run in this process, which spares each a new interpreter importing MLX."""
@@ -61,11 +70,12 @@ def pods(tmp_path_factory: pytest.TempPathFactory, adapter: Path) -> Iterator[di
 
 @pytest.fixture(scope="module")
 def start_gateway(
-    control_plane: ControlPlane, namespace: str
+    control_plane: ControlPlane, namespace: str, front: str
 ) -> Iterator[Callable[..., InProcessGateway]]:
     started: list[InProcessGateway] = []
 
     def start(hold_timeout_s: float, **options: Any) -> InProcessGateway:
+        options.setdefault("front", front)
         gateway = InProcessGateway(control_plane, namespace, hold_timeout_s, **options).start()
         started.append(gateway)
         return gateway

@@ -49,6 +49,14 @@ from tests.waiting import wait_until
 IDLE_S = 2
 
 
+@pytest.fixture(scope="module", params=["uvicorn", "native"])
+def front(request: pytest.FixtureRequest) -> str:
+    """Every test here on both fronts, each on its own pods and namespace (one test kills a
+    pod), in order on one and then on the other."""
+    param: str = request.param
+    return param
+
+
 def replicas(cp: ControlPlane, namespace: str, name: str) -> int:
     out = cp.kubectl("get", "-n", namespace, "ms", name, "-o", "jsonpath={.spec.replicas}")
     return int(out.stdout or "1")

@@ -3,13 +3,14 @@ core's HTTP server on its port. What it can route at once it relays from the pod
 router's count says so); holds, refusals, /v1/models and retries go through the app behind it,
 and come back through it as they would from uvicorn.
 
-In order, on shared pods, as test_gateway_e2e: the pod killed last.
+test_gateway_e2e runs all of its scenarios on this front too (holds, scale from zero, retries
+of a killed pod and their metrics); this module holds what only the front has: its router's
+own path, generated requests through both paths, a stream's counts held in the front, keys on
+both paths, its shutdown and its port.
 """
 
-import signal
 import socket
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -19,7 +20,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelkube_serving.gateway.front import FrontRouter
-from modelkube_serving.gateway.metrics import GATEWAY_HOLDS, GATEWAY_RETRIES
 from modelkube_serving.metrics import REQUESTS_IN_FLIGHT, REQUESTS_TOTAL
 from tests.controlplane.cluster import ControlPlane
 from tests.gateway.generated import gateway_chat, gateway_text
@@ -28,13 +28,10 @@ from tests.gateway.harness import (
     Pod,
     apply,
     chat,
-    conversation_on,
-    endpoint,
     endpoint_slice,
     model_service,
 )
 from tests.serving import test_fuzz as fuzz
-from tests.serving.runtime_process import RuntimeProcess
 from tests.waiting import wait_until
 
 Start = Callable[..., InProcessGateway]
@@ -169,22 +166,6 @@ def test_keys_are_checked_on_both_paths(start_gateway: Start, published: dict[st
     assert router(keyed).routed == 1
 
 
-def test_a_hold_that_times_out_comes_back_through_the_front_with_retry_after(
-    start_gateway: Start, published: dict[str, Pod]
-) -> None:
-    quick = start_gateway(0.5, front="native")
-    answer = httpx.post(
-        f"{quick.url}/v1/chat/completions",
-        json={"model": "ghost", "messages": [{"role": "user", "content": "hi"}]},
-        timeout=30,
-    )
-    assert answer.status_code == 503, answer.text
-    assert answer.json()["error"]["code"] == "model_not_ready"
-    assert int(answer.headers["retry-after"]) >= 1
-    assert quick.metric(GATEWAY_HOLDS, model="ghost", outcome="timeout") == 1
-    assert router(quick).routed == 0
-
-
 def test_a_stopping_gateway_lets_its_streams_finish_and_takes_no_new_connection(
     start_gateway: Start, published: dict[str, Pod]
 ) -> None:
@@ -227,22 +208,3 @@ def test_a_port_in_use_stops_the_gateway(
             gateway.start()
     server: Any = gateway.server
     assert server.front_failed and server.front is None
-
-
-def test_a_request_routed_to_a_dead_pod_is_retried_through_the_app(
-    client: openai.OpenAI, gateway: InProcessGateway, published: dict[str, Pod]
-) -> None:
-    doomed = published["chat-0"]
-    assert isinstance(doomed, RuntimeProcess) and doomed.proc is not None
-    pods = [endpoint(published[n].port) for n in ("chat-0", "chat-1")]
-    body = conversation_on(endpoint(doomed.port), pods)
-    doomed.proc.send_signal(signal.SIGKILL)  # gone, its endpoint still listed
-    doomed.proc.wait(30)
-    routed = router(gateway).routed
-    with ThreadPoolExecutor(1) as pool:
-        answer = pool.submit(
-            client.chat.completions.create, model="chat", messages=body, max_tokens=2
-        ).result(60)
-    assert answer.model == "chat"
-    assert router(gateway).routed == routed + 1  # the front tried the pod first
-    assert gateway.metric(GATEWAY_RETRIES, model="chat", reason="refused") >= 1

@@ -94,6 +94,8 @@ def create_gateway(config: GatewayConfig, kube: Kube) -> FastPath:
     )
     app.state.forwarder = forwarder
     app.state.max_body_bytes = config.max_body_bytes
+    # Set by the native front it serves behind: only then is its tried header believed.
+    app.state.behind_front = False
     app.state.scaler = scaler
     app.include_router(routes.router)
     app.include_router(ops.router)

@@ -30,6 +30,9 @@ from modelkube_serving.protocol import ChatEnvelope, CompletionEnvelope
 from modelkube_serving.services.admission import Admission, Slot, Ticket
 
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+# The native front's account of a try it made before it passed the request on (front.rs).
+TRIED_HEADER = "x-modelkube-tried"
+_TRIED_REASONS = frozenset({"refused", "gone", "timeout", "draining"})
 _BYTES_PER_TOKEN = 4  # the token rate limit's estimate, as in proxy mode
 _DRAINING = 503  # a pod shutting down says so; another pod can answer
 
@@ -47,6 +50,20 @@ class Routed:
     cost: int
     priority: int
     headers: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Tried:
+    """A pod a request was sent to before it reached this path, and why that did not answer."""
+
+    pod: str
+    reason: str  # refused, gone, timeout or draining
+
+    @classmethod
+    def parse(cls, header: str | None) -> "Tried | None":
+        """`<host:port> <reason>` as the front writes it; anything else is no try."""
+        pod, _, reason = (header or "").strip().partition(" ")
+        return cls(pod, reason) if pod and reason in _TRIED_REASONS else None
 
 
 class Forwarder:
@@ -102,9 +119,9 @@ class Forwarder:
     async def admit(self, routed: Routed, key: str) -> Slot:
         return await self.admission.acquire(Ticket(key, routed.priority, max(routed.cost, 1)))
 
-    async def complete(self, routed: Routed) -> UpstreamResponse:
-        """The pod's whole answer, whatever its status."""
-        tried: set[str] = set()
+    async def complete(self, routed: Routed, before: Tried | None = None) -> UpstreamResponse:
+        """The pod's whole answer, whatever its status; `before`: a try the front made."""
+        tried = self._tried_before(routed, before)
         while True:
             pod = await self._pick(routed, tried)
             try:
@@ -120,10 +137,12 @@ class Forwarder:
                 continue
             return answer
 
-    async def open_stream(self, routed: Routed) -> tuple[UpstreamStream, Slot]:
+    async def open_stream(
+        self, routed: Routed, before: Tried | None = None
+    ) -> tuple[UpstreamStream, Slot]:
         """The pod's stream once its headers came, and the pod's share of the load, which
         counts until it is released (once, however the stream ends)."""
-        tried: set[str] = set()
+        tried = self._tried_before(routed, before)
         while True:
             pod = await self._pick(routed, tried)
             try:
@@ -178,6 +197,22 @@ class Forwarder:
     def done(self, routed: Routed, pod: str) -> None:
         self.pod_loads.finished(pod)
         self.scaler.finished(routed.target.service)
+
+    def _tried_before(self, routed: Routed, before: Tried | None) -> set[str]:
+        """The pods tried so far, counting the front's try as this path's first: its retry is
+        then the request's one retry, and what the front could not reach is not retried."""
+        tried: set[str] = set()
+        if before is None:
+            return tried
+        if before.reason == "timeout":
+            raise UpstreamTimedOut(f"the model's pod {before.pod} did not answer in time")
+        if not self._may_retry(routed, tried, before.pod, before.reason):
+            if before.reason != "draining":  # a draining pod still answers: its 503 is passed on
+                raise UpstreamUnreachable(
+                    f"the model's pods could not be reached: {before.pod} {before.reason}"
+                )
+            tried.clear()
+        return tried
 
     def _retry_or_raise(
         self, routed: Routed, tried: set[str], pod: str, exc: UpstreamError

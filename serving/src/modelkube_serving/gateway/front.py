@@ -9,7 +9,9 @@ admission, an error to render, /v1/models, the operations endpoints) the front r
 to the same gateway app, served by uvicorn on a loopback port, which answers as it always
 has. Both paths share one state (catalog, pod loads, admission, metrics); the front's path is
 only ever a shortcut through the other, and a request it routed to a pod that cannot be
-reached, or is draining, goes the other way too (whose retry picks another pod).
+reached, or is draining, goes the other way too, saying which pod it tried and why (the
+`x-modelkube-tried` header), so that the app's retry picks another pod and counts the retry
+as it would its own.
 
 What the router touches it touches between two of the loop's turns (the gate). A relay's end
 is booked there too, on the front's thread, unless it must wake one of the loop's waiters (a
@@ -91,17 +93,20 @@ class FrontRouter:
         client = self.forwarder.upstreams.client(pod)
         return client, partial(self._done, routed, pod, slot)
 
-    def _done(self, routed: Routed, pod: str, slot: Slot, status: int) -> None:
-        """On the front's thread, holding the gate; on the loop where a waiter must wake."""
+    def _done(self, routed: Routed, pod: str, slot: Slot, status: int | None) -> None:
+        """On the front's thread, holding the gate; on the loop where a waiter must wake.
+        `status` None: the pod could not answer and the request went on to the app, which
+        retries it on another pod and counts it then."""
         if self.stopping or self.forwarder.admission.queued:
             self.loop.call_soon_threadsafe(self._finish, routed, pod, slot, status)
         else:
             self._finish(routed, pod, slot, status)
 
-    def _finish(self, routed: Routed, pod: str, slot: Slot, status: int) -> None:
+    def _finish(self, routed: Routed, pod: str, slot: Slot, status: int | None) -> None:
         slot.release()
         self.forwarder.done(routed, pod)
-        self._counter(routed.model, routed.endpoint, status).inc()
+        if status is not None:
+            self._counter(routed.model, routed.endpoint, status).inc()
         self.in_flight -= 1
         if self.in_flight == 0:
             self._idle.set()
@@ -165,6 +170,7 @@ class FrontedServer(GatewayServer):
             breaker_failures=0,
         )
         app: Any = self.config.app
+        app.state.behind_front = True
         self.router = FrontRouter(app, asyncio.get_running_loop(), app.state.max_body_bytes)
         host, port = self.public
         try:

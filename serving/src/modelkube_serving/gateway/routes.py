@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from modelkube_serving.gateway.forward import Forwarder
+from modelkube_serving.gateway.forward import TRIED_HEADER, Forwarder, Tried
 from modelkube_serving.routes.deps import (
     client_key,
     require_api_key,
@@ -33,6 +33,11 @@ async def retrieve_model(model_id: str, request: Request) -> dict[str, Any]:
     return forwarder(request).model_card(model_id)
 
 
+def behind_front(request: Request) -> bool:
+    """Whether this app serves behind `--front native`, which passes it requests it tried."""
+    return bool(request.app.state.behind_front)
+
+
 async def chat_completions(request: Request) -> Response:
     return await _forward(request, "chat")
 
@@ -50,11 +55,12 @@ async def _forward(request: Request, endpoint: str) -> Response:
     gateway = forwarder(request)
     routed = gateway.prepare(endpoint, await request.body(), request.headers.get("authorization"))
     request.state.served_model = routed.model
+    before = Tried.parse(request.headers.get(TRIED_HEADER)) if behind_front(request) else None
     slot = await gateway.admit(routed, client_key(request))
     if routed.stream:
         try:
             # Watched too: the stream may be held while its model scales from zero.
-            opened = await until_disconnect(request, gateway.open_stream(routed), None)
+            opened = await until_disconnect(request, gateway.open_stream(routed, before), None)
         except BaseException:
             slot.release()
             raise
@@ -76,7 +82,7 @@ async def _forward(request: Request, endpoint: str) -> Response:
 
         return ClosingStreamingResponse(gateway.relay(stream, load), close)
     try:
-        answer = await until_disconnect(request, gateway.complete(routed), None)
+        answer = await until_disconnect(request, gateway.complete(routed, before), None)
     finally:
         slot.release()
     if answer is None:  # the client left; nobody reads this
