@@ -46,7 +46,7 @@ def test_the_gateway_runs_with_its_flags_service_and_rbac() -> None:
     ]
 
 
-def test_the_gateway_front_is_uvicorn_unless_set_and_only_the_two_are_taken() -> None:
+def test_the_gateway_front_is_native_unless_set_and_only_the_two_are_taken() -> None:
     def args(*sets: str) -> list[str]:
         docs = render(CHART / "ci" / "gateway-values.yaml", *sets)
         deployments = {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")}
@@ -54,7 +54,7 @@ def test_the_gateway_front_is_uvicorn_unless_set_and_only_the_two_are_taken() ->
         found: list[str] = container["args"]
         return found
 
-    assert "--front=uvicorn" in args()
-    assert "--front=native" in args("gateway.front=native")
+    assert "--front=native" in args()
+    assert "--front=uvicorn" in args("gateway.front=uvicorn")
     with pytest.raises(AssertionError, match="at '/gateway/front': value must be one of"):
         render(CHART / "ci" / "gateway-values.yaml", "gateway.front=rust")

@@ -113,7 +113,9 @@ def served(
     cp = node_control_plane
     started = time.monotonic()
     # A hold long enough for a cold start on a loaded 2-core machine (the default is 120 s).
-    release = install(cp, node, f"gateway.holdTimeoutSeconds={HOLD_S}")
+    # On uvicorn until the upgrade below moves the running release onto the native front (the
+    # default) under load.
+    release = install(cp, node, f"gateway.holdTimeoutSeconds={HOLD_S}", "gateway.front=uvicorn")
     docs = [*adapters_claim(SERVING, str(adapter_volume)), *_modelservices()]
     cp.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
     client = openai.OpenAI(base_url=f"{release.url}/v1", api_key="unused", max_retries=0)

@@ -56,10 +56,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--front",
         choices=["uvicorn", "native"],
-        default="uvicorn",
-        help="what serves the gateway's port: uvicorn, or the Rust core's HTTP server, which "
+        default="native",
+        help="what serves the gateway's port: the Rust core's HTTP server (native), which "
         "relays what it can route at once itself and the rest to the same app on a loopback "
-        "port",
+        "port, or uvicorn alone",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(run=run)
