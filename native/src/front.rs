@@ -42,8 +42,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use modelkube_core::CoreError;
 use modelkube_core::upstream::UpstreamClient as CoreClient;
+use modelkube_core::CoreError;
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -278,7 +278,9 @@ async fn handle(request: Request<Incoming>, router: Arc<Router>) -> Result<Answe
                 Ok(answer) => answer,
                 Err(passed) => {
                     let mut outgoing = outgoing;
-                    outgoing.headers.push((TRIED.to_owned(), passed.tried(&client)));
+                    outgoing
+                        .headers
+                        .push((TRIED.to_owned(), passed.tried(&client)));
                     relay_to_fallback(fallback, &outgoing).await
                 }
             }
