@@ -112,6 +112,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         default=1,
         help="llama.cpp's threads per replica (the replicas share this machine's cores)",
     )
+    p.add_argument(
+        "--front",
+        choices=["native", "uvicorn"],
+        default="native",
+        help="the gateway's --front in the sessions (--latency-only times both)",
+    )
     p.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "gateway.json")
     args = p.parse_args(argv)
     if args.engine == "llamacpp" and args.model == "builtin://tiny":
@@ -145,7 +151,7 @@ def _start_gateway(
     namespace: str = NAMESPACE,
     *,
     load_bound: float = DEFAULT_BOUND_FACTOR,
-    front: str = "uvicorn",
+    front: str = "native",
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     command = [
@@ -321,7 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pods = _start_pods(args, work)
         _publish(cp, pods)
-        gateway_proc, gateway = _start_gateway(cp, work, load_bound=args.load_bound)
+        # --latency-only times the gateway on uvicorn and, beside it, on the native front.
+        front = "uvicorn" if args.latency_only else args.front
+        gateway_proc, gateway = _start_gateway(cp, work, load_bound=args.load_bound, front=front)
         _wait_models(gateway)
         if args.latency_only:
             front_proc, fronted = _start_gateway(
