@@ -357,6 +357,23 @@ def test_a_stopping_gateway_answers_held_requests_503_and_lets_streams_finish(
     assert registry.get_sample_value(GATEWAY_HOLDS, {"model": "ghost", "outcome": "shutdown"}) == 1
 
 
+def test_a_client_cannot_say_what_the_front_tried(
+    client: openai.OpenAI, gateway: InProcessGateway, published: dict[str, Pod]
+) -> None:
+    """The native front drops a client's x-modelkube-tried; uvicorn's app, serving alone,
+    does not read it: believed, a `timeout` would be a 504 and the others a counted retry."""
+    pod = endpoint(published["chat-0"].port)
+    for reason in ("timeout", "refused", "gone", "draining"):
+        answer = client.chat.completions.create(
+            model="chat",
+            messages=chat("hi"),
+            max_tokens=2,
+            extra_headers={"x-modelkube-tried": f"{pod} {reason}"},
+        )
+        assert answer.model == "chat"
+    assert gateway.metric(GATEWAY_RETRIES, model="chat") == 0
+
+
 def test_a_pod_killed_mid_request_is_retried_on_the_other(
     client: openai.OpenAI, gateway: InProcessGateway, published: dict[str, Pod]
 ) -> None:

@@ -101,6 +101,11 @@ def test_routes_by_model_and_adapter_from_the_front_and_the_rest_through_the_app
     authorization=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40).map(
         str.strip
     ),
+    # A client forging the front's own header: dropped, whatever it says.
+    tried=st.one_of(
+        st.sampled_from(["10.9.9.9:1 refused", "127.0.0.1:1 gone", "x timeout", "y draining"]),
+        st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40).map(str.strip),
+    ),
 )
 def test_generated_requests_through_the_front_never_fail_it(
     gateway: InProcessGateway,
@@ -110,10 +115,15 @@ def test_generated_requests_through_the_front_never_fail_it(
     method: str,
     path: str,
     authorization: str,
+    tried: str,
 ) -> None:
     fuzz._check(fuzz._post(f"{gateway.url}/v1/chat/completions", body), chat=True)
     fuzz._check(fuzz._post(f"{gateway.url}/v1/completions", text), chat=False)
-    headers = {"content-type": "application/json", "authorization": authorization}
+    headers = {
+        "content-type": "application/json",
+        "authorization": authorization,
+        "x-modelkube-tried": tried,
+    }
     url = f"{gateway.url}/v1/chat/completions"
     fuzz._check(httpx.post(url, content=raw, headers=headers, timeout=30), chat=True)
     anything = httpx.request(method, f"{gateway.url}{path}", content=raw, timeout=30)
