@@ -206,12 +206,12 @@ class Forwarder:
             return tried
         if before.reason == "timeout":
             raise UpstreamTimedOut(f"the model's pod {before.pod} did not answer in time")
-        if not self._may_retry(routed, tried, before.pod, before.reason):
-            if before.reason != "draining":  # a draining pod still answers: its 503 is passed on
-                raise UpstreamUnreachable(
-                    f"the model's pods could not be reached: {before.pod} {before.reason}"
-                )
-            tried.clear()
+        retried = self._may_retry(routed, tried, before.pod, before.reason)
+        # With no other pod, a draining one is asked again: its 503 is then passed on.
+        if not retried and before.reason != "draining":
+            raise UpstreamUnreachable(
+                f"the model's pods could not be reached: {before.pod} {before.reason}"
+            )
         return tried
 
     def _retry_or_raise(
