@@ -45,16 +45,19 @@ def unraisable(monkeypatch: pytest.MonkeyPatch) -> list[BaseException | None]:
     return got
 
 
-def start(fronts: list[HttpFront], router: object) -> str:
-    front = HttpFront("127.0.0.1", 0, router)  # type: ignore[arg-type]
+def start(fronts: list[HttpFront], router: object, fallback: UpstreamClient | None = None) -> str:
+    front = HttpFront("127.0.0.1", 0, router, fallback=fallback)  # type: ignore[arg-type]
     fronts.append(front)
     return f"http://127.0.0.1:{front.port}"
 
 
-def start_with_done(fronts: list[HttpFront], client: UpstreamClient) -> tuple[str, list[object]]:
+def start_with_done(
+    fronts: list[HttpFront], client: UpstreamClient, fallback: UpstreamClient | None = None
+) -> tuple[str, list[object]]:
     """A front relaying everything to `client`; what each relay's `done` was called with."""
     done: list[object] = []
-    return start(fronts, lambda method, path, authorization, body: (client, done.append)), done
+    router = lambda method, path, authorization, body: (client, done.append)  # noqa: E731
+    return start(fronts, router, fallback), done
 
 
 def refusing_upstream() -> tuple[UpstreamClient, int]:
@@ -315,16 +318,9 @@ def test_a_routed_upstream_that_cannot_be_reached_goes_to_the_fallback_after_don
     runtime: InProcessRuntime, front_of: list[HttpFront]
 ) -> None:
     gone, _ = refusing_upstream()
-    done: list[int | None] = []
-    front = HttpFront(
-        "127.0.0.1",
-        0,
-        lambda method, path, authorization, body: (gone, done.append),
-        fallback=UpstreamClient(runtime.url),
-    )
-    front_of.append(front)
+    url, done = start_with_done(front_of, gone, UpstreamClient(runtime.url))
     answer = openai.OpenAI(
-        base_url=f"http://127.0.0.1:{front.port}/v1", api_key="unused", max_retries=0
+        base_url=f"{url}/v1", api_key="unused", max_retries=0
     ).chat.completions.create(
         model="tiny", messages=[{"role": "user", "content": "hello"}], max_tokens=2
     )
@@ -339,16 +335,9 @@ def test_a_draining_upstream_goes_to_the_fallback(
         whole_answer("503 Service Unavailable", b'{"error": {"message": "draining"}}')
     )
     draining = UpstreamClient(upstream, max_retries=0, breaker_failures=0)
-    done: list[int | None] = []
-    front = HttpFront(
-        "127.0.0.1",
-        0,
-        lambda method, path, authorization, body: (draining, done.append),
-        fallback=UpstreamClient(runtime.url),
-    )
-    front_of.append(front)
+    url, done = start_with_done(front_of, draining, UpstreamClient(runtime.url))
     chat = {"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2}
-    answer = httpx.post(f"http://127.0.0.1:{front.port}/v1/chat/completions", json=chat)
+    answer = httpx.post(f"{url}/v1/chat/completions", json=chat)
     thread.join(10)
     assert answer.status_code == 200 and answer.json()["object"] == "chat.completion"
     assert done == [None]
