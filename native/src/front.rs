@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -274,7 +274,7 @@ async fn handle(request: Request<Incoming>, router: Arc<Router>) -> Result<Answe
     let fallback = router.fallback.as_ref();
     Ok(match decision {
         Routed::Relay(client, done) => {
-            match relay(&client, &outgoing, done, fallback.is_some()).await {
+            match relay(&client, &outgoing, done, fallback.is_some(), false).await {
                 Ok(answer) => answer,
                 Err(passed) => {
                     let mut outgoing = outgoing;
@@ -303,7 +303,7 @@ async fn relay_to_fallback(fallback: Option<&Arc<CoreClient>>, outgoing: &Outgoi
             "invalid_request_error",
         );
     };
-    match relay(fallback, outgoing, None, false).await {
+    match relay(fallback, outgoing, None, false, true).await {
         Ok(answer) => answer,
         Err(passed) => passed.answer,
     }
@@ -338,12 +338,14 @@ fn unreached(error: &CoreError) -> &'static str {
 
 /// Sends `outgoing` through `client` and streams its answer back. With `may_pass`, an upstream
 /// that cannot be reached or answers 503 is `Err`: `done` is called with None, and the
-/// caller tries the fallback.
+/// caller tries the fallback. With `closes_with_upstream` (the fallback: this gateway's own
+/// app), an answer that ends its connection (the app is stopping) ends the client's too.
 async fn relay(
     client: &Arc<CoreClient>,
     outgoing: &Outgoing,
     done: Option<Done>,
     may_pass: bool,
+    closes_with_upstream: bool,
 ) -> Result<Answer, Passed> {
     let sent = client
         .send(
@@ -383,7 +385,10 @@ async fn relay(
         });
     }
     let status = upstream.status;
-    let headers = relayed_answer_headers(&upstream.headers);
+    let mut headers = relayed_answer_headers(&upstream.headers);
+    if closes_with_upstream && closes(&upstream.headers) {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     let event_stream = headers
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
@@ -402,6 +407,16 @@ async fn relay(
     *answer.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     *answer.headers_mut() = headers;
     Ok(answer)
+}
+
+/// Whether an answer's `connection` header ends its connection.
+fn closes(headers: &[(String, String)]) -> bool {
+    headers.iter().any(|(name, value)| {
+        name == "connection"
+            && value
+                .split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("close"))
+    })
 }
 
 fn relayed_request_headers(headers: &HeaderMap) -> Headers {

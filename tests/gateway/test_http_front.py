@@ -369,3 +369,27 @@ def test_the_fallback_is_told_what_was_tried_and_a_client_cannot_say_it(
     assert tried(routed) == [f"x-modelkube-tried: 127.0.0.1:{port} refused".encode()]
     assert tried(left) == []  # only the front says what it tried
     assert b"x-kept: yes" in routed and b"x-kept: yes" in left  # the client's others go on
+
+
+def test_a_fallback_ending_its_connection_ends_the_clients_and_a_pod_doing_so_does_not(
+    front_of: list[HttpFront],
+) -> None:
+    """The fallback is the gateway's own app: it says `connection: close` when it stops, and
+    the client must hear it; a pod's connection is the front's own business."""
+    upstream, thread, _ = raw_upstream(*[whole_answer("200 OK", b"{}")] * 2)
+    pod = UpstreamClient(upstream, max_retries=0, breaker_failures=0)
+    routes = iter([(pod, lambda status: None), None])  # routed, then left to the fallback
+    front = HttpFront(
+        "127.0.0.1",
+        0,
+        lambda method, path, authorization, body: next(routes),
+        fallback=UpstreamClient(upstream),
+    )
+    front_of.append(front)
+    with httpx.Client(base_url=f"http://127.0.0.1:{front.port}") as http:
+        routed = http.post("/v1/completions", content=b"{}")
+        left = http.post("/v1/completions", content=b"{}")
+    thread.join(10)
+    assert routed.status_code == left.status_code == 200
+    assert "connection" not in routed.headers
+    assert left.headers["connection"] == "close"
