@@ -88,6 +88,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument("--latency-requests", type=int, default=200, help="rounds of the latency loop")
     p.add_argument(
+        "--latency-pause-ms",
+        type=float,
+        default=20.0,
+        help="idle time after each request of the latency loop: what one target leaves to do "
+        "after its answer is over before the next is timed (0: back to back)",
+    )
+    p.add_argument(
         "--latency-only",
         action="store_true",
         help="only the added latency (and its floor), on the replicas as started",
@@ -277,7 +284,15 @@ def _configuration(
                 )
                 _log(f"{mode}, paced: {results['paced'][mode]}")
         endpoints = [endpoint(p.port) for p in pods["gateway"]]
-        results.update(added_latency(gateway, endpoints, work, args.latency_requests).as_dict())
+        results.update(
+            added_latency(
+                gateway,
+                endpoints,
+                work,
+                args.latency_requests,
+                pause_s=args.latency_pause_ms / 1000,
+            ).as_dict()
+        )
     finally:
         for pod in pods["direct"] + pods["gateway"]:
             pod.stop()
@@ -401,7 +416,9 @@ def _latency_only(
     pods: list[RuntimeProcess],
 ) -> int:
     endpoints = [endpoint(p.port) for p in pods]
-    latency = added_latency(gateway, endpoints, work, args.latency_requests, fronted)
+    latency = added_latency(
+        gateway, endpoints, work, args.latency_requests, fronted, args.latency_pause_ms / 1000
+    )
     print(latency_line(latency))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     payload = {"args": {k: str(v) for k, v in vars(args).items()}, **latency.as_dict()}

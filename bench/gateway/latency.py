@@ -101,9 +101,17 @@ def _posts_ok(url: str) -> bool:
 
 
 def added_latency(
-    gateway: str, endpoints: list[str], logs: Path, rounds: int, fronted: str | None = None
+    gateway: str,
+    endpoints: list[str],
+    logs: Path,
+    rounds: int,
+    fronted: str | None = None,
+    pause_s: float = 0.0,
 ) -> AddedLatency:
-    """`fronted`: a `modelkube gateway --front native` on the same pods, timed beside."""
+    """`fronted`: a `modelkube gateway --front native` on the same pods, timed beside;
+    `pause_s`: the idle time after each request, so that work one target leaves after its
+    answer (a gateway's bookkeeping, its event loop's next turn) is over before the next
+    target's request is timed, and is not counted in that one's time."""
     home = home_pod(endpoints)
     floors = {name: start_floor(home, logs, *how) for name, how in FLOORS.items()}
     try:
@@ -111,7 +119,7 @@ def added_latency(
         urls["gateway"] = gateway
         if fronted is not None:
             urls["gateway on the front"] = fronted
-        times = _interleaved(urls, rounds)
+        times = _interleaved(urls, rounds, pause_s)
     finally:
         for proc, _ in floors.values():
             proc.terminate()
@@ -130,7 +138,7 @@ def added_latency(
     )
 
 
-def _interleaved(urls: dict[str, str], rounds: int) -> dict[str, list[float]]:
+def _interleaved(urls: dict[str, str], rounds: int, pause_s: float) -> dict[str, list[float]]:
     names = list(urls)
     times: dict[str, list[float]] = {name: [] for name in names}
     with httpx.Client(timeout=30) as http:
@@ -142,4 +150,6 @@ def _interleaved(urls: dict[str, str], rounds: int) -> dict[str, list[float]]:
                 started = time.perf_counter()
                 http.post(f"{urls[name]}/v1/chat/completions", json=BODY).raise_for_status()
                 times[name].append(time.perf_counter() - started)
+                if pause_s:
+                    time.sleep(pause_s)
     return times

@@ -28,8 +28,10 @@ What the columns mean:
 - paced: new sessions whose users pause before each later turn (the same pauses in both
   modes); the closed-loop tables keep every replica saturated, these leave room.
 - gateway added latency p50: the p50 of 1-token requests through the gateway minus the p50 of
-  the same requests sent straight to the pod it picks, interleaved; it includes the extra
-  loopback hop, so it moves with the machine's load. The floor is the same through a bare
+  the same requests sent straight to the pod it picks, interleaved, with an idle pause after
+  each request (--latency-pause-ms, 20 by default) so that what one target still does after
+  its answer (a gateway's bookkeeping, its event loop's next turn) is over before the next
+  target is timed; it includes the extra loopback hop, so it moves with the machine's load. The floor is the same through a bare
   pass-through (bench/gateway/floor.py: uvicorn, no framework, the same native HTTP client),
   timed in the same loop: what any proxy of this kind adds here; and once more with the
   pass-through's upstream call on the event loop's own socket, which tells the native client's
