@@ -29,14 +29,15 @@ What the columns mean:
   modes); the closed-loop tables keep every replica saturated, these leave room.
 - gateway added latency p50: the p50 of 1-token requests through the gateway minus the p50 of
   the same requests sent straight to the pod it picks, interleaved, with an idle pause after
-  each request (--latency-pause-ms, 20 by default) so that what one target still does after
-  its answer (a gateway's bookkeeping, its event loop's next turn) is over before the next
-  target is timed; it includes the extra loopback hop, so it moves with the machine's load. The floor is the same through a bare
-  pass-through (bench/gateway/floor.py: uvicorn, no framework, the same native HTTP client),
-  timed in the same loop: what any proxy of this kind adds here; and once more with the
-  pass-through's upstream call on the event loop's own socket, which tells the native client's
-  crossing into tokio and back from the rest of the floor; and once more served by the Rust
-  core's HttpFront instead of uvicorn: what the relay adds with no event loop on its path."""
+  each request (--latency-pause-ms, 20 by default) so that what one target still does after its
+  answer (a gateway's bookkeeping, its event loop's next turn) is over before the next target is
+  timed; it includes the extra loopback hop, so it moves with the machine's load. The floor is
+  the same through a bare pass-through (bench/gateway/floor.py: uvicorn, no framework, the same
+  native HTTP client), timed in the same loop: what any proxy of this kind adds here; and once
+  more with the pass-through's upstream call on the event loop's own socket, which tells the
+  native client's crossing into tokio and back from the rest of the floor; and once more served
+  by the Rust core's HttpFront instead of uvicorn: what the relay adds with no event loop on its
+  path."""
 
 
 def percentile(values: list[float], q: float) -> float:
