@@ -27,7 +27,9 @@
 //! draining), goes to the fallback too, after its `done(None)` (None: this relay answered no
 //! one), with the try it had in `x-modelkube-tried: <upstream host:port> <refused|gone|timeout|
 //! draining>`, so that the fallback's own routing retries it as if it had made that try itself.
-//! The same header from a client is dropped: only the front says what it tried.
+//! The same header from a client is dropped: only the front says what it tried. Once the front
+//! is closed, every answer it starts says `connection: close`, as uvicorn's do once it stops,
+//! so that a client's next request goes to another gateway replica.
 //! What the router raises is a 500 with OpenAI's error body, the exception going to
 //! `sys.unraisablehook`; the server goes on.
 
@@ -120,6 +122,7 @@ impl HttpFront {
             call: router,
             gate: gate.map(Arc::new),
             fallback: fallback.map(|f| f.core()),
+            stopped: stopped.clone(),
         });
         runtime.spawn(serve(listener, router, stopped));
         Ok(HttpFront {
@@ -147,6 +150,8 @@ struct Router {
     call: Py<PyAny>,
     gate: Option<Arc<Py<Gate>>>,
     fallback: Option<Arc<CoreClient>>,
+    /// True once the front is closed.
+    stopped: watch::Receiver<bool>,
 }
 
 impl Router {
@@ -272,9 +277,9 @@ async fn handle(request: Request<Incoming>, router: Arc<Router>) -> Result<Answe
         body,
     };
     let fallback = router.fallback.as_ref();
-    Ok(match decision {
+    let mut answer = match decision {
         Routed::Relay(client, done) => {
-            match relay(&client, &outgoing, done, fallback.is_some(), false).await {
+            match relay(&client, &outgoing, done, fallback.is_some()).await {
                 Ok(answer) => answer,
                 Err(passed) => {
                     let mut outgoing = outgoing;
@@ -292,7 +297,15 @@ async fn handle(request: Request<Incoming>, router: Arc<Router>) -> Result<Answe
             "The server had an error while processing your request.",
             "server_error",
         ),
-    })
+    };
+    if *router.stopped.borrow() {
+        // hyper says the same once its graceful shutdown reaches this connection, which may
+        // be after an answer that was waiting (a request held until the gateway stopped).
+        answer
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(answer)
 }
 
 async fn relay_to_fallback(fallback: Option<&Arc<CoreClient>>, outgoing: &Outgoing) -> Answer {
@@ -303,7 +316,7 @@ async fn relay_to_fallback(fallback: Option<&Arc<CoreClient>>, outgoing: &Outgoi
             "invalid_request_error",
         );
     };
-    match relay(fallback, outgoing, None, false, true).await {
+    match relay(fallback, outgoing, None, false).await {
         Ok(answer) => answer,
         Err(passed) => passed.answer,
     }
@@ -338,14 +351,12 @@ fn unreached(error: &CoreError) -> &'static str {
 
 /// Sends `outgoing` through `client` and streams its answer back. With `may_pass`, an upstream
 /// that cannot be reached or answers 503 is `Err`: `done` is called with None, and the
-/// caller tries the fallback. With `closes_with_upstream` (the fallback: this gateway's own
-/// app), an answer that ends its connection (the app is stopping) ends the client's too.
+/// caller tries the fallback.
 async fn relay(
     client: &Arc<CoreClient>,
     outgoing: &Outgoing,
     done: Option<Done>,
     may_pass: bool,
-    closes_with_upstream: bool,
 ) -> Result<Answer, Passed> {
     let sent = client
         .send(
@@ -385,10 +396,7 @@ async fn relay(
         });
     }
     let status = upstream.status;
-    let mut headers = relayed_answer_headers(&upstream.headers);
-    if closes_with_upstream && closes(&upstream.headers) {
-        headers.insert(CONNECTION, HeaderValue::from_static("close"));
-    }
+    let headers = relayed_answer_headers(&upstream.headers);
     let event_stream = headers
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
@@ -407,16 +415,6 @@ async fn relay(
     *answer.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     *answer.headers_mut() = headers;
     Ok(answer)
-}
-
-/// Whether an answer's `connection` header ends its connection.
-fn closes(headers: &[(String, String)]) -> bool {
-    headers.iter().any(|(name, value)| {
-        name == "connection"
-            && value
-                .split(',')
-                .any(|token| token.trim().eq_ignore_ascii_case("close"))
-    })
 }
 
 fn relayed_request_headers(headers: &HeaderMap) -> Headers {

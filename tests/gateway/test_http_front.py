@@ -7,6 +7,7 @@ import socket
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -371,25 +372,30 @@ def test_the_fallback_is_told_what_was_tried_and_a_client_cannot_say_it(
     assert b"x-kept: yes" in routed and b"x-kept: yes" in left  # the client's others go on
 
 
-def test_a_fallback_ending_its_connection_ends_the_clients_and_a_pod_doing_so_does_not(
+def test_an_answer_started_after_the_front_closed_closes_its_connection(
     front_of: list[HttpFront],
 ) -> None:
-    """The fallback is the gateway's own app: it says `connection: close` when it stops, and
-    the client must hear it; a pod's connection is the front's own business."""
-    upstream, thread, _ = raw_upstream(*[whole_answer("200 OK", b"{}")] * 2)
-    pod = UpstreamClient(upstream, max_retries=0, breaker_failures=0)
-    routes = iter([(pod, lambda status: None), None])  # routed, then left to the fallback
-    front = HttpFront(
-        "127.0.0.1",
-        0,
-        lambda method, path, authorization, body: next(routes),
-        fallback=UpstreamClient(upstream),
-    )
+    """As uvicorn's once it stops: the client's next request goes to another gateway replica.
+    Here the answer waits in the router until the front is closed (as a held request waits in
+    the app for the gateway's shutdown)."""
+    entered, release = threading.Event(), threading.Event()
+
+    def router(method: str, path: str, authorization: str | None, body: bytes) -> object:
+        if path == "/held":
+            entered.set()
+            release.wait(10)
+        return 503, b'{"error": {"message": "shutting down"}}'
+
+    front = HttpFront("127.0.0.1", 0, router)  # type: ignore[arg-type]
     front_of.append(front)
-    with httpx.Client(base_url=f"http://127.0.0.1:{front.port}") as http:
-        routed = http.post("/v1/completions", content=b"{}")
-        left = http.post("/v1/completions", content=b"{}")
-    thread.join(10)
-    assert routed.status_code == left.status_code == 200
-    assert "connection" not in routed.headers
-    assert left.headers["connection"] == "close"
+    url = f"http://127.0.0.1:{front.port}"
+    with httpx.Client(base_url=url) as http:
+        assert "connection" not in http.post("/open", content=b"{}").headers
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(http.post, "/held", content=b"{}")
+            assert entered.wait(10)
+            front.close()
+            release.set()
+            answer = held.result(10)
+    assert answer.status_code == 503
+    assert answer.headers["connection"] == "close"
