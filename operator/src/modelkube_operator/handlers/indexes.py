@@ -67,15 +67,18 @@ def jobs_in(jobs: JobsIndex, namespace: str) -> dict[str, Mapping[str, Any]]:
     return {job["metadata"]["name"]: job for job in jobs.get(namespace, [])}
 
 
-def owners_of(child: kopf.Body, owners: OwnersIndex) -> Iterator[dict[str, Any]]:
+def owners_of(child: kopf.Body, owners: OwnersIndex) -> list[dict[str, Any]]:
     """The live owners of a child: the same uid as its reference (not a namesake re-created
-    since), and not being deleted."""
+    since), and not being deleted. A list, read at once: kopf changes its indexes while the
+    caller awaits, and a generator suspended inside one raised "dictionary changed size during
+    iteration" (a namespace deleted under the operator)."""
     namespace = child.metadata.namespace or ""
-    for ref in _owner_refs(child):
-        for owner in owners.get(owner_key(ref["kind"], namespace, ref["name"]), []):
-            meta = owner["metadata"]
-            if meta["uid"] == ref["uid"] and not meta.get("deletionTimestamp"):
-                yield owner
+    return [
+        owner
+        for ref in _owner_refs(child)
+        for owner in owners.get(owner_key(ref["kind"], namespace, ref["name"]), [])
+        if owner["metadata"]["uid"] == ref["uid"] and not owner["metadata"].get("deletionTimestamp")
+    ]
 
 
 def as_body(owner: Mapping[str, Any]) -> kopf.Body:

@@ -30,9 +30,9 @@ async def reconcile(
     """Reconcile one ModelService (its own event when `child` is None), counted, with its
     condition transitions posted as Events. Raises what the reconcile raised."""
     key = key_of(body)
-    run = reconcile_modelservice(
-        state.kube, body, children.get(key, []), jobs_in(jobs, key[1]), child
-    )
+    # Snapshots: kopf changes its indexes while the reconcile awaits.
+    present = list(children.get(key, []))
+    run = reconcile_modelservice(state.kube, body, present, jobs_in(jobs, key[1]), child)
     await reconciled(state.kube, KIND, body, run)
 
 
@@ -59,5 +59,5 @@ async def program_source_changed(
             return  # a label or annotation edit, or a resync of the watch
         state.program_sources[key] = seen
     for service in sorted(set(sources[key])):
-        for owner in owners.get((KIND, key[0], service), []):
+        for owner in list(owners.get((KIND, key[0], service), [])):  # changes as we await
             await settle(state, owner, reconcile(state, owner, children, jobs))
